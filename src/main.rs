@@ -1,0 +1,27 @@
+//! The `canary-xds` binary: parses flags, sets up logging and hands over to the library.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use canary_xds::cli::{Cli, Command, Format};
+use canary_xds::{check, report};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check(args) => {
+            let compiled = check::check_dir(&args.dir, args.max_file_size);
+            let fleet = (!args.all_fleets).then_some(args.fleet.as_str());
+            let text = match args.format {
+                Format::Table => report::table(&compiled.tables, fleet, &compiled.diagnostics),
+                Format::Json => report::json(&compiled.tables, fleet, &compiled.diagnostics),
+            };
+            if std::io::stdout().write_all(text.as_bytes()).is_err() {
+                return ExitCode::from(1);
+            }
+            ExitCode::from(check::exit_code(&compiled) as u8)
+        }
+    }
+}

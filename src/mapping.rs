@@ -1,0 +1,239 @@
+//! The Mapping as canary-xds understands it: typed, validated and defaulted.
+//!
+//! `parse` builds these from YAML; nothing after it re-checks a field. A Mapping's fields fall in
+//! four parts: what selects its route (`RouteKey`), where its share of traffic goes (`Service`,
+//! `ClusterSettings`), what its route does to a request (`RouteSettings`), and what is done to the
+//! requests sent to this backend only (`BackendSettings`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::diagnostic::Location;
+
+/// The fleet a Mapping belongs to when it names no `ambassador_id`.
+pub const DEFAULT_FLEET: &str = "default";
+
+/// A weight in hundredths of a percent ("basis points"): 10000 is 100%.
+pub type Bp = u32;
+
+/// 100% in hundredths of a percent.
+pub const FULL: Bp = 10_000;
+
+/// What makes a Mapping unique: its namespace and name.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct MappingId {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl fmt::Display for MappingId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.namespace == "default" {
+            f.write_str(&self.name)
+        } else {
+            write!(f, "{}.{}", self.name, self.namespace)
+        }
+    }
+}
+
+/// Where a Mapping was read from. Ordered by path order: file, then document.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Origin {
+    pub file: String,
+    pub document: usize,
+    pub line: u64,
+    pub column: u64,
+}
+
+impl Origin {
+    pub fn location(&self) -> Location {
+        Location::new(self.file.clone(), self.line, self.column)
+    }
+}
+
+/// A validated Mapping.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Mapping {
+    pub id: MappingId,
+    pub origin: Origin,
+    /// The fleets (`ambassador_id`s) this Mapping applies to; never empty.
+    pub fleets: BTreeSet<String>,
+    pub key: RouteKey,
+    pub service: Service,
+    /// The explicit weight, in hundredths of a percent; `None` when the Mapping has none.
+    pub weight: Option<Bp>,
+    /// A shadow Mapping mirrors traffic instead of taking a share.
+    pub shadow: bool,
+    pub cluster: ClusterSettings,
+    pub route: RouteSettings,
+    pub backend: BackendSettings,
+    /// Where each field given in the YAML was, for diagnostics about it.
+    pub fields: BTreeMap<&'static str, Location>,
+}
+
+impl Mapping {
+    /// The location of `field` if the YAML gave it, else of the Mapping itself.
+    pub fn field_location(&self, field: &str) -> Location {
+        self.fields
+            .get(field)
+            .cloned()
+            .unwrap_or_else(|| self.origin.location())
+    }
+}
+
+/// Everything that decides which requests a route matches. Mappings with equal keys form one
+/// route and share its traffic. Maps and sets make header and query matchers order-free.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct RouteKey {
+    pub precedence: i32,
+    /// Lower-case host, or a regex when `host_regex`; `None` matches any host.
+    pub host: Option<String>,
+    pub host_regex: bool,
+    /// Upper-case HTTP method; `None` matches any method.
+    pub method: Option<String>,
+    pub prefix: String,
+    pub prefix_regex: bool,
+    pub case_sensitive: bool,
+    pub headers: BTreeMap<String, HeaderMatch>,
+    pub regex_headers: BTreeMap<String, String>,
+    pub query_parameters: BTreeMap<String, HeaderMatch>,
+}
+
+impl RouteKey {
+    /// How many matchers beyond the path this route has: more specific routes go first.
+    pub fn matcher_count(&self) -> usize {
+        usize::from(self.host.is_some())
+            + usize::from(self.method.is_some())
+            + self.headers.len()
+            + self.regex_headers.len()
+            + self.query_parameters.len()
+    }
+
+    /// A canonical text of the header and query matchers, used to order routes.
+    pub fn matcher_text(&self) -> String {
+        let mut s = String::new();
+        for (k, v) in &self.headers {
+            s.push_str(&format!("h:{k}={v};"));
+        }
+        for (k, v) in &self.regex_headers {
+            s.push_str(&format!("r:{k}~{v};"));
+        }
+        for (k, v) in &self.query_parameters {
+            s.push_str(&format!("q:{k}={v};"));
+        }
+        s
+    }
+}
+
+/// How a header or query parameter must look for a route to match.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum HeaderMatch {
+    /// The value must equal this string.
+    Exact(String),
+    /// The header or parameter must be present, with any value.
+    Present,
+}
+
+impl fmt::Display for HeaderMatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HeaderMatch::Exact(v) => write!(f, "{v:?}"),
+            HeaderMatch::Present => f.write_str("present"),
+        }
+    }
+}
+
+impl Serialize for HeaderMatch {
+    /// `true` for presence, the string for an exact match: the shape of the YAML.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            HeaderMatch::Exact(v) => s.serialize_str(v),
+            HeaderMatch::Present => s.serialize_bool(true),
+        }
+    }
+}
+
+/// Plain HTTP or TLS to the upstream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scheme {
+    Http,
+    Https,
+}
+
+impl Scheme {
+    pub fn default_port(self) -> u16 {
+        match self {
+            Scheme::Http => 80,
+            Scheme::Https => 443,
+        }
+    }
+}
+
+/// The upstream a Mapping sends its share to: `[scheme://]host[:port]`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Service {
+    pub scheme: Scheme,
+    /// A DNS name or an IP address (IPv6 without brackets).
+    pub host: String,
+    pub port: u16,
+    /// The text as written, for people.
+    pub raw: String,
+}
+
+impl Service {
+    pub fn is_ip(&self) -> bool {
+        self.host.parse::<std::net::IpAddr>().is_ok()
+    }
+}
+
+/// Settings of the Envoy cluster a Mapping's traffic goes through.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct ClusterSettings {
+    pub connect_timeout_ms: u64,
+    /// HTTP/2 to the upstream.
+    pub grpc: bool,
+    pub cluster_tag: Option<String>,
+}
+
+/// Settings that act on the whole route (Envoy's RouteAction). They may differ between the
+/// Mappings of one route; each Mapping keeps its own.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct RouteSettings {
+    /// The prefix rewrite; `None` leaves the path alone (`rewrite: ""`).
+    pub rewrite: Option<String>,
+    /// 0 disables the timeout, as in Envoy.
+    pub timeout_ms: u64,
+    pub idle_timeout_ms: Option<u64>,
+    pub retry_policy: Option<RetryPolicy>,
+    /// Upgrade types allowed (`websocket`...), lower-case.
+    pub upgrades: BTreeSet<String>,
+}
+
+/// Ambassador's `retry_policy`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct RetryPolicy {
+    pub retry_on: Option<String>,
+    pub num_retries: Option<u32>,
+    pub per_try_timeout_ms: Option<u64>,
+}
+
+/// Settings that act only on the requests sent to this Mapping's backend (Envoy's
+/// ClusterWeight): Ambassador merges them across a route; canary-xds keeps them per backend.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct BackendSettings {
+    pub host_rewrite: Option<String>,
+    pub add_request_headers: BTreeMap<String, AddHeader>,
+    pub add_response_headers: BTreeMap<String, AddHeader>,
+    pub remove_request_headers: BTreeSet<String>,
+    pub remove_response_headers: BTreeSet<String>,
+}
+
+/// A header to add, and whether to append to an existing value or replace it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct AddHeader {
+    pub value: String,
+    pub append: bool,
+}

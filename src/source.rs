@@ -1,0 +1,472 @@
+//! The edge of the pipeline: finding and reading the Mapping files of a directory.
+//!
+//! The directory is read recursively for `*.yaml` and `*.yml`, in sorted relative-path order.
+//! Hidden files and directories are skipped; a Kubernetes ConfigMap mount (top-level symlinks
+//! into `..data`, itself a symlink to a hidden timestamped directory) is therefore read through
+//! its top-level symlinks, each file once. Symlinks are followed only when they resolve inside
+//! the directory. `Loader` remembers what it read, so that a rescan re-reads only files whose
+//! size, modification time or inode changed, and re-parses only files whose content changed.
+
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use sha2::{Digest, Sha256};
+
+use crate::diagnostic::{Diagnostic, Location};
+use crate::parse::{ParsedFile, parse_file};
+
+/// The default largest file we read: Mapping files are small, and a huge one is a mistake.
+pub const DEFAULT_MAX_FILE_SIZE: u64 = 1024 * 1024;
+
+/// A file is "racy" when it was modified this shortly before we read it: its modification time
+/// may not change on a further write within the file system's timestamp granularity, so the next
+/// scan reads it again instead of trusting its metadata.
+const RACY_WINDOW: Duration = Duration::from_secs(2);
+
+/// A Mapping file found in the directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Found {
+    /// The path relative to the directory, with `/` separators: how diagnostics name it.
+    pub rel: String,
+    pub path: PathBuf,
+}
+
+/// Why the directory itself cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("the directory {0} does not exist")]
+    Missing(PathBuf),
+    #[error("{0} is not a directory")]
+    NotADirectory(PathBuf),
+    #[error("cannot read the directory {path}: {source}")]
+    Unreadable { path: PathBuf, source: io::Error },
+}
+
+impl SourceError {
+    pub fn to_diagnostic(&self) -> Diagnostic {
+        Diagnostic::error(&Location::new(".", 0, 0), self.to_string())
+    }
+}
+
+/// Lists the Mapping files under `dir` in path order, with diagnostics for what was skipped
+/// and why (symlinks out of the directory, loops, unreadable subdirectories).
+pub fn list(dir: &Path) -> Result<(Vec<Found>, Vec<Diagnostic>), SourceError> {
+    let meta = fs::metadata(dir).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => SourceError::Missing(dir.to_path_buf()),
+        _ => SourceError::Unreadable {
+            path: dir.to_path_buf(),
+            source: e,
+        },
+    })?;
+    if !meta.is_dir() {
+        return Err(SourceError::NotADirectory(dir.to_path_buf()));
+    }
+    let root = fs::canonicalize(dir).map_err(|e| SourceError::Unreadable {
+        path: dir.to_path_buf(),
+        source: e,
+    })?;
+    // The top level must be readable; below it, problems are diagnostics.
+    fs::read_dir(dir).map_err(|e| SourceError::Unreadable {
+        path: dir.to_path_buf(),
+        source: e,
+    })?;
+    let mut walk = Walk {
+        root,
+        found: Vec::new(),
+        diagnostics: Vec::new(),
+        visited: HashSet::new(),
+    };
+    walk.visited.insert(walk.root.clone());
+    walk.dir(dir, "");
+    walk.found.sort_by(|a, b| a.rel.cmp(&b.rel));
+    Ok((walk.found, walk.diagnostics))
+}
+
+struct Walk {
+    root: PathBuf,
+    found: Vec<Found>,
+    diagnostics: Vec<Diagnostic>,
+    visited: HashSet<PathBuf>,
+}
+
+impl Walk {
+    fn warn(&mut self, rel: &str, message: String) {
+        self.diagnostics
+            .push(Diagnostic::warning(&Location::new(rel, 0, 0), message));
+    }
+
+    fn dir(&mut self, dir: &Path, rel_dir: &str) {
+        let entries = match fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) => {
+                self.diagnostics.push(Diagnostic::error(
+                    &Location::new(rel_dir, 0, 0),
+                    format!("cannot read this directory: {e}; its Mappings are left out"),
+                ));
+                return;
+            }
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with('.') {
+                continue;
+            }
+            let rel = if rel_dir.is_empty() {
+                name.to_string()
+            } else {
+                format!("{rel_dir}/{name}")
+            };
+            let path = entry.path();
+            let Ok(link_meta) = fs::symlink_metadata(&path) else {
+                continue; // vanished since the listing
+            };
+            let is_yaml = name.ends_with(".yaml") || name.ends_with(".yml");
+            if link_meta.file_type().is_symlink() {
+                let target = match fs::canonicalize(&path) {
+                    Ok(t) => t,
+                    Err(e) if is_yaml || e.raw_os_error() == Some(40) => {
+                        // ELOOP, or a dangling link where a Mapping file was expected.
+                        self.warn(&rel, format!("cannot follow this symlink ({e}); ignored"));
+                        continue;
+                    }
+                    Err(_) => continue,
+                };
+                if !target.starts_with(&self.root) {
+                    if is_yaml || target.is_dir() {
+                        self.warn(
+                            &rel,
+                            format!(
+                                "this symlink points outside the directory (to {}); ignored",
+                                target.display()
+                            ),
+                        );
+                    }
+                    continue;
+                }
+                if target.is_dir() {
+                    self.subdir(&path, &target, &rel);
+                } else if is_yaml && target.is_file() {
+                    self.found.push(Found { rel, path });
+                }
+            } else if link_meta.is_dir() {
+                let canonical = fs::canonicalize(&path).unwrap_or(path.clone());
+                self.subdir(&path, &canonical, &rel);
+            } else if is_yaml && link_meta.is_file() {
+                self.found.push(Found { rel, path });
+            }
+        }
+    }
+
+    fn subdir(&mut self, path: &Path, canonical: &Path, rel: &str) {
+        if !self.visited.insert(canonical.to_path_buf()) {
+            self.warn(
+                rel,
+                "this directory was already read through another path (a symlink loop?); \
+                 skipped"
+                    .into(),
+            );
+            return;
+        }
+        self.dir(path, rel);
+    }
+}
+
+/// Reads a file, refusing one over `max_size` bytes without reading it all.
+pub fn read_limited(path: &Path, max_size: u64) -> Result<Vec<u8>, ReadError> {
+    let mut file = fs::File::open(path).map_err(ReadError::Io)?;
+    let len = file.metadata().map_err(ReadError::Io)?.len();
+    if len > max_size {
+        return Err(ReadError::TooLarge { len, max_size });
+    }
+    let mut bytes = Vec::with_capacity(len as usize);
+    file.by_ref()
+        .take(max_size + 1)
+        .read_to_end(&mut bytes)
+        .map_err(ReadError::Io)?;
+    if bytes.len() as u64 > max_size {
+        return Err(ReadError::TooLarge {
+            len: bytes.len() as u64,
+            max_size,
+        });
+    }
+    Ok(bytes)
+}
+
+/// Why one file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("{0}")]
+    Io(io::Error),
+    #[error("the file is {len} bytes, over the limit of {max_size} bytes (--max-file-size)")]
+    TooLarge { len: u64, max_size: u64 },
+}
+
+/// A file's metadata as far as change detection goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Stamp {
+    len: u64,
+    modified: Option<SystemTime>,
+    inode: u64,
+}
+
+impl Stamp {
+    fn of(meta: &fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        Stamp {
+            len: meta.len(),
+            modified: meta.modified().ok(),
+            inode: meta.ino() ^ meta.dev().rotate_left(32),
+        }
+    }
+}
+
+struct Cached {
+    stamp: Stamp,
+    racy: bool,
+    digest: [u8; 32],
+    parsed: Arc<ParsedFile>,
+}
+
+/// One file as the last scan saw it.
+#[derive(Clone, Debug)]
+pub struct FileState {
+    pub rel: String,
+    pub parsed: Arc<ParsedFile>,
+    /// The SHA-256 of the content parsed, when the file could be read.
+    pub digest: Option<[u8; 32]>,
+}
+
+/// The result of a scan: every file in path order, or why the directory cannot be read.
+#[derive(Debug)]
+pub struct Scan {
+    pub files: Vec<FileState>,
+    /// Problems with the directory walk itself (skipped symlinks...).
+    pub diagnostics: Vec<Diagnostic>,
+    /// How many files were read from disk and how many were parsed again.
+    pub read: usize,
+    pub parsed: usize,
+}
+
+/// Reads a directory again and again, doing only the work that changed files need.
+pub struct Loader {
+    dir: PathBuf,
+    max_file_size: u64,
+    cache: HashMap<String, Cached>,
+}
+
+impl Loader {
+    pub fn new(dir: impl Into<PathBuf>, max_file_size: u64) -> Self {
+        Loader {
+            dir: dir.into(),
+            max_file_size,
+            cache: HashMap::new(),
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Scans the directory. With `verify`, every file is read again even if its metadata did
+    /// not change (the periodic safety net); otherwise unchanged metadata means unchanged file.
+    pub fn scan(&mut self, verify: bool) -> Result<Scan, SourceError> {
+        let (found, diagnostics) = list(&self.dir)?;
+        let mut scan = Scan {
+            files: Vec::with_capacity(found.len()),
+            diagnostics,
+            read: 0,
+            parsed: 0,
+        };
+        let mut seen = HashSet::with_capacity(found.len());
+        for f in found {
+            seen.insert(f.rel.clone());
+            if let Some(state) = self.load(&f, verify, &mut scan) {
+                scan.files.push(state);
+            }
+        }
+        self.cache.retain(|rel, _| seen.contains(rel));
+        Ok(scan)
+    }
+
+    fn load(&mut self, f: &Found, verify: bool, scan: &mut Scan) -> Option<FileState> {
+        let meta = match fs::metadata(&f.path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return None, // deleted meanwhile
+            Err(e) => return Some(self.unreadable(f, &e.to_string())),
+        };
+        let stamp = Stamp::of(&meta);
+        if let Some(c) = self.cache.get(&f.rel)
+            && c.stamp == stamp
+            && !c.racy
+            && !verify
+        {
+            return Some(FileState {
+                rel: f.rel.clone(),
+                parsed: Arc::clone(&c.parsed),
+                digest: Some(c.digest),
+            });
+        }
+        let read_at = SystemTime::now();
+        let bytes = match read_limited(&f.path, self.max_file_size) {
+            Ok(b) => b,
+            Err(ReadError::Io(e)) if e.kind() == io::ErrorKind::NotFound => return None,
+            Err(e) => return Some(self.unreadable(f, &e.to_string())),
+        };
+        scan.read += 1;
+        let digest: [u8; 32] = Sha256::digest(&bytes).into();
+        let racy = stamp
+            .modified
+            .is_none_or(|m| read_at.duration_since(m).map_or(true, |d| d < RACY_WINDOW));
+        let parsed = match self.cache.get(&f.rel) {
+            Some(c) if c.digest == digest => Arc::clone(&c.parsed),
+            _ => {
+                scan.parsed += 1;
+                Arc::new(parse_file(&f.rel, &bytes))
+            }
+        };
+        self.cache.insert(
+            f.rel.clone(),
+            Cached {
+                stamp,
+                racy,
+                digest,
+                parsed: Arc::clone(&parsed),
+            },
+        );
+        Some(FileState {
+            rel: f.rel.clone(),
+            parsed,
+            digest: Some(digest),
+        })
+    }
+
+    fn unreadable(&mut self, f: &Found, why: &str) -> FileState {
+        self.cache.remove(&f.rel);
+        FileState {
+            rel: f.rel.clone(),
+            parsed: Arc::new(ParsedFile {
+                diagnostics: vec![Diagnostic::error(
+                    &Location::new(f.rel.clone(), 0, 0),
+                    format!("cannot read this file: {why}"),
+                )],
+                ..ParsedFile::default()
+            }),
+            digest: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    const M: &str =
+        "apiVersion: ambassador/v1\nkind: Mapping\nname: NAME\nprefix: /NAME/\nservice: s\n";
+
+    fn write(dir: &Path, rel: &str, name: &str) {
+        let p = dir.join(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, M.replace("NAME", name)).unwrap();
+    }
+
+    fn rels(dir: &Path) -> Vec<String> {
+        list(dir).unwrap().0.into_iter().map(|f| f.rel).collect()
+    }
+
+    #[test]
+    fn lists_yaml_recursively_in_path_order_skipping_hidden_and_others() {
+        let t = tempfile::tempdir().unwrap();
+        write(t.path(), "b.yaml", "b");
+        write(t.path(), "a/z.yml", "z");
+        write(t.path(), "a/.hidden.yaml", "h");
+        write(t.path(), ".git/x.yaml", "x");
+        fs::write(t.path().join("README.md"), "hi").unwrap();
+        write(t.path(), "a.yaml", "a");
+        assert_eq!(rels(t.path()), ["a.yaml", "a/z.yml", "b.yaml"]);
+    }
+
+    #[test]
+    fn reads_a_configmap_mount_once_per_file() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path();
+        write(d, "..2024_01_01_00_00_00.1/qotm.yaml", "qotm");
+        write(d, "..2024_01_01_00_00_00.1/canary.yaml", "canary");
+        symlink("..2024_01_01_00_00_00.1", d.join("..data")).unwrap();
+        symlink("..data/qotm.yaml", d.join("qotm.yaml")).unwrap();
+        symlink("..data/canary.yaml", d.join("canary.yaml")).unwrap();
+        assert_eq!(rels(d), ["canary.yaml", "qotm.yaml"]);
+    }
+
+    #[test]
+    fn symlinks_outside_the_directory_and_loops_are_skipped_with_a_warning() {
+        let outside = tempfile::tempdir().unwrap();
+        write(outside.path(), "secret.yaml", "s");
+        let t = tempfile::tempdir().unwrap();
+        write(t.path(), "a.yaml", "a");
+        symlink(
+            outside.path().join("secret.yaml"),
+            t.path().join("out.yaml"),
+        )
+        .unwrap();
+        symlink(t.path(), t.path().join("loop")).unwrap();
+        let (found, diags) = list(t.path()).unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(diags.len(), 2, "{diags:?}");
+        assert!(
+            diags
+                .iter()
+                .any(|d| d.file == "out.yaml" && d.message.contains("outside"))
+        );
+        assert!(diags.iter().any(|d| d.file == "loop"));
+    }
+
+    #[test]
+    fn a_missing_directory_is_an_error() {
+        let t = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            list(&t.path().join("nope")),
+            Err(SourceError::Missing(_))
+        ));
+        fs::write(t.path().join("f"), "x").unwrap();
+        assert!(matches!(
+            list(&t.path().join("f")),
+            Err(SourceError::NotADirectory(_))
+        ));
+    }
+
+    #[test]
+    fn files_over_the_limit_are_refused() {
+        let t = tempfile::tempdir().unwrap();
+        fs::write(t.path().join("big.yaml"), vec![b'#'; 2000]).unwrap();
+        let mut loader = Loader::new(t.path(), 1000);
+        let scan = loader.scan(false).unwrap();
+        let d = &scan.files[0].parsed.diagnostics[0];
+        assert!(d.message.contains("over the limit"), "{}", d.message);
+    }
+
+    #[test]
+    fn the_loader_rereads_only_what_changed() {
+        let t = tempfile::tempdir().unwrap();
+        write(t.path(), "a.yaml", "a");
+        write(t.path(), "b.yaml", "b");
+        let mut loader = Loader::new(t.path(), DEFAULT_MAX_FILE_SIZE);
+        let first = loader.scan(false).unwrap();
+        assert_eq!(first.parsed, 2);
+        // Freshly written files are racy, so they are read again, but not parsed again.
+        let second = loader.scan(false).unwrap();
+        assert_eq!(second.parsed, 0);
+        assert!(Arc::ptr_eq(&first.files[0].parsed, &second.files[0].parsed));
+        write(t.path(), "b.yaml", "bb");
+        let third = loader.scan(false).unwrap();
+        assert_eq!(third.parsed, 1);
+        assert_eq!(third.files[1].parsed.mappings[0].id.name, "bb");
+        fs::remove_file(t.path().join("a.yaml")).unwrap();
+        assert_eq!(loader.scan(false).unwrap().files.len(), 1);
+    }
+}

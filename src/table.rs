@@ -1,0 +1,1238 @@
+//! Mappings to route tables: one table per fleet, routes in the order Envoy will try them, each
+//! route's backends with their exact shares and the Envoy cluster each one goes through.
+//!
+//! This is the model the rest of canary-xds serves and shows. It is a pure function of the
+//! parsed files (plus, for `serve`, the last good tables to fall back on).
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use crate::diagnostic::{Diagnostic, Location, Severity};
+use crate::mapping::{
+    Bp, ClusterSettings, DEFAULT_FLEET, FULL, Mapping, MappingId, RouteKey, Scheme, Service,
+};
+use crate::parse::{ParsedFile, Rejected};
+use crate::weights::{self, Member, Remark, SplitError, percent};
+
+/// Cluster names Envoy already uses for its own purposes (the bootstrap's xDS cluster).
+pub const RESERVED_CLUSTER_NAMES: &[&str] = &["xds_cluster"];
+
+/// The route tables of every fleet, by fleet name. The `default` fleet is always present.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Tables {
+    pub fleets: BTreeMap<String, RouteTable>,
+}
+
+impl Tables {
+    pub fn fleet(&self, name: &str) -> Option<&RouteTable> {
+        self.fleets.get(name)
+    }
+}
+
+/// The routes of one fleet, in Envoy's matching order, and the clusters they use.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RouteTable {
+    pub routes: Vec<Route>,
+    pub clusters: BTreeMap<String, ClusterSpec>,
+}
+
+impl RouteTable {
+    pub fn route(&self, key: &RouteKey) -> Option<&Route> {
+        self.routes.iter().find(|r| &r.key == key)
+    }
+
+    pub fn mapping_count(&self) -> usize {
+        self.routes
+            .iter()
+            .map(|r| r.backends.len() + usize::from(r.shadow.is_some()))
+            .sum()
+    }
+}
+
+/// One route: the Mappings that share a match, with their shares.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Route {
+    pub key: RouteKey,
+    /// In (namespace, name) order; the weights sum to exactly 10000.
+    pub backends: Vec<Backend>,
+    pub shadow: Option<Shadow>,
+    /// Set when `serve` kept this route's last good weights; says why.
+    pub held: Option<String>,
+}
+
+/// A Mapping's share of a route, with everything it carries.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Backend {
+    pub mapping: Arc<Mapping>,
+    pub weight_bp: Bp,
+    pub cluster: String,
+}
+
+/// A shadow Mapping: `percent_bp` hundredths of the route's requests are mirrored to it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Shadow {
+    pub mapping: Arc<Mapping>,
+    pub percent_bp: Bp,
+    pub cluster: String,
+}
+
+/// What Envoy needs to know of a cluster: its upstream and settings.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ClusterSpec {
+    pub service: Service,
+    pub settings: ClusterSettings,
+}
+
+/// The route tables and every diagnostic about the input.
+#[derive(Clone, Debug, Default)]
+pub struct Compiled {
+    pub tables: Tables,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// Builds every fleet's route table from parsed files, given in path order.
+///
+/// `fallback` is the last good tables: a route whose weights became invalid keeps its
+/// previous backends from there (as `serve` needs), instead of being left out (as `check` does).
+pub fn compile(files: &[ParsedFile], fallback: Option<&Tables>) -> Compiled {
+    let mut diagnostics: Vec<Diagnostic> = files
+        .iter()
+        .flat_map(|f| f.diagnostics.iter().cloned())
+        .collect();
+    let mappings = dedupe(files, &mut diagnostics);
+
+    let mut fleets: BTreeSet<&str> = BTreeSet::from([DEFAULT_FLEET]);
+    for m in &mappings {
+        fleets.extend(m.fleets.iter().map(String::as_str));
+    }
+    let mut tables = Tables::default();
+    for fleet in fleets {
+        let members: Vec<&Arc<Mapping>> = mappings
+            .iter()
+            .filter(|m| m.fleets.contains(fleet))
+            .collect();
+        let previous = fallback.and_then(|t| t.fleet(fleet));
+        let table = build_fleet(&members, previous, &mut diagnostics);
+        tables.fleets.insert(fleet.to_string(), table);
+    }
+    explain_rejected(files, &tables, &mut diagnostics);
+    diagnostics.sort_by(|a, b| {
+        (&a.file, a.line, a.column, a.severity, &a.message)
+            .cmp(&(&b.file, b.line, b.column, b.severity, &b.message))
+    });
+    diagnostics.dedup();
+    Compiled {
+        tables,
+        diagnostics,
+    }
+}
+
+/// Keeps the first Mapping of each (namespace, name) in path order; the others are errors.
+fn dedupe(files: &[ParsedFile], diagnostics: &mut Vec<Diagnostic>) -> Vec<Arc<Mapping>> {
+    let mut seen: HashMap<&MappingId, &Mapping> = HashMap::new();
+    let mut out = Vec::new();
+    let mut all: Vec<&Mapping> = files.iter().flat_map(|f| &f.mappings).collect();
+    all.sort_by(|a, b| a.origin.cmp(&b.origin));
+    for m in all {
+        match seen.get(&m.id) {
+            Some(first) => diagnostics.push(
+                Diagnostic::error(
+                    &m.origin.location(),
+                    format!(
+                        "duplicate Mapping name {} in namespace {}: the first one, at {}, is \
+                         kept and this one is left out",
+                        m.id.name,
+                        m.id.namespace,
+                        first.origin.location()
+                    ),
+                )
+                .mapping(&m.id.name)
+                .field("name"),
+            ),
+            None => {
+                seen.insert(&m.id, m);
+                out.push(Arc::new(m.clone()));
+            }
+        }
+    }
+    out
+}
+
+/// Envoy's matching order: higher precedence, longer prefix, more matchers, then text.
+pub fn route_order(a: &RouteKey, b: &RouteKey) -> Ordering {
+    b.precedence
+        .cmp(&a.precedence)
+        .then_with(|| b.prefix.chars().count().cmp(&a.prefix.chars().count()))
+        .then_with(|| b.matcher_count().cmp(&a.matcher_count()))
+        .then_with(|| a.prefix.cmp(&b.prefix))
+        .then_with(|| a.method.cmp(&b.method))
+        .then_with(|| a.matcher_text().cmp(&b.matcher_text()))
+        // Whatever is left decides too, so the order is total and never follows file order.
+        .then_with(|| a.cmp(b))
+}
+
+/// A route's Mappings before the arithmetic: the ones taking a share and the shadow.
+struct Group<'a> {
+    key: &'a RouteKey,
+    members: Vec<&'a Arc<Mapping>>,
+}
+
+fn build_fleet(
+    mappings: &[&Arc<Mapping>],
+    previous: Option<&RouteTable>,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> RouteTable {
+    let mut groups: HashMap<&RouteKey, Group<'_>> = HashMap::new();
+    for m in mappings {
+        groups
+            .entry(&m.key)
+            .or_insert_with(|| Group {
+                key: &m.key,
+                members: Vec::new(),
+            })
+            .members
+            .push(m);
+    }
+    let mut groups: Vec<Group<'_>> = groups.into_values().collect();
+    groups.sort_by(|a, b| route_order(a.key, b.key));
+
+    let mut routes = Vec::new();
+    for mut group in groups {
+        group.members.sort_by(|a, b| a.origin.cmp(&b.origin));
+        if let Some(route) = build_route(&group, previous, diagnostics) {
+            routes.push(route);
+        }
+    }
+    let clusters = assign_clusters(&mut routes, diagnostics);
+    RouteTable { routes, clusters }
+}
+
+/// A short description of a route for messages: `/qotm/` or `/qotm/ (host foo.com, GET)`.
+pub fn describe(key: &RouteKey) -> String {
+    let mut parts = Vec::new();
+    if let Some(h) = &key.host {
+        parts.push(if key.host_regex {
+            format!("host ~{h}")
+        } else {
+            format!("host {h}")
+        });
+    }
+    if let Some(m) = &key.method {
+        parts.push(m.clone());
+    }
+    for (k, v) in &key.headers {
+        parts.push(format!("{k}: {v}"));
+    }
+    for (k, v) in &key.regex_headers {
+        parts.push(format!("{k} ~ {v}"));
+    }
+    for (k, v) in &key.query_parameters {
+        parts.push(format!("?{k}={v}"));
+    }
+    if key.precedence != 0 {
+        parts.push(format!("precedence {}", key.precedence));
+    }
+    let prefix = if key.prefix_regex {
+        format!("~{}", key.prefix)
+    } else {
+        key.prefix.clone()
+    };
+    if parts.is_empty() {
+        prefix
+    } else {
+        format!("{prefix} ({})", parts.join(", "))
+    }
+}
+
+fn build_route(
+    group: &Group<'_>,
+    previous: Option<&RouteTable>,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Option<Route> {
+    let route = describe(group.key);
+    let mut shadow: Option<&Arc<Mapping>> = None;
+    let mut members: Vec<&Arc<Mapping>> = Vec::new();
+    for &m in &group.members {
+        if !m.shadow {
+            members.push(m);
+            continue;
+        }
+        match shadow {
+            None => shadow = Some(m),
+            Some(first) => diagnostics.push(
+                Diagnostic::error(
+                    &m.origin.location(),
+                    format!(
+                        "route {route} already has a shadow, {} at {}; a route mirrors to one \
+                         shadow at most, so this one is left out",
+                        first.id,
+                        first.origin.location()
+                    ),
+                )
+                .mapping(&m.id.name)
+                .field("shadow"),
+            ),
+        }
+    }
+    members.sort_by(|a, b| a.id.cmp(&b.id));
+    let arithmetic: Vec<Member<'_>> = members
+        .iter()
+        .map(|m| Member {
+            id: &m.id,
+            weight: m.weight,
+        })
+        .collect();
+    let (split, remark) = match weights::split(&arithmetic) {
+        Ok(ok) => ok,
+        Err(e) => {
+            return group_failed(group, &route, &members, shadow, &e, previous, diagnostics);
+        }
+    };
+    if let Some(remark) = remark {
+        remark_on(&route, &members, split.shares(), &remark, diagnostics);
+    }
+    let backends = members
+        .iter()
+        .zip(split.shares())
+        .map(|(m, &weight_bp)| Backend {
+            mapping: Arc::clone(m),
+            weight_bp,
+            cluster: String::new(),
+        })
+        .collect();
+    Some(Route {
+        key: group.key.clone(),
+        backends,
+        shadow: shadow.map(|m| Shadow {
+            mapping: Arc::clone(m),
+            percent_bp: m.weight.unwrap_or(FULL),
+            cluster: String::new(),
+        }),
+        held: None,
+    })
+}
+
+/// Reports a route whose Mappings cannot share its traffic, and keeps its last good state when
+/// there is one.
+fn group_failed(
+    group: &Group<'_>,
+    route: &str,
+    members: &[&Arc<Mapping>],
+    shadow: Option<&Arc<Mapping>>,
+    error: &SplitError,
+    previous: Option<&RouteTable>,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Option<Route> {
+    let first = members.first().copied().or(shadow)?;
+    let held = previous.and_then(|t| t.route(group.key));
+    let outcome = match held {
+        Some(_) => "its last good weights keep serving".to_string(),
+        None => "the route is left out".to_string(),
+    };
+    let message = match error {
+        SplitError::Empty => format!(
+            "route {route} has only the shadow Mapping {}, and nothing to serve its traffic; {outcome}",
+            first.id
+        ),
+        SplitError::OverFull { .. } | SplitError::AllZero => {
+            let who: Vec<String> = members
+                .iter()
+                .map(|m| {
+                    let w = m
+                        .weight
+                        .map_or("no weight".into(), |w| format!("{}%", percent(w)));
+                    format!("{} ({w}, {})", m.id, m.origin.location())
+                })
+                .collect();
+            format!("route {route}: {error}: {}; {outcome}", who.join(", "))
+        }
+    };
+    let field = match error {
+        SplitError::Empty => "shadow",
+        _ => "weight",
+    };
+    diagnostics.push(
+        Diagnostic::error(&first.field_location(field), message)
+            .mapping(&first.id.name)
+            .field(field),
+    );
+    held.map(|r| {
+        let mut r = r.clone();
+        r.held = Some(format!("held at its last good weights: {error}"));
+        r
+    })
+}
+
+fn remark_on(
+    route: &str,
+    members: &[&Arc<Mapping>],
+    shares: &[Bp],
+    remark: &Remark,
+    diagnostics: &mut Vec<Diagnostic>,
+) {
+    let first = members[0];
+    let (severity, at, mapping, message) = match remark {
+        Remark::LoneZeroWeight => (
+            Severity::Warning,
+            first.field_location("weight"),
+            first,
+            format!(
+                "{} is the only Mapping of route {route}: it still receives 100% of its traffic \
+                 despite weight 0",
+                first.id
+            ),
+        ),
+        Remark::LoneWeight(w) => (
+            Severity::Info,
+            first.field_location("weight"),
+            first,
+            format!(
+                "{} is the only Mapping of route {route}: it receives 100%; its weight {}% \
+                 applies only beside other Mappings",
+                first.id,
+                percent(*w)
+            ),
+        ),
+        Remark::UnweightedGetNothing => {
+            for (m, _) in members
+                .iter()
+                .zip(shares)
+                .filter(|(m, _)| m.weight.is_none())
+            {
+                diagnostics.push(
+                    Diagnostic::warning(
+                        &m.origin.location(),
+                        format!(
+                            "the weights of route {route} add up to 100%, so {} (no weight) \
+                             receives 0%; delete it when the canary is done",
+                            m.id
+                        ),
+                    )
+                    .mapping(&m.id.name)
+                    .field("weight"),
+                );
+            }
+            return;
+        }
+        Remark::ScaledUp { total } => {
+            let scaled: Vec<String> = members
+                .iter()
+                .zip(shares)
+                .map(|(m, &s)| {
+                    format!(
+                        "{} {}% -> {}%",
+                        m.id,
+                        percent(m.weight.unwrap_or(0)),
+                        percent(s)
+                    )
+                })
+                .collect();
+            (
+                Severity::Warning,
+                first.field_location("weight"),
+                first,
+                format!(
+                    "the weights of route {route} add up to {}% and no Mapping without a weight \
+                     takes the rest, so they are scaled up to 100%: {}",
+                    percent(*total),
+                    scaled.join(", ")
+                ),
+            )
+        }
+    };
+    diagnostics.push(
+        Diagnostic::new(severity, &at, message)
+            .mapping(&mapping.id.name)
+            .field("weight"),
+    );
+}
+
+/// Who a cluster serves: one upstream for every single-backend route that uses it, or one
+/// backend of one weighted route.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum ClusterOwner {
+    Shared {
+        service: Service,
+        tag: Option<String>,
+    },
+    Dedicated {
+        route: RouteKey,
+        mapping: MappingId,
+    },
+}
+
+/// Gives every backend and shadow its cluster and checks that Mappings sharing a cluster
+/// agree on its settings. The naming rule is in the README: users read stats by these names.
+fn assign_clusters(
+    routes: &mut Vec<Route>,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> BTreeMap<String, ClusterSpec> {
+    // Shared clusters: the first Mapping in path order decides their settings.
+    let mut shared: BTreeMap<ClusterOwner, Arc<Mapping>> = BTreeMap::new();
+    let mut rejected: BTreeSet<MappingId> = BTreeSet::new();
+    let mut singles: Vec<Arc<Mapping>> = routes
+        .iter()
+        .filter(|r| r.backends.len() == 1 && r.held.is_none())
+        .map(|r| Arc::clone(&r.backends[0].mapping))
+        .collect();
+    singles.sort_by(|a, b| a.origin.cmp(&b.origin));
+    for m in singles {
+        let owner = shared_owner(&m);
+        match shared.get(&owner) {
+            None => {
+                shared.insert(owner, m);
+            }
+            Some(first) if first.cluster == m.cluster => {}
+            Some(first) => {
+                let (field, what) =
+                    if first.cluster.connect_timeout_ms != m.cluster.connect_timeout_ms {
+                        (
+                            "connect_timeout_ms",
+                            format!(
+                                "connect_timeout_ms {} where {} at {} has {}",
+                                m.cluster.connect_timeout_ms,
+                                first.id,
+                                first.origin.location(),
+                                first.cluster.connect_timeout_ms
+                            ),
+                        )
+                    } else {
+                        (
+                            "grpc",
+                            format!(
+                                "grpc {} where {} at {} has grpc {}",
+                                m.cluster.grpc,
+                                first.id,
+                                first.origin.location(),
+                                first.cluster.grpc
+                            ),
+                        )
+                    };
+                diagnostics.push(
+                    Diagnostic::error(
+                        &m.field_location(field),
+                        format!(
+                            "Mappings sharing the cluster for {} must agree on its settings, \
+                             and this one has {what}; it is left out",
+                            m.service.raw
+                        ),
+                    )
+                    .mapping(&m.id.name)
+                    .field(field),
+                );
+                rejected.insert(m.id.clone());
+            }
+        }
+    }
+    routes.retain(|r| !(r.backends.len() == 1 && rejected.contains(&r.backends[0].mapping.id)));
+
+    // Every cluster with its owner and base name.
+    let mut owners: BTreeMap<ClusterOwner, ClusterSpec> = BTreeMap::new();
+    for route in routes.iter() {
+        let dedicated = route.backends.len() > 1;
+        let all = route
+            .backends
+            .iter()
+            .map(|b| (&b.mapping, dedicated))
+            .chain(route.shadow.iter().map(|s| (&s.mapping, true)));
+        for (m, dedicated) in all {
+            let owner = if dedicated {
+                ClusterOwner::Dedicated {
+                    route: route.key.clone(),
+                    mapping: m.id.clone(),
+                }
+            } else {
+                shared_owner(m)
+            };
+            let settings = match &owner {
+                ClusterOwner::Shared { .. } => shared[&owner].cluster.clone(),
+                ClusterOwner::Dedicated { .. } => m.cluster.clone(),
+            };
+            owners.entry(owner).or_insert_with(|| ClusterSpec {
+                service: m.service.clone(),
+                settings,
+            });
+        }
+    }
+    let names = cluster_names(&owners);
+    for route in routes.iter_mut() {
+        let dedicated = route.backends.len() > 1;
+        let key = route.key.clone();
+        let owner_of = |m: &Mapping, dedicated: bool| {
+            if dedicated {
+                ClusterOwner::Dedicated {
+                    route: key.clone(),
+                    mapping: m.id.clone(),
+                }
+            } else {
+                shared_owner(m)
+            }
+        };
+        for b in &mut route.backends {
+            b.cluster = names[&owner_of(&b.mapping, dedicated)].clone();
+        }
+        if let Some(s) = &mut route.shadow {
+            s.cluster = names[&owner_of(&s.mapping, true)].clone();
+        }
+    }
+    owners
+        .into_iter()
+        .map(|(owner, spec)| (names[&owner].clone(), spec))
+        .collect()
+}
+
+fn shared_owner(m: &Mapping) -> ClusterOwner {
+    ClusterOwner::Shared {
+        service: Service {
+            raw: String::new(),
+            ..m.service.clone()
+        },
+        tag: m.cluster.cluster_tag.clone(),
+    }
+}
+
+/// Keeps letters, digits, `-` and `_`; everything else becomes `_` (dots would split Envoy's
+/// stat names).
+pub fn sanitize(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// A cluster's name before collisions: its upstream host, then `_<port>` when not the scheme's
+/// default, `_https` for TLS, `_<cluster_tag>` when tagged.
+fn base_name(service: &Service, tag: Option<&str>) -> String {
+    let mut name = sanitize(&service.host);
+    if service.port != service.scheme.default_port() {
+        name.push_str(&format!("_{}", service.port));
+    }
+    if service.scheme == Scheme::Https {
+        name.push_str("_https");
+    }
+    if let Some(tag) = tag {
+        name.push('_');
+        name.push_str(&sanitize(tag));
+    }
+    name
+}
+
+/// The naming rule (published in the README, since users read stats by these names):
+/// 1. every cluster has a base name from its upstream (`base_name`);
+/// 2. a dedicated cluster (a backend of a route with several, or a shadow) takes the base name
+///    when it is the only dedicated one with it, else adds `__<mapping>` (and `_<namespace>`
+///    outside `default`);
+/// 3. a shared cluster (routes with one backend) takes the base name unless rule 2 took it,
+///    else adds `__shared`;
+/// 4. any clash left, or with a reserved name, numbers the later ones `_2`, `_3`... in a fixed
+///    order.
+fn cluster_names(owners: &BTreeMap<ClusterOwner, ClusterSpec>) -> BTreeMap<ClusterOwner, String> {
+    let mut by_base: BTreeMap<String, (Vec<&ClusterOwner>, Vec<&ClusterOwner>)> = BTreeMap::new();
+    for (owner, spec) in owners {
+        let entry = by_base
+            .entry(base_name(
+                &spec.service,
+                spec.settings.cluster_tag.as_deref(),
+            ))
+            .or_default();
+        match owner {
+            ClusterOwner::Dedicated { .. } => entry.0.push(owner),
+            ClusterOwner::Shared { .. } => entry.1.push(owner),
+        }
+    }
+    let mut candidates: BTreeMap<String, Vec<&ClusterOwner>> = BTreeMap::new();
+    for (base, (dedicated, shared)) in by_base {
+        let crowded = dedicated.len() > 1;
+        for owner in &dedicated {
+            let name = match owner {
+                ClusterOwner::Dedicated { mapping, .. } if crowded => {
+                    let mut n = format!("{base}__{}", sanitize(&mapping.name));
+                    if mapping.namespace != "default" {
+                        n.push('_');
+                        n.push_str(&sanitize(&mapping.namespace));
+                    }
+                    n
+                }
+                _ => base.clone(),
+            };
+            candidates.entry(name).or_default().push(owner);
+        }
+        for owner in shared {
+            let name = if dedicated.len() == 1 {
+                format!("{base}__shared")
+            } else {
+                base.clone()
+            };
+            candidates.entry(name).or_default().push(owner);
+        }
+    }
+    let mut taken: BTreeSet<String> = RESERVED_CLUSTER_NAMES
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    taken.extend(candidates.keys().cloned());
+    let mut names = BTreeMap::new();
+    for (name, list) in &candidates {
+        let reserved = RESERVED_CLUSTER_NAMES.contains(&name.as_str());
+        let mut n = 1;
+        for (i, owner) in list.iter().enumerate() {
+            let final_name = if i == 0 && !reserved {
+                name.clone()
+            } else {
+                n += 1;
+                while taken.contains(&format!("{name}_{n}")) {
+                    n += 1;
+                }
+                let numbered = format!("{name}_{n}");
+                taken.insert(numbered.clone());
+                numbered
+            };
+            names.insert((*owner).clone(), final_name);
+        }
+    }
+    names
+}
+
+/// Completes the error of each Mapping left out with where its traffic goes instead.
+fn explain_rejected(files: &[ParsedFile], tables: &Tables, diagnostics: &mut [Diagnostic]) {
+    for r in files.iter().flat_map(|f| &f.rejected) {
+        let (Some(name), Some(key)) = (&r.name, &r.key) else {
+            continue;
+        };
+        let Some(sentence) = where_traffic_goes(r, key, tables) else {
+            continue;
+        };
+        let target = diagnostics.iter_mut().find(|d| {
+            d.severity == Severity::Error
+                && d.file == r.origin.file
+                && d.mapping.as_deref() == Some(name)
+                && d.line >= r.origin.line
+        });
+        if let Some(d) = target {
+            d.message.push_str("; ");
+            d.message.push_str(&sentence);
+        }
+    }
+}
+
+fn where_traffic_goes(r: &Rejected, key: &RouteKey, tables: &Tables) -> Option<String> {
+    let fleet = if r.fleets.contains(DEFAULT_FLEET) {
+        DEFAULT_FLEET
+    } else {
+        r.fleets.iter().next()?
+    };
+    let route = tables.fleet(fleet).and_then(|t| t.route(key));
+    let what = if r.shadow {
+        "its mirroring stops".to_string()
+    } else {
+        match (route, r.weight) {
+            (None, _) => format!(
+                "the Mapping is left out and no route serves {}",
+                describe(key)
+            ),
+            (Some(route), weight) => {
+                let rest: Vec<String> = route
+                    .backends
+                    .iter()
+                    .map(|b| format!("{} {}%", b.mapping.id, percent(b.weight_bp)))
+                    .collect();
+                match (weight, route.backends.as_slice()) {
+                    (Some(w), [only]) => format!(
+                        "the Mapping is left out: its {}% goes back to {}",
+                        percent(w),
+                        only.mapping.id
+                    ),
+                    _ => format!(
+                        "the Mapping is left out and route {} goes on with {}",
+                        describe(key),
+                        rest.join(", ")
+                    ),
+                }
+            }
+        }
+    };
+    Some(what)
+}
+
+/// Where a diagnostic about the whole input (not one file) points: the directory itself.
+pub fn directory_location() -> Location {
+    Location::new(".", 0, 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse::parse_file;
+    use proptest::prelude::*;
+
+    fn mapping_yaml(name: &str, extra: &str) -> String {
+        format!(
+            "---\napiVersion: ambassador/v1\nkind: Mapping\nname: {name}\nprefix: /qotm/\n\
+             service: {name}\n{extra}"
+        )
+    }
+
+    fn compile_files(files: &[(&str, String)]) -> Compiled {
+        let parsed: Vec<ParsedFile> = files
+            .iter()
+            .map(|(f, y)| parse_file(f, y.as_bytes()))
+            .collect();
+        compile(&parsed, None)
+    }
+
+    fn default_routes(c: &Compiled) -> &[Route] {
+        &c.tables.fleet("default").unwrap().routes
+    }
+
+    fn shares(route: &Route) -> Vec<(String, Bp)> {
+        route
+            .backends
+            .iter()
+            .map(|b| (b.mapping.id.name.clone(), b.weight_bp))
+            .collect()
+    }
+
+    fn errors(c: &Compiled) -> Vec<&Diagnostic> {
+        c.diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .collect()
+    }
+
+    #[test]
+    fn the_docs_example_is_90_10_with_clusters_named_after_services() {
+        let c = compile_files(&[
+            ("qotm.yaml", mapping_yaml("qotm", "")),
+            ("qotmv2.yaml", mapping_yaml("qotmv2", "weight: 10\n")),
+        ]);
+        assert!(c.diagnostics.is_empty(), "{:?}", c.diagnostics);
+        let routes = default_routes(&c);
+        assert_eq!(routes.len(), 1);
+        assert_eq!(
+            shares(&routes[0]),
+            [("qotm".into(), 9000), ("qotmv2".into(), 1000)]
+        );
+        let clusters: Vec<&str> = routes[0]
+            .backends
+            .iter()
+            .map(|b| b.cluster.as_str())
+            .collect();
+        assert_eq!(clusters, ["qotm", "qotmv2"]);
+    }
+
+    #[test]
+    fn over_100_is_an_error_naming_every_mapping_and_the_route_is_left_out() {
+        let c = compile_files(&[
+            ("a.yaml", mapping_yaml("a", "weight: 60\n")),
+            ("b.yaml", mapping_yaml("b", "weight: 50\n")),
+        ]);
+        assert!(default_routes(&c).is_empty());
+        let e = errors(&c);
+        assert_eq!(e.len(), 1);
+        assert!(e[0].message.contains("110%"), "{}", e[0].message);
+        assert!(
+            e[0].message.contains("a (60%, a.yaml:2:1)"),
+            "{}",
+            e[0].message
+        );
+        assert!(
+            e[0].message.contains("b (50%, b.yaml:2:1)"),
+            "{}",
+            e[0].message
+        );
+    }
+
+    #[test]
+    fn a_failed_route_keeps_its_last_good_state_when_given_one() {
+        let good = compile_files(&[
+            ("a.yaml", mapping_yaml("a", "weight: 60\n")),
+            ("b.yaml", mapping_yaml("b", "weight: 40\n")),
+        ]);
+        let files: Vec<ParsedFile> = [
+            ("a.yaml", mapping_yaml("a", "weight: 60\n")),
+            ("b.yaml", mapping_yaml("b", "weight: 50\n")),
+        ]
+        .iter()
+        .map(|(f, y)| parse_file(f, y.as_bytes()))
+        .collect();
+        let c = compile(&files, Some(&good.tables));
+        let routes = default_routes(&c);
+        assert_eq!(shares(&routes[0]), [("a".into(), 6000), ("b".into(), 4000)]);
+        assert!(routes[0].held.is_some());
+        assert!(
+            errors(&c)[0]
+                .message
+                .contains("last good weights keep serving")
+        );
+    }
+
+    #[test]
+    fn a_rejected_mapping_says_where_its_traffic_goes() {
+        let c = compile_files(&[
+            ("qotm.yaml", mapping_yaml("qotm", "")),
+            (
+                "qotmv2.yaml",
+                mapping_yaml("qotmv2", "weight: 10\ntimeout_ms: soon\n"),
+            ),
+        ]);
+        assert_eq!(shares(&default_routes(&c)[0]), [("qotm".into(), FULL)]);
+        let e = errors(&c);
+        assert_eq!(e[0].field.as_deref(), Some("timeout_ms"));
+        assert!(
+            e[0].message.ends_with("its 10% goes back to qotm"),
+            "{}",
+            e[0].message
+        );
+    }
+
+    #[test]
+    fn duplicates_keep_the_first_in_path_order() {
+        let c = compile_files(&[
+            ("a.yaml", mapping_yaml("qotm", "")),
+            (
+                "b.yaml",
+                mapping_yaml("qotm", "weight: 10\n").replace("prefix: /qotm/", "prefix: /other/"),
+            ),
+        ]);
+        let routes = default_routes(&c);
+        assert_eq!(routes.len(), 1);
+        assert_eq!(routes[0].key.prefix, "/qotm/");
+        let e = errors(&c);
+        assert_eq!(
+            (e[0].file.as_str(), e[0].field.as_deref()),
+            ("b.yaml", Some("name"))
+        );
+        assert!(e[0].message.contains("a.yaml:2:1"));
+    }
+
+    #[test]
+    fn the_same_name_in_another_namespace_is_not_a_duplicate() {
+        let c = compile_files(&[
+            ("a.yaml", mapping_yaml("qotm", "")),
+            (
+                "b.yaml",
+                mapping_yaml("qotm", "namespace: canary\nweight: 10\n"),
+            ),
+        ]);
+        assert!(errors(&c).is_empty());
+        assert_eq!(default_routes(&c)[0].backends.len(), 2);
+    }
+
+    #[test]
+    fn shadows_mirror_and_take_no_share() {
+        let c = compile_files(&[
+            ("a.yaml", mapping_yaml("qotm", "")),
+            (
+                "b.yaml",
+                mapping_yaml("mirror", "shadow: true\nweight: 5\n"),
+            ),
+            ("c.yaml", mapping_yaml("mirror2", "shadow: true\n")),
+        ]);
+        let r = &default_routes(&c)[0];
+        assert_eq!(shares(r), [("qotm".into(), FULL)]);
+        let s = r.shadow.as_ref().unwrap();
+        assert_eq!((s.mapping.id.name.as_str(), s.percent_bp), ("mirror", 500));
+        let e = errors(&c);
+        assert_eq!((e.len(), e[0].file.as_str()), (1, "c.yaml"));
+    }
+
+    #[test]
+    fn a_route_with_only_a_shadow_is_an_error() {
+        let c = compile_files(&[("b.yaml", mapping_yaml("mirror", "shadow: true\n"))]);
+        assert!(default_routes(&c).is_empty());
+        assert_eq!(errors(&c)[0].field.as_deref(), Some("shadow"));
+    }
+
+    #[test]
+    fn fleets_have_their_own_tables() {
+        let c = compile_files(&[
+            ("a.yaml", mapping_yaml("qotm", "")),
+            (
+                "b.yaml",
+                mapping_yaml("edge", "ambassador_id: [edge]\n").replace("/qotm/", "/edge/"),
+            ),
+            (
+                "c.yaml",
+                mapping_yaml("both", "ambassador_id: [edge, default]\n")
+                    .replace("/qotm/", "/both/"),
+            ),
+        ]);
+        let names = |f: &str| -> Vec<String> {
+            c.tables
+                .fleet(f)
+                .unwrap()
+                .routes
+                .iter()
+                .map(|r| r.key.prefix.clone())
+                .collect()
+        };
+        assert_eq!(names("default"), ["/both/", "/qotm/"]);
+        assert_eq!(names("edge"), ["/both/", "/edge/"]);
+    }
+
+    #[test]
+    fn routes_are_ordered_as_envoy_tries_them() {
+        let m = |name: &str, prefix: &str, extra: &str| {
+            (
+                format!("{name}.yaml"),
+                mapping_yaml(name, extra).replace("/qotm/", prefix),
+            )
+        };
+        let files = [
+            m("root", "/", ""),
+            m("short", "/a/", ""),
+            m("long", "/a/b/", ""),
+            m("hdr", "/a/", "headers: {x-canary: \"true\"}\n"),
+            m("prec", "/", "precedence: 10\n"),
+            m("get", "/a/", "method: GET\n"),
+        ];
+        let files: Vec<(&str, String)> =
+            files.iter().map(|(f, y)| (f.as_str(), y.clone())).collect();
+        let c = compile_files(&files);
+        let order: Vec<String> = default_routes(&c)
+            .iter()
+            .map(|r| r.backends[0].mapping.id.name.clone())
+            .collect();
+        // get and hdr tie on matchers and prefix; no method sorts before GET.
+        assert_eq!(order, ["prec", "long", "hdr", "get", "short", "root"]);
+    }
+
+    #[test]
+    fn header_order_does_not_split_a_group() {
+        let c = compile_files(&[
+            (
+                "a.yaml",
+                mapping_yaml("a", "headers: {x: \"1\", y: \"2\"}\n"),
+            ),
+            (
+                "b.yaml",
+                mapping_yaml("b", "weight: 10\nheaders: {y: \"2\", x: \"1\"}\n"),
+            ),
+        ]);
+        assert_eq!(default_routes(&c).len(), 1);
+    }
+
+    #[test]
+    fn host_case_joins_groups_and_method_none_differs_from_get() {
+        let c = compile_files(&[
+            ("a.yaml", mapping_yaml("a", "host: Foo.com\n")),
+            ("b.yaml", mapping_yaml("b", "weight: 10\nhost: foo.COM\n")),
+            ("c.yaml", mapping_yaml("c", "method: GET\n")),
+            ("d.yaml", mapping_yaml("d", "")),
+        ]);
+        let sizes: Vec<usize> = default_routes(&c)
+            .iter()
+            .map(|r| r.backends.len())
+            .collect();
+        assert_eq!(sizes, [2, 1, 1]);
+    }
+
+    #[test]
+    fn shared_clusters_need_agreeing_settings() {
+        let c = compile_files(&[
+            (
+                "a.yaml",
+                mapping_yaml("a", "connect_timeout_ms: 1000\n").replace("service: a", "service: s"),
+            ),
+            (
+                "b.yaml",
+                mapping_yaml("b", "connect_timeout_ms: 2000\n")
+                    .replace("service: b", "service: s")
+                    .replace("/qotm/", "/b/"),
+            ),
+        ]);
+        let e = errors(&c);
+        assert_eq!((e.len(), e[0].file.as_str()), (1, "b.yaml"));
+        assert_eq!(e[0].field.as_deref(), Some("connect_timeout_ms"));
+        assert_eq!(default_routes(&c).len(), 1);
+    }
+
+    #[test]
+    fn cluster_names_follow_the_published_rule() {
+        let c = compile_files(&[
+            // /qotm/: a weighted route over qotm and qotmv2.
+            ("a.yaml", mapping_yaml("qotm", "")),
+            ("b.yaml", mapping_yaml("qotmv2", "weight: 10\n")),
+            // /other/: qotm alone: its shared cluster yields the plain name to /qotm/'s backend.
+            (
+                "c.yaml",
+                mapping_yaml("other", "")
+                    .replace("service: other", "service: qotm")
+                    .replace("/qotm/", "/other/"),
+            ),
+            (
+                "d.yaml",
+                mapping_yaml("tls", "")
+                    .replace("service: tls", "service: https://api.example.com:8443")
+                    .replace("/qotm/", "/tls/"),
+            ),
+            (
+                "e.yaml",
+                mapping_yaml("tagged", "cluster_tag: blue\n")
+                    .replace("service: tagged", "service: qotm.prod:8080")
+                    .replace("/qotm/", "/tag/"),
+            ),
+        ]);
+        assert!(errors(&c).is_empty(), "{:?}", c.diagnostics);
+        let names: BTreeSet<&str> = c
+            .tables
+            .fleet("default")
+            .unwrap()
+            .clusters
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            names,
+            BTreeSet::from([
+                "qotm",
+                "qotm__shared",
+                "qotmv2",
+                "api_example_com_8443_https",
+                "qotm_prod_8080_blue"
+            ])
+        );
+        let weighted = &default_routes(&c)
+            .iter()
+            .find(|r| r.key.prefix == "/qotm/")
+            .unwrap()
+            .backends;
+        assert_eq!(
+            (weighted[0].cluster.as_str(), weighted[1].cluster.as_str()),
+            ("qotm", "qotmv2")
+        );
+    }
+
+    #[test]
+    fn one_service_in_two_weighted_routes_gets_a_cluster_per_mapping() {
+        let c = compile_files(&[
+            (
+                "a.yaml",
+                mapping_yaml("a", "").replace("service: a", "service: main"),
+            ),
+            (
+                "b.yaml",
+                mapping_yaml("b", "weight: 10\n").replace("service: b", "service: canary"),
+            ),
+            (
+                "c.yaml",
+                mapping_yaml("c", "")
+                    .replace("service: c", "service: main")
+                    .replace("/qotm/", "/c/"),
+            ),
+            (
+                "d.yaml",
+                mapping_yaml("d", "weight: 20\n")
+                    .replace("service: d", "service: canary")
+                    .replace("/qotm/", "/c/"),
+            ),
+        ]);
+        let names: BTreeSet<&str> = c
+            .tables
+            .fleet("default")
+            .unwrap()
+            .clusters
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            names,
+            BTreeSet::from(["main__a", "main__c", "canary__b", "canary__d"])
+        );
+    }
+
+    #[test]
+    fn reserved_and_sanitized_names_never_collide() {
+        let c = compile_files(&[
+            (
+                "a.yaml",
+                mapping_yaml("a", "").replace("service: a", "service: xds_cluster"),
+            ),
+            (
+                "b.yaml",
+                mapping_yaml("b", "")
+                    .replace("service: b", "service: x.y")
+                    .replace("/qotm/", "/b/"),
+            ),
+            (
+                "c.yaml",
+                mapping_yaml("c", "")
+                    .replace("service: c", "service: x_y")
+                    .replace("/qotm/", "/c/"),
+            ),
+        ]);
+        let names: BTreeSet<&str> = c
+            .tables
+            .fleet("default")
+            .unwrap()
+            .clusters
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(names, BTreeSet::from(["xds_cluster_2", "x_y", "x_y_2"]));
+    }
+
+    fn arbitrary_mapping() -> impl Strategy<Value = String> {
+        (
+            prop::sample::select(vec!["/a/", "/b/", "/a/b/"]),
+            prop::option::of(prop::sample::select(vec!["GET", "POST"])),
+            prop::option::of(prop::sample::select(vec!["foo.com", "bar.com"])),
+            prop::option::of(0u32..=60),
+            prop::option::of(-1i32..=1),
+            prop::bool::ANY,
+        )
+            .prop_map(|(prefix, method, host, weight, precedence, header)| {
+                let mut extra = String::new();
+                if let Some(m) = method {
+                    extra.push_str(&format!("method: {m}\n"));
+                }
+                if let Some(h) = host {
+                    extra.push_str(&format!("host: {h}\n"));
+                }
+                if let Some(w) = weight {
+                    extra.push_str(&format!("weight: {w}\n"));
+                }
+                if let Some(p) = precedence {
+                    extra.push_str(&format!("precedence: {p}\n"));
+                }
+                if header {
+                    extra.push_str("headers: {x-canary: \"true\"}\n");
+                }
+                format!("prefix: {prefix}\n{extra}")
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn the_table_does_not_depend_on_file_order_or_names(
+            bodies in prop::collection::vec(arbitrary_mapping(), 1..12),
+            rotate in 0usize..12,
+        ) {
+            let docs: Vec<(String, String)> = bodies.iter().enumerate().map(|(i, body)| {
+                (format!("f{i:02}.yaml"), format!("apiVersion: ambassador/v1\nkind: Mapping\nname: m{i:02}\nservice: s{i}\n{body}"))
+            }).collect();
+            let mut renamed = docs.clone();
+            renamed.rotate_left(rotate % docs.len());
+            // Rename files so that the path order changes too.
+            let renamed: Vec<(String, String)> = renamed.into_iter().enumerate().map(|(i, (_, y))| (format!("g{i:02}.yaml"), y)).collect();
+            let a = compile_files(&docs.iter().map(|(f, y)| (f.as_str(), y.clone())).collect::<Vec<_>>());
+            let b = compile_files(&renamed.iter().map(|(f, y)| (f.as_str(), y.clone())).collect::<Vec<_>>());
+            type View = Vec<(RouteKey, Vec<(String, Bp, String)>)>;
+            let view = |c: &Compiled| -> View {
+                default_routes(c).iter().map(|r| (r.key.clone(), r.backends.iter().map(|b| (b.mapping.id.name.clone(), b.weight_bp, b.cluster.clone())).collect())).collect()
+            };
+            prop_assert_eq!(view(&a), view(&b));
+            for r in default_routes(&a) {
+                prop_assert_eq!(r.backends.iter().map(|b| b.weight_bp).sum::<Bp>(), FULL);
+            }
+        }
+    }
+}
