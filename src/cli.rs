@@ -25,6 +25,8 @@ pub struct Cli {
 pub enum Command {
     /// Show the route table a directory of Mappings describes, with every diagnostic.
     Check(CheckArgs),
+    /// Print an Envoy bootstrap that points Envoy at canary-xds.
+    Bootstrap(crate::bootstrap::BootstrapArgs),
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]

@@ -9,6 +9,7 @@
 //! Everything from `parse` to `table` is synchronous and free of I/O; `source` is the edge that
 //! reads the directory.
 
+pub mod bootstrap;
 pub mod check;
 pub mod cli;
 pub mod diagnostic;
@@ -18,5 +19,6 @@ pub mod regex_check;
 pub mod report;
 pub mod source;
 pub mod table;
+pub mod translate;
 pub mod weights;
 pub mod yaml;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use canary_xds::cli::{Cli, Command, Format};
-use canary_xds::{check, report};
+use canary_xds::{bootstrap, check, report};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -22,6 +22,10 @@ fn main() -> ExitCode {
                 return ExitCode::from(1);
             }
             ExitCode::from(check::exit_code(&compiled) as u8)
+        }
+        Command::Bootstrap(args) => {
+            print!("{}", bootstrap::render(&args));
+            ExitCode::SUCCESS
         }
     }
 }

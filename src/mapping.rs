@@ -173,7 +173,7 @@ impl Scheme {
 }
 
 /// The upstream a Mapping sends its share to: `[scheme://]host[:port]`.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct Service {
     pub scheme: Scheme,
     /// A DNS name or an IP address (IPv6 without brackets).

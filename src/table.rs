@@ -78,7 +78,7 @@ pub struct Shadow {
 }
 
 /// What Envoy needs to know of a cluster: its upstream and settings.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct ClusterSpec {
     pub service: Service,
     pub settings: ClusterSettings,

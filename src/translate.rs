@@ -1,0 +1,1 @@
+//! Route tables to Envoy resources: listeners, the route configuration and clusters.
