@@ -1,12 +1,675 @@
-//! `canary-xds bootstrap`: a ready Envoy bootstrap that points Envoy at canary-xds.
+//! `canary-xds bootstrap`: a ready Envoy bootstrap (YAML) that points Envoy at canary-xds.
+//!
+//! Pure: the text is a function of the flags alone, so the committed examples in `envoy/` can be
+//! checked against it. The flags describe the Envoy side, and are read from flags only (a
+//! daemon's environment must not change what a one-off command prints).
+//!
+//! The names Envoy and canary-xds must agree on (route configuration, stat prefix, filters) come
+//! from `translate`, which builds the same listener for LDS.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::str::FromStr;
 
 use clap::Args;
+use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager;
+use envoy_types::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions;
+use prost::Name;
+use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
+
+use crate::mapping::DEFAULT_FLEET;
+use crate::translate;
+
+/// Where canary-xds serves xDS unless told otherwise (its `serve` default).
+pub const DEFAULT_XDS: &str = "127.0.0.1:18000";
+
+/// The node id Envoy presents unless told otherwise. canary-xds serves by fleet (the node's
+/// cluster), not by id; the id only names this Envoy in canary-xds's logs and status, so give
+/// each Envoy its own (a host or pod name) when several connect.
+pub const DEFAULT_NODE_ID: &str = "envoy";
+
+/// Where Envoy's admin interface listens unless told otherwise.
+pub const DEFAULT_ADMIN: &str = "127.0.0.1:9901";
+
+/// The name of the bootstrap's static cluster that reaches canary-xds. `table` keeps it out of
+/// the names it gives Mappings' clusters.
+pub const XDS_CLUSTER: &str = "xds_cluster";
+
+/// The largest number of downstream connections Envoy accepts. Envoy warns at start when there
+/// is no limit; this one is far above what one Envoy serves here.
+pub const MAX_DOWNSTREAM_CONNECTIONS: u64 = 50_000;
+
+/// Histogram buckets for every cluster's `upstream_rq_time`, in milliseconds. Envoy's defaults
+/// jump from 10 to 25 to 50 ms; these are fine enough to read p50 and p99 of a canary from
+/// Prometheus buckets over a window.
+pub const UPSTREAM_RQ_TIME_BUCKETS_MS: &[f64] = &[
+    0.5, 1.0, 2.0, 3.0, 5.0, 7.0, 10.0, 15.0, 20.0, 25.0, 30.0, 40.0, 50.0, 60.0, 75.0, 100.0,
+    125.0, 150.0, 200.0, 250.0, 300.0, 400.0, 500.0, 750.0, 1000.0, 1500.0, 2000.0, 3000.0, 5000.0,
+    10000.0, 30000.0, 60000.0,
+];
+
+/// Which histograms get `UPSTREAM_RQ_TIME_BUCKETS_MS`: Envoy matches the stat name before tag
+/// extraction, `cluster.<name>.upstream_rq_time`. It also takes the per-origin copies Envoy keeps
+/// of the same times (`cluster.<name>.external.upstream_rq_time`, measured with Envoy 1.40), which
+/// want the same buckets; other histograms keep Envoy's defaults.
+pub const UPSTREAM_RQ_TIME_REGEX: &str = r"^cluster\..+\.upstream_rq_time$";
 
 /// The flags of `bootstrap`. They describe the Envoy side.
-#[derive(Debug, Args)]
-pub struct BootstrapArgs {}
+#[derive(Clone, Debug, PartialEq, Eq, Args)]
+pub struct BootstrapArgs {
+    /// Where canary-xds serves xDS, as host:port. A host name is resolved by Envoy (STRICT_DNS);
+    /// an IP is used as is.
+    #[arg(long, value_name = "HOST:PORT", default_value = DEFAULT_XDS)]
+    pub xds: XdsAddress,
+    /// The node id this Envoy presents. canary-xds only shows it (logs, status); give each
+    /// Envoy its own, such as its host or pod name.
+    #[arg(long, value_name = "ID", default_value = DEFAULT_NODE_ID, value_parser = node_id)]
+    pub node_id: String,
+    /// The fleet (ambassador_id) whose Mappings this Envoy serves; sent as the node's cluster.
+    #[arg(long, value_name = "NAME", default_value = DEFAULT_FLEET, value_parser = fleet)]
+    pub fleet: String,
+    /// Where Envoy's admin interface listens.
+    #[arg(long, value_name = "ADDR", default_value = DEFAULT_ADMIN)]
+    pub admin: SocketAddr,
+    /// Use the incremental (delta) xDS protocol instead of state of the world.
+    #[arg(long)]
+    pub delta: bool,
+    /// Keep a static HTTP listener on ADDR that takes its routes from canary-xds, instead of
+    /// the listener canary-xds serves over LDS (for users who keep their own listener).
+    #[arg(long, value_name = "ADDR")]
+    pub static_listener: Option<SocketAddr>,
+}
+
+impl Default for BootstrapArgs {
+    /// The defaults of the flags.
+    fn default() -> Self {
+        BootstrapArgs {
+            xds: DEFAULT_XDS.parse().expect("the default is valid"),
+            node_id: DEFAULT_NODE_ID.into(),
+            fleet: DEFAULT_FLEET.into(),
+            admin: DEFAULT_ADMIN.parse().expect("the default is valid"),
+            delta: false,
+            static_listener: None,
+        }
+    }
+}
+
+/// canary-xds's xDS address: a host name or an IP, and a port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct XdsAddress {
+    /// A DNS name (lower-case) or an IP address (IPv6 without brackets).
+    pub host: String,
+    /// The TCP port, never 0.
+    pub port: u16,
+}
+
+impl XdsAddress {
+    fn ip(&self) -> Option<IpAddr> {
+        self.host.parse().ok()
+    }
+}
+
+impl FromStr for XdsAddress {
+    type Err = String;
+
+    /// `host:port`, `1.2.3.4:port` or `[::1]:port`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        if let Ok(addr) = s.parse::<SocketAddr>() {
+            return Ok(XdsAddress {
+                host: addr.ip().to_string(),
+                port: addr.port(),
+            });
+        }
+        let (host, port) = s
+            .rsplit_once(':')
+            .ok_or_else(|| format!("{s:?} is not host:port"))?;
+        let port = match port.parse::<u16>() {
+            Ok(p) if p > 0 => p,
+            _ => return Err(format!("bad port {port:?} in {s:?}; use 1 to 65535")),
+        };
+        let name_ok = !host.is_empty()
+            && host.len() <= 253
+            && host.split('.').all(|label| {
+                !label.is_empty()
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            });
+        if !name_ok {
+            return Err(format!(
+                "{host:?} in {s:?} is not a host name or IP address"
+            ));
+        }
+        Ok(XdsAddress {
+            host: host.to_ascii_lowercase(),
+            port,
+        })
+    }
+}
+
+impl fmt::Display for XdsAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.ip() {
+            Some(IpAddr::V6(ip)) => write!(f, "[{ip}]:{}", self.port),
+            _ => write!(f, "{}:{}", self.host, self.port),
+        }
+    }
+}
+
+/// A node id: anything printable (it ends up in a YAML comment and in logs).
+fn node_id(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.chars().any(char::is_control) {
+        return Err("the node id must be non-empty, without control characters".into());
+    }
+    Ok(s.into())
+}
+
+/// A fleet name: what an `ambassador_id` may be, so that Mappings can name it.
+fn fleet(s: &str) -> Result<String, String> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_graphic() && b != b'=') {
+        return Err(format!("{s:?} is not a valid fleet (ambassador_id)"));
+    }
+    Ok(s.into())
+}
 
 /// Renders the bootstrap YAML.
-pub fn render(_args: &BootstrapArgs) -> String {
-    String::new()
+pub fn render(args: &BootstrapArgs) -> String {
+    let mut out = format!(
+        "# Envoy bootstrap for canary-xds, printed by `{}`.\n\
+         # Regenerate it with that command rather than editing it.\n",
+        command_line(args)
+    );
+    let yaml = serde_saphyr::to_string_with_options(
+        &bootstrap(args),
+        // Long `@type` URLs stay on one line instead of becoming folded block scalars.
+        serde_saphyr::ser_options! { prefer_block_scalars: false },
+    )
+    // The tree holds only maps, lists, strings and numbers: nothing the serializer refuses.
+    .expect("a YAML tree serializes");
+    out.push_str(&yaml);
+    out
+}
+
+/// The command that prints this bootstrap: the flags that differ from their defaults.
+fn command_line(args: &BootstrapArgs) -> String {
+    let defaults = BootstrapArgs::default();
+    let mut line = String::from("canary-xds bootstrap");
+    if args.xds != defaults.xds {
+        line.push_str(&format!(" --xds {}", args.xds));
+    }
+    if args.node_id != defaults.node_id {
+        line.push_str(&format!(" --node-id {}", shell_word(&args.node_id)));
+    }
+    if args.fleet != defaults.fleet {
+        line.push_str(&format!(" --fleet {}", shell_word(&args.fleet)));
+    }
+    if args.admin != defaults.admin {
+        line.push_str(&format!(" --admin {}", args.admin));
+    }
+    if args.delta {
+        line.push_str(" --delta");
+    }
+    if let Some(addr) = args.static_listener {
+        line.push_str(&format!(" --static-listener {addr}"));
+    }
+    line
+}
+
+/// A word as a POSIX shell reads it back.
+fn shell_word(s: &str) -> String {
+    if s.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-_.:/@%+=,".contains(&b))
+    {
+        s.into()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+fn bootstrap(args: &BootstrapArgs) -> Yaml {
+    let ads = || map([("ads", map([])), ("resource_api_version", s("V3"))]);
+    let mut dynamic = vec![
+        (
+            "ads_config",
+            map([
+                (
+                    "api_type",
+                    s(if args.delta { "DELTA_GRPC" } else { "GRPC" }),
+                ),
+                ("transport_api_version", s("V3")),
+                (
+                    "grpc_services",
+                    seq([map([(
+                        "envoy_grpc",
+                        map([("cluster_name", s(XDS_CLUSTER))]),
+                    )])]),
+                ),
+                // The node is sent once per stream, not on every request.
+                ("set_node_on_first_message_only", Yaml::Bool(true)),
+            ]),
+        ),
+        ("cds_config", ads()),
+    ];
+    let mut statics = vec![("clusters", seq([xds_cluster(&args.xds)]))];
+    match args.static_listener {
+        Some(addr) => statics.insert(0, ("listeners", seq([static_listener(addr)]))),
+        None => dynamic.push(("lds_config", ads())),
+    }
+    map([
+        (
+            "node",
+            map([("id", s(&args.node_id)), ("cluster", s(&args.fleet))]),
+        ),
+        ("dynamic_resources", Yaml::Map(dynamic)),
+        ("static_resources", Yaml::Map(statics)),
+        (
+            "admin",
+            map([(
+                "address",
+                socket_address(&args.admin.ip().to_string(), args.admin.port()),
+            )]),
+        ),
+        (
+            "overload_manager",
+            map([(
+                "resource_monitors",
+                seq([map([
+                    (
+                        "name",
+                        s("envoy.resource_monitors.global_downstream_max_connections"),
+                    ),
+                    (
+                        "typed_config",
+                        map([
+                            (
+                                "@type",
+                                s("type.googleapis.com/envoy.extensions.resource_monitors.\
+                                   downstream_connections.v3.DownstreamConnectionsConfig"),
+                            ),
+                            (
+                                "max_active_downstream_connections",
+                                Yaml::Int(MAX_DOWNSTREAM_CONNECTIONS),
+                            ),
+                        ]),
+                    ),
+                ])]),
+            )]),
+        ),
+        (
+            "stats_config",
+            map([(
+                "histogram_bucket_settings",
+                seq([map([
+                    (
+                        "match",
+                        map([("safe_regex", map([("regex", s(UPSTREAM_RQ_TIME_REGEX))]))]),
+                    ),
+                    (
+                        "buckets",
+                        Yaml::FlowSeq(
+                            UPSTREAM_RQ_TIME_BUCKETS_MS
+                                .iter()
+                                .map(|&ms| Yaml::Number(ms))
+                                .collect(),
+                        ),
+                    ),
+                ])]),
+            )]),
+        ),
+    ])
+}
+
+/// The static cluster that reaches canary-xds over gRPC.
+fn xds_cluster(xds: &XdsAddress) -> Yaml {
+    let mut cluster = vec![
+        ("name", s(XDS_CLUSTER)),
+        // A name is resolved (and re-resolved) by Envoy; an IP needs nothing.
+        (
+            "type",
+            s(if xds.ip().is_some() {
+                "STATIC"
+            } else {
+                "STRICT_DNS"
+            }),
+        ),
+        ("connect_timeout", s("1s")),
+    ];
+    if xds.ip().is_none() {
+        // As for upstreams: `localhost` may resolve to ::1 first.
+        cluster.push(("dns_lookup_family", s("V4_PREFERRED")));
+    }
+    cluster.extend([
+        (
+            "load_assignment",
+            map([
+                ("cluster_name", s(XDS_CLUSTER)),
+                (
+                    "endpoints",
+                    seq([map([(
+                        "lb_endpoints",
+                        seq([map([(
+                            "endpoint",
+                            map([("address", socket_address(&xds.host, xds.port))]),
+                        )])]),
+                    )])]),
+                ),
+            ]),
+        ),
+        (
+            // gRPC needs HTTP/2. Without it Envoy speaks HTTP/1.1 to canary-xds and fails
+            // without a word in its log (only upstream_cx_protocol_error grows).
+            "typed_extension_protocol_options",
+            map([(
+                translate::HTTP_PROTOCOL_OPTIONS,
+                map([
+                    ("@type", s(HttpProtocolOptions::type_url())),
+                    (
+                        "explicit_http_config",
+                        map([(
+                            "http2_protocol_options",
+                            map([(
+                                // Finds a dead xDS connection (a vanished peer) in seconds
+                                // rather than at the next TCP timeout.
+                                "connection_keepalive",
+                                map([("interval", s("30s")), ("timeout", s("5s"))]),
+                            )]),
+                        )]),
+                    ),
+                ]),
+            )]),
+        ),
+        (
+            "upstream_connection_options",
+            map([("tcp_keepalive", map([]))]),
+        ),
+    ]);
+    Yaml::Map(cluster)
+}
+
+/// The listener of `--static-listener`: the one `translate::listener` builds for LDS, with the
+/// same names, written as YAML.
+fn static_listener(addr: SocketAddr) -> Yaml {
+    let hcm = map([
+        ("@type", s(HttpConnectionManager::type_url())),
+        ("stat_prefix", s(translate::STAT_PREFIX)),
+        ("codec_type", s("AUTO")),
+        (
+            "rds",
+            map([
+                (
+                    "config_source",
+                    map([("ads", map([])), ("resource_api_version", s("V3"))]),
+                ),
+                ("route_config_name", s(translate::ROUTE_CONFIG_NAME)),
+            ]),
+        ),
+        (
+            "http_filters",
+            seq([map([
+                ("name", s(translate::ROUTER_FILTER)),
+                ("typed_config", map([("@type", s(Router::type_url()))])),
+            ])]),
+        ),
+        ("strip_any_host_port", Yaml::Bool(true)),
+    ]);
+    map([
+        ("name", s(translate::listener_name(addr))),
+        (
+            "address",
+            socket_address(&addr.ip().to_string(), addr.port()),
+        ),
+        (
+            "filter_chains",
+            seq([map([(
+                "filters",
+                seq([map([
+                    ("name", s(translate::HCM_FILTER)),
+                    ("typed_config", hcm),
+                ])]),
+            )])]),
+        ),
+    ])
+}
+
+fn socket_address(host: &str, port: u16) -> Yaml {
+    map([(
+        "socket_address",
+        map([("address", s(host)), ("port_value", Yaml::Int(port.into()))]),
+    )])
+}
+
+/// A YAML tree whose maps keep their order, so the text reads like Envoy's docs and is the same
+/// on every run.
+enum Yaml {
+    Map(Vec<(&'static str, Yaml)>),
+    Seq(Vec<Yaml>),
+    /// A list on one line, `[a, b]`.
+    FlowSeq(Vec<Yaml>),
+    Str(String),
+    Int(u64),
+    /// Written as a whole number when it is one.
+    Number(f64),
+    Bool(bool),
+}
+
+fn map<const N: usize>(entries: [(&'static str, Yaml); N]) -> Yaml {
+    Yaml::Map(entries.into())
+}
+
+fn seq<const N: usize>(items: [Yaml; N]) -> Yaml {
+    Yaml::Seq(items.into())
+}
+
+fn s(text: impl Into<String>) -> Yaml {
+    Yaml::Str(text.into())
+}
+
+impl Serialize for Yaml {
+    fn serialize<S: Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Yaml::Map(entries) => {
+                let mut m = ser.serialize_map(Some(entries.len()))?;
+                for (k, v) in entries {
+                    m.serialize_entry(k, v)?;
+                }
+                m.end()
+            }
+            Yaml::Seq(items) => {
+                let mut l = ser.serialize_seq(Some(items.len()))?;
+                for item in items {
+                    l.serialize_element(item)?;
+                }
+                l.end()
+            }
+            Yaml::FlowSeq(items) => serde_saphyr::FlowSeq(items).serialize(ser),
+            Yaml::Str(text) => ser.serialize_str(text),
+            Yaml::Int(n) => ser.serialize_u64(*n),
+            Yaml::Number(x) if x.fract() == 0.0 && *x >= 0.0 => ser.serialize_u64(*x as u64),
+            Yaml::Number(x) => ser.serialize_f64(*x),
+            Yaml::Bool(b) => ser.serialize_bool(*b),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+    use serde_json::{Value, json};
+
+    #[derive(Parser)]
+    struct Cmd {
+        #[command(flatten)]
+        args: BootstrapArgs,
+    }
+
+    fn parse(flags: &[&str]) -> Result<BootstrapArgs, clap::Error> {
+        Cmd::try_parse_from(std::iter::once("bootstrap").chain(flags.iter().copied()))
+            .map(|c| c.args)
+    }
+
+    /// The bootstrap read back as data, to check values rather than text.
+    fn data(args: &BootstrapArgs) -> Value {
+        serde_saphyr::from_str(&render(args)).unwrap()
+    }
+
+    #[test]
+    fn the_defaults_are_the_documented_ones() {
+        let args = parse(&[]).unwrap();
+        assert_eq!(args, BootstrapArgs::default());
+        let d = data(&args);
+        assert_eq!(d["node"], json!({"id": "envoy", "cluster": "default"}));
+        assert_eq!(
+            d["admin"]["address"]["socket_address"],
+            json!({"address": "127.0.0.1", "port_value": 9901})
+        );
+        let xds = &d["static_resources"]["clusters"][0];
+        assert_eq!(xds["name"], XDS_CLUSTER);
+        assert_eq!(xds["type"], "STATIC");
+        assert_eq!(
+            xds["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"],
+            json!({"address": "127.0.0.1", "port_value": 18000})
+        );
+        assert_eq!(d["dynamic_resources"]["ads_config"]["api_type"], "GRPC");
+        assert_eq!(
+            d["dynamic_resources"]["lds_config"],
+            json!({"ads": {}, "resource_api_version": "V3"})
+        );
+        assert!(d["static_resources"].get("listeners").is_none());
+    }
+
+    #[test]
+    fn the_xds_cluster_speaks_http2_with_keepalives() {
+        let d = data(&BootstrapArgs::default());
+        let xds = &d["static_resources"]["clusters"][0];
+        let options = &xds["typed_extension_protocol_options"][translate::HTTP_PROTOCOL_OPTIONS];
+        assert_eq!(options["@type"], HttpProtocolOptions::type_url());
+        assert_eq!(
+            options["explicit_http_config"]["http2_protocol_options"]["connection_keepalive"],
+            json!({"interval": "30s", "timeout": "5s"})
+        );
+        assert_eq!(
+            xds["upstream_connection_options"],
+            json!({"tcp_keepalive": {}})
+        );
+    }
+
+    #[test]
+    fn a_host_name_is_resolved_by_envoy() {
+        let args = parse(&["--xds", "Canary-XDS.ns.svc:18001"]).unwrap();
+        assert_eq!(args.xds.host, "canary-xds.ns.svc");
+        let xds = &data(&args)["static_resources"]["clusters"][0];
+        assert_eq!(xds["type"], "STRICT_DNS");
+        assert_eq!(xds["dns_lookup_family"], "V4_PREFERRED");
+    }
+
+    #[test]
+    fn xds_addresses_parse_and_print_back() {
+        for (text, host, port) in [
+            ("127.0.0.1:18000", "127.0.0.1", 18000),
+            ("[::1]:18000", "::1", 18000),
+            ("localhost:1", "localhost", 1),
+            ("a-b.c.d:65535", "a-b.c.d", 65535),
+        ] {
+            let a: XdsAddress = text.parse().unwrap();
+            assert_eq!((a.host.as_str(), a.port), (host, port));
+            assert_eq!(a.to_string(), text);
+        }
+        for bad in [
+            "localhost",
+            ":18000",
+            "host:0",
+            "host:65536",
+            "host:port",
+            "a..b:1",
+            "::1:18000",
+            "ho st:1",
+            "http://host:1",
+        ] {
+            assert!(bad.parse::<XdsAddress>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn delta_and_static_listener_change_what_they_say() {
+        let d = data(&parse(&["--delta"]).unwrap());
+        assert_eq!(
+            d["dynamic_resources"]["ads_config"]["api_type"],
+            "DELTA_GRPC"
+        );
+
+        let d = data(&parse(&["--static-listener", "0.0.0.0:8080"]).unwrap());
+        assert!(d["dynamic_resources"].get("lds_config").is_none());
+        assert!(d["dynamic_resources"].get("cds_config").is_some());
+        let listener = &d["static_resources"]["listeners"][0];
+        assert_eq!(
+            listener["name"],
+            translate::listener_name("0.0.0.0:8080".parse().unwrap())
+        );
+        let hcm = &listener["filter_chains"][0]["filters"][0]["typed_config"];
+        assert_eq!(hcm["stat_prefix"], translate::STAT_PREFIX);
+        assert_eq!(
+            hcm["rds"]["route_config_name"],
+            translate::ROUTE_CONFIG_NAME
+        );
+        assert_eq!(hcm["strip_any_host_port"], true);
+        assert_eq!(
+            hcm["http_filters"][0]["typed_config"]["@type"],
+            Router::type_url()
+        );
+    }
+
+    #[test]
+    fn user_text_is_quoted_where_yaml_needs_it() {
+        let args = parse(&["--node-id", "pod: 1 # 'x' \"y\"", "--fleet", "true"]).unwrap();
+        let d = data(&args);
+        assert_eq!(d["node"]["id"], "pod: 1 # 'x' \"y\"");
+        assert_eq!(d["node"]["cluster"], "true", "a string, not a boolean");
+        // The header names the command, quoted for a shell.
+        assert!(
+            render(&args).starts_with(
+                "# Envoy bootstrap for canary-xds, printed by `canary-xds bootstrap \
+                 --node-id 'pod: 1 # '\\''x'\\'' \"y\"' --fleet true`.\n"
+            ),
+            "{}",
+            render(&args)
+        );
+    }
+
+    #[test]
+    fn bad_names_are_refused() {
+        assert!(parse(&["--fleet", "a=b"]).is_err());
+        assert!(parse(&["--fleet", ""]).is_err());
+        assert!(parse(&["--node-id", "a\nb"]).is_err());
+        assert!(parse(&["--node-id", ""]).is_err());
+        assert!(parse(&["--admin", "localhost:9901"]).is_err());
+    }
+
+    #[test]
+    fn histograms_get_fine_buckets_for_upstream_rq_time() {
+        let d = data(&BootstrapArgs::default());
+        let rule = &d["stats_config"]["histogram_bucket_settings"][0];
+        assert_eq!(rule["match"]["safe_regex"]["regex"], UPSTREAM_RQ_TIME_REGEX);
+        let buckets: Vec<f64> = rule["buckets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b.as_f64().unwrap())
+            .collect();
+        assert_eq!(buckets, UPSTREAM_RQ_TIME_BUCKETS_MS);
+        // Envoy wants them positive and unique.
+        assert!(buckets.windows(2).all(|w| w[0] < w[1]) && buckets[0] > 0.0);
+    }
+
+    #[test]
+    fn mappings_can_never_take_the_xds_cluster_name() {
+        assert!(crate::table::RESERVED_CLUSTER_NAMES.contains(&XDS_CLUSTER));
+    }
+
+    #[test]
+    fn the_output_is_the_same_every_time() {
+        let args = parse(&["--delta", "--static-listener", "[::]:8080"]).unwrap();
+        assert_eq!(render(&args), render(&args.clone()));
+    }
 }
