@@ -25,6 +25,8 @@ pub struct Cli {
 pub enum Command {
     /// Show the route table a directory of Mappings describes, with every diagnostic.
     Check(CheckArgs),
+    /// Watch a directory of Mappings and serve it to Envoy over ADS.
+    Serve(crate::serve::ServeArgs),
     /// Print an Envoy bootstrap that points Envoy at canary-xds.
     Bootstrap(crate::bootstrap::BootstrapArgs),
 }

@@ -22,3 +22,8 @@ pub mod table;
 pub mod translate;
 pub mod weights;
 pub mod yaml;
+pub mod snapshot;
+pub mod xds;
+pub mod reload;
+pub mod watch;
+pub mod serve;

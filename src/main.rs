@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use canary_xds::cli::{Cli, Command, Format};
-use canary_xds::{bootstrap, check, report};
+use canary_xds::{bootstrap, check, report, serve};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -22,6 +22,23 @@ fn main() -> ExitCode {
                 return ExitCode::from(1);
             }
             ExitCode::from(check::exit_code(&compiled) as u8)
+        }
+        Command::Serve(args) => {
+            serve::init_logging(args.log_format);
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("error: cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(serve::run(args)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Command::Bootstrap(args) => {
             print!("{}", bootstrap::render(&args));

@@ -1,0 +1,441 @@
+//! One reload of the watched directory: scan, contain bad files, compile, build snapshots.
+//!
+//! Containment: the unit is the file. A file with any error keeps serving its last good
+//! content; a file with no good past is left out. A route whose weights became invalid across
+//! files keeps its last good weights. A directory that cannot be read keeps everything as it is.
+//! A file that suddenly became empty (an editor truncating before it writes) keeps its content
+//! until it has stayed empty for `empty_grace`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::diagnostic::{Counts, Diagnostic, Location, Severity};
+use crate::parse::ParsedFile;
+use crate::snapshot::{Snapshot, SnapshotBuilder};
+use crate::source::{Loader, SourceError};
+use crate::table::{Compiled, Tables, compile};
+use crate::xds::server::Published;
+
+/// The outcome of a reload.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The snapshots to serve, when the directory could be read.
+    pub published: Option<Published>,
+    /// Whether the content served changed.
+    pub changed: bool,
+    pub stats: Stats,
+    /// Every diagnostic about what is on disk now, plus notes on what is held back.
+    pub diagnostics: Vec<Diagnostic>,
+    /// Call again after this long even without a file event (a file held while empty).
+    pub recheck_after: Option<Duration>,
+}
+
+/// What a reload did, for the log line and metrics.
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    pub files: usize,
+    pub files_read: usize,
+    pub files_parsed: usize,
+    pub mappings: usize,
+    pub routes: usize,
+    pub clusters: usize,
+    pub version: String,
+    pub took: Duration,
+    pub counts: Counts,
+    /// Files (relative paths) held at their last good content.
+    pub held_files: usize,
+}
+
+/// A file's last good content and when it became empty, if it did.
+struct FileMemory {
+    good: Arc<ParsedFile>,
+    empty_since: Option<Instant>,
+}
+
+/// Reloads a directory again and again, remembering the last good state of each file and of
+/// the route tables.
+pub struct Reloader {
+    loader: Loader,
+    builder: SnapshotBuilder,
+    files: HashMap<String, FileMemory>,
+    last_tables: Option<Tables>,
+    last: Option<Published>,
+    empty_grace: Duration,
+}
+
+impl Reloader {
+    pub fn new(loader: Loader, builder: SnapshotBuilder, empty_grace: Duration) -> Self {
+        Reloader {
+            loader,
+            builder,
+            files: HashMap::new(),
+            last_tables: None,
+            last: None,
+            empty_grace,
+        }
+    }
+
+    /// Seeds a file's last good content (from `--state-dir`), used if the file is broken now.
+    pub fn remember(&mut self, rel: String, good: Arc<ParsedFile>) {
+        self.files.insert(
+            rel,
+            FileMemory {
+                good,
+                empty_since: None,
+            },
+        );
+    }
+
+    /// The last good content of every file, for `--state-dir`.
+    pub fn good_files(&self) -> impl Iterator<Item = (&str, &Arc<ParsedFile>)> {
+        self.files.iter().map(|(k, v)| (k.as_str(), &v.good))
+    }
+
+    /// What is being served now.
+    pub fn last(&self) -> Option<&Published> {
+        self.last.as_ref()
+    }
+
+    /// Reloads. `verify` reads every file again (the periodic safety net); `since` is when the
+    /// change that triggered this reload was seen.
+    pub fn reload(&mut self, verify: bool, since: Instant) -> Outcome {
+        let started = Instant::now();
+        let scan = match self.loader.scan(verify) {
+            Ok(scan) => scan,
+            Err(e) => return self.unreadable(&e, started),
+        };
+        let mut diagnostics = scan.diagnostics;
+        let mut effective: Vec<ParsedFile> = Vec::with_capacity(scan.files.len());
+        let mut present = BTreeSet::new();
+        let mut held_files = 0;
+        let mut recheck_after = None;
+        let now = Instant::now();
+        for f in &scan.files {
+            present.insert(f.rel.clone());
+            let parsed = &f.parsed;
+            diagnostics.extend(parsed.diagnostics.iter().cloned());
+            let memory = self.files.get_mut(&f.rel);
+            let is_empty = parsed.mappings.is_empty()
+                && parsed.rejected.is_empty()
+                && parsed.diagnostics.is_empty();
+            match memory {
+                Some(m) if parsed.has_errors() => {
+                    held_files += 1;
+                    diagnostics.push(hold_note(
+                        &f.rel,
+                        &m.good,
+                        "it has errors, so its last good content keeps serving",
+                    ));
+                    effective.push((*m.good).clone());
+                }
+                Some(m) if is_empty && !m.good.mappings.is_empty() => {
+                    let since_empty = *m.empty_since.get_or_insert(now);
+                    let waited = now.duration_since(since_empty);
+                    if waited < self.empty_grace {
+                        held_files += 1;
+                        diagnostics.push(hold_note(
+                            &f.rel,
+                            &m.good,
+                            "it just became empty (an editor mid-save?), so its last content \
+                             keeps serving until it stays empty",
+                        ));
+                        effective.push((*m.good).clone());
+                        let left = self.empty_grace - waited;
+                        recheck_after = Some(recheck_after.map_or(left, |r: Duration| r.min(left)));
+                    } else {
+                        m.good = Arc::clone(parsed);
+                        m.empty_since = None;
+                        effective.push((**parsed).clone());
+                    }
+                }
+                Some(m) => {
+                    m.good = Arc::clone(parsed);
+                    m.empty_since = None;
+                    effective.push((**parsed).clone());
+                }
+                None if parsed.has_errors() => {
+                    diagnostics.push(
+                        Diagnostic::error(
+                            &Location::new(f.rel.clone(), 0, 0),
+                            "this file has errors and no good past content, so none of it is \
+                             served",
+                        )
+                        .field("file"),
+                    );
+                }
+                None => {
+                    self.files.insert(
+                        f.rel.clone(),
+                        FileMemory {
+                            good: Arc::clone(parsed),
+                            empty_since: None,
+                        },
+                    );
+                    effective.push((**parsed).clone());
+                }
+            }
+        }
+        // Deleted files are gone for good.
+        self.files.retain(|rel, _| present.contains(rel));
+
+        let Compiled {
+            tables,
+            diagnostics: compiled_diagnostics,
+        } = compile(&effective, self.last_tables.as_ref());
+        // The compiler re-reports the served files' own diagnostics: sorting drops the repeats.
+        diagnostics.extend(compiled_diagnostics);
+        diagnostics.sort_by(|a, b| {
+            (&a.file, a.line, a.column, a.severity, &a.message)
+                .cmp(&(&b.file, b.line, b.column, b.severity, &b.message))
+        });
+        diagnostics.dedup();
+
+        let published = self.publish(&tables, since);
+        let changed = self
+            .last
+            .as_ref()
+            .is_none_or(|old| versions(old) != versions(&published));
+        let stats = Stats {
+            files: scan.files.len(),
+            files_read: scan.read,
+            files_parsed: scan.parsed,
+            mappings: tables.fleets.values().map(|t| t.mapping_count()).sum(),
+            routes: tables.fleets.values().map(|t| t.routes.len()).sum(),
+            clusters: tables.fleets.values().map(|t| t.clusters.len()).sum(),
+            version: overall_version(&published),
+            took: started.elapsed(),
+            counts: Counts::of(&diagnostics),
+            held_files,
+        };
+        self.last_tables = Some(tables);
+        if changed {
+            self.last = Some(published.clone());
+        }
+        Outcome {
+            published: Some(if changed {
+                published
+            } else {
+                self.last.clone().expect("set when first published")
+            }),
+            changed,
+            stats,
+            diagnostics,
+            recheck_after,
+        }
+    }
+
+    fn publish(&mut self, tables: &Tables, since: Instant) -> Published {
+        let mut fleets = BTreeMap::new();
+        for (name, table) in &tables.fleets {
+            let snap = self.builder.build(name, Arc::new(table.clone()));
+            fleets.insert(name.clone(), Arc::new(snap));
+        }
+        // Envoys of a fleet no Mapping names get the default listener and no routes.
+        let other = Arc::new(self.builder.build("", Arc::new(Default::default())));
+        let live: Vec<&Snapshot> = fleets.values().map(Arc::as_ref).chain([other.as_ref()]).collect();
+        self.builder.retain(&live);
+        Published {
+            fleets,
+            other,
+            since,
+        }
+    }
+
+    fn unreadable(&self, e: &SourceError, started: Instant) -> Outcome {
+        let mut d = e.to_diagnostic();
+        d.message.push_str("; the last good config keeps serving");
+        Outcome {
+            published: None,
+            changed: false,
+            stats: Stats {
+                took: started.elapsed(),
+                counts: Counts::of(std::slice::from_ref(&d)),
+                ..Stats::default()
+            },
+            diagnostics: vec![d],
+            recheck_after: None,
+        }
+    }
+}
+
+fn hold_note(rel: &str, good: &ParsedFile, why: &str) -> Diagnostic {
+    let names: Vec<String> = good.mappings.iter().map(|m| m.id.to_string()).collect();
+    Diagnostic::warning(
+        &Location::new(rel, 0, 0),
+        format!(
+            "{why}: {} Mapping{} ({})",
+            names.len(),
+            if names.len() == 1 { "" } else { "s" },
+            names.join(", ")
+        ),
+    )
+    .field("file")
+}
+
+fn versions(p: &Published) -> Vec<(&str, &str)> {
+    p.fleets
+        .iter()
+        .map(|(k, s)| (k.as_str(), s.version.as_str()))
+        .chain([("", p.other.version.as_str())])
+        .collect()
+}
+
+/// One version for everything served: the default fleet's snapshot version when it is the only
+/// fleet, else a hash of every fleet's.
+pub fn overall_version(p: &Published) -> String {
+    if p.fleets.len() == 1
+        && let Some(s) = p.fleets.values().next()
+    {
+        return s.version.clone();
+    }
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for (k, v) in versions(p) {
+        h.update(k.as_bytes());
+        h.update([0]);
+        h.update(v.as_bytes());
+    }
+    crate::xds::resource::short_hex(&h.finalize())
+}
+
+/// Only errors stop a file from being served; this says whether any diagnostic is one.
+pub fn has_errors(diagnostics: &[Diagnostic]) -> bool {
+    diagnostics.iter().any(|d| d.severity == Severity::Error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::Listen;
+    use crate::source::DEFAULT_MAX_FILE_SIZE;
+    use std::fs;
+
+    const MAIN: &str = "apiVersion: ambassador/v1\nkind: Mapping\nname: qotm\nprefix: /qotm/\nservice: qotm\n";
+    const CANARY: &str = "apiVersion: ambassador/v1\nkind: Mapping\nname: qotmv2\nprefix: /qotm/\nservice: qotmv2\nweight: 10\n";
+
+    fn reloader(dir: &std::path::Path) -> Reloader {
+        Reloader::new(
+            Loader::new(dir, DEFAULT_MAX_FILE_SIZE),
+            SnapshotBuilder::new(
+                Listen {
+                    default: "127.0.0.1:8080".parse().unwrap(),
+                    fleets: BTreeMap::new(),
+                },
+                None,
+            ),
+            Duration::from_millis(200),
+        )
+    }
+
+    fn weights(o: &Outcome) -> Vec<(String, u32)> {
+        let p = o.published.as_ref().unwrap();
+        p.fleet("default").table.routes[0]
+            .backends
+            .iter()
+            .map(|b| (b.mapping.id.name.clone(), b.weight_bp))
+            .collect()
+    }
+
+    #[test]
+    fn a_broken_file_keeps_its_last_good_content() {
+        let t = tempfile::tempdir().unwrap();
+        fs::write(t.path().join("a.yaml"), MAIN).unwrap();
+        fs::write(t.path().join("b.yaml"), CANARY).unwrap();
+        let mut r = reloader(t.path());
+        let first = r.reload(false, Instant::now());
+        assert!(first.changed);
+        assert_eq!(weights(&first), [("qotm".into(), 9000), ("qotmv2".into(), 1000)]);
+        fs::write(t.path().join("b.yaml"), CANARY.replace("weight: 10", "weight: [")).unwrap();
+        let broken = r.reload(false, Instant::now());
+        assert!(!broken.changed);
+        assert_eq!(weights(&broken), [("qotm".into(), 9000), ("qotmv2".into(), 1000)]);
+        assert!(broken.diagnostics.iter().any(|d| d.file == "b.yaml" && d.severity == Severity::Error && d.line > 0));
+        assert!(broken.diagnostics.iter().any(|d| d.message.contains("last good content keeps serving")));
+        fs::write(t.path().join("b.yaml"), CANARY.replace("weight: 10", "weight: 50")).unwrap();
+        let fixed = r.reload(false, Instant::now());
+        assert!(fixed.changed);
+        assert_eq!(weights(&fixed), [("qotm".into(), 5000), ("qotmv2".into(), 5000)]);
+    }
+
+    #[test]
+    fn a_broken_file_with_no_past_is_left_out() {
+        let t = tempfile::tempdir().unwrap();
+        fs::write(t.path().join("a.yaml"), MAIN).unwrap();
+        fs::write(t.path().join("b.yaml"), CANARY.replace("weight: 10", "weight: 4.351")).unwrap();
+        let o = reloader(t.path()).reload(false, Instant::now());
+        assert_eq!(weights(&o), [("qotm".into(), 10000)]);
+    }
+
+    #[test]
+    fn a_group_gone_bad_across_files_keeps_its_last_good_weights() {
+        let t = tempfile::tempdir().unwrap();
+        fs::write(t.path().join("a.yaml"), MAIN.replace("service: qotm", "service: qotm\nweight: 60")).unwrap();
+        fs::write(t.path().join("b.yaml"), CANARY.replace("weight: 10", "weight: 40")).unwrap();
+        let mut r = reloader(t.path());
+        r.reload(false, Instant::now());
+        fs::write(t.path().join("b.yaml"), CANARY.replace("weight: 10", "weight: 50")).unwrap();
+        let o = r.reload(false, Instant::now());
+        assert_eq!(weights(&o), [("qotm".into(), 6000), ("qotmv2".into(), 4000)]);
+        assert!(!o.changed);
+    }
+
+    #[test]
+    fn a_file_that_just_became_empty_is_held_for_a_while() {
+        let t = tempfile::tempdir().unwrap();
+        fs::write(t.path().join("a.yaml"), MAIN).unwrap();
+        let mut r = reloader(t.path());
+        r.reload(false, Instant::now());
+        fs::write(t.path().join("a.yaml"), "").unwrap();
+        let o = r.reload(false, Instant::now());
+        assert!(!o.changed);
+        assert!(o.recheck_after.is_some());
+        std::thread::sleep(Duration::from_millis(250));
+        let o = r.reload(false, Instant::now());
+        assert!(o.changed);
+        assert!(o.published.unwrap().fleet("default").table.routes.is_empty());
+    }
+
+    #[test]
+    fn a_deleted_file_removes_its_mappings_at_once() {
+        let t = tempfile::tempdir().unwrap();
+        fs::write(t.path().join("a.yaml"), MAIN).unwrap();
+        fs::write(t.path().join("b.yaml"), CANARY).unwrap();
+        let mut r = reloader(t.path());
+        r.reload(false, Instant::now());
+        fs::remove_file(t.path().join("b.yaml")).unwrap();
+        let o = r.reload(false, Instant::now());
+        assert!(o.changed);
+        assert_eq!(weights(&o), [("qotm".into(), 10000)]);
+    }
+
+    #[test]
+    fn an_unreadable_directory_keeps_what_is_served() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("m");
+        fs::create_dir(&dir).unwrap();
+        fs::write(dir.join("a.yaml"), MAIN).unwrap();
+        let mut r = reloader(&dir);
+        let first = r.reload(false, Instant::now());
+        fs::remove_dir_all(&dir).unwrap();
+        let gone = r.reload(false, Instant::now());
+        assert!(gone.published.is_none());
+        assert!(gone.diagnostics[0].message.contains("keeps serving"));
+        assert_eq!(r.last().unwrap().fleet("default").version, first.published.unwrap().fleet("default").version);
+        fs::create_dir(&dir).unwrap();
+        fs::write(dir.join("a.yaml"), MAIN).unwrap();
+        let back = r.reload(false, Instant::now());
+        assert!(!back.changed, "same content, same version");
+    }
+
+    #[test]
+    fn the_same_files_give_the_same_versions() {
+        let t = tempfile::tempdir().unwrap();
+        fs::write(t.path().join("a.yaml"), MAIN).unwrap();
+        fs::write(t.path().join("b.yaml"), CANARY).unwrap();
+        let a = reloader(t.path()).reload(false, Instant::now());
+        let b = reloader(t.path()).reload(false, Instant::now());
+        assert_eq!(a.stats.version, b.stats.version);
+        assert!(!a.stats.version.is_empty());
+    }
+}

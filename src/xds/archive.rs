@@ -1,0 +1,115 @@
+//! What this server sent recently, by version: so that an Envoy that reconnects with a version
+//! string can be understood (which clusters does it hold? which does its route table use?) and
+//! make-before-break resumes where the last stream left off.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use super::resource::{Kind, Resource, ResourceSet};
+
+/// How many snapshot generations an unused entry survives.
+const KEEP_GENERATIONS: u64 = 32;
+
+/// The resources of a set, by name.
+pub type Items = Arc<BTreeMap<String, Arc<Resource>>>;
+
+/// Recently sent resource sets (by set version) and resources (by name and version).
+#[derive(Default)]
+pub struct Archive {
+    generation: u64,
+    sets: HashMap<(Kind, String), (Items, u64)>,
+    resources: HashMap<(Kind, String, String), (Arc<Resource>, u64)>,
+}
+
+impl Archive {
+    /// Records a set and its resources as sent (or about to be).
+    pub fn record(&mut self, kind: Kind, set: &ResourceSet) {
+        let g = self.generation;
+        self.sets
+            .entry((kind, set.version.clone()))
+            .and_modify(|e| e.1 = g)
+            .or_insert_with(|| (Arc::new(set.items.clone()), g));
+        for r in set.items.values() {
+            self.resources
+                .entry((kind, r.name.clone(), r.version.clone()))
+                .and_modify(|e| e.1 = g)
+                .or_insert_with(|| (Arc::clone(r), g));
+        }
+    }
+
+    /// Starts a new generation (one per published snapshot) and forgets what has not been
+    /// used for a while, so memory stays bounded however long the server runs.
+    pub fn next_generation(&mut self) {
+        self.generation += 1;
+        let cutoff = self.generation.saturating_sub(KEEP_GENERATIONS);
+        self.sets.retain(|_, (_, g)| *g >= cutoff);
+        self.resources.retain(|_, (_, g)| *g >= cutoff);
+    }
+
+    /// The set a state-of-the-world version names.
+    pub fn set(&self, kind: Kind, version: &str) -> Option<Items> {
+        self.sets
+            .get(&(kind, version.to_string()))
+            .map(|(s, _)| Arc::clone(s))
+    }
+
+    /// The resource a delta (name, version) names.
+    pub fn resource(&self, kind: Kind, name: &str, version: &str) -> Option<Arc<Resource>> {
+        self.resources
+            .get(&(kind, name.to_string(), version.to_string()))
+            .map(|(r, _)| Arc::clone(r))
+    }
+
+    /// Every archived set, for persisting (kind, version, items).
+    pub fn sets(&self) -> impl Iterator<Item = (Kind, &str, &BTreeMap<String, Arc<Resource>>)> {
+        self.sets.iter().map(|((k, v), (s, _))| (*k, v.as_str(), s.as_ref()))
+    }
+
+    pub fn len(&self) -> usize {
+        self.sets.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sets.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(names: &[&str]) -> ResourceSet {
+        ResourceSet::new(
+            names
+                .iter()
+                .map(|n| {
+                    let r = Resource::new(Kind::Cluster, n.to_string(), "1".into(), vec![], vec![]);
+                    (n.to_string(), Arc::new(r))
+                })
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn finds_sets_and_resources_by_version() {
+        let mut a = Archive::default();
+        let s = set(&["a", "b"]);
+        a.record(Kind::Cluster, &s);
+        assert_eq!(a.set(Kind::Cluster, &s.version).unwrap().len(), 2);
+        assert!(a.set(Kind::Route, &s.version).is_none());
+        assert!(a.resource(Kind::Cluster, "a", "1").is_some());
+        assert!(a.resource(Kind::Cluster, "a", "2").is_none());
+    }
+
+    #[test]
+    fn forgets_what_is_not_used_for_a_while() {
+        let mut a = Archive::default();
+        let old = set(&["old"]);
+        a.record(Kind::Cluster, &old);
+        for _ in 0..KEEP_GENERATIONS + 1 {
+            a.next_generation();
+        }
+        assert!(a.set(Kind::Cluster, &old.version).is_none());
+        assert!(a.is_empty());
+    }
+}

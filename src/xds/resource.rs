@@ -1,0 +1,247 @@
+//! xDS resources as the server holds them: encoded once, shared by every stream.
+//!
+//! A `Resource` carries its `Any` already encoded, plus the two wire forms a response needs (an
+//! entry of a state-of-the-world `DiscoveryResponse` and of a `DeltaDiscoveryResponse`), so that
+//! sending a snapshot to a thousand Envoys copies bytes and never encodes a proto again.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use envoy_types::pb::envoy::service::discovery::v3::Resource as XdsResource;
+use envoy_types::pb::google::protobuf::Any;
+use prost::Message;
+use sha2::{Digest, Sha256};
+
+/// The resource types canary-xds serves, in the order Envoy must receive them
+/// (make-before-break: clusters before the listeners and routes that use them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    Cluster,
+    Listener,
+    Route,
+}
+
+impl Kind {
+    /// Every kind, in push order.
+    pub const ALL: [Kind; 3] = [Kind::Cluster, Kind::Listener, Kind::Route];
+
+    pub fn type_url(self) -> &'static str {
+        match self {
+            Kind::Cluster => "type.googleapis.com/envoy.config.cluster.v3.Cluster",
+            Kind::Listener => "type.googleapis.com/envoy.config.listener.v3.Listener",
+            Kind::Route => "type.googleapis.com/envoy.config.route.v3.RouteConfiguration",
+        }
+    }
+
+    pub fn from_type_url(url: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.type_url() == url)
+    }
+
+    /// Short name for logs and metrics: `cds`, `lds`, `rds`.
+    pub fn short(self) -> &'static str {
+        match self {
+            Kind::Cluster => "cds",
+            Kind::Listener => "lds",
+            Kind::Route => "rds",
+        }
+    }
+
+    /// Envoy subscribes to every resource of these kinds (wildcard) rather than by name.
+    pub fn is_wildcard(self) -> bool {
+        matches!(self, Kind::Cluster | Kind::Listener)
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.short())
+    }
+}
+
+/// One named resource, encoded.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Resource {
+    pub kind: Kind,
+    pub name: String,
+    /// The content version: a hash of our own model of the resource (stable across restarts).
+    pub version: String,
+    /// The clusters this resource sends traffic to (route configurations only).
+    pub refs: Vec<String>,
+    /// The `Any` holding the resource, encoded.
+    pub any: Bytes,
+    sotw_entry: Bytes,
+    delta_entry: Bytes,
+}
+
+impl fmt::Debug for Resource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}@{}", self.kind, self.name, self.version)
+    }
+}
+
+impl Resource {
+    /// Wraps an encoded proto message (`value`) of `kind` with its name and version.
+    pub fn new(kind: Kind, name: String, version: String, value: Vec<u8>, refs: Vec<String>) -> Self {
+        let any = Any {
+            type_url: kind.type_url().to_string(),
+            value,
+        };
+        let any_bytes = any.encode_to_vec();
+        let sotw_entry = field_entry(2, &any_bytes);
+        let delta = XdsResource {
+            name: name.clone(),
+            version: version.clone(),
+            resource: Some(any),
+            ..Default::default()
+        };
+        let delta_entry = field_entry(2, &delta.encode_to_vec());
+        Resource {
+            kind,
+            name,
+            version,
+            refs,
+            any: Bytes::from(any_bytes),
+            sotw_entry: Bytes::from(sotw_entry),
+            delta_entry: Bytes::from(delta_entry),
+        }
+    }
+
+    /// This resource as an entry of `DiscoveryResponse.resources` (field 2).
+    pub fn sotw_entry(&self) -> Bytes {
+        self.sotw_entry.clone()
+    }
+
+    /// This resource as an entry of `DeltaDiscoveryResponse.resources` (field 2).
+    pub fn delta_entry(&self) -> Bytes {
+        self.delta_entry.clone()
+    }
+}
+
+/// Encodes `payload` as a length-delimited field `tag`.
+fn field_entry(tag: u32, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(payload.len() + 10);
+    prost::encoding::encode_key(tag, prost::encoding::WireType::LengthDelimited, &mut out);
+    prost::encoding::encode_varint(payload.len() as u64, &mut out);
+    out.extend_from_slice(payload);
+    out
+}
+
+/// A set of resources of one kind, with a version that names exactly this content.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResourceSet {
+    pub version: String,
+    pub items: BTreeMap<String, Arc<Resource>>,
+}
+
+impl Default for ResourceSet {
+    fn default() -> Self {
+        ResourceSet::new(BTreeMap::new())
+    }
+}
+
+impl ResourceSet {
+    pub fn new(items: BTreeMap<String, Arc<Resource>>) -> Self {
+        let mut h = Sha256::new();
+        for (name, r) in &items {
+            h.update(name.as_bytes());
+            h.update([0]);
+            h.update(r.version.as_bytes());
+            h.update([0]);
+        }
+        ResourceSet {
+            version: short_hex(&h.finalize()),
+            items,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+}
+
+/// The first 16 hex digits of a digest: 64 bits name a version well enough.
+pub fn short_hex(digest: &[u8]) -> String {
+    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+/// A content version for `model`, salted with what decides how a model becomes Envoy config
+/// (our release), so that the same files give the same versions across restarts and replicas,
+/// and an upgrade that changes the translation also changes the versions.
+pub fn content_version(kind: Kind, model: &impl serde::Serialize) -> String {
+    let mut h = Sha256::new();
+    h.update(concat!("canary-xds/", env!("CARGO_PKG_VERSION"), "/").as_bytes());
+    h.update(kind.short().as_bytes());
+    h.update([0]);
+    // serde_json writes struct fields in declaration order and our maps are BTreeMaps, so the
+    // bytes are canonical.
+    let json = serde_json::to_vec(model).expect("models serialize");
+    h.update(&json);
+    short_hex(&h.finalize())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryResponse, DiscoveryResponse};
+
+    fn res(name: &str, version: &str) -> Arc<Resource> {
+        Arc::new(Resource::new(
+            Kind::Cluster,
+            name.into(),
+            version.into(),
+            vec![10, 1, b'x'],
+            vec![],
+        ))
+    }
+
+    #[test]
+    fn pre_encoded_entries_decode_as_responses() {
+        let r = res("a", "v1");
+        let mut body = DiscoveryResponse {
+            version_info: "7".into(),
+            type_url: Kind::Cluster.type_url().into(),
+            nonce: "1".into(),
+            ..Default::default()
+        }
+        .encode_to_vec();
+        body.extend_from_slice(&r.sotw_entry());
+        let decoded = DiscoveryResponse::decode(body.as_slice()).unwrap();
+        assert_eq!(decoded.resources.len(), 1);
+        assert_eq!(decoded.resources[0].value, vec![10, 1, b'x']);
+        assert_eq!(decoded.version_info, "7");
+
+        let mut body = DeltaDiscoveryResponse {
+            nonce: "2".into(),
+            ..Default::default()
+        }
+        .encode_to_vec();
+        body.extend_from_slice(&r.delta_entry());
+        let decoded = DeltaDiscoveryResponse::decode(body.as_slice()).unwrap();
+        assert_eq!(decoded.resources[0].name, "a");
+        assert_eq!(decoded.resources[0].version, "v1");
+    }
+
+    #[test]
+    fn set_versions_name_the_content() {
+        let a = ResourceSet::new(BTreeMap::from([("a".into(), res("a", "1"))]));
+        let b = ResourceSet::new(BTreeMap::from([("a".into(), res("a", "1"))]));
+        let c = ResourceSet::new(BTreeMap::from([("a".into(), res("a", "2"))]));
+        assert_eq!(a.version, b.version);
+        assert_ne!(a.version, c.version);
+        assert_eq!(a.version.len(), 16);
+    }
+
+    #[test]
+    fn content_versions_are_stable() {
+        // A fixed input must give a fixed version across runs and machines (no random hasher).
+        let v = content_version(Kind::Route, &("qotm", 9000u32));
+        assert_eq!(v, content_version(Kind::Route, &("qotm", 9000u32)));
+        assert_ne!(v, content_version(Kind::Cluster, &("qotm", 9000u32)));
+    }
+}

@@ -1,0 +1,444 @@
+//! The ADS server: one tokio task per Envoy stream, moving messages between the socket and the
+//! stream's protocol state.
+//!
+//! envoy-types' generated service would re-encode every resource for every Envoy; ours sends
+//! pre-encoded bytes through a codec of its own, so a snapshot is encoded once however many
+//! Envoys it goes to. Snapshots reach the streams through a `watch` channel: a stream that is
+//! busy sees only the latest one.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime};
+
+use bytes::BufMut;
+use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DiscoveryRequest};
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::codegen::{BoxFuture, Context, Poll, Service, http};
+use tonic::server::NamedService;
+use tonic::{Request, Status, Streaming};
+
+use super::archive::Archive;
+use super::resource::Kind;
+use super::stream::{Encoded, Event, ProtocolError, StreamState, TypeStatus, Variant};
+use crate::snapshot::Snapshot;
+
+/// The gRPC service name Envoy calls.
+pub const SERVICE_NAME: &str = "envoy.service.discovery.v3.AggregatedDiscoveryService";
+const SOTW_PATH: &str =
+    "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources";
+const DELTA_PATH: &str =
+    "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources";
+
+/// Requests larger than this are refused. Delta reconnects carry every resource's version, so
+/// the limit is far above tonic's 4 MiB default.
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024 * 1024;
+
+/// The snapshots being served: one per fleet, and one for Envoys of a fleet no Mapping names.
+#[derive(Clone, Debug)]
+pub struct Published {
+    pub fleets: BTreeMap<String, Arc<Snapshot>>,
+    /// For any other fleet: an empty route table on the default listener.
+    pub other: Arc<Snapshot>,
+    /// When the change that led to this snapshot was seen (for propagation metrics).
+    pub since: Instant,
+}
+
+impl Published {
+    pub fn fleet(&self, name: &str) -> Arc<Snapshot> {
+        self.fleets
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| Arc::clone(&self.other))
+    }
+}
+
+/// What the server knows about one connected Envoy.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct EnvoyStatus {
+    pub node_id: String,
+    pub fleet: String,
+    pub variant: Variant,
+    pub connected_since: SystemTime,
+    /// Per resource type (`cds`, `lds`, `rds`).
+    pub types: BTreeMap<&'static str, TypeStatus>,
+}
+
+/// Counters of what the server did, for logs and metrics.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub responses: AtomicU64,
+    pub acks: AtomicU64,
+    pub nacks: AtomicU64,
+    pub streams_opened: AtomicU64,
+}
+
+/// Something an observer (metrics, logs) may want to hear of as it happens.
+#[derive(Clone, Debug)]
+pub enum Observed {
+    /// An Envoy ACKed `version` of `kind`; `since_change` is the time from the file change that
+    /// produced the snapshot being served.
+    Ack {
+        node_id: String,
+        fleet: String,
+        kind: Kind,
+        since_change: std::time::Duration,
+    },
+}
+
+/// A function told of everything observed.
+type Observer = Box<dyn Fn(Observed) + Send + Sync>;
+
+/// Shared state of the server: the published snapshots, what was sent, who is connected.
+pub struct Hub {
+    snapshots: watch::Sender<Arc<Published>>,
+    archive: Mutex<Archive>,
+    envoys: Mutex<BTreeMap<u64, EnvoyStatus>>,
+    next_stream: AtomicU64,
+    closing: watch::Sender<bool>,
+    pub counters: Counters,
+    observer: Mutex<Option<Observer>>,
+}
+
+impl Hub {
+    pub fn new(initial: Published) -> Arc<Hub> {
+        let mut archive = Archive::default();
+        record(&mut archive, &initial);
+        Arc::new(Hub {
+            snapshots: watch::Sender::new(Arc::new(initial)),
+            archive: Mutex::new(archive),
+            envoys: Mutex::new(BTreeMap::new()),
+            next_stream: AtomicU64::new(1),
+            closing: watch::Sender::new(false),
+            counters: Counters::default(),
+            observer: Mutex::new(None),
+        })
+    }
+
+    /// Serves `p` from now on. Streams pick it up at once, or when they next can.
+    pub fn publish(&self, p: Published) {
+        {
+            let mut archive = self.archive.lock().expect("archive lock");
+            archive.next_generation();
+            record(&mut archive, &p);
+        }
+        self.snapshots.send_replace(Arc::new(p));
+    }
+
+    pub fn current(&self) -> Arc<Published> {
+        Arc::clone(&self.snapshots.borrow())
+    }
+
+    /// Every connected Envoy.
+    pub fn envoys(&self) -> Vec<EnvoyStatus> {
+        self.envoys.lock().expect("envoys lock").values().cloned().collect()
+    }
+
+    /// Calls `f` on everything observed (one observer; a later call replaces it).
+    pub fn observe(&self, f: impl Fn(Observed) + Send + Sync + 'static) {
+        *self.observer.lock().expect("observer lock") = Some(Box::new(f));
+    }
+
+    /// Ends every stream, so the gRPC server can shut down; Envoys keep their config.
+    pub fn close(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// The archived sets, for `--state-dir`.
+    pub fn with_archive<T>(&self, f: impl FnOnce(&mut Archive) -> T) -> T {
+        f(&mut self.archive.lock().expect("archive lock"))
+    }
+
+    pub fn service(self: &Arc<Self>) -> AdsService {
+        AdsService {
+            hub: Arc::clone(self),
+        }
+    }
+
+    fn notify(&self, o: Observed) {
+        if let Some(f) = self.observer.lock().expect("observer lock").as_ref() {
+            f(o);
+        }
+    }
+}
+
+fn record(archive: &mut Archive, p: &Published) {
+    for snap in p.fleets.values().chain(std::iter::once(&p.other)) {
+        for kind in Kind::ALL {
+            archive.record(kind, snap.set(kind));
+        }
+    }
+}
+
+/// The tonic service for ADS, both variants.
+#[derive(Clone)]
+pub struct AdsService {
+    hub: Arc<Hub>,
+}
+
+impl NamedService for AdsService {
+    const NAME: &'static str = SERVICE_NAME;
+}
+
+impl<B> Service<http::Request<B>> for AdsService
+where
+    B: tonic::codegen::Body + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let hub = Arc::clone(&self.hub);
+        match req.uri().path() {
+            SOTW_PATH => Box::pin(async move {
+                let mut grpc = tonic::server::Grpc::new(AdsCodec::<DiscoveryRequest>::default())
+                    .max_decoding_message_size(MAX_REQUEST_BYTES);
+                Ok(grpc.streaming(Method { hub, variant: Variant::Sotw }, req).await)
+            }),
+            DELTA_PATH => Box::pin(async move {
+                let mut grpc = tonic::server::Grpc::new(AdsCodec::<DeltaDiscoveryRequest>::default())
+                    .max_decoding_message_size(MAX_REQUEST_BYTES);
+                Ok(grpc.streaming(Method { hub, variant: Variant::Delta }, req).await)
+            }),
+            _ => Box::pin(async move { Ok(Status::unimplemented("not an ADS method").into_http()) }),
+        }
+    }
+}
+
+/// A request type of an ADS variant and how the stream state takes it.
+trait AdsRequest: prost::Message + Default + Send + 'static {
+    fn apply(state: &mut StreamState, req: &Self, archive: &Archive) -> Result<Vec<Event>, ProtocolError>;
+}
+
+impl AdsRequest for DiscoveryRequest {
+    fn apply(state: &mut StreamState, req: &Self, archive: &Archive) -> Result<Vec<Event>, ProtocolError> {
+        state.on_sotw(req, archive)
+    }
+}
+
+impl AdsRequest for DeltaDiscoveryRequest {
+    fn apply(state: &mut StreamState, req: &Self, archive: &Archive) -> Result<Vec<Event>, ProtocolError> {
+        state.on_delta(req, archive)
+    }
+}
+
+struct Method {
+    hub: Arc<Hub>,
+    variant: Variant,
+}
+
+type ResponseStream = ReceiverStream<Result<Encoded, Status>>;
+
+impl<R: AdsRequest> Service<Request<Streaming<R>>> for Method {
+    type Response = tonic::Response<ResponseStream>;
+    type Error = Status;
+    type Future = BoxFuture<Self::Response, Status>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Status>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Streaming<R>>) -> Self::Future {
+        let hub = Arc::clone(&self.hub);
+        let variant = self.variant;
+        Box::pin(async move {
+            // Two responses in flight at most: a slow Envoy holds back only its own task.
+            let (tx, rx) = mpsc::channel(2);
+            tokio::spawn(run_stream(hub, variant, req.into_inner(), tx));
+            Ok(tonic::Response::new(ReceiverStream::new(rx)))
+        })
+    }
+}
+
+async fn run_stream<R: AdsRequest>(
+    hub: Arc<Hub>,
+    variant: Variant,
+    mut requests: Streaming<R>,
+    tx: mpsc::Sender<Result<Encoded, Status>>,
+) {
+    let id = hub.next_stream.fetch_add(1, Ordering::Relaxed);
+    hub.counters.streams_opened.fetch_add(1, Ordering::Relaxed);
+    let mut snapshots = hub.snapshots.subscribe();
+    let mut closing = hub.closing.subscribe();
+    let mut state = StreamState::new(variant);
+    let connected_since = SystemTime::now();
+    loop {
+        if let Some(fleet) = state.fleet().map(str::to_string) {
+            let published = Arc::clone(&snapshots.borrow_and_update());
+            let snap = published.fleet(&fleet);
+            let responses = {
+                let mut archive = hub.archive.lock().expect("archive lock");
+                state.plan(&snap, &mut archive)
+            };
+            for r in responses {
+                tracing::debug!(
+                    node = state.node_id().unwrap_or(""),
+                    fleet,
+                    kind = %r.kind,
+                    version = r.version,
+                    nonce = r.nonce,
+                    resources = r.resources,
+                    removed = r.removed,
+                    bytes = r.body.len(),
+                    "push"
+                );
+                hub.counters.responses.fetch_add(1, Ordering::Relaxed);
+                if tx.send(Ok(r.body)).await.is_err() {
+                    break;
+                }
+            }
+            update_status(&hub, id, &state, connected_since);
+        }
+        tokio::select! {
+            message = requests.message() => match message {
+                Ok(Some(req)) => {
+                    let applied = {
+                        let archive = hub.archive.lock().expect("archive lock");
+                        R::apply(&mut state, &req, &archive)
+                    };
+                    match applied {
+                        Ok(events) => {
+                            let published = Arc::clone(&snapshots.borrow());
+                            on_events(&hub, &state, &published, events);
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "refusing an ADS stream");
+                            let _ = tx.send(Err(Status::invalid_argument(e.to_string()))).await;
+                            break;
+                        }
+                    }
+                }
+                Ok(None) => break,
+                Err(status) => {
+                    tracing::debug!(node = state.node_id().unwrap_or(""), %status, "stream ended");
+                    break;
+                }
+            },
+            changed = snapshots.changed() => if changed.is_err() { break },
+            _ = closing.changed() => break,
+        }
+    }
+    hub.envoys.lock().expect("envoys lock").remove(&id);
+    if let Some(node) = state.node_id() {
+        tracing::info!(node, fleet = state.fleet().unwrap_or(""), variant = %variant, "Envoy disconnected");
+    }
+}
+
+fn on_events(hub: &Hub, state: &StreamState, published: &Arc<Published>, events: Vec<Event>) {
+    let node = state.node_id().unwrap_or("");
+    let fleet = state.fleet().unwrap_or("");
+    for e in events {
+        match e {
+            Event::Ack { kind, version } => {
+                hub.counters.acks.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(node, fleet, %kind, version, "ack");
+                hub.notify(Observed::Ack {
+                    node_id: node.to_string(),
+                    fleet: fleet.to_string(),
+                    kind,
+                    since_change: published.since.elapsed(),
+                });
+            }
+            Event::Nack { kind, version, message } => {
+                hub.counters.nacks.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    node,
+                    fleet,
+                    %kind,
+                    version,
+                    message,
+                    "Envoy rejected a config (NACK); it keeps its previous one, and this version \
+                     is not sent again"
+                );
+            }
+            Event::UnknownVersion { kind, version } => tracing::warn!(
+                node,
+                fleet,
+                %kind,
+                version,
+                "Envoy reconnected holding a version this server does not know (a restart \
+                 without --state-dir after the files changed?): its next {kind} update cannot \
+                 be ordered make-before-break"
+            ),
+            Event::UnknownType { type_url } => {
+                tracing::debug!(node, type_url, "ignoring a request for a type canary-xds does not serve")
+            }
+        }
+    }
+}
+
+fn update_status(hub: &Hub, id: u64, state: &StreamState, connected_since: SystemTime) {
+    let status = EnvoyStatus {
+        node_id: state.node_id().unwrap_or("").to_string(),
+        fleet: state.fleet().unwrap_or("").to_string(),
+        variant: state.variant(),
+        connected_since,
+        types: Kind::ALL
+            .iter()
+            .map(|k| (k.short(), state.status(*k)))
+            .collect(),
+    };
+    hub.envoys.lock().expect("envoys lock").insert(id, status);
+}
+
+/// Encodes pre-encoded responses by copying their bytes; decodes requests with prost.
+struct AdsCodec<R>(PhantomData<R>);
+
+impl<R> Default for AdsCodec<R> {
+    fn default() -> Self {
+        AdsCodec(PhantomData)
+    }
+}
+
+impl<R: prost::Message + Default + Send + 'static> Codec for AdsCodec<R> {
+    type Encode = Encoded;
+    type Decode = R;
+    type Encoder = BytesEncoder;
+    type Decoder = ProstDecoder<R>;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        BytesEncoder
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        ProstDecoder(PhantomData)
+    }
+}
+
+struct BytesEncoder;
+
+impl Encoder for BytesEncoder {
+    type Item = Encoded;
+    type Error = Status;
+
+    fn encode(&mut self, item: Encoded, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.reserve(item.len());
+        for chunk in &item.chunks {
+            dst.put_slice(chunk);
+        }
+        Ok(())
+    }
+}
+
+struct ProstDecoder<R>(PhantomData<R>);
+
+impl<R: prost::Message + Default> Decoder for ProstDecoder<R> {
+    type Item = R;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<R>, Status> {
+        R::decode(src)
+            .map(Some)
+            .map_err(|e| Status::invalid_argument(format!("cannot decode the request: {e}")))
+    }
+}
