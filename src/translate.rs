@@ -457,10 +457,20 @@ fn retry_policy(policy: &RetryPolicy) -> XdsRetryPolicy {
     }
 }
 
+/// Envoy draws one random value per request and tests every fraction against it modulo the
+/// fraction's denominator, the backend pick included (modulo 10000). A mirror in ten-thousandths
+/// would therefore sample only requests sent to the first backends. In millionths it is
+/// independent: among requests with `r % 1_000_000 < n`, `r % 10_000` is still uniform.
 fn mirror_policy(shadow: &Shadow) -> RequestMirrorPolicy {
     RequestMirrorPolicy {
         cluster: shadow.cluster.clone(),
-        runtime_fraction: Some(ten_thousandths(shadow.percent_bp)),
+        runtime_fraction: Some(RuntimeFractionalPercent {
+            default_value: Some(FractionalPercent {
+                numerator: shadow.percent_bp * 100,
+                denominator: DenominatorType::Million as i32,
+            }),
+            runtime_key: String::new(),
+        }),
         ..Default::default()
     }
 }
@@ -890,8 +900,8 @@ mod tests {
             assert_eq!(m, route_match(&t.routes[0].key));
             let mirrors = &action(link).request_mirror_policies;
             assert_eq!(mirrors.len(), 1);
-            let fraction = mirrors[0].runtime_fraction.as_ref().unwrap();
-            assert_eq!(fraction.default_value.unwrap().numerator, 500);
+            let fraction = mirrors[0].runtime_fraction.as_ref().unwrap().default_value.unwrap();
+            assert_eq!((fraction.numerator, fraction.denominator), (50_000, DenominatorType::Million as i32));
         }
     }
 
