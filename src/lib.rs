@@ -27,3 +27,4 @@ pub mod xds;
 pub mod reload;
 pub mod watch;
 pub mod serve;
+pub mod state;

@@ -29,6 +29,9 @@ pub struct Outcome {
     pub diagnostics: Vec<Diagnostic>,
     /// Call again after this long even without a file event (a file held while empty).
     pub recheck_after: Option<Duration>,
+    /// Files accepted as good with new content in this reload, with the digest of that content
+    /// (for `--state-dir`).
+    pub accepted: Vec<(String, [u8; 32])>,
 }
 
 /// What a reload did, for the log line and metrics.
@@ -50,6 +53,7 @@ pub struct Stats {
 /// A file's last good content and when it became empty, if it did.
 struct FileMemory {
     good: Arc<ParsedFile>,
+    digest: Option<[u8; 32]>,
     empty_since: Option<Instant>,
 }
 
@@ -82,6 +86,7 @@ impl Reloader {
             rel,
             FileMemory {
                 good,
+                digest: None,
                 empty_since: None,
             },
         );
@@ -90,6 +95,22 @@ impl Reloader {
     /// The last good content of every file, for `--state-dir`.
     pub fn good_files(&self) -> impl Iterator<Item = (&str, &Arc<ParsedFile>)> {
         self.files.iter().map(|(k, v)| (k.as_str(), &v.good))
+    }
+
+    /// Compiles only the remembered good files: what `serve` falls back on when it starts with
+    /// `--state-dir` and the directory cannot be read.
+    pub fn from_memory(&mut self, since: Instant) -> Option<Published> {
+        if self.files.is_empty() {
+            return None;
+        }
+        let mut files: Vec<(&String, &FileMemory)> = self.files.iter().collect();
+        files.sort_by(|a, b| a.0.cmp(b.0));
+        let effective: Vec<ParsedFile> = files.iter().map(|(_, m)| (*m.good).clone()).collect();
+        let compiled = compile(&effective, None);
+        let published = self.publish(&compiled.tables, since);
+        self.last_tables = Some(compiled.tables);
+        self.last = Some(published.clone());
+        Some(published)
     }
 
     /// What is being served now.
@@ -110,6 +131,7 @@ impl Reloader {
         let mut present = BTreeSet::new();
         let mut held_files = 0;
         let mut recheck_after = None;
+        let mut accepted = Vec::new();
         let now = Instant::now();
         for f in &scan.files {
             present.insert(f.rel.clone());
@@ -144,14 +166,12 @@ impl Reloader {
                         let left = self.empty_grace - waited;
                         recheck_after = Some(recheck_after.map_or(left, |r: Duration| r.min(left)));
                     } else {
-                        m.good = Arc::clone(parsed);
-                        m.empty_since = None;
+                        accept(m, f, &mut accepted);
                         effective.push((**parsed).clone());
                     }
                 }
                 Some(m) => {
-                    m.good = Arc::clone(parsed);
-                    m.empty_since = None;
+                    accept(m, f, &mut accepted);
                     effective.push((**parsed).clone());
                 }
                 None if parsed.has_errors() => {
@@ -165,13 +185,13 @@ impl Reloader {
                     );
                 }
                 None => {
-                    self.files.insert(
-                        f.rel.clone(),
-                        FileMemory {
-                            good: Arc::clone(parsed),
-                            empty_since: None,
-                        },
-                    );
+                    let mut m = FileMemory {
+                        good: Arc::clone(parsed),
+                        digest: None,
+                        empty_since: None,
+                    };
+                    accept(&mut m, f, &mut accepted);
+                    self.files.insert(f.rel.clone(), m);
                     effective.push((**parsed).clone());
                 }
             }
@@ -222,6 +242,7 @@ impl Reloader {
             stats,
             diagnostics,
             recheck_after,
+            accepted,
         }
     }
 
@@ -255,7 +276,20 @@ impl Reloader {
             },
             diagnostics: vec![d],
             recheck_after: None,
+            accepted: Vec::new(),
         }
+    }
+}
+
+/// Takes a file's current content as its last good one.
+fn accept(m: &mut FileMemory, f: &crate::source::FileState, accepted: &mut Vec<(String, [u8; 32])>) {
+    m.good = Arc::clone(&f.parsed);
+    m.empty_since = None;
+    if let Some(d) = f.digest
+        && m.digest != Some(d)
+    {
+        m.digest = Some(d);
+        accepted.push((f.rel.clone(), d));
     }
 }
 

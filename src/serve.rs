@@ -20,6 +20,8 @@ use tokio_stream::wrappers::TcpListenerStream;
 use crate::diagnostic::{Diagnostic, Severity};
 use crate::reload::{Outcome, Reloader};
 use crate::snapshot::{Listen, SnapshotBuilder};
+use crate::state::{Saved, StateDir};
+use sha2::Digest;
 use crate::source::{DEFAULT_MAX_FILE_SIZE, Loader};
 use crate::watch::{DirWatch, Signal};
 use crate::xds::server::Hub;
@@ -80,6 +82,8 @@ pub enum ServeError {
     DuplicateListen(String),
     #[error("the xDS server failed: {0}")]
     Server(#[from] tonic::transport::Error),
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
 }
 
 /// Parses `--listen` values.
@@ -169,8 +173,21 @@ pub async fn start(
         SnapshotBuilder::new(settings.listen.clone(), settings.upstream_ca.clone()),
         settings.empty_grace,
     );
+    let (state, saved) = match &settings.state_dir {
+        Some(dir) => {
+            let (state, saved) = StateDir::open(dir)?;
+            (Some(state), saved)
+        }
+        None => (None, Saved::default()),
+    };
+    for (rel, bytes) in &saved.files {
+        let parsed = crate::parse::parse_file(rel, bytes);
+        if !parsed.has_errors() {
+            reloader.remember(rel.clone(), Arc::new(parsed));
+        }
+    }
     let since = Instant::now();
-    let (reloader, first) = tokio::task::spawn_blocking(move || {
+    let (mut reloader, first) = tokio::task::spawn_blocking(move || {
         let outcome = reloader.reload(false, since);
         (reloader, outcome)
     })
@@ -178,7 +195,13 @@ pub async fn start(
     .expect("the first reload does not panic");
     let mut seen = BTreeSet::new();
     log_outcome(&first, &mut seen);
-    let initial = match first.published {
+    let remembered = if first.published.is_none() {
+        reloader.from_memory(since)
+    } else {
+        None
+    };
+    let accepted = first.accepted.clone();
+    let initial = match first.published.or(remembered) {
         Some(p) => p,
         None => {
             // The directory cannot be read yet: serve empty tables until it can.
@@ -195,6 +218,18 @@ pub async fn start(
         }
     };
     let hub = Hub::new(initial);
+    if !saved.sets.is_empty() {
+        hub.with_archive(|a| {
+            for (kind, set) in &saved.sets {
+                a.record(*kind, set);
+            }
+        });
+        tracing::info!(sets = saved.sets.len(), "resuming from --state-dir");
+    }
+    let state = match state {
+        Some(s) => persist(s, &reloader, &hub, accepted, &settings.dir).await,
+        None => None,
+    };
 
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
@@ -208,6 +243,7 @@ pub async fn start(
         settings.clone(),
         stop_rx.clone(),
         seen,
+        state,
     ));
     let server_hub = Arc::clone(&hub);
     let service = hub.service();
@@ -242,6 +278,7 @@ async fn watch_loop(
     settings: Settings,
     mut stop: watch::Receiver<bool>,
     mut seen: BTreeSet<Diagnostic>,
+    mut state: Option<StateDir>,
 ) {
     let (tx, mut rx) = mpsc::unbounded_channel::<(Signal, Instant)>();
     let mut dir_watch = start_watch(&settings, &tx);
@@ -305,6 +342,65 @@ async fn watch_loop(
             && let Some(p) = outcome.published
         {
             hub.publish(p);
+        }
+        if let Some(s) = state.take() {
+            state = if outcome.changed || !outcome.accepted.is_empty() {
+                persist(s, &reloader, &hub, outcome.accepted, &settings.dir).await
+            } else {
+                Some(s)
+            };
+        }
+    }
+}
+
+/// How many generations of served sets `--state-dir` keeps: the current one and the one before,
+/// which covers an Envoy caught in the middle of a change.
+const PERSISTED_GENERATIONS: u64 = 2;
+
+/// Writes the last good files and the sets served to `--state-dir`, off the async threads.
+/// A failure is logged, never fatal: serving goes on.
+async fn persist(
+    mut state: StateDir,
+    reloader: &Reloader,
+    hub: &Hub,
+    accepted: Vec<(String, [u8; 32])>,
+    dir: &std::path::Path,
+) -> Option<StateDir> {
+    let present: BTreeSet<String> = reloader.good_files().map(|(rel, _)| rel.to_string()).collect();
+    let sets = hub.with_archive(|a| a.recent(PERSISTED_GENERATIONS));
+    let dir = dir.to_path_buf();
+    let result = tokio::task::spawn_blocking(move || {
+        let mut errors = Vec::new();
+        for (rel, digest) in accepted {
+            // Keep the content only if it is still what was accepted.
+            match std::fs::read(dir.join(&rel)) {
+                Ok(bytes) if <[u8; 32]>::from(sha2::Sha256::digest(&bytes)) == digest => {
+                    if let Err(e) = state.keep_file(&rel, &bytes) {
+                        errors.push(e.to_string());
+                    }
+                }
+                _ => {}
+            }
+        }
+        if let Err(e) = state.retain_files(&|rel| present.contains(rel)) {
+            errors.push(e.to_string());
+        }
+        if let Err(e) = state.keep_sets(&sets) {
+            errors.push(e.to_string());
+        }
+        (state, errors)
+    })
+    .await;
+    match result {
+        Ok((state, errors)) => {
+            for e in errors {
+                tracing::warn!("cannot keep the state: {e}");
+            }
+            Some(state)
+        }
+        Err(e) => {
+            tracing::error!("keeping the state failed ({e}); --state-dir is no longer updated");
+            None
         }
     }
 }

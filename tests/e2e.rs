@@ -16,10 +16,21 @@ const WAIT: Duration = Duration::from_secs(20);
 struct Rig {
     _lock: std::sync::MutexGuard<'static, ()>,
     dir: PathBuf,
-    _tmp: tempfile::TempDir,
+    tmp: Option<tempfile::TempDir>,
     listen: u16,
     cp: ControlPlane,
     envoy: Envoy,
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        // Keep the logs of a failed test for a look.
+        if std::thread::panicking()
+            && let Some(tmp) = self.tmp.take()
+        {
+            eprintln!("logs kept in {}", tmp.keep().display());
+        }
+    }
 }
 
 impl Rig {
@@ -47,7 +58,7 @@ impl Rig {
         let rig = Rig {
             _lock: lock,
             dir,
-            _tmp: tmp,
+            tmp: Some(tmp),
             listen,
             cp,
             envoy,
@@ -396,4 +407,39 @@ fn the_static_listener_bootstrap_works() {
     // No LDS: the only listener is the static one.
     assert!(envoy.config_dump("dynamic_listeners").get("configs").is_none_or(|c| c.as_array().is_none_or(|a| a.is_empty())));
     drop(lock);
+}
+
+#[test]
+fn a_restart_with_state_dir_serves_the_last_good_content_and_moves_safely() {
+    let main = Upstream::start("main");
+    let canary = Upstream::start("canary");
+    let third = Upstream::start("third");
+    let state = tempfile::tempdir().unwrap();
+    let state_arg = state.path().to_str().unwrap().to_string();
+    let mut rig = Rig::start(&canary_files(&main, &canary, 10), false, &["--state-dir", &state_arg]);
+    let (cm, cc) = clusters(&main, &canary);
+    rig.wait_weights("/qotm/", &[(&cm, 9000), (&cc, 1000)]);
+    let traffic = Traffic::start(rig.listen, "/qotm/", 200);
+    let route = rig.envoy.route_version();
+
+    // Down: the canary's file breaks. Up again: its last good content still serves.
+    rig.cp.kill();
+    write_atomically(&rig.path("qotmv2.yaml"), &mapping("qotmv2", "/qotm/", &canary.by_ip(), "weight: [\n"));
+    rig.cp.restart();
+    wait_for("Envoy to reconnect", WAIT, || (rig.envoy.stat("control_plane.connected_state").as_deref() == Some("1")).then_some(()));
+    traffic.pass(100);
+    assert_eq!(rig.envoy.route_version(), route);
+    assert!(rig.cp.log_text().contains("last good content keeps serving"));
+
+    // Down again: the main Mapping moves to another upstream. Up again: Envoy moves over
+    // make-before-break (the restarted server knows the routes Envoy holds), with no error.
+    rig.cp.kill();
+    write_atomically(&rig.path("qotm.yaml"), &mapping("qotm", "/qotm/", &third.by_name(), ""));
+    rig.cp.restart();
+    let third_cluster = format!("localhost_{}", third.port);
+    rig.wait_weights("/qotm/", &[(&third_cluster, 9000), (&cc, 1000)]);
+    traffic.pass(200);
+    let (sent, failures, bodies) = traffic.stop();
+    assert!(failures.is_empty(), "{} of {sent} failed: {:?}", failures.len(), failures.first());
+    assert!(bodies.get("third").copied().unwrap_or(0) > 0, "{bodies:?}");
 }

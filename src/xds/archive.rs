@@ -19,6 +19,7 @@ pub struct Archive {
     generation: u64,
     sets: HashMap<(Kind, String), (Items, u64)>,
     resources: HashMap<(Kind, String, String), (Arc<Resource>, u64)>,
+    latest: HashMap<(Kind, String), (Arc<Resource>, u64)>,
 }
 
 impl Archive {
@@ -34,6 +35,8 @@ impl Archive {
                 .entry((kind, r.name.clone(), r.version.clone()))
                 .and_modify(|e| e.1 = g)
                 .or_insert_with(|| (Arc::clone(r), g));
+            self.latest
+                .insert((kind, r.name.clone()), (Arc::clone(r), g));
         }
     }
 
@@ -44,6 +47,28 @@ impl Archive {
         let cutoff = self.generation.saturating_sub(KEEP_GENERATIONS);
         self.sets.retain(|_, (_, g)| *g >= cutoff);
         self.resources.retain(|_, (_, g)| *g >= cutoff);
+        self.latest.retain(|_, (_, g)| *g >= cutoff);
+    }
+
+    /// The version of `name` recorded last: what an Envoy most likely holds under that name
+    /// when its own version is not known.
+    pub fn latest(&self, kind: Kind, name: &str) -> Option<Arc<Resource>> {
+        self.latest
+            .get(&(kind, name.to_string()))
+            .map(|(r, _)| Arc::clone(r))
+    }
+
+    /// The sets recorded in the last `generations` generations, for `--state-dir`.
+    pub fn recent(&self, generations: u64) -> Vec<(Kind, Vec<Arc<Resource>>)> {
+        let cutoff = self.generation.saturating_sub(generations.saturating_sub(1));
+        let mut out: Vec<(Kind, Vec<Arc<Resource>>)> = self
+            .sets
+            .iter()
+            .filter(|(_, (_, g))| *g >= cutoff)
+            .map(|((k, _), (items, _))| (*k, items.values().cloned().collect()))
+            .collect();
+        out.sort_by(|a, b| (a.0, a.1.iter().map(|r| &r.version).collect::<Vec<_>>()).cmp(&(b.0, b.1.iter().map(|r| &r.version).collect())));
+        out
     }
 
     /// The set a state-of-the-world version names.
@@ -58,11 +83,6 @@ impl Archive {
         self.resources
             .get(&(kind, name.to_string(), version.to_string()))
             .map(|(r, _)| Arc::clone(r))
-    }
-
-    /// Every archived set, for persisting (kind, version, items).
-    pub fn sets(&self) -> impl Iterator<Item = (Kind, &str, &BTreeMap<String, Arc<Resource>>)> {
-        self.sets.iter().map(|((k, v), (s, _))| (*k, v.as_str(), s.as_ref()))
     }
 
     pub fn len(&self) -> usize {

@@ -318,6 +318,11 @@ impl StreamState {
         if req.response_nonce.is_empty() {
             // The first request of this type on the stream: answer it whatever the versions.
             self.ty(kind).respond = true;
+            if kind == Kind::Cluster && first && !req.version_info.is_empty() {
+                // A reconnecting Envoy: until its route table is known, it may route to any
+                // cluster it holds.
+                self.routes_unknown = true;
+            }
             if !req.version_info.is_empty() && first {
                 match archive.set(kind, &req.version_info) {
                     Some(set) => {
@@ -411,12 +416,19 @@ impl StreamState {
                 };
                 t.acked.insert(name.clone(), held);
             }
+            if kind == Kind::Cluster && !req.initial_resource_versions.is_empty() {
+                // A reconnecting Envoy: until its route table is known, it may route to any
+                // cluster it holds.
+                unknown_routes = true;
+            }
             if unknown_routes {
                 self.routes_unknown = true;
-                events.push(Event::UnknownVersion {
-                    kind,
-                    version: "(initial_resource_versions)".into(),
-                });
+                if kind == Kind::Route {
+                    events.push(Event::UnknownVersion {
+                        kind,
+                        version: "(initial_resource_versions)".into(),
+                    });
+                }
             }
         }
         // Subscription changes are honoured whatever the nonce (xds_protocol, incremental).
@@ -487,7 +499,7 @@ impl StreamState {
     pub fn plan(&mut self, snap: &Snapshot, archive: &mut Archive) -> Vec<Response> {
         let mut out = Vec::new();
         // Clusters: the snapshot's, plus any still used by routes Envoy holds or is being sent.
-        let (clusters, protected) = self.desired_clusters(snap);
+        let (clusters, protected) = self.desired_clusters(snap, archive);
         if let Some(r) = self.send(Kind::Cluster, clusters, &protected, &snap.version, archive) {
             out.push(r);
         }
@@ -516,7 +528,7 @@ impl StreamState {
 
     /// The clusters Envoy should hold now, and (delta) names it holds that we must not remove
     /// even though we cannot send them.
-    fn desired_clusters(&self, snap: &Snapshot) -> (BTreeMap<String, Arc<Resource>>, BTreeSet<String>) {
+    fn desired_clusters(&self, snap: &Snapshot, archive: &Archive) -> (BTreeMap<String, Arc<Resource>>, BTreeSet<String>) {
         let mut desired = snap.clusters.items.clone();
         let mut protected = BTreeSet::new();
         let cds = &self.types[index(Kind::Cluster)];
@@ -533,6 +545,18 @@ impl StreamState {
             }
         }
         let keep_everything = self.routes_unknown || !rds.acked_exact;
+        // Clusters the routes Envoy holds use but whose definition this stream never saw (a
+        // SotW reconnect to a restarted server): send the last definition we know.
+        if !cds.acked_exact || cds.acked.is_empty() {
+            for name in &in_use {
+                if !desired.contains_key(*name)
+                    && !cds.acked.contains_key(*name)
+                    && let Some(r) = archive.latest(Kind::Cluster, name)
+                {
+                    desired.insert(name.to_string(), r);
+                }
+            }
+        }
         for (name, held) in &cds.acked {
             if desired.contains_key(name) || !(keep_everything || in_use.contains(name.as_str())) {
                 continue;
@@ -920,6 +944,29 @@ mod tests {
         for (kind, v) in sent {
             assert_eq!(Some(v), versions[index(kind)], "{kind}");
         }
+    }
+
+    #[test]
+    fn a_reconnecting_envoy_keeps_its_clusters_until_its_routes_are_known() {
+        let mut a = Archive::default();
+        let s1 = snap(&[("old", "1")], "r1", &["old"]);
+        let mut st = StreamState::new(Variant::Sotw);
+        sync(&mut st, &s1, &mut a);
+        let cds_version = st.status(Kind::Cluster).acked.unwrap();
+        let rds_version = st.status(Kind::Route).acked.unwrap();
+        // The server restarted, the route moved to `new`; Envoy reconnects, CDS first.
+        let s2 = snap(&[("new", "1")], "r2", &["new"]);
+        let mut again = StreamState::new(Variant::Sotw);
+        again.on_sotw(&req(Kind::Cluster, &[], &cds_version, ""), &a).unwrap();
+        let out = again.plan(&s2, &mut a);
+        assert_eq!(decode(&out[0]).resources.len(), 2, "old is kept: Envoy may still route to it");
+        again.on_sotw(&req(Kind::Cluster, &[], &out[0].version, &out[0].nonce), &a).unwrap();
+        again.on_sotw(&req(Kind::Route, &["canary-xds"], &rds_version, ""), &a).unwrap();
+        let out = again.plan(&s2, &mut a);
+        assert_eq!(out.iter().map(|r| r.kind).collect::<Vec<_>>(), [Kind::Route]);
+        again.on_sotw(&req(Kind::Route, &["canary-xds"], &out[0].version, &out[0].nonce), &a).unwrap();
+        let out = again.plan(&s2, &mut a);
+        assert_eq!(decode(&out[0]).resources.len(), 1, "old goes once the new routes are held");
     }
 
     #[test]
