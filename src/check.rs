@@ -4,9 +4,38 @@
 
 use std::path::Path;
 
-use crate::diagnostic::Severity;
+use crate::cli::{CheckArgs, Format};
+use crate::diagnostic::{Diagnostic, Severity};
+use crate::report;
 use crate::source::Loader;
-use crate::table::{Compiled, compile};
+use crate::table::{Compiled, compile, directory_location};
+
+/// Runs `check` as the command line asked: the text to print and the exit code (0 without
+/// errors, 1 with any).
+pub fn run(args: &CheckArgs) -> (String, u8) {
+    let mut compiled = check_dir(&args.dir, args.max_file_size);
+    let fleet = (!args.all_fleets).then_some(args.fleet.as_str());
+    if let Some(fleet) = fleet
+        && compiled.tables.fleet(fleet).is_none()
+    {
+        let known: Vec<&str> = compiled.tables.fleets.keys().map(String::as_str).collect();
+        compiled.diagnostics.push(
+            Diagnostic::warning(
+                &directory_location(),
+                format!(
+                    "no Mapping belongs to fleet {fleet} (ambassador_id); the fleets are: {}",
+                    known.join(", ")
+                ),
+            )
+            .field("ambassador_id"),
+        );
+    }
+    let text = match args.format {
+        Format::Table => report::table(&compiled.tables, fleet, &compiled.diagnostics),
+        Format::Json => report::json(&compiled.tables, fleet, &compiled.diagnostics),
+    };
+    (text, exit_code(&compiled))
+}
 
 /// Reads and compiles a directory once. A directory that cannot be read gives an error
 /// diagnostic and empty tables.
@@ -31,8 +60,8 @@ pub fn check_dir(dir: &Path, max_file_size: u64) -> Compiled {
 }
 
 /// The exit code of `check`: 1 when any diagnostic is an error, else 0.
-pub fn exit_code(compiled: &Compiled) -> i32 {
-    i32::from(
+pub fn exit_code(compiled: &Compiled) -> u8 {
+    u8::from(
         compiled
             .diagnostics
             .iter()

@@ -5,23 +5,18 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use canary_xds::cli::{Cli, Command, Format};
-use canary_xds::{bootstrap, check, report, serve};
+use canary_xds::cli::{Cli, Command};
+use canary_xds::{bootstrap, check, serve};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check(args) => {
-            let compiled = check::check_dir(&args.dir, args.max_file_size);
-            let fleet = (!args.all_fleets).then_some(args.fleet.as_str());
-            let text = match args.format {
-                Format::Table => report::table(&compiled.tables, fleet, &compiled.diagnostics),
-                Format::Json => report::json(&compiled.tables, fleet, &compiled.diagnostics),
-            };
+            let (text, code) = check::run(&args);
             if std::io::stdout().write_all(text.as_bytes()).is_err() {
                 return ExitCode::from(1);
             }
-            ExitCode::from(check::exit_code(&compiled) as u8)
+            ExitCode::from(code)
         }
         Command::Serve(args) => {
             serve::init_logging(args.log_format);

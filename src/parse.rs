@@ -44,11 +44,15 @@ pub struct ParsedFile {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Rejected {
     pub name: Option<String>,
+    pub namespace: Option<String>,
     pub origin: Origin,
     pub key: Option<RouteKey>,
     pub weight: Option<Bp>,
     pub shadow: bool,
     pub fleets: BTreeSet<String>,
+    /// The index in the file's `diagnostics` of the first error that left it out, which
+    /// `compile` completes with where the Mapping's traffic goes instead.
+    pub diagnostic: Option<usize>,
 }
 
 impl ParsedFile {
@@ -133,6 +137,7 @@ fn parse_document(file: &str, index: usize, doc: &Node, out: &mut ParsedFile) {
         line: doc.line,
         column: doc.column,
     };
+    let first = out.diagnostics.len();
     let mut cx = Cx {
         file,
         mapping: None,
@@ -141,7 +146,20 @@ fn parse_document(file: &str, index: usize, doc: &Node, out: &mut ParsedFile) {
     };
     match read_mapping(&mut cx, doc, origin) {
         Ok(m) => out.mappings.push(m),
-        Err(r) => out.rejected.push(*r),
+        Err(mut r) => {
+            r.diagnostic = (first..out.diagnostics.len())
+                .find(|&i| out.diagnostics[i].severity == Severity::Error);
+            // Without a name or a route there is no more to say than this; `compile` says
+            // where the traffic of the others goes.
+            if let (None, _) | (_, None) = (&r.name, &r.key)
+                && let Some(i) = r.diagnostic
+            {
+                out.diagnostics[i]
+                    .message
+                    .push_str("; the Mapping is left out");
+            }
+            out.rejected.push(*r);
+        }
     }
 }
 
@@ -177,11 +195,14 @@ impl Cx<'_> {
     }
 
     fn wrong_type(&mut self, n: &Node, field: &str, expected: &str) {
+        let found = found(&n.value);
         let found = match &n.value {
-            Value::Str(_) if expected.contains("number") || expected.contains("boolean") => {
-                "a quoted string".to_string()
+            Value::Int(_) | Value::Float(_) | Value::Bool(_)
+                if expected.starts_with("a string") =>
+            {
+                format!("{found}; put it in quotes if it is meant as text")
             }
-            v => v.kind().to_string(),
+            _ => found,
         };
         self.error(
             n,
@@ -212,6 +233,9 @@ impl Cx<'_> {
     fn bool(&mut self, field: &str, n: &Node) -> Option<bool> {
         match &n.value {
             Value::Bool(b) => Some(*b),
+            // YAML 1.1 spellings, as Ambassador (PyYAML) reads them.
+            Value::Str(s) if YAML11_TRUE.contains(&s.as_str()) => Some(true),
+            Value::Str(s) if YAML11_FALSE.contains(&s.as_str()) => Some(false),
             _ => {
                 self.wrong_type(n, field, "true or false");
                 None
@@ -281,6 +305,28 @@ impl Cx<'_> {
             }
         }
         Some(out)
+    }
+}
+
+/// YAML 1.1 booleans. The YAML reader keeps them as strings (so that `service: no` is a
+/// service), and boolean fields accept them.
+const YAML11_TRUE: &[&str] = &["yes", "Yes", "YES", "on", "On", "ON"];
+const YAML11_FALSE: &[&str] = &["no", "No", "NO", "off", "Off", "OFF"];
+
+/// What a value is, for "expected X, found Y": strings and numbers are quoted in full (short
+/// ones), so that the user recognizes them.
+fn found(v: &Value) -> String {
+    let text = match v {
+        Value::Str(s) => format!("{s:?}"),
+        Value::Int(i) => i.to_string(),
+        Value::Float(f) => f.to_string(),
+        Value::Bool(b) => b.to_string(),
+        _ => return v.kind().to_string(),
+    };
+    if text.chars().count() > 40 {
+        v.kind().to_string()
+    } else {
+        format!("{} {text}", v.kind())
     }
 }
 
@@ -503,7 +549,7 @@ fn read_mapping(cx: &mut Cx<'_>, doc: &Node, origin: Origin) -> Result<Mapping, 
         .clone()
         .unwrap_or_else(|| BTreeSet::from([DEFAULT_FLEET.to_string()]));
     let (Some(namespace), Some(name), Some(key), Some(service), false) = (
-        namespace,
+        namespace.clone(),
         name.clone(),
         key.clone(),
         b.service.clone(),
@@ -511,11 +557,13 @@ fn read_mapping(cx: &mut Cx<'_>, doc: &Node, origin: Origin) -> Result<Mapping, 
     ) else {
         return Err(Box::new(Rejected {
             name,
+            namespace,
             origin,
             key,
             weight: b.weight,
             shadow,
             fleets,
+            diagnostic: None,
         }));
     };
     Ok(Mapping {
@@ -551,11 +599,13 @@ impl Rejected {
     fn unknown(origin: Origin) -> Self {
         Rejected {
             name: None,
+            namespace: None,
             origin,
             key: None,
             weight: None,
             shadow: false,
             fleets: BTreeSet::from([DEFAULT_FLEET.to_string()]),
+            diagnostic: None,
         }
     }
 }
@@ -1096,10 +1146,10 @@ fn read_weight(cx: &mut Cx<'_>, v: &Node) -> Option<Bp> {
         Value::Int(i) if (0..=100).contains(i) => Ok(*i as Bp * 100),
         Value::Int(i) => Err(format!("weight must be between 0 and 100, found {i}")),
         Value::Float(f) => weight_from_float(*f),
-        Value::Str(s) => Err(format!(
-            "weight must be a number, found the quoted string {s:?}; remove the quotes"
+        Value::Str(s) if s.trim().parse::<f64>().is_ok() => Err(format!(
+            "weight must be a number, found the string {s:?}; remove the quotes"
         )),
-        other => Err(format!("weight must be a number, found {}", other.kind())),
+        other => Err(format!("weight must be a number, found {}", found(other))),
     };
     match result {
         Ok(bp) => Some(bp),
@@ -1246,6 +1296,7 @@ fn is_token_byte(b: u8) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn parse(yaml: &str) -> ParsedFile {
         parse_file("t.yaml", yaml.as_bytes())
@@ -1366,7 +1417,27 @@ mod tests {
             assert_eq!(e[0].line, 6, "{bad}");
         }
         let p = parse(&SEED.replace("weight: 10", "weight: \"10\""));
-        assert!(errors(&p)[0].message.contains("quoted string"));
+        assert!(errors(&p)[0].message.contains("remove the quotes"));
+    }
+
+    #[test]
+    fn float_weights_must_be_within_a_millionth_of_a_hundredth() {
+        assert_eq!(weight_from_float(0.29), Ok(29));
+        assert_eq!(weight_from_float(4.35), Ok(435));
+        assert_eq!(weight_from_float(33.33), Ok(3333));
+        assert_eq!(weight_from_float(10.000_000_000_1), Ok(1000));
+        for bad in [
+            4.351,
+            10.0001,
+            10.000_001,
+            99.999,
+            0.001,
+            100.001,
+            -0.01,
+            f64::NAN,
+        ] {
+            assert!(weight_from_float(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
@@ -1494,6 +1565,80 @@ mod tests {
                 .iter()
                 .any(|d| d.severity == Severity::Warning && d.field.as_deref() == Some("rewrite"))
         );
+    }
+
+    /// A YAML value of any shape, written as JSON (which YAML reads): strings of any
+    /// characters, numbers, booleans, null, lists and mappings.
+    fn any_value() -> impl Strategy<Value = String> {
+        let leaf = prop_oneof![
+            "\\PC{0,24}".prop_map(|s| serde_json::to_string(&s).unwrap()),
+            prop::sample::select(vec![
+                "/",
+                "/qotm/",
+                "^/a.*$",
+                "[é]",
+                "x:99999",
+                "https://h",
+                "::1",
+                "*",
+                "GET",
+                "true",
+                "5xx",
+                "1s",
+                "websocket",
+                "0.29",
+                "100",
+                "-1",
+                "1e400",
+                ".nan",
+            ])
+            .prop_map(|s| serde_json::to_string(s).unwrap()),
+            any::<i64>().prop_map(|i| i.to_string()),
+            any::<f64>().prop_map(|f| format!("{f:?}")),
+            Just("true".to_string()),
+            Just("null".to_string()),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4)
+                    .prop_map(|v| format!("[{}]", v.join(", "))),
+                prop::collection::vec(("\\PC{0,8}", inner), 0..4).prop_map(|v| {
+                    let entries: Vec<String> = v
+                        .into_iter()
+                        .map(|(k, v)| format!("{}: {v}", serde_json::to_string(&k).unwrap()))
+                        .collect();
+                    format!("{{{}}}", entries.join(", "))
+                }),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Every field, given any value: a Mapping or diagnostics, never a panic.
+        #[test]
+        fn any_value_in_any_field_is_read_or_refused(
+            fields in prop::collection::btree_map(prop::sample::select(FIELDS.to_vec()), any_value(), 1..6),
+            kubernetes in any::<bool>(),
+        ) {
+            let mut yaml = String::from("apiVersion: getambassador.io/v2\nkind: Mapping\n");
+            let indent = if kubernetes {
+                yaml.push_str("metadata: {name: m}\nspec:\n");
+                "  "
+            } else {
+                yaml.push_str("name: m\n");
+                ""
+            };
+            for (field, value) in &fields {
+                yaml.push_str(&format!("{indent}{field}: {value}\n"));
+            }
+            let p = parse_file("f.yaml", yaml.as_bytes());
+            let c = crate::table::compile(std::slice::from_ref(&p), None);
+            for d in &c.diagnostics {
+                prop_assert!(!d.message.is_empty());
+            }
+        }
     }
 
     #[test]

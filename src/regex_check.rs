@@ -51,7 +51,8 @@ fn in_class(pattern: &str, op: &str) -> bool {
             b'\\' => escaped = true,
             b'[' => depth += 1,
             b']' if depth > 0 => depth -= 1,
-            _ if depth > 0 && pattern[i..].starts_with(op) => return true,
+            // Bytes, not `&pattern[i..]`: `i` may fall inside a multi-byte character.
+            _ if depth > 0 && bytes[i..].starts_with(op.as_bytes()) => return true,
             _ => {}
         }
     }
@@ -116,6 +117,25 @@ mod tests {
         assert!(check("(").unwrap_err().contains("unclosed"));
         assert!(check("[a-z&&[^x]]").is_err());
         assert!(check("").is_err());
+    }
+
+    #[test]
+    fn non_ascii_patterns_do_not_panic() {
+        assert_eq!(check("[é]"), Ok(()));
+        assert_eq!(check("^/café/[ü-ÿ]+"), Ok(()));
+        assert!(check("[é&&ü]").is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_pattern_is_accepted_or_refused_without_panic(pattern in "\\PC{0,40}") {
+            let _ = check(&pattern);
+        }
+
+        #[test]
+        fn any_bracketed_pattern_too(inner in "[\\[\\]&~\\-\\\\a-zé-ü]{0,20}") {
+            let _ = check(&format!("[{inner}]"));
+        }
     }
 
     #[test]

@@ -254,7 +254,11 @@ impl Reloader {
         }
         // Envoys of a fleet no Mapping names get the default listener and no routes.
         let other = Arc::new(self.builder.build("", Arc::new(Default::default())));
-        let live: Vec<&Snapshot> = fleets.values().map(Arc::as_ref).chain([other.as_ref()]).collect();
+        let live: Vec<&Snapshot> = fleets
+            .values()
+            .map(Arc::as_ref)
+            .chain([other.as_ref()])
+            .collect();
         self.builder.retain(&live);
         Published {
             fleets,
@@ -282,7 +286,11 @@ impl Reloader {
 }
 
 /// Takes a file's current content as its last good one.
-fn accept(m: &mut FileMemory, f: &crate::source::FileState, accepted: &mut Vec<(String, [u8; 32])>) {
+fn accept(
+    m: &mut FileMemory,
+    f: &crate::source::FileState,
+    accepted: &mut Vec<(String, [u8; 32])>,
+) {
     m.good = Arc::clone(&f.parsed);
     m.empty_since = None;
     if let Some(d) = f.digest
@@ -345,7 +353,8 @@ mod tests {
     use crate::source::DEFAULT_MAX_FILE_SIZE;
     use std::fs;
 
-    const MAIN: &str = "apiVersion: ambassador/v1\nkind: Mapping\nname: qotm\nprefix: /qotm/\nservice: qotm\n";
+    const MAIN: &str =
+        "apiVersion: ambassador/v1\nkind: Mapping\nname: qotm\nprefix: /qotm/\nservice: qotm\n";
     const CANARY: &str = "apiVersion: ambassador/v1\nkind: Mapping\nname: qotmv2\nprefix: /qotm/\nservice: qotmv2\nweight: 10\n";
 
     fn reloader(dir: &std::path::Path) -> Reloader {
@@ -379,24 +388,55 @@ mod tests {
         let mut r = reloader(t.path());
         let first = r.reload(false, Instant::now());
         assert!(first.changed);
-        assert_eq!(weights(&first), [("qotm".into(), 9000), ("qotmv2".into(), 1000)]);
-        fs::write(t.path().join("b.yaml"), CANARY.replace("weight: 10", "weight: [")).unwrap();
+        assert_eq!(
+            weights(&first),
+            [("qotm".into(), 9000), ("qotmv2".into(), 1000)]
+        );
+        fs::write(
+            t.path().join("b.yaml"),
+            CANARY.replace("weight: 10", "weight: ["),
+        )
+        .unwrap();
         let broken = r.reload(false, Instant::now());
         assert!(!broken.changed);
-        assert_eq!(weights(&broken), [("qotm".into(), 9000), ("qotmv2".into(), 1000)]);
-        assert!(broken.diagnostics.iter().any(|d| d.file == "b.yaml" && d.severity == Severity::Error && d.line > 0));
-        assert!(broken.diagnostics.iter().any(|d| d.message.contains("last good content keeps serving")));
-        fs::write(t.path().join("b.yaml"), CANARY.replace("weight: 10", "weight: 50")).unwrap();
+        assert_eq!(
+            weights(&broken),
+            [("qotm".into(), 9000), ("qotmv2".into(), 1000)]
+        );
+        assert!(
+            broken
+                .diagnostics
+                .iter()
+                .any(|d| d.file == "b.yaml" && d.severity == Severity::Error && d.line > 0)
+        );
+        assert!(
+            broken
+                .diagnostics
+                .iter()
+                .any(|d| d.message.contains("last good content keeps serving"))
+        );
+        fs::write(
+            t.path().join("b.yaml"),
+            CANARY.replace("weight: 10", "weight: 50"),
+        )
+        .unwrap();
         let fixed = r.reload(false, Instant::now());
         assert!(fixed.changed);
-        assert_eq!(weights(&fixed), [("qotm".into(), 5000), ("qotmv2".into(), 5000)]);
+        assert_eq!(
+            weights(&fixed),
+            [("qotm".into(), 5000), ("qotmv2".into(), 5000)]
+        );
     }
 
     #[test]
     fn a_broken_file_with_no_past_is_left_out() {
         let t = tempfile::tempdir().unwrap();
         fs::write(t.path().join("a.yaml"), MAIN).unwrap();
-        fs::write(t.path().join("b.yaml"), CANARY.replace("weight: 10", "weight: 4.351")).unwrap();
+        fs::write(
+            t.path().join("b.yaml"),
+            CANARY.replace("weight: 10", "weight: 4.351"),
+        )
+        .unwrap();
         let o = reloader(t.path()).reload(false, Instant::now());
         assert_eq!(weights(&o), [("qotm".into(), 10000)]);
     }
@@ -404,13 +444,28 @@ mod tests {
     #[test]
     fn a_group_gone_bad_across_files_keeps_its_last_good_weights() {
         let t = tempfile::tempdir().unwrap();
-        fs::write(t.path().join("a.yaml"), MAIN.replace("service: qotm", "service: qotm\nweight: 60")).unwrap();
-        fs::write(t.path().join("b.yaml"), CANARY.replace("weight: 10", "weight: 40")).unwrap();
+        fs::write(
+            t.path().join("a.yaml"),
+            MAIN.replace("service: qotm", "service: qotm\nweight: 60"),
+        )
+        .unwrap();
+        fs::write(
+            t.path().join("b.yaml"),
+            CANARY.replace("weight: 10", "weight: 40"),
+        )
+        .unwrap();
         let mut r = reloader(t.path());
         r.reload(false, Instant::now());
-        fs::write(t.path().join("b.yaml"), CANARY.replace("weight: 10", "weight: 50")).unwrap();
+        fs::write(
+            t.path().join("b.yaml"),
+            CANARY.replace("weight: 10", "weight: 50"),
+        )
+        .unwrap();
         let o = r.reload(false, Instant::now());
-        assert_eq!(weights(&o), [("qotm".into(), 6000), ("qotmv2".into(), 4000)]);
+        assert_eq!(
+            weights(&o),
+            [("qotm".into(), 6000), ("qotmv2".into(), 4000)]
+        );
         assert!(!o.changed);
     }
 
@@ -427,7 +482,14 @@ mod tests {
         std::thread::sleep(Duration::from_millis(250));
         let o = r.reload(false, Instant::now());
         assert!(o.changed);
-        assert!(o.published.unwrap().fleet("default").table.routes.is_empty());
+        assert!(
+            o.published
+                .unwrap()
+                .fleet("default")
+                .table
+                .routes
+                .is_empty()
+        );
     }
 
     #[test]
@@ -455,7 +517,10 @@ mod tests {
         let gone = r.reload(false, Instant::now());
         assert!(gone.published.is_none());
         assert!(gone.diagnostics[0].message.contains("keeps serving"));
-        assert_eq!(r.last().unwrap().fleet("default").version, first.published.unwrap().fleet("default").version);
+        assert_eq!(
+            r.last().unwrap().fleet("default").version,
+            first.published.unwrap().fleet("default").version
+        );
         fs::create_dir(&dir).unwrap();
         fs::write(dir.join("a.yaml"), MAIN).unwrap();
         let back = r.reload(false, Instant::now());

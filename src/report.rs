@@ -122,6 +122,8 @@ struct OneFleet<'a> {
 #[derive(Serialize)]
 struct AllFleets<'a> {
     format: u32,
+    /// Always null here: the key is in every document, so that readers need not test for it.
+    fleet: Option<&'a str>,
     fleets: BTreeMap<&'a str, FleetJson<'a>>,
     diagnostics: &'a [Diagnostic],
 }
@@ -138,6 +140,7 @@ pub fn json(tables: &Tables, fleet: Option<&str>, diagnostics: &[Diagnostic]) ->
         }),
         None => serde_json::to_string_pretty(&AllFleets {
             format: FORMAT,
+            fleet: None,
             fleets: tables
                 .fleets
                 .iter()
@@ -195,9 +198,52 @@ pub fn table(tables: &Tables, fleet: Option<&str>, diagnostics: &[Diagnostic]) -
         c.infos
     );
     for d in diagnostics {
-        let _ = writeln!(out, "{d}");
+        write_diagnostic(&mut out, d);
     }
     out
+}
+
+/// The width the human table is laid out for.
+pub const WIDTH: usize = 80;
+
+/// A diagnostic as a heading (`error: a.yaml:7:9: Mapping qotm, field weight`) and its
+/// message wrapped to `WIDTH` columns below it.
+fn write_diagnostic(out: &mut String, d: &Diagnostic) {
+    // A diagnostic about the directory as a whole (file ".") names it in its message.
+    let mut heading = if d.file == "." && d.line == 0 {
+        d.severity.to_string()
+    } else {
+        format!("{}: {}", d.severity, d.location())
+    };
+    match (&d.mapping, &d.field) {
+        (Some(m), Some(f)) => {
+            let _ = write!(heading, ": Mapping {m}, field {f}");
+        }
+        (Some(m), None) => {
+            let _ = write!(heading, ": Mapping {m}");
+        }
+        (None, Some(f)) => {
+            let _ = write!(heading, ": field {f}");
+        }
+        (None, None) => {}
+    }
+    let _ = writeln!(out, "{heading}");
+    let mut line = String::new();
+    for word in d.message.split_whitespace() {
+        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > WIDTH {
+            let _ = writeln!(out, "{}", line.trim_end());
+            line.clear();
+        }
+        if line.is_empty() {
+            line.push_str("    ");
+        } else {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        let _ = writeln!(out, "{line}");
+    }
 }
 
 fn plural(n: usize) -> &'static str {

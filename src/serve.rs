@@ -20,11 +20,11 @@ use tokio_stream::wrappers::TcpListenerStream;
 use crate::diagnostic::{Diagnostic, Severity};
 use crate::reload::{Outcome, Reloader};
 use crate::snapshot::{Listen, SnapshotBuilder};
-use crate::state::{Saved, StateDir};
-use sha2::Digest;
 use crate::source::{DEFAULT_MAX_FILE_SIZE, Loader};
+use crate::state::{Saved, StateDir};
 use crate::watch::{DirWatch, Signal};
 use crate::xds::server::Hub;
+use sha2::Digest;
 
 /// The flags of `serve`; each is also read from the environment (`CANARY_XDS_<FLAG>`).
 #[derive(Clone, Debug, Args)]
@@ -38,7 +38,12 @@ pub struct ServeArgs {
     pub xds: SocketAddr,
     /// The address of the HTTP listener Envoy opens: `ADDR` for every fleet, or `FLEET=ADDR`
     /// for one fleet. Repeatable.
-    #[arg(long, value_name = "[FLEET=]ADDR", env = "CANARY_XDS_LISTEN", value_delimiter = ',')]
+    #[arg(
+        long,
+        value_name = "[FLEET=]ADDR",
+        env = "CANARY_XDS_LISTEN",
+        value_delimiter = ','
+    )]
     pub listen: Vec<String>,
     /// Keep the last good state here, so a restart with a broken file still serves its last
     /// good content and resumes make-before-break where it stopped.
@@ -76,7 +81,9 @@ pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
 /// Why `serve` cannot start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("--listen {0:?}: expected ADDR or FLEET=ADDR, such as 0.0.0.0:8080 or edge=0.0.0.0:8081")]
+    #[error(
+        "--listen {0:?}: expected ADDR or FLEET=ADDR, such as 0.0.0.0:8080 or edge=0.0.0.0:8081"
+    )]
     BadListen(String),
     #[error("--listen gives fleet {0:?} two addresses")]
     DuplicateListen(String),
@@ -167,7 +174,9 @@ pub async fn start(
     xds: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Running, ServeError> {
-    let xds_addr = xds.local_addr().map_err(|e| ServeError::BadListen(e.to_string()))?;
+    let xds_addr = xds
+        .local_addr()
+        .map_err(|e| ServeError::BadListen(e.to_string()))?;
     let mut reloader = Reloader::new(
         Loader::new(&settings.dir, settings.max_file_size),
         SnapshotBuilder::new(settings.listen.clone(), settings.upstream_ca.clone()),
@@ -205,12 +214,15 @@ pub async fn start(
         Some(p) => p,
         None => {
             // The directory cannot be read yet: serve empty tables until it can.
-            let mut builder = SnapshotBuilder::new(settings.listen.clone(), settings.upstream_ca.clone());
+            let mut builder =
+                SnapshotBuilder::new(settings.listen.clone(), settings.upstream_ca.clone());
             let other = Arc::new(builder.build("", Arc::new(Default::default())));
             crate::xds::server::Published {
                 fleets: BTreeMap::from([(
                     crate::mapping::DEFAULT_FLEET.to_string(),
-                    Arc::new(builder.build(crate::mapping::DEFAULT_FLEET, Arc::new(Default::default()))),
+                    Arc::new(
+                        builder.build(crate::mapping::DEFAULT_FLEET, Arc::new(Default::default())),
+                    ),
                 )]),
                 other,
                 since,
@@ -366,7 +378,10 @@ async fn persist(
     accepted: Vec<(String, [u8; 32])>,
     dir: &std::path::Path,
 ) -> Option<StateDir> {
-    let present: BTreeSet<String> = reloader.good_files().map(|(rel, _)| rel.to_string()).collect();
+    let present: BTreeSet<String> = reloader
+        .good_files()
+        .map(|(rel, _)| rel.to_string())
+        .collect();
     let sets = hub.with_archive(|a| a.recent(PERSISTED_GENERATIONS));
     let dir = dir.to_path_buf();
     let result = tokio::task::spawn_blocking(move || {
@@ -405,7 +420,10 @@ async fn persist(
     }
 }
 
-fn start_watch(settings: &Settings, tx: &mpsc::UnboundedSender<(Signal, Instant)>) -> Option<DirWatch> {
+fn start_watch(
+    settings: &Settings,
+    tx: &mpsc::UnboundedSender<(Signal, Instant)>,
+) -> Option<DirWatch> {
     match DirWatch::start(&settings.dir, tx.clone()) {
         Ok(w) => Some(w),
         Err(e) => {
@@ -433,7 +451,12 @@ fn log_outcome(o: &Outcome, seen: &mut BTreeSet<Diagnostic>) {
             "reload"
         );
     } else {
-        tracing::debug!(files = s.files, read = s.files_read, ms = format!("{:.1}", s.took.as_secs_f64() * 1000.0), "rescan: nothing changed");
+        tracing::debug!(
+            files = s.files,
+            read = s.files_read,
+            ms = format!("{:.1}", s.took.as_secs_f64() * 1000.0),
+            "rescan: nothing changed"
+        );
     }
     let now: BTreeSet<Diagnostic> = o.diagnostics.iter().cloned().collect();
     for d in now.difference(seen) {
@@ -450,7 +473,9 @@ fn log_outcome(o: &Outcome, seen: &mut BTreeSet<Diagnostic>) {
 pub fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),

@@ -115,7 +115,10 @@ fn route_model(table: &RouteTable) -> Vec<RouteModel<'_>> {
                     backend: &b.mapping.backend,
                 })
                 .collect(),
-            shadow: r.shadow.as_ref().map(|s| (s.cluster.as_str(), s.percent_bp)),
+            shadow: r
+                .shadow
+                .as_ref()
+                .map(|s| (s.cluster.as_str(), s.percent_bp)),
         })
         .collect()
 }
@@ -136,13 +139,25 @@ impl SnapshotBuilder {
         }
     }
 
-    fn cached(&mut self, kind: Kind, name: &str, version: String, make: impl FnOnce() -> (Vec<u8>, Vec<String>)) -> Arc<Resource> {
+    fn cached(
+        &mut self,
+        kind: Kind,
+        name: &str,
+        version: String,
+        make: impl FnOnce() -> (Vec<u8>, Vec<String>),
+    ) -> Arc<Resource> {
         let key = (kind, name.to_string(), version);
         if let Some(r) = self.cache.get(&key) {
             return Arc::clone(r);
         }
         let (bytes, refs) = make();
-        let r = Arc::new(Resource::new(kind, name.to_string(), key.2.clone(), bytes, refs));
+        let r = Arc::new(Resource::new(
+            kind,
+            name.to_string(),
+            key.2.clone(),
+            bytes,
+            refs,
+        ));
         self.cache.insert(key, Arc::clone(&r));
         r
     }
@@ -154,7 +169,10 @@ impl SnapshotBuilder {
         for (name, spec) in &table.clusters {
             let version = content_version(Kind::Cluster, &(name, spec, &options.upstream_ca));
             let r = self.cached(Kind::Cluster, name, version, || {
-                (translate::cluster(name, spec, &options).encode_to_vec(), Vec::new())
+                (
+                    translate::cluster(name, spec, &options).encode_to_vec(),
+                    Vec::new(),
+                )
             });
             clusters.insert(name.clone(), r);
         }
@@ -175,7 +193,10 @@ impl SnapshotBuilder {
             fleet.to_string(),
             ResourceSet::new(clusters),
             ResourceSet::new(BTreeMap::from([(listener_name, listener)])),
-            ResourceSet::new(BTreeMap::from([(translate::ROUTE_CONFIG_NAME.to_string(), route)])),
+            ResourceSet::new(BTreeMap::from([(
+                translate::ROUTE_CONFIG_NAME.to_string(),
+                route,
+            )])),
             table,
         )
     }

@@ -150,15 +150,28 @@ impl Walk {
                 }
                 if target.is_dir() {
                     self.subdir(&path, &target, &rel);
-                } else if is_yaml && target.is_file() {
-                    self.found.push(Found { rel, path });
+                } else if is_yaml {
+                    self.file(rel, path, target.is_file());
                 }
             } else if link_meta.is_dir() {
                 let canonical = fs::canonicalize(&path).unwrap_or(path.clone());
                 self.subdir(&path, &canonical, &rel);
-            } else if is_yaml && link_meta.is_file() {
-                self.found.push(Found { rel, path });
+            } else if is_yaml {
+                self.file(rel, path, link_meta.is_file());
             }
+        }
+    }
+
+    /// A `*.yaml` entry: read if it is a regular file. A FIFO or a device is never opened,
+    /// since reading it could block forever.
+    fn file(&mut self, rel: String, path: PathBuf, regular: bool) {
+        if regular {
+            self.found.push(Found { rel, path });
+        } else {
+            self.warn(
+                &rel,
+                "not a regular file (a FIFO, socket or device?); ignored".into(),
+            );
         }
     }
 
@@ -441,6 +454,52 @@ mod tests {
     }
 
     #[test]
+    fn a_directory_that_cannot_be_read_is_an_error() {
+        let t = tempfile::tempdir().unwrap();
+        // A symlink loop cannot be opened, even by root.
+        symlink("loop", t.path().join("loop")).unwrap();
+        let e = list(&t.path().join("loop")).unwrap_err();
+        assert!(matches!(e, SourceError::Unreadable { .. }), "{e:?}");
+        assert!(
+            e.to_diagnostic()
+                .message
+                .starts_with("cannot read the directory")
+        );
+        // Permissions deny everyone but root (or a process with CAP_DAC_OVERRIDE); where they
+        // do not deny, the loop above stands in.
+        use std::os::unix::fs::PermissionsExt;
+        let locked = t.path().join("locked");
+        fs::create_dir(&locked).unwrap();
+        fs::set_permissions(&locked, fs::Permissions::from_mode(0o000)).unwrap();
+        if fs::read_dir(&locked).is_err() {
+            assert!(matches!(list(&locked), Err(SourceError::Unreadable { .. })));
+        }
+        fs::set_permissions(&locked, fs::Permissions::from_mode(0o700)).unwrap();
+    }
+
+    #[test]
+    fn fifos_and_dangling_links_are_skipped_with_a_warning_never_opened() {
+        let t = tempfile::tempdir().unwrap();
+        write(t.path(), "a.yaml", "a");
+        let made = std::process::Command::new("mkfifo")
+            .arg(t.path().join("pipe.yaml"))
+            .status()
+            .is_ok_and(|s| s.success());
+        symlink("pipe.yaml", t.path().join("link-to-pipe.yaml")).unwrap();
+        symlink("nowhere.yaml", t.path().join("dangling.yaml")).unwrap();
+        let mut loader = Loader::new(t.path(), DEFAULT_MAX_FILE_SIZE);
+        // A FIFO opened for reading would block this scan forever.
+        let scan = loader.scan(false).unwrap();
+        assert_eq!(scan.files.len(), 1);
+        let warned: Vec<&str> = scan.diagnostics.iter().map(|d| d.file.as_str()).collect();
+        assert!(warned.contains(&"dangling.yaml"), "{warned:?}");
+        if made {
+            assert!(warned.contains(&"pipe.yaml"), "{warned:?}");
+            assert!(warned.contains(&"link-to-pipe.yaml"), "{warned:?}");
+        }
+    }
+
+    #[test]
     fn files_over_the_limit_are_refused() {
         let t = tempfile::tempdir().unwrap();
         fs::write(t.path().join("big.yaml"), vec![b'#'; 2000]).unwrap();
@@ -448,6 +507,14 @@ mod tests {
         let scan = loader.scan(false).unwrap();
         let d = &scan.files[0].parsed.diagnostics[0];
         assert!(d.message.contains("over the limit"), "{}", d.message);
+        // The limit itself is allowed.
+        fs::write(t.path().join("big.yaml"), vec![b'#'; 1000]).unwrap();
+        let scan = Loader::new(t.path(), 1000).scan(false).unwrap();
+        assert!(scan.files[0].parsed.diagnostics.is_empty());
+        assert!(matches!(
+            read_limited(&t.path().join("big.yaml"), 999),
+            Err(ReadError::TooLarge { len: 1000, .. })
+        ));
     }
 
     #[test]

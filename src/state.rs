@@ -102,7 +102,12 @@ impl StateDir {
         }
         let served = root.join("served.bin");
         match fs::read(&served) {
-            Ok(bytes) => saved.sets = decode_sets(&bytes).map_err(|what| StateError::Corrupt { path: served.clone(), what })?,
+            Ok(bytes) => {
+                saved.sets = decode_sets(&bytes).map_err(|what| StateError::Corrupt {
+                    path: served.clone(),
+                    what,
+                })?
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(io_err(&served)(e)),
         }
@@ -133,7 +138,12 @@ impl StateDir {
 
     /// Forgets files that no longer exist.
     pub fn retain_files(&mut self, present: &dyn Fn(&str) -> bool) -> Result<(), StateError> {
-        let gone: Vec<String> = self.stored.keys().filter(|r| !present(r)).cloned().collect();
+        let gone: Vec<String> = self
+            .stored
+            .keys()
+            .filter(|r| !present(r))
+            .cloned()
+            .collect();
         for rel in gone {
             let path = self.root.join("files").join(file_name(&rel));
             match fs::remove_file(&path) {
@@ -180,7 +190,9 @@ fn encode_sets(sets: &[(Kind, Vec<Arc<Resource>>)]) -> Vec<u8> {
             resources,
             ..Default::default()
         };
-        block.encode_length_delimited(&mut out).expect("a Vec grows");
+        block
+            .encode_length_delimited(&mut out)
+            .expect("a Vec grows");
     }
     for (kind, items) in sets {
         let set = DeltaDiscoveryResponse {
@@ -205,8 +217,10 @@ fn decode_sets(mut bytes: &[u8]) -> Result<Vec<(Kind, ResourceSet)>, String> {
     let mut resources: HashMap<(Kind, String, String), Arc<Resource>> = HashMap::new();
     let mut sets = Vec::new();
     while !bytes.is_empty() {
-        let msg = DeltaDiscoveryResponse::decode_length_delimited(&mut bytes).map_err(|e| e.to_string())?;
-        let kind = Kind::from_type_url(&msg.type_url).ok_or_else(|| format!("unknown type {}", msg.type_url))?;
+        let msg = DeltaDiscoveryResponse::decode_length_delimited(&mut bytes)
+            .map_err(|e| e.to_string())?;
+        let kind = Kind::from_type_url(&msg.type_url)
+            .ok_or_else(|| format!("unknown type {}", msg.type_url))?;
         if msg.system_version_info == "set" {
             let mut items = BTreeMap::new();
             for r in msg.resources {
@@ -239,25 +253,50 @@ mod tests {
         s.keep_file("a/b.yaml", b"kind: Mapping\n").unwrap();
         s.keep_file("gone.yaml", b"x").unwrap();
         s.retain_files(&|r| r != "gone.yaml").unwrap();
-        let route = Arc::new(Resource::new(Kind::Route, "canary-xds".into(), "r1".into(), vec![1, 2], vec!["qotm".into()]));
-        let cluster = Arc::new(Resource::new(Kind::Cluster, "qotm".into(), "c1".into(), vec![3], vec![]));
-        s.keep_sets(&[(Kind::Route, vec![Arc::clone(&route)]), (Kind::Cluster, vec![Arc::clone(&cluster)])]).unwrap();
+        let route = Arc::new(Resource::new(
+            Kind::Route,
+            "canary-xds".into(),
+            "r1".into(),
+            vec![1, 2],
+            vec!["qotm".into()],
+        ));
+        let cluster = Arc::new(Resource::new(
+            Kind::Cluster,
+            "qotm".into(),
+            "c1".into(),
+            vec![3],
+            vec![],
+        ));
+        s.keep_sets(&[
+            (Kind::Route, vec![Arc::clone(&route)]),
+            (Kind::Cluster, vec![Arc::clone(&cluster)]),
+        ])
+        .unwrap();
 
         let (_, saved) = StateDir::open(t.path()).unwrap();
-        assert_eq!(saved.files, BTreeMap::from([("a/b.yaml".to_string(), b"kind: Mapping\n".to_vec())]));
+        assert_eq!(
+            saved.files,
+            BTreeMap::from([("a/b.yaml".to_string(), b"kind: Mapping\n".to_vec())])
+        );
         assert_eq!(saved.sets.len(), 2);
         let (kind, set) = &saved.sets[0];
         assert_eq!(*kind, Kind::Route);
         let r = &set.items["canary-xds"];
         assert_eq!(r.as_ref(), route.as_ref());
         assert_eq!(r.refs, ["qotm"]);
-        assert_eq!(set.version, ResourceSet::new(BTreeMap::from([("canary-xds".to_string(), route)])).version);
+        assert_eq!(
+            set.version,
+            ResourceSet::new(BTreeMap::from([("canary-xds".to_string(), route)])).version
+        );
     }
 
     #[test]
     fn a_corrupt_sets_file_is_an_error_not_a_panic() {
         let t = tempfile::tempdir().unwrap();
         fs::write(t.path().join("served.bin"), b"\xff\xff\xff garbage").unwrap();
-        assert!(matches!(StateDir::open(t.path()), Err(StateError::Corrupt { .. })));
+        assert!(matches!(
+            StateDir::open(t.path()),
+            Err(StateError::Corrupt { .. })
+        ));
     }
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use crate::diagnostic::{Diagnostic, Location, Severity};
 use crate::mapping::{
-    Bp, ClusterSettings, DEFAULT_FLEET, FULL, Mapping, MappingId, RouteKey, Scheme, Service,
+    Bp, ClusterSettings, DEFAULT_FLEET, FULL, Mapping, MappingId, Origin, RouteKey, Scheme, Service,
 };
 use crate::parse::{ParsedFile, Rejected};
 use crate::weights::{self, Member, Remark, SplitError, percent};
@@ -100,7 +100,11 @@ pub fn compile(files: &[ParsedFile], fallback: Option<&Tables>) -> Compiled {
         .iter()
         .flat_map(|f| f.diagnostics.iter().cloned())
         .collect();
-    let mappings = dedupe(files, &mut diagnostics);
+    let mappings: Vec<Arc<Mapping>> = files
+        .iter()
+        .flat_map(|f| &f.mappings)
+        .map(|m| Arc::new(m.clone()))
+        .collect();
 
     let mut fleets: BTreeSet<&str> = BTreeSet::from([DEFAULT_FLEET]);
     for m in &mappings {
@@ -108,10 +112,7 @@ pub fn compile(files: &[ParsedFile], fallback: Option<&Tables>) -> Compiled {
     }
     let mut tables = Tables::default();
     for fleet in fleets {
-        let members: Vec<&Arc<Mapping>> = mappings
-            .iter()
-            .filter(|m| m.fleets.contains(fleet))
-            .collect();
+        let members = dedupe(files, &mappings, fleet, &mut diagnostics);
         let previous = fallback.and_then(|t| t.fleet(fleet));
         let table = build_fleet(&members, previous, &mut diagnostics);
         tables.fleets.insert(fleet.to_string(), table);
@@ -128,31 +129,68 @@ pub fn compile(files: &[ParsedFile], fallback: Option<&Tables>) -> Compiled {
     }
 }
 
-/// Keeps the first Mapping of each (namespace, name) in path order; the others are errors.
-fn dedupe(files: &[ParsedFile], diagnostics: &mut Vec<Diagnostic>) -> Vec<Arc<Mapping>> {
-    let mut seen: HashMap<&MappingId, &Mapping> = HashMap::new();
+/// The Mappings of one fleet, keeping the first of each (namespace, name) in path order; the
+/// others are errors. Names clash only within a fleet, as they do between the resources one
+/// Ambassador sees. A Mapping left out for an error of its own still holds its name: a later one
+/// with the same name is a duplicate too, rather than silently taking its place.
+fn dedupe<'m>(
+    files: &[ParsedFile],
+    mappings: &'m [Arc<Mapping>],
+    fleet: &str,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Vec<&'m Arc<Mapping>> {
+    let mut all: Vec<(&Origin, MappingId, Option<&'m Arc<Mapping>>)> = mappings
+        .iter()
+        .filter(|m| m.fleets.contains(fleet))
+        .map(|m| (&m.origin, m.id.clone(), Some(m)))
+        .collect();
+    all.extend(
+        files
+            .iter()
+            .flat_map(|f| &f.rejected)
+            .filter(|r| r.fleets.contains(fleet))
+            .filter_map(|r| {
+                let id = MappingId {
+                    namespace: r.namespace.clone()?,
+                    name: r.name.clone()?,
+                };
+                Some((&r.origin, id, None))
+            }),
+    );
+    all.sort_by(|a, b| a.0.cmp(b.0));
+    let in_fleet = if fleet == DEFAULT_FLEET {
+        String::new()
+    } else {
+        format!(" (fleet {fleet})")
+    };
+    let mut first: HashMap<MappingId, (&Origin, bool)> = HashMap::new();
     let mut out = Vec::new();
-    let mut all: Vec<&Mapping> = files.iter().flat_map(|f| &f.mappings).collect();
-    all.sort_by(|a, b| a.origin.cmp(&b.origin));
-    for m in all {
-        match seen.get(&m.id) {
-            Some(first) => diagnostics.push(
-                Diagnostic::error(
-                    &m.origin.location(),
-                    format!(
-                        "duplicate Mapping name {} in namespace {}: the first one, at {}, is \
-                         kept and this one is left out",
-                        m.id.name,
-                        m.id.namespace,
-                        first.origin.location()
-                    ),
-                )
-                .mapping(&m.id.name)
-                .field("name"),
-            ),
+    for (origin, id, mapping) in all {
+        match first.get(&id) {
+            Some(&(at, valid)) => {
+                let outcome = if valid {
+                    "is kept and this one is left out"
+                } else {
+                    "counts (though its own error leaves it out), so this one is left out too"
+                };
+                diagnostics.push(
+                    Diagnostic::error(
+                        &origin.location(),
+                        format!(
+                            "duplicate Mapping name {} in namespace {}{in_fleet}: the first one \
+                             in path order, at {}, {outcome}",
+                            id.name,
+                            id.namespace,
+                            at.location()
+                        ),
+                    )
+                    .mapping(&id.name)
+                    .field("name"),
+                );
+            }
             None => {
-                seen.insert(&m.id, m);
-                out.push(Arc::new(m.clone()));
+                first.insert(id, (origin, mapping.is_some()));
+                out.extend(mapping);
             }
         }
     }
@@ -471,19 +509,21 @@ fn assign_clusters(
     // Shared clusters: the first Mapping in path order decides their settings.
     let mut shared: BTreeMap<ClusterOwner, Arc<Mapping>> = BTreeMap::new();
     let mut rejected: BTreeSet<MappingId> = BTreeSet::new();
-    let mut singles: Vec<Arc<Mapping>> = routes
+    // A held route (last good state) goes after the current ones and is never left out here:
+    // it shares whatever settings the current Mappings give the cluster.
+    let mut singles: Vec<(bool, Arc<Mapping>)> = routes
         .iter()
-        .filter(|r| r.backends.len() == 1 && r.held.is_none())
-        .map(|r| Arc::clone(&r.backends[0].mapping))
+        .filter(|r| r.backends.len() == 1)
+        .map(|r| (r.held.is_some(), Arc::clone(&r.backends[0].mapping)))
         .collect();
-    singles.sort_by(|a, b| a.origin.cmp(&b.origin));
-    for m in singles {
+    singles.sort_by(|a, b| (a.0, &a.1.origin).cmp(&(b.0, &b.1.origin)));
+    for (held, m) in singles {
         let owner = shared_owner(&m);
         match shared.get(&owner) {
             None => {
                 shared.insert(owner, m);
             }
-            Some(first) if first.cluster == m.cluster => {}
+            Some(first) if held || first.cluster == m.cluster => {}
             Some(first) => {
                 let (field, what) =
                     if first.cluster.connect_timeout_ms != m.cluster.connect_timeout_ms {
@@ -525,7 +565,9 @@ fn assign_clusters(
             }
         }
     }
-    routes.retain(|r| !(r.backends.len() == 1 && rejected.contains(&r.backends[0].mapping.id)));
+    routes.retain(|r| {
+        !(r.backends.len() == 1 && r.held.is_none() && rejected.contains(&r.backends[0].mapping.id))
+    });
 
     // Every cluster with its owner and base name.
     let mut owners: BTreeMap<ClusterOwner, ClusterSpec> = BTreeMap::new();
@@ -700,24 +742,23 @@ fn cluster_names(owners: &BTreeMap<ClusterOwner, ClusterSpec>) -> BTreeMap<Clust
 }
 
 /// Completes the error of each Mapping left out with where its traffic goes instead.
+/// `diagnostics` starts with the files' own diagnostics, in file order.
 fn explain_rejected(files: &[ParsedFile], tables: &Tables, diagnostics: &mut [Diagnostic]) {
-    for r in files.iter().flat_map(|f| &f.rejected) {
-        let (Some(name), Some(key)) = (&r.name, &r.key) else {
-            continue;
-        };
-        let Some(sentence) = where_traffic_goes(r, key, tables) else {
-            continue;
-        };
-        let target = diagnostics.iter_mut().find(|d| {
-            d.severity == Severity::Error
-                && d.file == r.origin.file
-                && d.mapping.as_deref() == Some(name)
-                && d.line >= r.origin.line
-        });
-        if let Some(d) = target {
-            d.message.push_str("; ");
-            d.message.push_str(&sentence);
+    let mut offset = 0;
+    for f in files {
+        for r in &f.rejected {
+            let (Some(_), Some(key), Some(i)) = (&r.name, &r.key, r.diagnostic) else {
+                continue;
+            };
+            if let (Some(sentence), Some(d)) = (
+                where_traffic_goes(r, key, tables),
+                diagnostics.get_mut(offset + i),
+            ) {
+                d.message.push_str("; ");
+                d.message.push_str(&sentence);
+            }
         }
+        offset += f.diagnostics.len();
     }
 }
 
@@ -873,6 +914,29 @@ mod tests {
     }
 
     #[test]
+    fn a_held_route_with_one_backend_keeps_a_cluster() {
+        // The route's only Mapping becomes a shadow: the route fails, and its last good state,
+        // one backend, is held. Its cluster must still be found.
+        let good = compile_files(&[("a.yaml", mapping_yaml("a", ""))]);
+        let files = [parse_file(
+            "a.yaml",
+            mapping_yaml("a", "shadow: true\n").as_bytes(),
+        )];
+        let c = compile(&files, Some(&good.tables));
+        let routes = default_routes(&c);
+        assert_eq!(shares(&routes[0]), [("a".into(), FULL)]);
+        assert!(routes[0].held.is_some());
+        assert_eq!(routes[0].backends[0].cluster, "a");
+        assert!(
+            c.tables
+                .fleet("default")
+                .unwrap()
+                .clusters
+                .contains_key("a")
+        );
+    }
+
+    #[test]
     fn a_rejected_mapping_says_where_its_traffic_goes() {
         let c = compile_files(&[
             ("qotm.yaml", mapping_yaml("qotm", "")),
@@ -909,6 +973,29 @@ mod tests {
             ("b.yaml", Some("name"))
         );
         assert!(e[0].message.contains("a.yaml:2:1"));
+    }
+
+    #[test]
+    fn names_clash_only_within_a_fleet() {
+        let c = compile_files(&[
+            (
+                "a.yaml",
+                mapping_yaml("qotm", "ambassador_id: [default, edge]\n"),
+            ),
+            (
+                "b.yaml",
+                mapping_yaml("qotm", "ambassador_id: edge\nweight: 10\n"),
+            ),
+            ("c.yaml", mapping_yaml("qotm", "ambassador_id: internal\n")),
+        ]);
+        let e = errors(&c);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].file, "b.yaml");
+        assert!(e[0].message.contains("(fleet edge)"), "{}", e[0].message);
+        for fleet in ["default", "edge", "internal"] {
+            let routes = &c.tables.fleet(fleet).unwrap().routes;
+            assert_eq!(routes[0].backends.len(), 1, "{fleet}");
+        }
     }
 
     #[test]
@@ -1178,6 +1265,437 @@ mod tests {
         assert_eq!(names, BTreeSet::from(["xds_cluster_2", "x_y", "x_y_2"]));
     }
 
+    fn warnings(c: &Compiled) -> Vec<&Diagnostic> {
+        c.diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Warning)
+            .collect()
+    }
+
+    #[test]
+    fn rule_1_a_lone_mapping_with_weight_0_gets_everything_with_a_warning() {
+        let c = compile_files(&[("a.yaml", mapping_yaml("qotm", "weight: 0\n"))]);
+        assert_eq!(shares(&default_routes(&c)[0]), [("qotm".into(), FULL)]);
+        let w = warnings(&c);
+        assert_eq!(w.len(), 1, "{:?}", c.diagnostics);
+        assert!(
+            w[0].message.contains("still receives 100%"),
+            "{}",
+            w[0].message
+        );
+        assert_eq!((w[0].line, w[0].field.as_deref()), (7, Some("weight")));
+    }
+
+    #[test]
+    fn rule_3_leftovers_go_by_namespace_and_name_whatever_the_files() {
+        // Three unweighted Mappings beside a 10% canary: 9000 / 3 = 3000 each; with 10.01%,
+        // 8999 / 3 = 2999 rest 2: the first two in (namespace, name) order get one more.
+        let c = compile_files(&[
+            ("1.yaml", mapping_yaml("c", "namespace: a\n")),
+            ("2.yaml", mapping_yaml("a", "namespace: b\n")),
+            ("3.yaml", mapping_yaml("b", "namespace: a\n")),
+            ("4.yaml", mapping_yaml("z", "weight: 10.01\n")),
+        ]);
+        let r = &default_routes(&c)[0];
+        let got: Vec<(String, Bp)> = r
+            .backends
+            .iter()
+            .map(|b| (b.mapping.id.to_string(), b.weight_bp))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("b.a".to_string(), 3000),
+                ("c.a".into(), 3000),
+                ("a.b".into(), 2999),
+                ("z".into(), 1001)
+            ]
+        );
+    }
+
+    #[test]
+    fn rule_5_exactly_100_leaves_the_unweighted_with_0_and_a_warning() {
+        let c = compile_files(&[
+            ("a.yaml", mapping_yaml("qotm", "")),
+            ("b.yaml", mapping_yaml("qotmv2", "weight: 100\n")),
+        ]);
+        assert_eq!(
+            shares(&default_routes(&c)[0]),
+            [("qotm".into(), 0), ("qotmv2".into(), FULL)]
+        );
+        let w = warnings(&c);
+        assert_eq!(w.len(), 1);
+        assert_eq!(
+            (w[0].file.as_str(), w[0].mapping.as_deref()),
+            ("a.yaml", Some("qotm"))
+        );
+        assert!(w[0].message.contains("receives 0%"), "{}", w[0].message);
+    }
+
+    #[test]
+    fn rule_6_under_100_is_scaled_up_with_a_warning() {
+        let c = compile_files(&[
+            ("a.yaml", mapping_yaml("a", "weight: 20\n")),
+            ("b.yaml", mapping_yaml("b", "weight: 30\n")),
+        ]);
+        assert_eq!(
+            shares(&default_routes(&c)[0]),
+            [("a".into(), 4000), ("b".into(), 6000)]
+        );
+        let w = warnings(&c);
+        assert_eq!(w.len(), 1);
+        assert!(
+            w[0].message.contains("a 20% -> 40%, b 30% -> 60%"),
+            "{}",
+            w[0].message
+        );
+    }
+
+    #[test]
+    fn rule_7_all_weights_0_is_an_error() {
+        let c = compile_files(&[
+            ("a.yaml", mapping_yaml("a", "weight: 0\n")),
+            ("b.yaml", mapping_yaml("b", "weight: 0\n")),
+        ]);
+        assert!(default_routes(&c).is_empty());
+        let e = errors(&c);
+        assert_eq!(e.len(), 1);
+        assert!(
+            e[0].message.contains("every weight is 0"),
+            "{}",
+            e[0].message
+        );
+    }
+
+    #[test]
+    fn rule_8_the_second_shadow_in_path_order_is_left_out() {
+        // Path order is file, then document: "a-mirror" comes second although its name sorts
+        // first.
+        let doc = mapping_yaml("z-mirror", "shadow: true\n")
+            + &mapping_yaml("a-mirror", "shadow: true\nweight: 50\n");
+        let c = compile_files(&[("a.yaml", mapping_yaml("qotm", "")), ("b.yaml", doc)]);
+        let s = default_routes(&c)[0].shadow.as_ref().unwrap();
+        assert_eq!(
+            (s.mapping.id.name.as_str(), s.percent_bp),
+            ("z-mirror", FULL)
+        );
+        let e = errors(&c);
+        assert_eq!(e.len(), 1);
+        assert_eq!(
+            (e[0].mapping.as_deref(), e[0].field.as_deref()),
+            (Some("a-mirror"), Some("shadow"))
+        );
+    }
+
+    #[test]
+    fn rule_10_each_backend_keeps_its_own_settings() {
+        let c = compile_files(&[
+            (
+                "a.yaml",
+                mapping_yaml(
+                    "qotm",
+                    "rewrite: /v1/\ntimeout_ms: 1000\nadd_request_headers: {x-version: v1}\n",
+                ),
+            ),
+            (
+                "b.yaml",
+                mapping_yaml(
+                    "qotmv2",
+                    "weight: 10\nrewrite: \"\"\nidle_timeout_ms: 500\nhost_rewrite: v2.internal\n\
+                     remove_response_headers: [server]\nallow_upgrade: [websocket]\n",
+                ),
+            ),
+        ]);
+        assert!(c.diagnostics.is_empty(), "{:?}", c.diagnostics);
+        let r = &default_routes(&c)[0];
+        let (v1, v2) = (&r.backends[0].mapping, &r.backends[1].mapping);
+        assert_eq!(v1.route.rewrite.as_deref(), Some("/v1/"));
+        assert_eq!(v2.route.rewrite, None);
+        assert_eq!((v1.route.timeout_ms, v2.route.timeout_ms), (1000, 3000));
+        assert_eq!(v2.route.idle_timeout_ms, Some(500));
+        assert!(v2.route.upgrades.contains("websocket") && v1.route.upgrades.is_empty());
+        assert_eq!(v1.backend.add_request_headers["x-version"].value, "v1");
+        assert!(v2.backend.add_request_headers.is_empty());
+        assert_eq!(v2.backend.host_rewrite.as_deref(), Some("v2.internal"));
+        assert!(v2.backend.remove_response_headers.contains("server"));
+        assert!(v1.backend.remove_response_headers.is_empty());
+    }
+
+    #[test]
+    fn a_duplicate_of_a_mapping_with_an_error_is_still_a_duplicate() {
+        let c = compile_files(&[
+            ("a.yaml", mapping_yaml("qotm", "timeout_ms: soon\n")),
+            ("b.yaml", mapping_yaml("qotm", "")),
+        ]);
+        assert!(default_routes(&c).is_empty());
+        let e = errors(&c);
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert_eq!(
+            (e[1].file.as_str(), e[1].field.as_deref()),
+            ("b.yaml", Some("name"))
+        );
+        assert!(e[1].message.contains("a.yaml:2:1"), "{}", e[1].message);
+    }
+
+    #[test]
+    fn a_mapping_without_a_name_or_route_says_it_is_left_out() {
+        let c = compile_files(&[(
+            "a.yaml",
+            "apiVersion: ambassador/v1\nkind: Mapping\nprefix: /a/\nservice: a\n---\n\
+             apiVersion: ambassador/v1\nkind: Mapping\nname: b\nprefix: b\nservice: b\n"
+                .to_string(),
+        )]);
+        let e = errors(&c);
+        assert_eq!(e.len(), 2);
+        for d in e {
+            assert!(
+                d.message.ends_with("; the Mapping is left out"),
+                "{}",
+                d.message
+            );
+        }
+    }
+
+    #[test]
+    fn diagnostics_carry_file_line_column_mapping_and_field() {
+        let c = compile_files(&[
+            ("qotm.yaml", mapping_yaml("qotm", "")),
+            ("dir/qotmv2.yaml", mapping_yaml("qotmv2", "weight:   101\n")),
+        ]);
+        let e = errors(&c);
+        assert_eq!(e.len(), 1);
+        let d = e[0];
+        assert_eq!(
+            (
+                d.file.as_str(),
+                d.line,
+                d.column,
+                d.mapping.as_deref(),
+                d.field.as_deref()
+            ),
+            ("dir/qotmv2.yaml", 7, 11, Some("qotmv2"), Some("weight"))
+        );
+        assert_eq!(
+            d.message,
+            "weight must be between 0 and 100, found 101; the Mapping is left out and route \
+             /qotm/ goes on with qotm 100%"
+        );
+    }
+
+    #[test]
+    fn grouping_treats_query_and_regex_headers_as_sets_and_authority_as_host() {
+        let c = compile_files(&[
+            (
+                "a.yaml",
+                mapping_yaml(
+                    "a",
+                    "host: foo.com\nquery_parameters: {a: \"1\", b: true}\n\
+                     regex_headers: {x: \"^1\", y: \"^2\"}\n",
+                ),
+            ),
+            (
+                "b.yaml",
+                mapping_yaml(
+                    "b",
+                    "weight: 10\nheaders: {\":authority\": FOO.com}\n\
+                     query_parameters: {b: true, a: \"1\"}\nregex_headers: {y: \"^2\", x: \"^1\"}\n",
+                ),
+            ),
+        ]);
+        assert!(errors(&c).is_empty(), "{:?}", c.diagnostics);
+        let routes = default_routes(&c);
+        assert_eq!(routes.len(), 1);
+        assert_eq!(shares(&routes[0]), [("a".into(), 9000), ("b".into(), 1000)]);
+    }
+
+    #[test]
+    fn namespace_is_not_part_of_the_group() {
+        let c = compile_files(&[
+            ("a.yaml", mapping_yaml("qotm", "namespace: prod\n")),
+            (
+                "b.yaml",
+                mapping_yaml("qotmv2", "namespace: canary\nweight: 10\n"),
+            ),
+        ]);
+        let r = default_routes(&c);
+        assert_eq!(r.len(), 1);
+        assert_eq!(
+            shares(&r[0]),
+            [("qotmv2".into(), 1000), ("qotm".into(), 9000)]
+        );
+    }
+
+    #[test]
+    fn every_part_of_the_match_makes_its_own_group() {
+        let variants = [
+            "",
+            "precedence: 1\n",
+            "host: foo.com\n",
+            "host: \"^foo\"\nhost_regex: true\n",
+            "method: GET\n",
+            "method: POST\n",
+            "case_sensitive: false\n",
+            "headers: {x: \"1\"}\n",
+            "headers: {x: true}\n",
+            "regex_headers: {x: \"1\"}\n",
+            "query_parameters: {x: \"1\"}\n",
+            "query_parameters: {x: true}\n",
+        ];
+        let mut files: Vec<(String, String)> = variants
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (format!("{i:02}.yaml"), mapping_yaml(&format!("m{i:02}"), v)))
+            .collect();
+        files.push((
+            "98.yaml".into(),
+            mapping_yaml("regex", "prefix_regex: true\n"),
+        ));
+        files.push((
+            "99.yaml".into(),
+            mapping_yaml("longer", "").replace("/qotm/", "/qotm/x"),
+        ));
+        let files: Vec<(&str, String)> =
+            files.iter().map(|(f, y)| (f.as_str(), y.clone())).collect();
+        let c = compile_files(&files);
+        assert!(errors(&c).is_empty(), "{:?}", c.diagnostics);
+        assert_eq!(default_routes(&c).len(), variants.len() + 2);
+    }
+
+    #[test]
+    fn ties_in_route_order_fall_to_prefix_then_method_then_matchers() {
+        let m = |name: &str, prefix: &str, extra: &str| {
+            (
+                format!("{name}.yaml"),
+                mapping_yaml(name, extra).replace("/qotm/", prefix),
+            )
+        };
+        let files = [
+            // Equal length and matcher count: the prefix string decides.
+            m("a1", "/b/", ""),
+            m("a2", "/a/", ""),
+            // Equal prefix and count: the method decides, then the header text.
+            m("b1", "/c/", "method: POST\n"),
+            m("b2", "/c/", "method: GET\n"),
+            m("c1", "/d/", "headers: {y: \"1\"}\n"),
+            m("c2", "/d/", "headers: {x: \"1\"}\n"),
+            // A longer regex prefix goes before a shorter plain one.
+            m("d1", "^/e.*$", "prefix_regex: true\n"),
+        ];
+        let files: Vec<(&str, String)> =
+            files.iter().map(|(f, y)| (f.as_str(), y.clone())).collect();
+        let c = compile_files(&files);
+        let order: Vec<String> = default_routes(&c)
+            .iter()
+            .map(|r| r.backends[0].mapping.id.name.clone())
+            .collect();
+        assert_eq!(order, ["d1", "b2", "b1", "c2", "c1", "a2", "a1"]);
+    }
+
+    /// Valid files to mutate: every form and most fields.
+    const CORPUS: &[&str] = &[
+        "apiVersion: ambassador/v1\nkind: Mapping\nname: qotm\nprefix: /qotm/\nservice: qotm\n",
+        "apiVersion: ambassador/v1\nkind: Mapping\nname: qotmv2\nprefix: /qotm/\n\
+         service: qotmv2\nweight: 10\n",
+        "apiVersion: getambassador.io/v2\nkind: Mapping\nmetadata:\n  name: canary\n  \
+         namespace: prod\nspec:\n  prefix: /qotm/\n  service: https://qotm.prod:8443\n  \
+         weight: 4.35\n  headers:\n    x-canary: \"true\"\n    :authority: Foo.com\n  \
+         ambassador_id: [default, edge]\n",
+        "---\napiVersion: ambassador/v0\nkind: Module\nname: ambassador\n---\n\
+         apiVersion: ambassador/v1\nkind: Mapping\nname: m\nprefix: ^/q.*$\nprefix_regex: true\n\
+         service: m:8080\nshadow: true\nweight: 0.5\nrewrite: \"\"\n\
+         query_parameters: {debug: true}\nregex_headers: {x-user: \"^a\"}\n",
+        "apiVersion: getambassador.io/v3alpha1\nkind: Mapping\nmetadata: {name: full}\nspec:\n  \
+         prefix: /full/\n  service: full\n  host: full.example.com\n  method: GET\n  \
+         precedence: 2\n  timeout_ms: 0\n  idle_timeout_ms: 5\n  connect_timeout_ms: 9\n  \
+         host_rewrite: x\n  add_request_headers: {a: b, c: {value: d, append: false}}\n  \
+         add_response_headers: {e: f}\n  remove_request_headers: [g]\n  \
+         remove_response_headers: h\n  case_sensitive: false\n  cluster_tag: t\n  grpc: true\n  \
+         allow_upgrade: [websocket]\n  use_websocket: true\n  \
+         retry_policy: {retry_on: 5xx, num_retries: 2, per_try_timeout: 1s}\n  cors: {}\n",
+        "a: &a [x, *b]\nb: &b {k: *a}\n<<: *b\n",
+    ];
+
+    /// One edit of a file: what to do, where (modulo the length) and with which byte.
+    fn mutation() -> impl Strategy<Value = (u8, usize, u8)> {
+        let interesting =
+            prop::sample::select(b":-[]{}&*!|>'\"#%@`,?\n\t 0123456789.~\\\xff\xc3\x00".to_vec());
+        (
+            0u8..5,
+            any::<usize>(),
+            prop_oneof![interesting, any::<u8>()],
+        )
+    }
+
+    fn mutate(base: &str, edits: &[(u8, usize, u8)]) -> Vec<u8> {
+        let mut bytes = base.as_bytes().to_vec();
+        for &(op, at, byte) in edits {
+            let at = at % (bytes.len() + 1);
+            match op {
+                0 => bytes.insert(at, byte),
+                1 if at < bytes.len() => bytes[at] = byte,
+                2 if at < bytes.len() => {
+                    let end = (at + usize::from(byte % 16) + 1).min(bytes.len());
+                    bytes.drain(at..end);
+                }
+                3 => {
+                    // Repeat a short stretch: indentation and structure get shuffled.
+                    let end = (at + usize::from(byte % 32) + 1).min(bytes.len());
+                    let stretch = bytes[at.min(end)..end].to_vec();
+                    bytes.splice(at..at, stretch);
+                }
+                _ => bytes.truncate(at),
+            }
+        }
+        bytes
+    }
+
+    fn compile_bytes(files: &[Vec<u8>]) -> Compiled {
+        let parsed: Vec<ParsedFile> = files
+            .iter()
+            .enumerate()
+            .map(|(i, b)| parse_file(&format!("f{i}.yaml"), b))
+            .collect();
+        let first = compile(&parsed, None);
+        // And once more with a fallback, as `serve` compiles.
+        compile(&parsed, Some(&first.tables))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn random_bytes_never_panic(files in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..512), 1..4)) {
+            let started = std::time::Instant::now();
+            compile_bytes(&files);
+            prop_assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        }
+
+        #[test]
+        fn mutated_mappings_never_panic(
+            picks in prop::collection::vec((0..CORPUS.len(), prop::collection::vec(mutation(), 1..8)), 1..5)
+        ) {
+            let files: Vec<Vec<u8>> = picks.iter().map(|(i, edits)| mutate(CORPUS[*i], edits)).collect();
+            let started = std::time::Instant::now();
+            let c = compile_bytes(&files);
+            prop_assert!(started.elapsed() < std::time::Duration::from_secs(5));
+            for t in c.tables.fleets.values() {
+                for r in &t.routes {
+                    prop_assert_eq!(r.backends.iter().map(|b| b.weight_bp).sum::<Bp>(), FULL);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_corpus_is_valid_before_mutation() {
+        // Only the last entry (aliases, no Mapping) is meant to be refused.
+        for doc in &CORPUS[..CORPUS.len() - 1] {
+            let p = parse_file("c.yaml", doc.as_bytes());
+            assert!(!p.has_errors(), "{doc}: {:?}", p.diagnostics);
+            assert!(!p.mappings.is_empty(), "{doc}");
+        }
+    }
+
     fn arbitrary_mapping() -> impl Strategy<Value = String> {
         (
             prop::sample::select(vec!["/a/", "/b/", "/a/b/"]),
@@ -1230,6 +1748,14 @@ mod tests {
                 default_routes(c).iter().map(|r| (r.key.clone(), r.backends.iter().map(|b| (b.mapping.id.name.clone(), b.weight_bp, b.cluster.clone())).collect())).collect()
             };
             prop_assert_eq!(view(&a), view(&b));
+            // Renaming the Mappings (reversing the name order) moves no route either.
+            let n = docs.len();
+            let renamed_mappings: Vec<(String, String)> = docs.iter().enumerate().map(|(i, (f, y))| {
+                (f.clone(), y.replace(&format!("name: m{i:02}\n"), &format!("name: x{:02}\n", n - i)))
+            }).collect();
+            let d = compile_files(&renamed_mappings.iter().map(|(f, y)| (f.as_str(), y.clone())).collect::<Vec<_>>());
+            let keys = |c: &Compiled| -> Vec<RouteKey> { default_routes(c).iter().map(|r| r.key.clone()).collect() };
+            prop_assert_eq!(keys(&a), keys(&d));
             for r in default_routes(&a) {
                 prop_assert_eq!(r.backends.iter().map(|b| b.weight_bp).sum::<Bp>(), FULL);
             }

@@ -900,8 +900,16 @@ mod tests {
             assert_eq!(m, route_match(&t.routes[0].key));
             let mirrors = &action(link).request_mirror_policies;
             assert_eq!(mirrors.len(), 1);
-            let fraction = mirrors[0].runtime_fraction.as_ref().unwrap().default_value.unwrap();
-            assert_eq!((fraction.numerator, fraction.denominator), (50_000, DenominatorType::Million as i32));
+            let fraction = mirrors[0]
+                .runtime_fraction
+                .as_ref()
+                .unwrap()
+                .default_value
+                .unwrap();
+            assert_eq!(
+                (fraction.numerator, fraction.denominator),
+                (50_000, DenominatorType::Million as i32)
+            );
         }
     }
 

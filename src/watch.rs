@@ -33,23 +33,27 @@ pub struct DirWatch {
 
 impl DirWatch {
     /// Starts watching `dir` recursively; events go to `tx`.
-    pub fn start(dir: &Path, tx: mpsc::UnboundedSender<(Signal, Instant)>) -> notify::Result<DirWatch> {
+    pub fn start(
+        dir: &Path,
+        tx: mpsc::UnboundedSender<(Signal, Instant)>,
+    ) -> notify::Result<DirWatch> {
         let root = dir.to_path_buf();
-        let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-            let signal = match res {
-                Ok(event) if event.need_rescan() => Signal::Rescan,
-                Ok(event)
-                    if matches!(event.kind, notify::EventKind::Remove(_))
-                        && event.paths.iter().any(|p| p == &root) =>
-                {
-                    Signal::RootGone
-                }
-                Ok(_) => Signal::Changed,
-                Err(_) => Signal::Rescan,
-            };
-            // The loop may be gone during shutdown; nothing to do then.
-            let _ = tx.send((signal, Instant::now()));
-        })?;
+        let mut watcher =
+            notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+                let signal = match res {
+                    Ok(event) if event.need_rescan() => Signal::Rescan,
+                    Ok(event)
+                        if matches!(event.kind, notify::EventKind::Remove(_))
+                            && event.paths.iter().any(|p| p == &root) =>
+                    {
+                        Signal::RootGone
+                    }
+                    Ok(_) => Signal::Changed,
+                    Err(_) => Signal::Rescan,
+                };
+                // The loop may be gone during shutdown; nothing to do then.
+                let _ = tx.send((signal, Instant::now()));
+            })?;
         watcher.watch(dir, RecursiveMode::Recursive)?;
         Ok(DirWatch {
             _watcher: watcher,
@@ -81,14 +85,20 @@ mod tests {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let w = DirWatch::start(&dir, tx).unwrap();
         std::fs::write(dir.join("a.yaml"), "x").unwrap();
-        let (signal, _) = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.unwrap().unwrap();
+        let (signal, _) = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(signal, Signal::Changed);
         assert!(w.is_current());
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(!w.is_current());
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
-            let (signal, _) = tokio::time::timeout_at(deadline.into(), rx.recv()).await.unwrap().unwrap();
+            let (signal, _) = tokio::time::timeout_at(deadline.into(), rx.recv())
+                .await
+                .unwrap()
+                .unwrap();
             if signal == Signal::RootGone {
                 break;
             }

@@ -80,7 +80,11 @@ pub fn split(members: &[Member<'_>]) -> Result<(Split, Option<Remark>), SplitErr
         }
         _ => {}
     }
-    let total: Bp = members.iter().filter_map(|m| m.weight).sum();
+    // Saturating: absurdly many Mappings must give "over 100%", not an overflow.
+    let total: Bp = members
+        .iter()
+        .filter_map(|m| m.weight)
+        .fold(0, Bp::saturating_add);
     if total > FULL {
         return Err(SplitError::OverFull { total });
     }
@@ -202,6 +206,38 @@ mod tests {
         let (b, _) = split(&backward).unwrap();
         assert_eq!(f.shares(), &[3334, 3333, 3333]);
         assert_eq!(b.shares(), &[3333, 3333, 3334]);
+    }
+
+    #[test]
+    fn leftovers_go_in_namespace_then_name_order() {
+        let ids = [("b", "a"), ("a", "z"), ("a", "b")].map(|(namespace, name)| MappingId {
+            namespace: namespace.into(),
+            name: name.into(),
+        });
+        let members: Vec<Member<'_>> = ids.iter().map(|id| Member { id, weight: None }).collect();
+        // 10000 / 3 = 3333 rest 1: a.b gets it, then a.z, then b.a.
+        assert_eq!(split(&members).unwrap().0.shares(), &[3333, 3333, 3334]);
+        let scaled: Vec<Member<'_>> = ids
+            .iter()
+            .map(|id| Member {
+                id,
+                weight: Some(100),
+            })
+            .collect();
+        assert_eq!(split(&scaled).unwrap().0.shares(), &[3333, 3333, 3334]);
+    }
+
+    #[test]
+    fn huge_groups_cannot_overflow() {
+        let ids = ids(500_000);
+        let members: Vec<Member<'_>> = ids
+            .iter()
+            .map(|id| Member {
+                id,
+                weight: Some(FULL),
+            })
+            .collect();
+        assert!(matches!(split(&members), Err(SplitError::OverFull { .. })));
     }
 
     #[test]

@@ -82,7 +82,8 @@ impl Rig {
 
     /// Waits until Envoy's weights for `prefix` are exactly `expected` (cluster -> hundredths).
     fn wait_weights(&self, prefix: &str, expected: &[(&str, u64)]) {
-        let expected: BTreeMap<String, u64> = expected.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+        let expected: BTreeMap<String, u64> =
+            expected.iter().map(|(k, v)| (k.to_string(), *v)).collect();
         wait_for(&format!("weights {expected:?}"), WAIT, || {
             (self.envoy.weights(prefix) == expected).then_some(())
         });
@@ -92,12 +93,23 @@ impl Rig {
 fn canary_files(main: &Upstream, canary: &Upstream, weight: u32) -> Vec<(&'static str, String)> {
     vec![
         ("qotm.yaml", mapping("qotm", "/qotm/", &main.by_ip(), "")),
-        ("qotmv2.yaml", mapping("qotmv2", "/qotm/", &canary.by_ip(), &format!("weight: {weight}\n"))),
+        (
+            "qotmv2.yaml",
+            mapping(
+                "qotmv2",
+                "/qotm/",
+                &canary.by_ip(),
+                &format!("weight: {weight}\n"),
+            ),
+        ),
     ]
 }
 
 fn clusters(main: &Upstream, canary: &Upstream) -> (String, String) {
-    (format!("127_0_0_1_{}", main.port), format!("127_0_0_1_{}", canary.port))
+    (
+        format!("127_0_0_1_{}", main.port),
+        format!("127_0_0_1_{}", canary.port),
+    )
 }
 
 #[test]
@@ -112,14 +124,26 @@ fn split_90_10_matches_the_weights_and_envoys_counters() {
     let n = 4000;
     let counts = tally(rig.listen, "/qotm/", &[], n);
     assert_eq!(counts.values().sum::<usize>(), n);
-    assert_eq!(counts.keys().filter(|k| k.starts_with("status:")).count(), 0, "{counts:?}");
+    assert_eq!(
+        counts.keys().filter(|k| k.starts_with("status:")).count(),
+        0,
+        "{counts:?}"
+    );
     let canary_n = counts.get("canary").copied().unwrap_or(0);
     // 99.99% binomial interval around 10% of 4,000: 400 +- 74.
     let (lo, hi) = binomial_interval(n, 0.10);
-    assert!((lo..=hi).contains(&(canary_n as f64)), "canary got {canary_n} of {n}, outside [{lo:.0}, {hi:.0}]");
+    assert!(
+        (lo..=hi).contains(&(canary_n as f64)),
+        "canary got {canary_n} of {n}, outside [{lo:.0}, {hi:.0}]"
+    );
     // Envoy's own counters agree with what the client saw, request for request.
     let stats = rig.envoy.stats();
-    let rq = |c: &str| stats.get(&format!("cluster.{c}.upstream_rq_total")).and_then(|v| v.parse::<usize>().ok()).unwrap_or(0);
+    let rq = |c: &str| {
+        stats
+            .get(&format!("cluster.{c}.upstream_rq_total"))
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(0)
+    };
     assert_eq!(rq(&cm), counts["main"]);
     assert_eq!(rq(&cc), canary_n);
 }
@@ -132,7 +156,10 @@ fn a_weight_change_and_a_deleted_canary_go_live() {
     let (cm, cc) = clusters(&main, &canary);
     rig.wait_weights("/qotm/", &[(&cm, 9000), (&cc, 1000)]);
 
-    write_atomically(&rig.path("qotmv2.yaml"), &canary_files(&main, &canary, 50)[1].1);
+    write_atomically(
+        &rig.path("qotmv2.yaml"),
+        &canary_files(&main, &canary, 50)[1].1,
+    );
     rig.wait_weights("/qotm/", &[(&cm, 5000), (&cc, 5000)]);
     let n = 2000;
     let counts = tally(rig.listen, "/qotm/", &[], n);
@@ -150,22 +177,51 @@ fn zero_failures(delta: bool) {
     let main = Upstream::start("main");
     let canary = Upstream::start("canary");
     let third = Upstream::start("third");
-    let rig = Rig::start(&[("qotm.yaml", mapping("qotm", "/qotm/", &main.by_ip(), ""))], delta, &[]);
+    let rig = Rig::start(
+        &[("qotm.yaml", mapping("qotm", "/qotm/", &main.by_ip(), ""))],
+        delta,
+        &[],
+    );
     let traffic = Traffic::start(rig.listen, "/qotm/", 200);
     traffic.pass(50);
 
     // (file, new content or deletion, whether Envoy's routes change)
     let steps: Vec<(&str, Option<String>, bool)> = vec![
         // Add a canary at 10%, then move it to 50 and 100.
-        ("qotmv2.yaml", Some(mapping("qotmv2", "/qotm/", &canary.by_ip(), "weight: 10\n")), true),
-        ("qotmv2.yaml", Some(mapping("qotmv2", "/qotm/", &canary.by_ip(), "weight: 50\n")), true),
-        ("qotmv2.yaml", Some(mapping("qotmv2", "/qotm/", &canary.by_ip(), "weight: 100\n")), true),
+        (
+            "qotmv2.yaml",
+            Some(mapping("qotmv2", "/qotm/", &canary.by_ip(), "weight: 10\n")),
+            true,
+        ),
+        (
+            "qotmv2.yaml",
+            Some(mapping("qotmv2", "/qotm/", &canary.by_ip(), "weight: 50\n")),
+            true,
+        ),
+        (
+            "qotmv2.yaml",
+            Some(mapping(
+                "qotmv2",
+                "/qotm/",
+                &canary.by_ip(),
+                "weight: 100\n",
+            )),
+            true,
+        ),
         // Retire the old Mapping, then drop the canary's weight (a lone Mapping gets 100%
         // either way, so Envoy's routes stay as they are).
         ("qotm.yaml", None, true),
-        ("qotmv2.yaml", Some(mapping("qotmv2", "/qotm/", &canary.by_ip(), "")), false),
+        (
+            "qotmv2.yaml",
+            Some(mapping("qotmv2", "/qotm/", &canary.by_ip(), "")),
+            false,
+        ),
         // Move the remaining Mapping to a third upstream, by host name, in one save.
-        ("qotmv2.yaml", Some(mapping("qotmv2", "/qotm/", &third.by_name(), "")), true),
+        (
+            "qotmv2.yaml",
+            Some(mapping("qotmv2", "/qotm/", &third.by_name(), "")),
+            true,
+        ),
     ];
     for (file, content, changes) in steps {
         let before = rig.envoy.route_version();
@@ -179,19 +235,31 @@ fn zero_failures(delta: bool) {
         traffic.pass(100);
     }
     let (sent, failures, bodies) = traffic.stop();
-    assert!(failures.is_empty(), "{} of {sent} requests failed: {:?}", failures.len(), &failures[..failures.len().min(5)]);
+    assert!(
+        failures.is_empty(),
+        "{} of {sent} requests failed: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
     assert!(bodies.get("third").copied().unwrap_or(0) > 0, "{bodies:?}");
     assert!(sent > 600, "{sent}");
     let log = rig.cp.log_text();
     if delta {
         // Deleting qotm.yaml removed its cluster with removed_resources, not a full resend.
         assert!(
-            log.lines().any(|l| l.contains("push") && l.contains("kind=cds") && l.contains("resources=0") && l.contains("removed=1")),
+            log.lines().any(|l| l.contains("push")
+                && l.contains("kind=cds")
+                && l.contains("resources=0")
+                && l.contains("removed=1")),
             "no CDS removal in the log:\n{log}"
         );
     }
     assert!(rig.envoy.counter("cluster_manager.cds.update_rejected") == 0);
-    assert!(rig.envoy.counter("http.canary_xds.rds.canary-xds.update_rejected") == 0);
+    assert!(
+        rig.envoy
+            .counter("http.canary_xds.rds.canary-xds.update_rejected")
+            == 0
+    );
 }
 
 #[test]
@@ -213,7 +281,12 @@ fn edits_as_people_make_them_never_show_a_transient_table() {
         format!(
             "{}---\n{}",
             mapping("qotm", "/qotm/", &main.by_ip(), ""),
-            mapping("qotmv2", "/qotm/", &canary.by_ip(), &format!("weight: {w}\n"))
+            mapping(
+                "qotmv2",
+                "/qotm/",
+                &canary.by_ip(),
+                &format!("weight: {w}\n")
+            )
         )
     };
     let rig = Rig::start(&[("both.yaml", both(10))], false, &[]);
@@ -223,17 +296,26 @@ fn edits_as_people_make_them_never_show_a_transient_table() {
     traffic.pass(50);
 
     // An in-place truncate-then-write, in two writes 20 ms apart.
-    let updates_before = rig.envoy.counter("http.canary_xds.rds.canary-xds.update_success");
+    let updates_before = rig
+        .envoy
+        .counter("http.canary_xds.rds.canary-xds.update_success");
     {
         use std::io::Write;
-        let mut f = fs::OpenOptions::new().write(true).truncate(true).open(rig.path("both.yaml")).unwrap();
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(rig.path("both.yaml"))
+            .unwrap();
         f.flush().unwrap();
         std::thread::sleep(Duration::from_millis(20));
         f.write_all(both(20).as_bytes()).unwrap();
     }
     rig.wait_weights("/qotm/", &[(&cm, 8000), (&cc, 2000)]);
     traffic.pass(100);
-    let updates = rig.envoy.counter("http.canary_xds.rds.canary-xds.update_success") - updates_before;
+    let updates = rig
+        .envoy
+        .counter("http.canary_xds.rds.canary-xds.update_success")
+        - updates_before;
     assert_eq!(updates, 1, "Envoy saw an intermediate route table");
 
     // A ConfigMap-style ..data swap.
@@ -242,8 +324,21 @@ fn edits_as_people_make_them_never_show_a_transient_table() {
     let swap = |n: u32, w: u32| {
         let ts = cm_dir.join(format!("..2026_01_01_00_00_0{n}.000"));
         fs::create_dir(&ts).unwrap();
-        fs::write(ts.join("canary.yaml"), mapping("cmcanary", "/cm/", &canary.by_ip(), &format!("weight: {w}\n"))).unwrap();
-        fs::write(ts.join("main.yaml"), mapping("cmmain", "/cm/", &main.by_ip(), "")).unwrap();
+        fs::write(
+            ts.join("canary.yaml"),
+            mapping(
+                "cmcanary",
+                "/cm/",
+                &canary.by_ip(),
+                &format!("weight: {w}\n"),
+            ),
+        )
+        .unwrap();
+        fs::write(
+            ts.join("main.yaml"),
+            mapping("cmmain", "/cm/", &main.by_ip(), ""),
+        )
+        .unwrap();
         let tmp = cm_dir.join("..data_tmp");
         std::os::unix::fs::symlink(ts.file_name().unwrap(), &tmp).unwrap();
         fs::rename(&tmp, cm_dir.join("..data")).unwrap();
@@ -255,13 +350,25 @@ fn edits_as_people_make_them_never_show_a_transient_table() {
     // Both weighted routes use both upstreams, so each backend's cluster adds its Mapping's name.
     let (cmm, cmc) = (format!("{cm}__cmmain"), format!("{cc}__cmcanary"));
     rig.wait_weights("/cm/", &[(&cmm, 7000), (&cmc, 3000)]);
-    let before = rig.envoy.counter("http.canary_xds.rds.canary-xds.update_success");
+    let before = rig
+        .envoy
+        .counter("http.canary_xds.rds.canary-xds.update_success");
     swap(2, 40);
     rig.wait_weights("/cm/", &[(&cmm, 6000), (&cmc, 4000)]);
-    assert_eq!(rig.envoy.counter("http.canary_xds.rds.canary-xds.update_success") - before, 1);
+    assert_eq!(
+        rig.envoy
+            .counter("http.canary_xds.rds.canary-xds.update_success")
+            - before,
+        1
+    );
     traffic.pass(100);
     let (sent, failures, _) = traffic.stop();
-    assert!(failures.is_empty(), "{} of {sent} failed: {:?}", failures.len(), failures.first());
+    assert!(
+        failures.is_empty(),
+        "{} of {sent} failed: {:?}",
+        failures.len(),
+        failures.first()
+    );
 }
 
 #[test]
@@ -277,12 +384,20 @@ fn bad_yaml_keeps_the_last_good_split_and_names_the_line() {
     write_atomically(&rig.path("qotmv2.yaml"), &broken);
     wait_for("the log to name the file and line", WAIT, || {
         let log = rig.cp.log_text();
-        log.lines().any(|l| l.contains("qotmv2.yaml:6") && l.contains("ERROR")).then_some(())
+        log.lines()
+            .any(|l| l.contains("qotmv2.yaml:6") && l.contains("ERROR"))
+            .then_some(())
     });
     traffic.pass(100);
-    assert_eq!(rig.envoy.weights("/qotm/"), BTreeMap::from([(cm.clone(), 9000), (cc.clone(), 1000)]));
+    assert_eq!(
+        rig.envoy.weights("/qotm/"),
+        BTreeMap::from([(cm.clone(), 9000), (cc.clone(), 1000)])
+    );
 
-    write_atomically(&rig.path("qotmv2.yaml"), &canary_files(&main, &canary, 50)[1].1);
+    write_atomically(
+        &rig.path("qotmv2.yaml"),
+        &canary_files(&main, &canary, 50)[1].1,
+    );
     rig.wait_weights("/qotm/", &[(&cm, 5000), (&cc, 5000)]);
     let (_, failures, _) = traffic.stop();
     assert!(failures.is_empty(), "{failures:?}");
@@ -305,17 +420,30 @@ fn envoy_keeps_serving_through_a_control_plane_restart() {
     let before = versions(&rig.envoy);
     let traffic = Traffic::start(rig.listen, "/qotm/", 200);
     rig.cp.kill();
-    wait_for("Envoy to notice", WAIT, || (rig.envoy.stat("control_plane.connected_state").as_deref() == Some("0")).then_some(()));
+    wait_for("Envoy to notice", WAIT, || {
+        (rig.envoy.stat("control_plane.connected_state").as_deref() == Some("0")).then_some(())
+    });
     traffic.pass(200);
-    let updates = rig.envoy.counter("http.canary_xds.rds.canary-xds.update_success");
+    let updates = rig
+        .envoy
+        .counter("http.canary_xds.rds.canary-xds.update_success");
     rig.cp.restart();
-    wait_for("Envoy to reconnect", WAIT, || (rig.envoy.stat("control_plane.connected_state").as_deref() == Some("1")).then_some(()));
+    wait_for("Envoy to reconnect", WAIT, || {
+        (rig.envoy.stat("control_plane.connected_state").as_deref() == Some("1")).then_some(())
+    });
     traffic.pass(100);
     // The same files give the same versions: Envoy's config does not change.
     assert_eq!(versions(&rig.envoy), before);
-    assert!(rig.envoy.counter("http.canary_xds.rds.canary-xds.update_success") >= updates);
+    assert!(
+        rig.envoy
+            .counter("http.canary_xds.rds.canary-xds.update_success")
+            >= updates
+    );
     // Later edits apply.
-    write_atomically(&rig.path("qotmv2.yaml"), &canary_files(&main, &canary, 30)[1].1);
+    write_atomically(
+        &rig.path("qotmv2.yaml"),
+        &canary_files(&main, &canary, 30)[1].1,
+    );
     rig.wait_weights("/qotm/", &[(&cm, 7000), (&cc, 3000)]);
     let (_, failures, _) = traffic.stop();
     assert!(failures.is_empty(), "{failures:?}");
@@ -329,32 +457,76 @@ fn a_nack_is_not_resent_and_the_previous_config_keeps_serving() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("mappings");
     fs::create_dir(&dir).unwrap();
-    fs::write(dir.join("qotm.yaml"), mapping("qotm", "/qotm/", &main.by_ip(), "")).unwrap();
+    fs::write(
+        dir.join("qotm.yaml"),
+        mapping("qotm", "/qotm/", &main.by_ip(), ""),
+    )
+    .unwrap();
     let listen = free_port();
     let cp = ControlPlane::start(&dir, listen, &[]);
     let admin = free_port();
     // This Envoy refuses any regex program over 5 instructions: a route table that is valid
     // for canary-xds (and for a default Envoy) is rejected by it.
-    let boot = bootstrap(&Boot { xds_port: cp.xds_port, admin_port: admin, node_id: "strict", fleet: "default", delta: false, static_listener: None });
-    let boot = format!("{boot}\nlayered_runtime:\n  layers:\n  - name: strict\n    static_layer:\n      re2.max_program_size.error_level: 5\n");
+    let boot = bootstrap(&Boot {
+        xds_port: cp.xds_port,
+        admin_port: admin,
+        node_id: "strict",
+        fleet: "default",
+        delta: false,
+        static_listener: None,
+    });
+    let boot = format!(
+        "{boot}\nlayered_runtime:\n  layers:\n  - name: strict\n    static_layer:\n      re2.max_program_size.error_level: 5\n"
+    );
     let envoy = Envoy::start(tmp.path(), &boot, admin);
-    wait_for("the listener", WAIT, || std::net::TcpStream::connect(("127.0.0.1", listen)).ok());
+    wait_for("the listener", WAIT, || {
+        std::net::TcpStream::connect(("127.0.0.1", listen)).ok()
+    });
     let good = envoy.route_version();
-    assert_eq!(tally(listen, "/qotm/", &[], 20), BTreeMap::from([("main".to_string(), 20)]));
+    assert_eq!(
+        tally(listen, "/qotm/", &[], 20),
+        BTreeMap::from([("main".to_string(), 20)])
+    );
 
-    fs::write(dir.join("regex.yaml"), mapping("rx", "^/v[0-9]+/items/[a-z]+$", &main.by_ip(), "prefix_regex: true\n")).unwrap();
-    wait_for("a NACK", WAIT, || (envoy.counter("http.canary_xds.rds.canary-xds.update_rejected") >= 1).then_some(()));
+    fs::write(
+        dir.join("regex.yaml"),
+        mapping(
+            "rx",
+            "^/v[0-9]+/items/[a-z]+$",
+            &main.by_ip(),
+            "prefix_regex: true\n",
+        ),
+    )
+    .unwrap();
+    wait_for("a NACK", WAIT, || {
+        (envoy.counter("http.canary_xds.rds.canary-xds.update_rejected") >= 1).then_some(())
+    });
     std::thread::sleep(Duration::from_millis(500));
     // No resend loop: one rejection, and the previous config keeps serving.
-    assert_eq!(envoy.counter("http.canary_xds.rds.canary-xds.update_rejected"), 1);
+    assert_eq!(
+        envoy.counter("http.canary_xds.rds.canary-xds.update_rejected"),
+        1
+    );
     assert_eq!(envoy.route_version(), good);
-    assert_eq!(tally(listen, "/qotm/", &[], 20), BTreeMap::from([("main".to_string(), 20)]));
+    assert_eq!(
+        tally(listen, "/qotm/", &[], 20),
+        BTreeMap::from([("main".to_string(), 20)])
+    );
     let log = cp.log_text();
-    assert!(log.contains("NACK") && log.contains("node=\"strict\"") || log.contains("node=strict"), "{log}");
+    assert!(
+        log.contains("NACK") && log.contains("node=\"strict\"") || log.contains("node=strict"),
+        "{log}"
+    );
     // The next change goes out (and, without the regex, is accepted).
     fs::remove_file(dir.join("regex.yaml")).unwrap();
-    fs::write(dir.join("other.yaml"), mapping("other", "/other/", &main.by_ip(), "")).unwrap();
-    wait_for("the next version", WAIT, || (envoy.route_version() != good).then_some(()));
+    fs::write(
+        dir.join("other.yaml"),
+        mapping("other", "/other/", &main.by_ip(), ""),
+    )
+    .unwrap();
+    wait_for("the next version", WAIT, || {
+        (envoy.route_version() != good).then_some(())
+    });
     drop(lock);
 }
 
@@ -367,23 +539,50 @@ fn two_fleets_get_their_own_routes() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("mappings");
     fs::create_dir(&dir).unwrap();
-    fs::write(dir.join("a.yaml"), mapping("qotm", "/qotm/", &main.by_ip(), "")).unwrap();
-    fs::write(dir.join("b.yaml"), mapping("edge", "/qotm/", &edge.by_ip(), "ambassador_id: edge\n")).unwrap();
+    fs::write(
+        dir.join("a.yaml"),
+        mapping("qotm", "/qotm/", &main.by_ip(), ""),
+    )
+    .unwrap();
+    fs::write(
+        dir.join("b.yaml"),
+        mapping("edge", "/qotm/", &edge.by_ip(), "ambassador_id: edge\n"),
+    )
+    .unwrap();
     let (default_port, edge_port) = (free_port(), free_port());
     let default_listen = format!("127.0.0.1:{default_port}");
     let edge_listen = format!("edge=127.0.0.1:{edge_port}");
-    let cp = ControlPlane::start(&dir, 0, &["--listen", &default_listen, "--listen", &edge_listen]);
+    let cp = ControlPlane::start(
+        &dir,
+        0,
+        &["--listen", &default_listen, "--listen", &edge_listen],
+    );
     let start = |fleet: &str| {
         let admin = free_port();
-        let boot = bootstrap(&Boot { xds_port: cp.xds_port, admin_port: admin, node_id: fleet, fleet, delta: fleet == "edge", static_listener: None });
+        let boot = bootstrap(&Boot {
+            xds_port: cp.xds_port,
+            admin_port: admin,
+            node_id: fleet,
+            fleet,
+            delta: fleet == "edge",
+            static_listener: None,
+        });
         Envoy::start(tmp.path(), &boot, admin)
     };
     let (_d, _e) = (start("default"), start("edge"));
     for port in [default_port, edge_port] {
-        wait_for("the listener", WAIT, || std::net::TcpStream::connect(("127.0.0.1", port)).ok());
+        wait_for("the listener", WAIT, || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+        });
     }
-    assert_eq!(tally(default_port, "/qotm/", &[], 20), BTreeMap::from([("main".to_string(), 20)]));
-    assert_eq!(tally(edge_port, "/qotm/", &[], 20), BTreeMap::from([("edge".to_string(), 20)]));
+    assert_eq!(
+        tally(default_port, "/qotm/", &[], 20),
+        BTreeMap::from([("main".to_string(), 20)])
+    );
+    assert_eq!(
+        tally(edge_port, "/qotm/", &[], 20),
+        BTreeMap::from([("edge".to_string(), 20)])
+    );
     drop(lock);
 }
 
@@ -395,17 +594,33 @@ fn the_static_listener_bootstrap_works() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("mappings");
     fs::create_dir(&dir).unwrap();
-    fs::write(dir.join("a.yaml"), mapping("qotm", "/qotm/", &main.by_ip(), "")).unwrap();
+    fs::write(
+        dir.join("a.yaml"),
+        mapping("qotm", "/qotm/", &main.by_ip(), ""),
+    )
+    .unwrap();
     let cp = ControlPlane::start(&dir, free_port(), &[]);
     let (admin, listener) = (free_port(), free_port());
-    let boot = bootstrap(&Boot { xds_port: cp.xds_port, admin_port: admin, node_id: "static", fleet: "default", delta: false, static_listener: Some(listener) });
+    let boot = bootstrap(&Boot {
+        xds_port: cp.xds_port,
+        admin_port: admin,
+        node_id: "static",
+        fleet: "default",
+        delta: false,
+        static_listener: Some(listener),
+    });
     let envoy = Envoy::start(tmp.path(), &boot, admin);
     wait_for("routes on the static listener", WAIT, || {
         let r = Client::new(listener).get("/qotm/", &[]);
         (r.status == 200 && r.body == "main").then_some(())
     });
     // No LDS: the only listener is the static one.
-    assert!(envoy.config_dump("dynamic_listeners").get("configs").is_none_or(|c| c.as_array().is_none_or(|a| a.is_empty())));
+    assert!(
+        envoy
+            .config_dump("dynamic_listeners")
+            .get("configs")
+            .is_none_or(|c| c.as_array().is_none_or(|a| a.is_empty()))
+    );
     drop(lock);
 }
 
@@ -416,7 +631,11 @@ fn a_restart_with_state_dir_serves_the_last_good_content_and_moves_safely() {
     let third = Upstream::start("third");
     let state = tempfile::tempdir().unwrap();
     let state_arg = state.path().to_str().unwrap().to_string();
-    let mut rig = Rig::start(&canary_files(&main, &canary, 10), false, &["--state-dir", &state_arg]);
+    let mut rig = Rig::start(
+        &canary_files(&main, &canary, 10),
+        false,
+        &["--state-dir", &state_arg],
+    );
     let (cm, cc) = clusters(&main, &canary);
     rig.wait_weights("/qotm/", &[(&cm, 9000), (&cc, 1000)]);
     let traffic = Traffic::start(rig.listen, "/qotm/", 200);
@@ -424,22 +643,39 @@ fn a_restart_with_state_dir_serves_the_last_good_content_and_moves_safely() {
 
     // Down: the canary's file breaks. Up again: its last good content still serves.
     rig.cp.kill();
-    write_atomically(&rig.path("qotmv2.yaml"), &mapping("qotmv2", "/qotm/", &canary.by_ip(), "weight: [\n"));
+    write_atomically(
+        &rig.path("qotmv2.yaml"),
+        &mapping("qotmv2", "/qotm/", &canary.by_ip(), "weight: [\n"),
+    );
     rig.cp.restart();
-    wait_for("Envoy to reconnect", WAIT, || (rig.envoy.stat("control_plane.connected_state").as_deref() == Some("1")).then_some(()));
+    wait_for("Envoy to reconnect", WAIT, || {
+        (rig.envoy.stat("control_plane.connected_state").as_deref() == Some("1")).then_some(())
+    });
     traffic.pass(100);
     assert_eq!(rig.envoy.route_version(), route);
-    assert!(rig.cp.log_text().contains("last good content keeps serving"));
+    assert!(
+        rig.cp
+            .log_text()
+            .contains("last good content keeps serving")
+    );
 
     // Down again: the main Mapping moves to another upstream. Up again: Envoy moves over
     // make-before-break (the restarted server knows the routes Envoy holds), with no error.
     rig.cp.kill();
-    write_atomically(&rig.path("qotm.yaml"), &mapping("qotm", "/qotm/", &third.by_name(), ""));
+    write_atomically(
+        &rig.path("qotm.yaml"),
+        &mapping("qotm", "/qotm/", &third.by_name(), ""),
+    );
     rig.cp.restart();
     let third_cluster = format!("localhost_{}", third.port);
     rig.wait_weights("/qotm/", &[(&third_cluster, 9000), (&cc, 1000)]);
     traffic.pass(200);
     let (sent, failures, bodies) = traffic.stop();
-    assert!(failures.is_empty(), "{} of {sent} failed: {:?}", failures.len(), failures.first());
+    assert!(
+        failures.is_empty(),
+        "{} of {sent} failed: {:?}",
+        failures.len(),
+        failures.first()
+    );
     assert!(bodies.get("third").copied().unwrap_or(0) > 0, "{bodies:?}");
 }

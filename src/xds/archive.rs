@@ -60,14 +60,19 @@ impl Archive {
 
     /// The sets recorded in the last `generations` generations, for `--state-dir`.
     pub fn recent(&self, generations: u64) -> Vec<(Kind, Vec<Arc<Resource>>)> {
-        let cutoff = self.generation.saturating_sub(generations.saturating_sub(1));
+        let cutoff = self
+            .generation
+            .saturating_sub(generations.saturating_sub(1));
         let mut out: Vec<(Kind, Vec<Arc<Resource>>)> = self
             .sets
             .iter()
             .filter(|(_, (_, g))| *g >= cutoff)
             .map(|((k, _), (items, _))| (*k, items.values().cloned().collect()))
             .collect();
-        out.sort_by(|a, b| (a.0, a.1.iter().map(|r| &r.version).collect::<Vec<_>>()).cmp(&(b.0, b.1.iter().map(|r| &r.version).collect())));
+        out.sort_by(|a, b| {
+            (a.0, a.1.iter().map(|r| &r.version).collect::<Vec<_>>())
+                .cmp(&(b.0, b.1.iter().map(|r| &r.version).collect()))
+        });
         out
     }
 

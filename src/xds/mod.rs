@@ -2,5 +2,5 @@
 
 pub mod archive;
 pub mod resource;
-pub mod stream;
 pub mod server;
+pub mod stream;

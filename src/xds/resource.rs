@@ -83,7 +83,13 @@ impl fmt::Debug for Resource {
 
 impl Resource {
     /// Wraps an encoded proto message (`value`) of `kind` with its name and version.
-    pub fn new(kind: Kind, name: String, version: String, value: Vec<u8>, refs: Vec<String>) -> Self {
+    pub fn new(
+        kind: Kind,
+        name: String,
+        version: String,
+        value: Vec<u8>,
+        refs: Vec<String>,
+    ) -> Self {
         let any = Any {
             type_url: kind.type_url().to_string(),
             value,
@@ -188,7 +194,9 @@ pub fn content_version(kind: Kind, model: &impl serde::Serialize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryResponse, DiscoveryResponse};
+    use envoy_types::pb::envoy::service::discovery::v3::{
+        DeltaDiscoveryResponse, DiscoveryResponse,
+    };
 
     fn res(name: &str, version: &str) -> Arc<Resource> {
         Arc::new(Resource::new(

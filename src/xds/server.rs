@@ -135,7 +135,12 @@ impl Hub {
 
     /// Every connected Envoy.
     pub fn envoys(&self) -> Vec<EnvoyStatus> {
-        self.envoys.lock().expect("envoys lock").values().cloned().collect()
+        self.envoys
+            .lock()
+            .expect("envoys lock")
+            .values()
+            .cloned()
+            .collect()
     }
 
     /// Calls `f` on everything observed (one observer; a later call replaces it).
@@ -203,31 +208,62 @@ where
             SOTW_PATH => Box::pin(async move {
                 let mut grpc = tonic::server::Grpc::new(AdsCodec::<DiscoveryRequest>::default())
                     .max_decoding_message_size(MAX_REQUEST_BYTES);
-                Ok(grpc.streaming(Method { hub, variant: Variant::Sotw }, req).await)
+                Ok(grpc
+                    .streaming(
+                        Method {
+                            hub,
+                            variant: Variant::Sotw,
+                        },
+                        req,
+                    )
+                    .await)
             }),
             DELTA_PATH => Box::pin(async move {
-                let mut grpc = tonic::server::Grpc::new(AdsCodec::<DeltaDiscoveryRequest>::default())
-                    .max_decoding_message_size(MAX_REQUEST_BYTES);
-                Ok(grpc.streaming(Method { hub, variant: Variant::Delta }, req).await)
+                let mut grpc =
+                    tonic::server::Grpc::new(AdsCodec::<DeltaDiscoveryRequest>::default())
+                        .max_decoding_message_size(MAX_REQUEST_BYTES);
+                Ok(grpc
+                    .streaming(
+                        Method {
+                            hub,
+                            variant: Variant::Delta,
+                        },
+                        req,
+                    )
+                    .await)
             }),
-            _ => Box::pin(async move { Ok(Status::unimplemented("not an ADS method").into_http()) }),
+            _ => {
+                Box::pin(async move { Ok(Status::unimplemented("not an ADS method").into_http()) })
+            }
         }
     }
 }
 
 /// A request type of an ADS variant and how the stream state takes it.
 trait AdsRequest: prost::Message + Default + Send + 'static {
-    fn apply(state: &mut StreamState, req: &Self, archive: &Archive) -> Result<Vec<Event>, ProtocolError>;
+    fn apply(
+        state: &mut StreamState,
+        req: &Self,
+        archive: &Archive,
+    ) -> Result<Vec<Event>, ProtocolError>;
 }
 
 impl AdsRequest for DiscoveryRequest {
-    fn apply(state: &mut StreamState, req: &Self, archive: &Archive) -> Result<Vec<Event>, ProtocolError> {
+    fn apply(
+        state: &mut StreamState,
+        req: &Self,
+        archive: &Archive,
+    ) -> Result<Vec<Event>, ProtocolError> {
         state.on_sotw(req, archive)
     }
 }
 
 impl AdsRequest for DeltaDiscoveryRequest {
-    fn apply(state: &mut StreamState, req: &Self, archive: &Archive) -> Result<Vec<Event>, ProtocolError> {
+    fn apply(
+        state: &mut StreamState,
+        req: &Self,
+        archive: &Archive,
+    ) -> Result<Vec<Event>, ProtocolError> {
         state.on_delta(req, archive)
     }
 }
@@ -349,7 +385,11 @@ fn on_events(hub: &Hub, state: &StreamState, published: &Arc<Published>, events:
                     since_change: published.since.elapsed(),
                 });
             }
-            Event::Nack { kind, version, message } => {
+            Event::Nack {
+                kind,
+                version,
+                message,
+            } => {
                 hub.counters.nacks.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(
                     node,
@@ -371,7 +411,11 @@ fn on_events(hub: &Hub, state: &StreamState, published: &Arc<Published>, events:
                  be ordered make-before-break"
             ),
             Event::UnknownType { type_url } => {
-                tracing::debug!(node, type_url, "ignoring a request for a type canary-xds does not serve")
+                tracing::debug!(
+                    node,
+                    type_url,
+                    "ignoring a request for a type canary-xds does not serve"
+                )
             }
         }
     }

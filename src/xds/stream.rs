@@ -276,7 +276,10 @@ impl StreamState {
         }
     }
 
-    fn take_node(&mut self, node: Option<&envoy_types::pb::envoy::config::core::v3::Node>) -> Result<(), ProtocolError> {
+    fn take_node(
+        &mut self,
+        node: Option<&envoy_types::pb::envoy::config::core::v3::Node>,
+    ) -> Result<(), ProtocolError> {
         if self.node_id.is_some() {
             return Ok(());
         }
@@ -291,7 +294,11 @@ impl StreamState {
     }
 
     /// Takes a state-of-the-world request.
-    pub fn on_sotw(&mut self, req: &DiscoveryRequest, archive: &Archive) -> Result<Vec<Event>, ProtocolError> {
+    pub fn on_sotw(
+        &mut self,
+        req: &DiscoveryRequest,
+        archive: &Archive,
+    ) -> Result<Vec<Event>, ProtocolError> {
         self.take_node(req.node.as_ref())?;
         if req.type_url.is_empty() {
             return Err(ProtocolError::NoTypeUrl);
@@ -308,7 +315,8 @@ impl StreamState {
             let t = self.ty(kind);
             t.subscribed = true;
             // Wildcard: `*`, or a wildcard kind that never named a resource (legacy wildcard).
-            let wildcard = names.contains("*") || (kind.is_wildcard() && names.is_empty() && (first || t.wildcard));
+            let wildcard = names.contains("*")
+                || (kind.is_wildcard() && names.is_empty() && (first || t.wildcard));
             if wildcard != t.wildcard || (!wildcard && names != t.names) {
                 t.respond = true;
             }
@@ -327,7 +335,10 @@ impl StreamState {
                 match archive.set(kind, &req.version_info) {
                     Some(set) => {
                         let t = self.ty(kind);
-                        t.acked = set.iter().map(|(n, r)| (n.clone(), Held::Known(Arc::clone(r)))).collect();
+                        t.acked = set
+                            .iter()
+                            .map(|(n, r)| (n.clone(), Held::Known(Arc::clone(r))))
+                            .collect();
                         t.acked_version = Some(req.version_info.clone());
                         t.acked_exact = true;
                     }
@@ -348,7 +359,10 @@ impl StreamState {
             return Ok(events);
         }
         let t = self.ty(kind);
-        let current = t.inflight.as_ref().is_some_and(|i| i.nonce == req.response_nonce);
+        let current = t
+            .inflight
+            .as_ref()
+            .is_some_and(|i| i.nonce == req.response_nonce);
         if !current {
             // A stale nonce, or a request about a response already answered (a change of
             // names, handled above). Nothing to ACK.
@@ -385,7 +399,11 @@ impl StreamState {
     }
 
     /// Takes an incremental (delta) request.
-    pub fn on_delta(&mut self, req: &DeltaDiscoveryRequest, archive: &Archive) -> Result<Vec<Event>, ProtocolError> {
+    pub fn on_delta(
+        &mut self,
+        req: &DeltaDiscoveryRequest,
+        archive: &Archive,
+    ) -> Result<Vec<Event>, ProtocolError> {
         self.take_node(req.node.as_ref())?;
         if req.type_url.is_empty() {
             return Err(ProtocolError::NoTypeUrl);
@@ -458,7 +476,10 @@ impl StreamState {
             return Ok(events);
         }
         let t = self.ty(kind);
-        if t.inflight.as_ref().is_none_or(|i| i.nonce != req.response_nonce) {
+        if t.inflight
+            .as_ref()
+            .is_none_or(|i| i.nonce != req.response_nonce)
+        {
             return Ok(events);
         }
         let inflight = t.inflight.take().expect("checked above");
@@ -506,7 +527,13 @@ impl StreamState {
         // Listeners: after clusters are settled.
         if self.types[index(Kind::Cluster)].inflight.is_none() {
             let listeners = snap.listeners.items.clone();
-            if let Some(r) = self.send(Kind::Listener, listeners, &BTreeSet::new(), &snap.version, archive) {
+            if let Some(r) = self.send(
+                Kind::Listener,
+                listeners,
+                &BTreeSet::new(),
+                &snap.version,
+                archive,
+            ) {
                 out.push(r);
             }
         }
@@ -519,8 +546,18 @@ impl StreamState {
             .map(|(n, r)| (n.clone(), Arc::clone(r)))
             .collect();
         let held = &self.types[index(Kind::Cluster)].acked;
-        let ready = routes.values().all(|r| r.refs.iter().all(|c| held.contains_key(c)));
-        if ready && let Some(r) = self.send(Kind::Route, routes, &BTreeSet::new(), &snap.version, archive) {
+        let ready = routes
+            .values()
+            .all(|r| r.refs.iter().all(|c| held.contains_key(c)));
+        if ready
+            && let Some(r) = self.send(
+                Kind::Route,
+                routes,
+                &BTreeSet::new(),
+                &snap.version,
+                archive,
+            )
+        {
             out.push(r);
         }
         out
@@ -528,7 +565,11 @@ impl StreamState {
 
     /// The clusters Envoy should hold now, and (delta) names it holds that we must not remove
     /// even though we cannot send them.
-    fn desired_clusters(&self, snap: &Snapshot, archive: &Archive) -> (BTreeMap<String, Arc<Resource>>, BTreeSet<String>) {
+    fn desired_clusters(
+        &self,
+        snap: &Snapshot,
+        archive: &Archive,
+    ) -> (BTreeMap<String, Arc<Resource>>, BTreeSet<String>) {
         let mut desired = snap.clusters.items.clone();
         let mut protected = BTreeSet::new();
         let cds = &self.types[index(Kind::Cluster)];
@@ -598,7 +639,12 @@ impl StreamState {
         }
     }
 
-    fn send_sotw(&mut self, kind: Kind, desired: BTreeMap<String, Arc<Resource>>, archive: &mut Archive) -> Option<Response> {
+    fn send_sotw(
+        &mut self,
+        kind: Kind,
+        desired: BTreeMap<String, Arc<Resource>>,
+        archive: &mut Archive,
+    ) -> Option<Response> {
         let set = ResourceSet::new(desired);
         {
             let t = &self.types[index(kind)];
@@ -651,7 +697,8 @@ impl StreamState {
             .iter()
             .filter(|(name, _)| t.wants(name))
             .filter(|(name, r)| {
-                t.force.contains(*name) || t.acked.get(*name).is_none_or(|h| h.version() != r.version)
+                t.force.contains(*name)
+                    || t.acked.get(*name).is_none_or(|h| h.version() != r.version)
             })
             .filter(|(name, r)| !t.rejected.contains(&((*name).clone(), r.version.clone())))
             .map(|(n, r)| (n.clone(), Arc::clone(r)))
@@ -732,9 +779,17 @@ mod tests {
         };
         Snapshot::new(
             "default".into(),
-            set(clusters.iter().map(|(n, v)| resource(Kind::Cluster, n, v, &[])).collect()),
+            set(clusters
+                .iter()
+                .map(|(n, v)| resource(Kind::Cluster, n, v, &[]))
+                .collect()),
             set(vec![resource(Kind::Listener, "l", "1", &[])]),
-            set(vec![resource(Kind::Route, "canary-xds", route_version, refs)]),
+            set(vec![resource(
+                Kind::Route,
+                "canary-xds",
+                route_version,
+                refs,
+            )]),
             Arc::new(RouteTable::default()),
         )
     }
@@ -765,7 +820,16 @@ mod tests {
                 message: "bad".into(),
                 ..Default::default()
             }),
-            ..req(kind, if kind == Kind::Route { &["canary-xds"] } else { &[] }, "", nonce)
+            ..req(
+                kind,
+                if kind == Kind::Route {
+                    &["canary-xds"]
+                } else {
+                    &[]
+                },
+                "",
+                nonce,
+            )
         }
     }
 
@@ -776,7 +840,11 @@ mod tests {
     /// Connects a SotW stream and ACKs everything until it is in sync with `s`.
     fn sync(st: &mut StreamState, s: &Snapshot, a: &mut Archive) {
         for kind in Kind::ALL {
-            let names: &[&str] = if kind == Kind::Route { &["canary-xds"] } else { &[] };
+            let names: &[&str] = if kind == Kind::Route {
+                &["canary-xds"]
+            } else {
+                &[]
+            };
             if !st.types[index(kind)].subscribed {
                 st.on_sotw(&req(kind, names, "", ""), a).unwrap();
             }
@@ -787,8 +855,13 @@ mod tests {
                 return;
             }
             for r in out {
-                let names: &[&str] = if r.kind == Kind::Route { &["canary-xds"] } else { &[] };
-                st.on_sotw(&req(r.kind, names, &r.version, &r.nonce), a).unwrap();
+                let names: &[&str] = if r.kind == Kind::Route {
+                    &["canary-xds"]
+                } else {
+                    &[]
+                };
+                st.on_sotw(&req(r.kind, names, &r.version, &r.nonce), a)
+                    .unwrap();
             }
         }
         panic!("never in sync");
@@ -809,12 +882,20 @@ mod tests {
         assert_eq!(out.len(), 1, "only CDS before its ACK");
         assert_eq!(out[0].kind, Kind::Cluster);
         assert_eq!(decode(&out[0]).resources.len(), 2);
-        st.on_sotw(&req(Kind::Cluster, &[], &out[0].version, &out[0].nonce), &a).unwrap();
+        st.on_sotw(&req(Kind::Cluster, &[], &out[0].version, &out[0].nonce), &a)
+            .unwrap();
         let out = st.plan(&s, &mut a);
-        assert_eq!(out.iter().map(|r| r.kind).collect::<Vec<_>>(), [Kind::Listener]);
-        st.on_sotw(&req(Kind::Route, &["canary-xds"], "", ""), &a).unwrap();
+        assert_eq!(
+            out.iter().map(|r| r.kind).collect::<Vec<_>>(),
+            [Kind::Listener]
+        );
+        st.on_sotw(&req(Kind::Route, &["canary-xds"], "", ""), &a)
+            .unwrap();
         let out2 = st.plan(&s, &mut a);
-        assert_eq!(out2.iter().map(|r| r.kind).collect::<Vec<_>>(), [Kind::Route]);
+        assert_eq!(
+            out2.iter().map(|r| r.kind).collect::<Vec<_>>(),
+            [Kind::Route]
+        );
         assert_eq!(decode(&out2[0]).resources.len(), 1);
     }
 
@@ -831,17 +912,30 @@ mod tests {
         assert_eq!(out[0].kind, Kind::Cluster);
         // Both clusters: qotm is still used by the route Envoy holds.
         assert_eq!(decode(&out[0]).resources.len(), 2);
-        st.on_sotw(&req(Kind::Cluster, &[], &out[0].version, &out[0].nonce), &a).unwrap();
+        st.on_sotw(&req(Kind::Cluster, &[], &out[0].version, &out[0].nonce), &a)
+            .unwrap();
         let out = st.plan(&s2, &mut a);
-        assert_eq!(out.iter().map(|r| r.kind).collect::<Vec<_>>(), [Kind::Route]);
+        assert_eq!(
+            out.iter().map(|r| r.kind).collect::<Vec<_>>(),
+            [Kind::Route]
+        );
         // While the route is in flight, qotm stays.
         assert!(st.plan(&s2, &mut a).is_empty());
-        st.on_sotw(&req(Kind::Route, &["canary-xds"], &out[0].version, &out[0].nonce), &a).unwrap();
+        st.on_sotw(
+            &req(Kind::Route, &["canary-xds"], &out[0].version, &out[0].nonce),
+            &a,
+        )
+        .unwrap();
         let out = st.plan(&s2, &mut a);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].kind, Kind::Cluster);
-        assert_eq!(decode(&out[0]).resources.len(), 1, "qotm removed after the route ACK");
-        st.on_sotw(&req(Kind::Cluster, &[], &out[0].version, &out[0].nonce), &a).unwrap();
+        assert_eq!(
+            decode(&out[0]).resources.len(),
+            1,
+            "qotm removed after the route ACK"
+        );
+        st.on_sotw(&req(Kind::Cluster, &[], &out[0].version, &out[0].nonce), &a)
+            .unwrap();
         assert!(st.plan(&s2, &mut a).is_empty());
         assert_eq!(held(&st, Kind::Cluster), ["other"]);
     }
@@ -850,9 +944,16 @@ mod tests {
     fn a_weight_change_sends_only_routes() {
         let mut a = Archive::default();
         let mut st = StreamState::new(Variant::Sotw);
-        sync(&mut st, &snap(&[("a", "1"), ("b", "1")], "r1", &["a", "b"]), &mut a);
+        sync(
+            &mut st,
+            &snap(&[("a", "1"), ("b", "1")], "r1", &["a", "b"]),
+            &mut a,
+        );
         let out = st.plan(&snap(&[("a", "1"), ("b", "1")], "r2", &["a", "b"]), &mut a);
-        assert_eq!(out.iter().map(|r| r.kind).collect::<Vec<_>>(), [Kind::Route]);
+        assert_eq!(
+            out.iter().map(|r| r.kind).collect::<Vec<_>>(),
+            [Kind::Route]
+        );
     }
 
     #[test]
@@ -863,7 +964,10 @@ mod tests {
         sync(&mut st, &s, &mut a);
         assert!(st.plan(&s, &mut a).is_empty());
         // An equal snapshot built again is the same content.
-        assert!(st.plan(&snap(&[("a", "1")], "r1", &["a"]), &mut a).is_empty());
+        assert!(
+            st.plan(&snap(&[("a", "1")], "r1", &["a"]), &mut a)
+                .is_empty()
+        );
     }
 
     #[test]
@@ -875,11 +979,16 @@ mod tests {
         let s2 = snap(&[("a", "1")], "r2", &["a"]);
         let out = st.plan(&s2, &mut a);
         let ev = st.on_sotw(&nack(Kind::Route, &out[0].nonce), &a).unwrap();
-        assert!(matches!(&ev[0], Event::Nack { kind: Kind::Route, message, .. } if message == "bad"));
+        assert!(
+            matches!(&ev[0], Event::Nack { kind: Kind::Route, message, .. } if message == "bad")
+        );
         // No resend loop: the same snapshot sends nothing.
         assert!(st.plan(&s2, &mut a).is_empty());
         assert!(st.plan(&s2, &mut a).is_empty());
-        assert_eq!(st.status(Kind::Route).acked, Some(ResourceSet::new(s1.routes.items.clone()).version));
+        assert_eq!(
+            st.status(Kind::Route).acked,
+            Some(ResourceSet::new(s1.routes.items.clone()).version)
+        );
         // The next change goes out.
         let s3 = snap(&[("a", "1")], "r3", &["a"]);
         assert_eq!(st.plan(&s3, &mut a).len(), 1);
@@ -891,10 +1000,16 @@ mod tests {
         let mut st = StreamState::new(Variant::Sotw);
         sync(&mut st, &snap(&[("a", "1")], "r1", &["a"]), &mut a);
         let out = st.plan(&snap(&[("a", "1")], "r2", &["a"]), &mut a);
-        let ev = st.on_sotw(&req(Kind::Route, &["canary-xds"], "x", "999"), &a).unwrap();
+        let ev = st
+            .on_sotw(&req(Kind::Route, &["canary-xds"], "x", "999"), &a)
+            .unwrap();
         assert!(ev.is_empty());
         assert!(st.status(Kind::Route).waiting_for_ack);
-        st.on_sotw(&req(Kind::Route, &["canary-xds"], &out[0].version, &out[0].nonce), &a).unwrap();
+        st.on_sotw(
+            &req(Kind::Route, &["canary-xds"], &out[0].version, &out[0].nonce),
+            &a,
+        )
+        .unwrap();
         assert!(!st.status(Kind::Route).waiting_for_ack);
     }
 
@@ -910,8 +1025,10 @@ mod tests {
         let out = st.plan(&s, &mut a);
         assert_eq!(out.len(), 1);
         assert_eq!(decode(&out[0]).resources.len(), 0);
-        st.on_sotw(&req(Kind::Route, &[], &out[0].version, &out[0].nonce), &a).unwrap();
-        st.on_sotw(&req(Kind::Route, &["canary-xds"], "", &out[0].nonce), &a).unwrap();
+        st.on_sotw(&req(Kind::Route, &[], &out[0].version, &out[0].nonce), &a)
+            .unwrap();
+        st.on_sotw(&req(Kind::Route, &["canary-xds"], "", &out[0].nonce), &a)
+            .unwrap();
         let out = st.plan(&s, &mut a);
         assert_eq!(decode(&out[0]).resources.len(), 1);
     }
@@ -925,18 +1042,31 @@ mod tests {
         let versions: Vec<Option<String>> = Kind::ALL.iter().map(|k| st.status(*k).acked).collect();
         let mut again = StreamState::new(Variant::Sotw);
         for (kind, v) in Kind::ALL.iter().zip(&versions) {
-            let names: &[&str] = if *kind == Kind::Route { &["canary-xds"] } else { &[] };
-            let ev = again.on_sotw(&req(*kind, names, v.as_deref().unwrap(), ""), &a).unwrap();
+            let names: &[&str] = if *kind == Kind::Route {
+                &["canary-xds"]
+            } else {
+                &[]
+            };
+            let ev = again
+                .on_sotw(&req(*kind, names, v.as_deref().unwrap(), ""), &a)
+                .unwrap();
             assert!(ev.is_empty(), "{ev:?}");
         }
         // Every first request is answered, and with the very versions Envoy holds.
         let out = again.plan(&s, &mut a);
         assert_eq!(out[0].kind, Kind::Cluster);
         assert_eq!(Some(out[0].version.clone()), versions[0]);
-        let mut sent: Vec<(Kind, String)> = out.iter().map(|r| (r.kind, r.version.clone())).collect();
+        let mut sent: Vec<(Kind, String)> =
+            out.iter().map(|r| (r.kind, r.version.clone())).collect();
         for r in &out {
-            let names: &[&str] = if r.kind == Kind::Route { &["canary-xds"] } else { &[] };
-            again.on_sotw(&req(r.kind, names, &r.version, &r.nonce), &a).unwrap();
+            let names: &[&str] = if r.kind == Kind::Route {
+                &["canary-xds"]
+            } else {
+                &[]
+            };
+            again
+                .on_sotw(&req(r.kind, names, &r.version, &r.nonce), &a)
+                .unwrap();
         }
         for r in again.plan(&s, &mut a) {
             sent.push((r.kind, r.version.clone()));
@@ -957,24 +1087,54 @@ mod tests {
         // The server restarted, the route moved to `new`; Envoy reconnects, CDS first.
         let s2 = snap(&[("new", "1")], "r2", &["new"]);
         let mut again = StreamState::new(Variant::Sotw);
-        again.on_sotw(&req(Kind::Cluster, &[], &cds_version, ""), &a).unwrap();
+        again
+            .on_sotw(&req(Kind::Cluster, &[], &cds_version, ""), &a)
+            .unwrap();
         let out = again.plan(&s2, &mut a);
-        assert_eq!(decode(&out[0]).resources.len(), 2, "old is kept: Envoy may still route to it");
-        again.on_sotw(&req(Kind::Cluster, &[], &out[0].version, &out[0].nonce), &a).unwrap();
-        again.on_sotw(&req(Kind::Route, &["canary-xds"], &rds_version, ""), &a).unwrap();
+        assert_eq!(
+            decode(&out[0]).resources.len(),
+            2,
+            "old is kept: Envoy may still route to it"
+        );
+        again
+            .on_sotw(&req(Kind::Cluster, &[], &out[0].version, &out[0].nonce), &a)
+            .unwrap();
+        again
+            .on_sotw(&req(Kind::Route, &["canary-xds"], &rds_version, ""), &a)
+            .unwrap();
         let out = again.plan(&s2, &mut a);
-        assert_eq!(out.iter().map(|r| r.kind).collect::<Vec<_>>(), [Kind::Route]);
-        again.on_sotw(&req(Kind::Route, &["canary-xds"], &out[0].version, &out[0].nonce), &a).unwrap();
+        assert_eq!(
+            out.iter().map(|r| r.kind).collect::<Vec<_>>(),
+            [Kind::Route]
+        );
+        again
+            .on_sotw(
+                &req(Kind::Route, &["canary-xds"], &out[0].version, &out[0].nonce),
+                &a,
+            )
+            .unwrap();
         let out = again.plan(&s2, &mut a);
-        assert_eq!(decode(&out[0]).resources.len(), 1, "old goes once the new routes are held");
+        assert_eq!(
+            decode(&out[0]).resources.len(),
+            1,
+            "old goes once the new routes are held"
+        );
     }
 
     #[test]
     fn a_reconnect_with_an_unknown_version_is_reported() {
         let mut a = Archive::default();
         let mut st = StreamState::new(Variant::Sotw);
-        let ev = st.on_sotw(&req(Kind::Route, &["canary-xds"], "from-before", ""), &a).unwrap();
-        assert_eq!(ev, [Event::UnknownVersion { kind: Kind::Route, version: "from-before".into() }]);
+        let ev = st
+            .on_sotw(&req(Kind::Route, &["canary-xds"], "from-before", ""), &a)
+            .unwrap();
+        assert_eq!(
+            ev,
+            [Event::UnknownVersion {
+                kind: Kind::Route,
+                version: "from-before".into()
+            }]
+        );
         let _ = st.plan(&snap(&[("a", "1")], "r1", &["a"]), &mut a);
     }
 
@@ -982,9 +1142,15 @@ mod tests {
     fn the_first_request_needs_a_node() {
         let a = Archive::default();
         let mut st = StreamState::new(Variant::Sotw);
-        let r = DiscoveryRequest { node: None, ..req(Kind::Cluster, &[], "", "") };
+        let r = DiscoveryRequest {
+            node: None,
+            ..req(Kind::Cluster, &[], "", "")
+        };
         assert_eq!(st.on_sotw(&r, &a), Err(ProtocolError::NoNode));
-        let r = DiscoveryRequest { type_url: String::new(), ..req(Kind::Cluster, &[], "", "") };
+        let r = DiscoveryRequest {
+            type_url: String::new(),
+            ..req(Kind::Cluster, &[], "", "")
+        };
         assert_eq!(st.on_sotw(&r, &a), Err(ProtocolError::NoTypeUrl));
         assert_eq!(st.fleet(), Some("default"));
     }
@@ -997,7 +1163,10 @@ mod tests {
             type_url: "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment".into(),
             ..req(Kind::Cluster, &[], "", "")
         };
-        assert!(matches!(st.on_sotw(&r, &a).unwrap()[0], Event::UnknownType { .. }));
+        assert!(matches!(
+            st.on_sotw(&r, &a).unwrap()[0],
+            Event::UnknownType { .. }
+        ));
         assert!(st.plan(&snap(&[], "r", &[]), &mut a).is_empty());
     }
 
@@ -1021,7 +1190,11 @@ mod tests {
         let mut seen = Vec::new();
         for kind in Kind::ALL {
             if !st.types[index(kind)].subscribed {
-                let names: &[&str] = if kind == Kind::Route { &["canary-xds"] } else { &[] };
+                let names: &[&str] = if kind == Kind::Route {
+                    &["canary-xds"]
+                } else {
+                    &[]
+                };
                 st.on_delta(&dreq(kind, names, ""), a).unwrap();
             }
         }
@@ -1042,11 +1215,18 @@ mod tests {
     fn delta_sends_only_changes_and_removes_old_clusters_after_routes_move() {
         let mut a = Archive::default();
         let mut st = StreamState::new(Variant::Delta);
-        let first = dsync(&mut st, &snap(&[("a", "1"), ("b", "1")], "r1", &["a", "b"]), &mut a);
+        let first = dsync(
+            &mut st,
+            &snap(&[("a", "1"), ("b", "1")], "r1", &["a", "b"]),
+            &mut a,
+        );
         assert_eq!(first[0].resources.len(), 2);
         // The canary b is deleted.
         let seen = dsync(&mut st, &snap(&[("a", "1")], "r2", &["a"]), &mut a);
-        let kinds: Vec<&str> = seen.iter().map(|r| r.type_url.rsplit('.').next().unwrap()).collect();
+        let kinds: Vec<&str> = seen
+            .iter()
+            .map(|r| r.type_url.rsplit('.').next().unwrap())
+            .collect();
         assert_eq!(kinds, ["RouteConfiguration", "Cluster"]);
         assert_eq!(seen[1].removed_resources, ["b"]);
         assert!(seen[1].resources.is_empty(), "a removal, not a full resend");
@@ -1061,7 +1241,11 @@ mod tests {
         dsync(&mut st, &s, &mut a);
         let mut again = StreamState::new(Variant::Delta);
         let mut r = dreq(Kind::Cluster, &[], "");
-        r.initial_resource_versions = [("a".to_string(), "1".to_string()), ("mystery".to_string(), "9".to_string())].into();
+        r.initial_resource_versions = [
+            ("a".to_string(), "1".to_string()),
+            ("mystery".to_string(), "9".to_string()),
+        ]
+        .into();
         again.on_delta(&r, &a).unwrap();
         let mut r = dreq(Kind::Route, &["canary-xds"], "");
         r.initial_resource_versions = [("canary-xds".to_string(), "old".to_string())].into();
@@ -1070,11 +1254,18 @@ mod tests {
         let out = again.plan(&s, &mut a);
         let cds = ddecode(&out[0]);
         assert!(cds.resources.is_empty());
-        assert!(cds.removed_resources.is_empty(), "mystery may still be routed to");
+        assert!(
+            cds.removed_resources.is_empty(),
+            "mystery may still be routed to"
+        );
         // Envoy already holds cluster a, so the route table goes at once.
         assert_eq!(out[1].kind, Kind::Route);
-        again.on_delta(&dreq(Kind::Cluster, &[], &out[0].nonce), &a).unwrap();
-        again.on_delta(&dreq(Kind::Route, &[], &out[1].nonce), &a).unwrap();
+        again
+            .on_delta(&dreq(Kind::Cluster, &[], &out[0].nonce), &a)
+            .unwrap();
+        again
+            .on_delta(&dreq(Kind::Route, &[], &out[1].nonce), &a)
+            .unwrap();
         // Now our route table is held: mystery goes.
         let out = again.plan(&s, &mut a);
         assert_eq!(ddecode(&out[0]).removed_resources, ["mystery"]);
@@ -1088,8 +1279,15 @@ mod tests {
         let s2 = snap(&[("a", "1")], "r2", &["a"]);
         let out = st.plan(&s2, &mut a);
         let mut n = dreq(Kind::Route, &[], &out[0].nonce);
-        n.error_detail = Some(Status { code: 13, message: "no".into(), ..Default::default() });
-        assert!(matches!(st.on_delta(&n, &a).unwrap()[0], Event::Nack { .. }));
+        n.error_detail = Some(Status {
+            code: 13,
+            message: "no".into(),
+            ..Default::default()
+        });
+        assert!(matches!(
+            st.on_delta(&n, &a).unwrap()[0],
+            Event::Nack { .. }
+        ));
         assert!(st.plan(&s2, &mut a).is_empty());
     }
 }

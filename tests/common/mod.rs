@@ -30,7 +30,10 @@ pub fn require_envoy() {
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
-    assert!(ok, "envoy is not on PATH: run scripts/test.sh, which installs Envoy 1.40");
+    assert!(
+        ok,
+        "envoy is not on PATH: run scripts/test.sh, which installs Envoy 1.40"
+    );
 }
 
 /// A port that was free a moment ago.
@@ -73,7 +76,12 @@ impl Upstream {
         let hits = Arc::new(AtomicU64::new(0));
         let fail_every = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
-        let (h, f, s, n) = (hits.clone(), fail_every.clone(), stop.clone(), name.to_string());
+        let (h, f, s, n) = (
+            hits.clone(),
+            fail_every.clone(),
+            stop.clone(),
+            name.to_string(),
+        );
         thread::spawn(move || {
             for conn in listener.incoming() {
                 if s.load(Ordering::Relaxed) {
@@ -233,7 +241,9 @@ impl Client {
                     len = v.parse().unwrap_or(0);
                 } else if k.eq_ignore_ascii_case("connection") && v.eq_ignore_ascii_case("close") {
                     close = true;
-                } else if k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked") {
+                } else if k.eq_ignore_ascii_case("transfer-encoding")
+                    && v.eq_ignore_ascii_case("chunked")
+                {
                     chunked = true;
                 }
             }
@@ -301,7 +311,13 @@ impl Traffic {
         let sent = Arc::new(AtomicU64::new(0));
         let failures = Arc::new(Mutex::new(Vec::new()));
         let bodies = Arc::new(Mutex::new(BTreeMap::new()));
-        let (s, n, f, b, path) = (stop.clone(), sent.clone(), failures.clone(), bodies.clone(), path.to_string());
+        let (s, n, f, b, path) = (
+            stop.clone(),
+            sent.clone(),
+            failures.clone(),
+            bodies.clone(),
+            path.to_string(),
+        );
         let handle = thread::spawn(move || {
             let mut client = Client::new(port);
             let gap = Duration::from_micros(1_000_000 / rps.max(1));
@@ -416,8 +432,13 @@ impl ControlPlane {
     }
 
     pub fn sigterm(&mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
-        wait_for("canary-xds to exit", Duration::from_secs(20), || self.child.try_wait().unwrap())
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        wait_for("canary-xds to exit", Duration::from_secs(20), || {
+            self.child.try_wait().unwrap()
+        })
     }
 }
 
@@ -486,7 +507,11 @@ pub fn bootstrap(b: &Boot<'_>) -> String {
         cmd.arg("--static-listener").arg(format!("127.0.0.1:{p}"));
     }
     let out = cmd.output().expect("canary-xds bootstrap runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -512,7 +537,9 @@ impl Envoy {
             admin_port,
             log,
         };
-        wait_for("Envoy's admin", Duration::from_secs(30), || envoy.admin("/ready").ok());
+        wait_for("Envoy's admin", Duration::from_secs(30), || {
+            envoy.admin("/ready").ok()
+        });
         envoy
     }
 
@@ -530,8 +557,13 @@ impl Envoy {
     /// POSTs nothing to an admin path (e.g. `/reset_counters`).
     pub fn admin_post(&self, path: &str) {
         let mut s = TcpStream::connect(("127.0.0.1", self.admin_port)).unwrap();
-        s.write_all(format!("POST {path} HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").as_bytes())
-            .unwrap();
+        s.write_all(
+            format!(
+                "POST {path} HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .unwrap();
         let mut out = String::new();
         let _ = s.read_to_string(&mut out);
     }
@@ -575,14 +607,21 @@ impl Envoy {
             return out;
         };
         for c in configs {
-            for vh in c["route_config"]["virtual_hosts"].as_array().into_iter().flatten() {
+            for vh in c["route_config"]["virtual_hosts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
                 for r in vh["routes"].as_array().into_iter().flatten() {
                     if r["match"]["prefix"] != prefix || r["match"].get("headers").is_some() {
                         continue;
                     }
                     if let Some(ws) = r["route"]["weighted_clusters"]["clusters"].as_array() {
                         for w in ws {
-                            out.insert(w["name"].as_str().unwrap().to_string(), w["weight"].as_u64().unwrap_or(0));
+                            out.insert(
+                                w["name"].as_str().unwrap().to_string(),
+                                w["weight"].as_u64().unwrap_or(0),
+                            );
                         }
                     } else if let Some(c) = r["route"]["cluster"].as_str() {
                         out.insert(c.to_string(), 10000);
