@@ -580,7 +580,11 @@ fn read_mapping(cx: &mut Cx<'_>, doc: &Node, origin: Origin) -> Result<Mapping, 
             cluster_tag: b.cluster_tag,
         },
         route: RouteSettings {
+            // Ambassador's default rewrite is `/`. For a regex prefix it would replace every
+            // matching path with `/` (Envoy rewrites the whole path of a regex match), so a
+            // regex Mapping keeps its path unless it asks for a rewrite.
             rewrite: match b.rewrite {
+                None if b.prefix_regex == Some(true) => None,
                 None => Some("/".to_string()),
                 Some(r) if r.is_empty() => None,
                 Some(r) => Some(r),
@@ -1119,6 +1123,13 @@ fn read_retry_policy(cx: &mut Cx<'_>, v: &Node) -> Option<RetryPolicy> {
             ),
         }
     }
+    if policy.retry_on.is_none() {
+        cx.warning(
+            v,
+            field,
+            "retry_policy has no retry_on, so Envoy retries nothing; add one, such as retry_on: 5xx",
+        );
+    }
     Some(policy)
 }
 
@@ -1537,6 +1548,29 @@ mod tests {
         assert_eq!(e.len(), 1);
         assert!(e[0].line >= 7, "{e:?}");
         assert!(e[0].message.starts_with("not valid YAML"));
+    }
+
+    #[test]
+    fn a_regex_mapping_keeps_its_path_unless_it_asks_for_a_rewrite() {
+        let regex = SEED.replace("prefix: /qotm/", "prefix: \"/qotm/.*\"\nprefix_regex: true");
+        assert_eq!(one(&regex).route.rewrite, None);
+        assert_eq!(
+            one(&format!("{regex}rewrite: /x/\n"))
+                .route
+                .rewrite
+                .as_deref(),
+            Some("/x/")
+        );
+        assert_eq!(one(SEED).route.rewrite.as_deref(), Some("/"));
+    }
+
+    #[test]
+    fn a_retry_policy_without_retry_on_warns() {
+        let p = parse(&format!("{SEED}retry_policy: {{num_retries: 3}}\n"));
+        assert_eq!(p.mappings.len(), 1);
+        assert!(p.diagnostics.iter().any(|d| d.severity == Severity::Warning
+            && d.field.as_deref() == Some("retry_policy")
+            && d.message.contains("retries nothing")));
     }
 
     #[test]
