@@ -182,6 +182,9 @@ pub async fn start(
         SnapshotBuilder::new(settings.listen.clone(), settings.upstream_ca.clone()),
         settings.empty_grace,
     );
+    // Watch before the first scan, so that no change after it can be missed.
+    let (tx, rx) = mpsc::unbounded_channel::<(Signal, Instant)>();
+    let dir_watch = start_watch(&settings, &tx);
     let (state, saved) = match &settings.state_dir {
         Some(dir) => {
             let (state, saved) = StateDir::open(dir)?;
@@ -256,6 +259,7 @@ pub async fn start(
         stop_rx.clone(),
         seen,
         state,
+        (tx, rx, dir_watch),
     ));
     let server_hub = Arc::clone(&hub);
     let service = hub.service();
@@ -284,6 +288,13 @@ pub async fn start(
     })
 }
 
+/// The file-event channel and the watch feeding it.
+type Events = (
+    mpsc::UnboundedSender<(Signal, Instant)>,
+    mpsc::UnboundedReceiver<(Signal, Instant)>,
+    Option<DirWatch>,
+);
+
 async fn watch_loop(
     mut reloader: Reloader,
     hub: Arc<Hub>,
@@ -291,9 +302,9 @@ async fn watch_loop(
     mut stop: watch::Receiver<bool>,
     mut seen: BTreeSet<Diagnostic>,
     mut state: Option<StateDir>,
+    events: Events,
 ) {
-    let (tx, mut rx) = mpsc::unbounded_channel::<(Signal, Instant)>();
-    let mut dir_watch = start_watch(&settings, &tx);
+    let (tx, mut rx, mut dir_watch) = events;
     let mut rescan = tokio::time::interval(settings.rescan_interval);
     rescan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     rescan.tick().await;
@@ -314,6 +325,7 @@ async fn watch_loop(
                 if gone {
                     dir_watch = None;
                 }
+                tracing::debug!(?signal, verify, gone, "file event");
                 (verify, at)
             }
             _ = rescan.tick() => (true, Instant::now()),

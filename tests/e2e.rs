@@ -445,6 +445,16 @@ fn envoy_keeps_serving_through_a_control_plane_restart() {
         &canary_files(&main, &canary, 30)[1].1,
     );
     rig.wait_weights("/qotm/", &[(&cm, 7000), (&cc, 3000)]);
+    // SIGTERM: a clean exit in bounded time, and Envoy keeps its config.
+    let started = std::time::Instant::now();
+    assert!(rig.cp.sigterm().success());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    traffic.pass(100);
+    rig.wait_weights("/qotm/", &[(&cm, 7000), (&cc, 3000)]);
     let (_, failures, _) = traffic.stop();
     assert!(failures.is_empty(), "{failures:?}");
 }
