@@ -32,6 +32,8 @@ pub struct Outcome {
     /// Files accepted as good with new content in this reload, with the digest of that content
     /// (for `--state-dir`).
     pub accepted: Vec<(String, [u8; 32])>,
+    /// How many files that were there at the last reload are gone.
+    pub removed_files: usize,
 }
 
 /// What a reload did, for the log line and metrics.
@@ -66,6 +68,8 @@ pub struct Reloader {
     last_tables: Option<Tables>,
     last: Option<Published>,
     empty_grace: Duration,
+    /// When the directory was first seen without any Mapping file, while it used to have some.
+    dir_empty_since: Option<Instant>,
 }
 
 impl Reloader {
@@ -77,6 +81,7 @@ impl Reloader {
             last_tables: None,
             last: None,
             empty_grace,
+            dir_empty_since: None,
         }
     }
 
@@ -126,6 +131,37 @@ impl Reloader {
             Ok(scan) => scan,
             Err(e) => return self.unreadable(&e, started),
         };
+        // A directory whose every file vanished is more likely being replaced or deleted than
+        // meant to serve nothing: hold the last config for a while, as for an emptied file.
+        if scan.files.is_empty()
+            && self.last.is_some()
+            && self.files.values().any(|m| !m.good.mappings.is_empty())
+        {
+            let now = Instant::now();
+            let since_empty = *self.dir_empty_since.get_or_insert(now);
+            let waited = now.duration_since(since_empty);
+            if waited < self.empty_grace {
+                let d = Diagnostic::warning(
+                    &Location::new(".", 0, 0),
+                    "the directory has no Mapping file any more; the last config keeps serving \
+                     until it stays empty",
+                );
+                return Outcome {
+                    published: self.last.clone(),
+                    changed: false,
+                    stats: Stats {
+                        took: started.elapsed(),
+                        counts: Counts::of(std::slice::from_ref(&d)),
+                        ..Stats::default()
+                    },
+                    diagnostics: vec![d],
+                    recheck_after: Some(self.empty_grace - waited),
+                    accepted: Vec::new(),
+                    removed_files: 0,
+                };
+            }
+        }
+        self.dir_empty_since = None;
         let mut diagnostics = scan.diagnostics;
         let mut effective: Vec<ParsedFile> = Vec::with_capacity(scan.files.len());
         let mut present = BTreeSet::new();
@@ -197,7 +233,9 @@ impl Reloader {
             }
         }
         // Deleted files are gone for good.
+        let before = self.files.len();
         self.files.retain(|rel, _| present.contains(rel));
+        let removed_files = before - self.files.len();
 
         let Compiled {
             tables,
@@ -243,6 +281,7 @@ impl Reloader {
             diagnostics,
             recheck_after,
             accepted,
+            removed_files,
         }
     }
 
@@ -281,6 +320,7 @@ impl Reloader {
             diagnostics: vec![d],
             recheck_after: None,
             accepted: Vec::new(),
+            removed_files: 0,
         }
     }
 }
@@ -478,6 +518,30 @@ mod tests {
         fs::write(t.path().join("a.yaml"), "").unwrap();
         let o = r.reload(false, Instant::now());
         assert!(!o.changed);
+        assert!(o.recheck_after.is_some());
+        std::thread::sleep(Duration::from_millis(250));
+        let o = r.reload(false, Instant::now());
+        assert!(o.changed);
+        assert!(
+            o.published
+                .unwrap()
+                .fleet("default")
+                .table
+                .routes
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_directory_emptied_of_every_file_is_held_for_a_while() {
+        let t = tempfile::tempdir().unwrap();
+        fs::write(t.path().join("a.yaml"), MAIN).unwrap();
+        let mut r = reloader(t.path());
+        r.reload(false, Instant::now());
+        fs::remove_file(t.path().join("a.yaml")).unwrap();
+        let o = r.reload(false, Instant::now());
+        assert!(!o.changed);
+        assert_eq!(weights(&o), [("qotm".into(), 10000)]);
         assert!(o.recheck_after.is_some());
         std::thread::sleep(Duration::from_millis(250));
         let o = r.reload(false, Instant::now());

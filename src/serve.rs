@@ -311,6 +311,9 @@ async fn watch_loop(
     let mut retry = tokio::time::interval(Duration::from_secs(1));
     retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut recheck: Option<tokio::time::Instant> = None;
+    // A reload that removed files, waiting to be confirmed before it is served.
+    let mut pending_removal = false;
+    let mut removal_tries: u32 = 0;
     loop {
         let (verify, since) = tokio::select! {
             received = rx.recv() => {
@@ -325,7 +328,6 @@ async fn watch_loop(
                 if gone {
                     dir_watch = None;
                 }
-                tracing::debug!(?signal, verify, gone, "file event");
                 (verify, at)
             }
             _ = rescan.tick() => (true, Instant::now()),
@@ -339,7 +341,7 @@ async fn watch_loop(
                 }
                 (true, Instant::now())
             }
-            _ = stop.wait_for(|s| *s) => break,
+            _ = stop.changed() => break,
         };
         let (back, outcome) = match tokio::task::spawn_blocking(move || {
             let outcome = reloader.reload(verify, since);
@@ -362,10 +364,27 @@ async fn watch_loop(
         recheck = outcome
             .recheck_after
             .map(|d| tokio::time::Instant::now() + d);
-        if outcome.changed
-            && let Some(p) = outcome.published
-        {
-            hub.publish(p);
+        // A reload that finds files gone is confirmed by another one a moment later before it
+        // is served: a tree being deleted must not be served half-deleted (and once the
+        // directory is gone, the last good config stays).
+        let confirming = std::mem::take(&mut pending_removal);
+        match outcome.published {
+            Some(p) if outcome.changed && outcome.removed_files > 0 => {
+                let tries = if confirming { removal_tries + 1 } else { 1 };
+                if tries * REMOVAL_SETTLE >= REMOVAL_SETTLE_MAX {
+                    hub.publish(p);
+                    removal_tries = 0;
+                } else {
+                    pending_removal = true;
+                    removal_tries = tries;
+                    recheck = Some(tokio::time::Instant::now() + REMOVAL_SETTLE);
+                }
+            }
+            Some(p) if outcome.changed || confirming => {
+                hub.publish(p);
+                removal_tries = 0;
+            }
+            _ => removal_tries = 0,
         }
         if let Some(s) = state.take() {
             state = if outcome.changed || !outcome.accepted.is_empty() {
@@ -431,6 +450,11 @@ async fn persist(
         }
     }
 }
+
+/// How long a reload that found files gone waits for a second look before it is served, and
+/// the longest a tree still being deleted holds the last config.
+const REMOVAL_SETTLE: Duration = Duration::from_millis(25);
+const REMOVAL_SETTLE_MAX: Duration = Duration::from_millis(500);
 
 fn start_watch(
     settings: &Settings,

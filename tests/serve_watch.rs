@@ -74,10 +74,20 @@ async fn edits_deletions_and_a_replaced_directory_reach_the_snapshot() {
     fs::remove_file(dir.join("qotmv2.yaml")).unwrap();
     wait_weights(&hub, &[("qotm", 10000)]).await;
 
-    // The directory goes away: the last good config stays.
+    // The directory goes away, files first (rm -rf): the last good config stays, never half.
+    for (name, w) in [("a", 10), ("b", 20), ("c", 30)] {
+        write(
+            &dir,
+            &format!("{name}.yaml"),
+            &mapping(name, &format!("weight: {w}\n")),
+        );
+    }
+    let full = [("a", 1000), ("b", 2000), ("c", 3000), ("qotm", 4000)];
+    wait_weights(&hub, &full).await;
+    let version = hub.current().fleet("default").version.clone();
     fs::remove_dir_all(&dir).unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(weights(&hub), [("qotm".to_string(), 10000)]);
+    assert_eq!(hub.current().fleet("default").version, version);
 
     // It comes back with other content: the watch starts again and the change goes live.
     fs::create_dir(&dir).unwrap();
