@@ -66,6 +66,11 @@ pub struct EnvoyStatus {
     pub connected_since: SystemTime,
     /// Per resource type (`cds`, `lds`, `rds`).
     pub types: BTreeMap<&'static str, TypeStatus>,
+    /// The version of the fleet's snapshot this Envoy last held completely (every response
+    /// ACKed, nothing in flight), if any.
+    pub synced_version: Option<String>,
+    /// Whether it holds the fleet's current snapshot.
+    pub in_sync: bool,
 }
 
 /// Counters of what the server did, for logs and metrics.
@@ -308,6 +313,7 @@ async fn run_stream<R: AdsRequest>(
     let mut closing = hub.closing.subscribe();
     let mut state = StreamState::new(variant);
     let connected_since = SystemTime::now();
+    let mut synced: Option<String> = None;
     loop {
         if let Some(fleet) = state.fleet().map(str::to_string) {
             let published = Arc::clone(&snapshots.borrow_and_update());
@@ -316,6 +322,7 @@ async fn run_stream<R: AdsRequest>(
                 let mut archive = hub.archive.lock().expect("archive lock");
                 state.plan(&snap, &mut archive)
             };
+            let sent_any = !responses.is_empty();
             for r in responses {
                 tracing::debug!(
                     node = state.node_id().unwrap_or(""),
@@ -333,7 +340,18 @@ async fn run_stream<R: AdsRequest>(
                     break;
                 }
             }
-            update_status(&hub, id, &state, connected_since);
+            // Settled: nothing new to send, nothing in flight, and the last response of every
+            // type was ACKed (a NACKed snapshot is not held).
+            let settled = !sent_any
+                && Kind::ALL.iter().all(|k| {
+                    let t = state.status(*k);
+                    !t.waiting_for_ack && t.sent == t.acked
+                });
+            if settled {
+                synced = Some(snap.version.clone());
+            }
+            let in_sync = synced.as_deref() == Some(snap.version.as_str());
+            update_status(&hub, id, &state, connected_since, synced.clone(), in_sync);
         }
         tokio::select! {
             message = requests.message() => match message {
@@ -421,8 +439,17 @@ fn on_events(hub: &Hub, state: &StreamState, published: &Arc<Published>, events:
     }
 }
 
-fn update_status(hub: &Hub, id: u64, state: &StreamState, connected_since: SystemTime) {
+fn update_status(
+    hub: &Hub,
+    id: u64,
+    state: &StreamState,
+    connected_since: SystemTime,
+    synced_version: Option<String>,
+    in_sync: bool,
+) {
     let status = EnvoyStatus {
+        synced_version,
+        in_sync,
         node_id: state.node_id().unwrap_or("").to_string(),
         fleet: state.fleet().unwrap_or("").to_string(),
         variant: state.variant(),
