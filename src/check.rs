@@ -7,6 +7,7 @@ use std::path::Path;
 use crate::cli::{CheckArgs, Format};
 use crate::diagnostic::{Diagnostic, Severity};
 use crate::report;
+use crate::parse::ParsedFile;
 use crate::source::Loader;
 use crate::table::{Compiled, compile, directory_location};
 
@@ -43,7 +44,7 @@ pub fn check_dir(dir: &Path, max_file_size: u64) -> Compiled {
     let mut loader = Loader::new(dir, max_file_size);
     match loader.scan(false) {
         Ok(scan) => {
-            let files: Vec<_> = scan.files.iter().map(|f| (*f.parsed).clone()).collect();
+            let files: Vec<_> = scan.files.iter().map(|f| &*f.parsed).collect();
             let mut compiled = compile(&files, None);
             compiled.diagnostics.extend(scan.diagnostics);
             compiled
@@ -52,7 +53,7 @@ pub fn check_dir(dir: &Path, max_file_size: u64) -> Compiled {
             compiled
         }
         Err(e) => {
-            let mut compiled = compile(&[], None);
+            let mut compiled = compile::<ParsedFile>(&[], None);
             compiled.diagnostics.push(e.to_diagnostic());
             compiled
         }

@@ -71,6 +71,8 @@ pub struct Mapping {
     pub backend: BackendSettings,
     /// Where each field given in the YAML was, for diagnostics about it.
     pub fields: BTreeMap<&'static str, Location>,
+    /// The base of its cluster's name (see `cluster_base_name`), computed once.
+    pub cluster_base: String,
 }
 
 impl Mapping {
@@ -236,4 +238,35 @@ pub struct BackendSettings {
 pub struct AddHeader {
     pub value: String,
     pub append: bool,
+}
+
+/// Keeps letters, digits, `-` and `_`; everything else becomes `_` (dots would split Envoy's
+/// stat names).
+pub fn sanitize(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// A cluster's name before collisions: its upstream host, then `_<port>` when not the scheme's
+/// default, `_https` for TLS, `_<cluster_tag>` when tagged.
+pub fn cluster_base_name(service: &Service, tag: Option<&str>) -> String {
+    let mut name = sanitize(&service.host);
+    if service.port != service.scheme.default_port() {
+        name.push_str(&format!("_{}", service.port));
+    }
+    if service.scheme == Scheme::Https {
+        name.push_str("_https");
+    }
+    if let Some(tag) = tag {
+        name.push('_');
+        name.push_str(&sanitize(tag));
+    }
+    name
 }

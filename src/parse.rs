@@ -5,6 +5,7 @@
 //! support is ignored with a warning. Nothing is dropped silently.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use crate::diagnostic::{Diagnostic, Location, Severity};
 use crate::mapping::{
@@ -33,7 +34,7 @@ const MAX_TIMEOUT_MS: u64 = 365 * 24 * 3600 * 1000;
 /// The Mappings of one file and what was found wrong with it.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ParsedFile {
-    pub mappings: Vec<Mapping>,
+    pub mappings: Vec<Arc<Mapping>>,
     /// Mappings left out for an error, with what could be read of them.
     pub rejected: Vec<Rejected>,
     pub diagnostics: Vec<Diagnostic>,
@@ -145,7 +146,7 @@ fn parse_document(file: &str, index: usize, doc: &Node, out: &mut ParsedFile) {
         failed: false,
     };
     match read_mapping(&mut cx, doc, origin) {
-        Ok(m) => out.mappings.push(m),
+        Ok(m) => out.mappings.push(Arc::new(m)),
         Err(mut r) => {
             r.diagnostic = (first..out.diagnostics.len())
                 .find(|&i| out.diagnostics[i].severity == Severity::Error);
@@ -566,6 +567,7 @@ fn read_mapping(cx: &mut Cx<'_>, doc: &Node, origin: Origin) -> Result<Mapping, 
             diagnostic: None,
         }));
     };
+    let cluster_base = crate::mapping::cluster_base_name(&service, b.cluster_tag.as_deref());
     Ok(Mapping {
         id: MappingId { namespace, name },
         origin,
@@ -595,6 +597,7 @@ fn read_mapping(cx: &mut Cx<'_>, doc: &Node, origin: Origin) -> Result<Mapping, 
             upgrades: b.upgrades,
         },
         backend: b.backend,
+        cluster_base,
         fields: b.fields,
     })
 }
@@ -1316,7 +1319,7 @@ mod tests {
     fn one(yaml: &str) -> Mapping {
         let p = parse(yaml);
         assert_eq!(p.mappings.len(), 1, "{:#?}", p.diagnostics);
-        p.mappings.into_iter().next().unwrap()
+        (*p.mappings[0]).clone()
     }
 
     fn errors(p: &ParsedFile) -> Vec<&Diagnostic> {

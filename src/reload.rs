@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::diagnostic::{Counts, Diagnostic, Location, Severity};
 use crate::parse::ParsedFile;
-use crate::snapshot::{Snapshot, SnapshotBuilder};
+use crate::snapshot::SnapshotBuilder;
 use crate::source::{Loader, SourceError};
 use crate::table::{Compiled, Tables, compile};
 use crate::xds::server::Published;
@@ -110,7 +110,7 @@ impl Reloader {
         }
         let mut files: Vec<(&String, &FileMemory)> = self.files.iter().collect();
         files.sort_by(|a, b| a.0.cmp(b.0));
-        let effective: Vec<ParsedFile> = files.iter().map(|(_, m)| (*m.good).clone()).collect();
+        let effective: Vec<Arc<ParsedFile>> = files.iter().map(|(_, m)| Arc::clone(&m.good)).collect();
         let compiled = compile(&effective, None);
         let published = self.publish(&compiled.tables, since);
         self.last_tables = Some(compiled.tables);
@@ -163,7 +163,7 @@ impl Reloader {
         }
         self.dir_empty_since = None;
         let mut diagnostics = scan.diagnostics;
-        let mut effective: Vec<ParsedFile> = Vec::with_capacity(scan.files.len());
+        let mut effective: Vec<Arc<ParsedFile>> = Vec::with_capacity(scan.files.len());
         let mut present = BTreeSet::new();
         let mut held_files = 0;
         let mut recheck_after = None;
@@ -185,7 +185,7 @@ impl Reloader {
                         &m.good,
                         "it has errors, so its last good content keeps serving",
                     ));
-                    effective.push((*m.good).clone());
+                    effective.push(Arc::clone(&m.good));
                 }
                 Some(m) if is_empty && !m.good.mappings.is_empty() => {
                     let since_empty = *m.empty_since.get_or_insert(now);
@@ -198,17 +198,17 @@ impl Reloader {
                             "it just became empty (an editor mid-save?), so its last content \
                              keeps serving until it stays empty",
                         ));
-                        effective.push((*m.good).clone());
+                        effective.push(Arc::clone(&m.good));
                         let left = self.empty_grace - waited;
                         recheck_after = Some(recheck_after.map_or(left, |r: Duration| r.min(left)));
                     } else {
                         accept(m, f, &mut accepted);
-                        effective.push((**parsed).clone());
+                        effective.push(Arc::clone(parsed));
                     }
                 }
                 Some(m) => {
                     accept(m, f, &mut accepted);
-                    effective.push((**parsed).clone());
+                    effective.push(Arc::clone(parsed));
                 }
                 None if parsed.has_errors() => {
                     diagnostics.push(
@@ -228,7 +228,7 @@ impl Reloader {
                     };
                     accept(&mut m, f, &mut accepted);
                     self.files.insert(f.rel.clone(), m);
-                    effective.push((**parsed).clone());
+                    effective.push(Arc::clone(parsed));
                 }
             }
         }
@@ -288,17 +288,12 @@ impl Reloader {
     fn publish(&mut self, tables: &Tables, since: Instant) -> Published {
         let mut fleets = BTreeMap::new();
         for (name, table) in &tables.fleets {
-            let snap = self.builder.build(name, Arc::new(table.clone()));
+            let snap = self.builder.build(name, Arc::clone(table));
             fleets.insert(name.clone(), Arc::new(snap));
         }
         // Envoys of a fleet no Mapping names get the default listener and no routes.
         let other = Arc::new(self.builder.build("", Arc::new(Default::default())));
-        let live: Vec<&Snapshot> = fleets
-            .values()
-            .map(Arc::as_ref)
-            .chain([other.as_ref()])
-            .collect();
-        self.builder.retain(&live);
+        self.builder.retain();
         Published {
             fleets,
             other,

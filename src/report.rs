@@ -168,7 +168,7 @@ pub fn table(tables: &Tables, fleet: Option<&str>, diagnostics: &[Diagnostic]) -
         None => tables
             .fleets
             .iter()
-            .map(|(n, t)| (n.as_str(), Some(t)))
+            .map(|(n, t)| (n.as_str(), Some(t.as_ref())))
             .collect(),
     };
     for (name, t) in fleets {

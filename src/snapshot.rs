@@ -4,17 +4,18 @@
 //! content, so the same files give the same versions across restarts and replicas, and nothing
 //! is pushed when nothing changed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use prost::Message;
 use sha2::{Digest, Sha256};
 
 use crate::mapping::{BackendSettings, Bp, RouteKey, RouteSettings};
-use crate::table::RouteTable;
+use crate::table::{ClusterSpec, Route, RouteTable};
 use crate::translate;
-use crate::xds::resource::{Kind, Resource, ResourceSet, content_version, short_hex};
+use crate::xds::resource::{Kind, Resource, ResourceSet, content_digest, content_version, short_hex};
 
 /// Everything one fleet's Envoys should have.
 #[derive(Clone, Debug)]
@@ -61,11 +62,78 @@ impl Snapshot {
 }
 
 /// Turns route tables into snapshots, translating and encoding only what changed since the
-/// last build (a resource is cached by its content version).
+/// last build: clusters are cached by content, each route's Envoy routes are cached encoded,
+/// and the route configuration is assembled from those bytes.
 pub struct SnapshotBuilder {
-    options_template: Option<std::path::PathBuf>,
+    upstream_ca: Option<PathBuf>,
     listen: Listen,
-    cache: std::collections::HashMap<(Kind, String, String), Arc<Resource>>,
+    /// By name (looked up without copying), then by spec: a name may mean another spec in
+    /// another fleet.
+    clusters: HashMap<String, Vec<(ClusterSpec, Used<Arc<Resource>>)>>,
+    listeners: HashMap<SocketAddr, Used<Arc<Resource>>>,
+    routes: HashMap<u64, Used<CachedRoute>>,
+    configs: HashMap<String, Used<Arc<Resource>>>,
+    generation: u64,
+}
+
+/// A cache entry and the generation that last used it.
+struct Used<T> {
+    value: T,
+    generation: u64,
+}
+
+/// One table route, translated and encoded, with what it was made from: the Mappings are kept
+/// alive, so an entry can be recognised by their addresses without an address being reused.
+struct CachedRoute {
+    key: RouteKey,
+    parts: Vec<(Arc<crate::mapping::Mapping>, Bp, String)>,
+    /// The content version of this route (our model, SHA-256).
+    digest: [u8; 32],
+    /// Its Envoy routes as entries of `VirtualHost.routes` (field 3).
+    entries: bytes::Bytes,
+}
+
+/// What a table route's translation depends on, by Mapping identity.
+fn route_parts(r: &Route) -> Vec<(Arc<crate::mapping::Mapping>, Bp, String)> {
+    r.backends
+        .iter()
+        .map(|b| (Arc::clone(&b.mapping), b.weight_bp, b.cluster.clone()))
+        .chain(
+            r.shadow
+                .iter()
+                .map(|s| (Arc::clone(&s.mapping), s.percent_bp, s.cluster.clone())),
+        )
+        .collect()
+}
+
+fn same_parts(r: &Route, parts: &[(Arc<crate::mapping::Mapping>, Bp, String)]) -> bool {
+    let shadow = r.shadow.iter().map(|s| (&s.mapping, s.percent_bp, &s.cluster));
+    let now = r
+        .backends
+        .iter()
+        .map(|b| (&b.mapping, b.weight_bp, &b.cluster))
+        .chain(shadow);
+    let mut n = 0;
+    for ((m, w, c), (pm, pw, pc)) in now.zip(parts) {
+        if !Arc::ptr_eq(m, pm) || w != *pw || c != pc {
+            return false;
+        }
+        n += 1;
+    }
+    n == parts.len() && n == r.backends.len() + usize::from(r.shadow.is_some())
+}
+
+fn fingerprint(r: &Route) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    r.key.hash(&mut h);
+    for b in &r.backends {
+        (Arc::as_ptr(&b.mapping) as usize, b.weight_bp, &b.cluster).hash(&mut h);
+    }
+    if let Some(s) = &r.shadow {
+        (Arc::as_ptr(&s.mapping) as usize, s.percent_bp, &s.cluster).hash(&mut h);
+    }
+    h.finish()
 }
 
 /// Where each fleet's HTTP listener is: `--listen FLEET=ADDR`, else the default address.
@@ -81,9 +149,9 @@ impl Listen {
     }
 }
 
-/// Our model of a route configuration: everything the translation reads from the table,
-/// nothing else (Mapping names and files do not change what Envoy does). Its hash is the
-/// route configuration's version.
+/// Our model of one route: everything the translation reads from the table, nothing else
+/// (Mapping names and files do not change what Envoy does). Its hash is the route's content
+/// version; the route configuration's version hashes those in order.
 #[derive(serde::Serialize)]
 struct RouteModel<'a> {
     key: &'a RouteKey,
@@ -99,11 +167,9 @@ struct BackendModel<'a> {
     backend: &'a BackendSettings,
 }
 
-fn route_model(table: &RouteTable) -> Vec<RouteModel<'_>> {
-    table
-        .routes
-        .iter()
-        .map(|r| RouteModel {
+impl<'a> RouteModel<'a> {
+    fn of(r: &'a Route) -> Self {
+        RouteModel {
             key: &r.key,
             backends: r
                 .backends
@@ -119,80 +185,84 @@ fn route_model(table: &RouteTable) -> Vec<RouteModel<'_>> {
                 .shadow
                 .as_ref()
                 .map(|s| (s.cluster.as_str(), s.percent_bp)),
-        })
-        .collect()
+        }
+    }
 }
 
 impl SnapshotBuilder {
-    pub fn new(listen: Listen, upstream_ca: Option<std::path::PathBuf>) -> Self {
+    pub fn new(listen: Listen, upstream_ca: Option<PathBuf>) -> Self {
         SnapshotBuilder {
-            options_template: upstream_ca,
+            upstream_ca,
             listen,
-            cache: std::collections::HashMap::new(),
+            clusters: HashMap::new(),
+            listeners: HashMap::new(),
+            routes: HashMap::new(),
+            configs: HashMap::new(),
+            generation: 0,
         }
     }
 
     fn options(&self, fleet: &str) -> translate::Options {
         translate::Options {
             listen: self.listen.for_fleet(fleet),
-            upstream_ca: self.options_template.clone(),
+            upstream_ca: self.upstream_ca.clone(),
         }
-    }
-
-    fn cached(
-        &mut self,
-        kind: Kind,
-        name: &str,
-        version: String,
-        make: impl FnOnce() -> (Vec<u8>, Vec<String>),
-    ) -> Arc<Resource> {
-        let key = (kind, name.to_string(), version);
-        if let Some(r) = self.cache.get(&key) {
-            return Arc::clone(r);
-        }
-        let (bytes, refs) = make();
-        let r = Arc::new(Resource::new(
-            kind,
-            name.to_string(),
-            key.2.clone(),
-            bytes,
-            refs,
-        ));
-        self.cache.insert(key, Arc::clone(&r));
-        r
     }
 
     /// The snapshot of `fleet` for `table`.
     pub fn build(&mut self, fleet: &str, table: Arc<RouteTable>) -> Snapshot {
         let options = self.options(fleet);
+        let generation = self.generation;
         let mut clusters = BTreeMap::new();
         for (name, spec) in &table.clusters {
-            let version = content_version(Kind::Cluster, &(name, spec, &options.upstream_ca));
-            let r = self.cached(Kind::Cluster, name, version, || {
-                (
-                    translate::cluster(name, spec, &options).encode_to_vec(),
-                    Vec::new(),
-                )
-            });
-            clusters.insert(name.clone(), r);
+            let variants = match self.clusters.get_mut(name.as_str()) {
+                Some(v) => v,
+                None => self.clusters.entry(name.clone()).or_default(),
+            };
+            let resource = match variants.iter_mut().find(|(s, _)| s == spec) {
+                Some((_, used)) => {
+                    used.generation = generation;
+                    Arc::clone(&used.value)
+                }
+                None => {
+                    let version = content_version(
+                        Kind::Cluster,
+                        &(name, ClusterModel::of(spec), &options.upstream_ca),
+                    );
+                    let bytes = translate::cluster(name, spec, &options).encode_to_vec();
+                    let r = Arc::new(Resource::new(Kind::Cluster, name.clone(), version, bytes, Vec::new()));
+                    variants.push((
+                        spec.clone(),
+                        Used {
+                            value: Arc::clone(&r),
+                            generation,
+                        },
+                    ));
+                    r
+                }
+            };
+            clusters.insert(name.clone(), resource);
         }
+
         let addr = options.listen;
-        let listener_name = translate::listener_name(addr);
-        let version = content_version(Kind::Listener, &addr);
-        let listener = self.cached(Kind::Listener, &listener_name, version, || {
-            (translate::listener(addr).encode_to_vec(), Vec::new())
+        let listener = self.listeners.entry(addr).or_insert_with(|| Used {
+            value: Arc::new(Resource::new(
+                Kind::Listener,
+                translate::listener_name(addr),
+                content_version(Kind::Listener, &addr),
+                translate::listener(addr).encode_to_vec(),
+                Vec::new(),
+            )),
+            generation,
         });
-        let version = content_version(Kind::Route, &route_model(&table));
-        let route = self.cached(Kind::Route, translate::ROUTE_CONFIG_NAME, version, || {
-            (
-                translate::route_configuration(&table).encode_to_vec(),
-                table.clusters.keys().cloned().collect(),
-            )
-        });
+        listener.generation = generation;
+        let listener = Arc::clone(&listener.value);
+
+        let route = self.route_configuration(&table);
         Snapshot::new(
             fleet.to_string(),
             ResourceSet::new(clusters),
-            ResourceSet::new(BTreeMap::from([(listener_name, listener)])),
+            ResourceSet::new(BTreeMap::from([(listener.name.clone(), listener)])),
             ResourceSet::new(BTreeMap::from([(
                 translate::ROUTE_CONFIG_NAME.to_string(),
                 route,
@@ -201,21 +271,192 @@ impl SnapshotBuilder {
         )
     }
 
-    /// Forgets cached resources no snapshot in `live` uses, so the cache stays the size of what
-    /// is served.
-    pub fn retain(&mut self, live: &[&Snapshot]) {
-        let keep: std::collections::HashSet<(Kind, &str, &str)> = live
-            .iter()
-            .flat_map(|s| {
-                Kind::ALL.into_iter().flat_map(move |k| {
-                    s.set(k)
-                        .items
-                        .values()
-                        .map(move |r| (k, r.name.as_str(), r.version.as_str()))
-                })
-            })
-            .collect();
-        self.cache
-            .retain(|(k, n, v), _| keep.contains(&(*k, n.as_str(), v.as_str())));
+    /// The route configuration, assembled from each route's cached bytes. Its version hashes
+    /// the virtual hosts and each route's content version, in order.
+    fn route_configuration(&mut self, table: &RouteTable) -> Arc<Resource> {
+        let generation = self.generation;
+        let mut digests = Vec::with_capacity(table.routes.len());
+        let mut entries = Vec::with_capacity(table.routes.len());
+        for r in &table.routes {
+            let fp = fingerprint(r);
+            let hit = self
+                .routes
+                .get(&fp)
+                .is_some_and(|c| c.value.key == r.key && same_parts(r, &c.value.parts));
+            if !hit {
+                let mut bytes = Vec::new();
+                for envoy in translate::envoy_routes(r) {
+                    prost::encoding::message::encode(3, &envoy, &mut bytes);
+                }
+                let model = RouteModel::of(r);
+                let digest = content_digest(Kind::Route, &model);
+                self.routes.insert(
+                    fp,
+                    Used {
+                        value: CachedRoute {
+                            key: r.key.clone(),
+                            parts: route_parts(r),
+                            digest,
+                            entries: bytes::Bytes::from(bytes),
+                        },
+                        generation,
+                    },
+                );
+            }
+            let cached = self.routes.get_mut(&fp).expect("inserted above");
+            cached.generation = generation;
+            digests.push(cached.value.digest);
+            entries.push(cached.value.entries.clone());
+        }
+        let plan = translate::virtual_host_plan(table);
+        let mut h = Sha256::new();
+        for (domain, routes) in &plan {
+            h.update(domain.as_bytes());
+            h.update([0]);
+            for &i in routes {
+                h.update(digests[i]);
+            }
+            h.update([1]);
+        }
+        let version = short_hex(&h.finalize());
+        if let Some(c) = self.configs.get_mut(&version) {
+            c.generation = generation;
+            return Arc::clone(&c.value);
+        }
+        let bytes = assemble_route_configuration(&plan, &entries);
+        let resource = Arc::new(Resource::new(
+            Kind::Route,
+            translate::ROUTE_CONFIG_NAME.to_string(),
+            version.clone(),
+            bytes,
+            table.clusters.keys().cloned().collect(),
+        ));
+        self.configs.insert(
+            version,
+            Used {
+                value: Arc::clone(&resource),
+                generation,
+            },
+        );
+        resource
+    }
+
+    /// Forgets what the snapshots built since the last call did not use, so the caches stay
+    /// the size of what is served. Call once per publication, after its builds.
+    pub fn retain(&mut self) {
+        let g = self.generation;
+        self.clusters.retain(|_, variants| {
+            variants.retain(|(_, e)| e.generation == g);
+            !variants.is_empty()
+        });
+        self.listeners.retain(|_, e| e.generation == g);
+        self.routes.retain(|_, e| e.generation == g);
+        self.configs.retain(|_, e| e.generation == g);
+        self.generation += 1;
+    }
+}
+
+/// Encodes a `RouteConfiguration` from pre-encoded `VirtualHost.routes` entries: the same
+/// bytes prost would write for `translate::route_configuration` (fields in tag order).
+fn assemble_route_configuration(plan: &[(String, Vec<usize>)], entries: &[bytes::Bytes]) -> Vec<u8> {
+    use prost::encoding::{encode_key, encode_varint, string, WireType};
+    let name = translate::ROUTE_CONFIG_NAME.to_string();
+    let total: usize = plan
+        .iter()
+        .map(|(d, routes)| routes.iter().map(|&i| entries[i].len()).sum::<usize>() + 2 * d.len() + 16)
+        .sum();
+    let mut out = Vec::with_capacity(total + name.len() + 8);
+    string::encode(1, &name, &mut out);
+    for (domain, routes) in plan {
+        let body = string::encoded_len(1, domain)
+            + string::encoded_len(2, domain)
+            + routes.iter().map(|&i| entries[i].len()).sum::<usize>();
+        encode_key(2, WireType::LengthDelimited, &mut out);
+        encode_varint(body as u64, &mut out);
+        string::encode(1, domain, &mut out);
+        string::encode(2, domain, &mut out);
+        for &i in routes {
+            out.extend_from_slice(&entries[i]);
+        }
+    }
+    out
+}
+
+/// Our model of a cluster for its version: the upstream without the text as written.
+#[derive(serde::Serialize)]
+struct ClusterModel<'a> {
+    scheme: crate::mapping::Scheme,
+    host: &'a str,
+    port: u16,
+    settings: &'a crate::mapping::ClusterSettings,
+}
+
+impl<'a> ClusterModel<'a> {
+    fn of(spec: &'a ClusterSpec) -> Self {
+        ClusterModel {
+            scheme: spec.service.scheme,
+            host: &spec.service.host,
+            port: spec.service.port,
+            settings: &spec.settings,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse::parse_file;
+    use crate::table::compile;
+    use envoy_types::pb::google::protobuf::Any;
+
+    fn table(yaml: &[(&str, &str)]) -> Arc<RouteTable> {
+        let files: Vec<_> = yaml.iter().map(|(f, y)| parse_file(f, y.as_bytes())).collect();
+        Arc::clone(&compile(&files, None).tables.fleets["default"])
+    }
+
+    const RICH: &[(&str, &str)] = &[
+        ("a.yaml", "apiVersion: ambassador/v1\nkind: Mapping\nname: qotm\nprefix: /qotm/\nservice: qotm\n"),
+        ("b.yaml", "apiVersion: ambassador/v1\nkind: Mapping\nname: qotmv2\nprefix: /qotm/\nservice: qotmv2\nweight: 10\ntimeout_ms: 500\n"),
+        ("c.yaml", "apiVersion: ambassador/v1\nkind: Mapping\nname: h\nprefix: /h/\nservice: h\nhost: foo.com\n"),
+        ("d.yaml", "apiVersion: ambassador/v1\nkind: Mapping\nname: w\nprefix: /w/\nservice: w\nhost: \"*.foo.com\"\n"),
+        ("e.yaml", "apiVersion: ambassador/v1\nkind: Mapping\nname: s\nprefix: /qotm/\nservice: mirror\nshadow: true\nweight: 5\n"),
+        ("f.yaml", "apiVersion: ambassador/v1\nkind: Mapping\nname: hdr\nprefix: /qotm/\nservice: qotmv2\nheaders: {x-canary: \"true\"}\n"),
+    ];
+
+    fn decoded(r: &Resource) -> Vec<u8> {
+        Any::decode(r.any.as_ref()).unwrap().value
+    }
+
+    #[test]
+    fn the_assembled_route_configuration_is_what_prost_would_encode() {
+        let t = table(RICH);
+        let snap = SnapshotBuilder::new(Listen { default: "0.0.0.0:8080".parse().unwrap(), fleets: BTreeMap::new() }, None)
+            .build("default", Arc::clone(&t));
+        let r = &snap.routes.items[translate::ROUTE_CONFIG_NAME];
+        assert_eq!(decoded(r), translate::route_configuration(&t).encode_to_vec());
+        assert_eq!(r.refs.len(), t.clusters.len());
+    }
+
+    #[test]
+    fn rebuilding_reuses_and_versions_follow_content() {
+        let listen = Listen { default: "0.0.0.0:8080".parse().unwrap(), fleets: BTreeMap::new() };
+        let mut b = SnapshotBuilder::new(listen.clone(), None);
+        let first = b.build("default", table(RICH));
+        b.retain();
+        let again = b.build("default", table(RICH));
+        b.retain();
+        // Parsed again, so new Mappings: same content, same versions.
+        assert_eq!(first.version, again.version);
+        // A fresh builder agrees (versions come from content, not from the cache).
+        let fresh = SnapshotBuilder::new(listen, None).build("default", table(RICH));
+        assert_eq!(fresh.version, first.version);
+        // A weight change changes the route configuration only.
+        let mut changed = RICH.to_vec();
+        changed[1].1 = "apiVersion: ambassador/v1\nkind: Mapping\nname: qotmv2\nprefix: /qotm/\nservice: qotmv2\nweight: 20\ntimeout_ms: 500\n";
+        let moved = b.build("default", table(&changed));
+        assert_eq!(moved.clusters.version, first.clusters.version);
+        assert_ne!(moved.routes.version, first.routes.version);
+        let r = &moved.routes.items[translate::ROUTE_CONFIG_NAME];
+        assert_eq!(decoded(r), translate::route_configuration(&table(&changed)).encode_to_vec());
     }
 }

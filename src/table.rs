@@ -4,8 +4,9 @@
 //! This is the model the rest of canary-xds serves and shows. It is a pure function of the
 //! parsed files (plus, for `serve`, the last good tables to fall back on).
 
-use std::cmp::Ordering;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::borrow::Borrow;
+use std::cmp::{Ordering, Reverse};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::diagnostic::{Diagnostic, Location, Severity};
@@ -21,12 +22,12 @@ pub const RESERVED_CLUSTER_NAMES: &[&str] = &["xds_cluster"];
 /// The route tables of every fleet, by fleet name. The `default` fleet is always present.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Tables {
-    pub fleets: BTreeMap<String, RouteTable>,
+    pub fleets: BTreeMap<String, Arc<RouteTable>>,
 }
 
 impl Tables {
     pub fn fleet(&self, name: &str) -> Option<&RouteTable> {
-        self.fleets.get(name)
+        self.fleets.get(name).map(Arc::as_ref)
     }
 }
 
@@ -95,7 +96,9 @@ pub struct Compiled {
 ///
 /// `fallback` is the last good tables: a route whose weights became invalid keeps its
 /// previous backends from there (as `serve` needs), instead of being left out (as `check` does).
-pub fn compile(files: &[ParsedFile], fallback: Option<&Tables>) -> Compiled {
+pub fn compile<F: Borrow<ParsedFile>>(files: &[F], fallback: Option<&Tables>) -> Compiled {
+    let files: Vec<&ParsedFile> = files.iter().map(Borrow::borrow).collect();
+    let files = files.as_slice();
     let mut diagnostics: Vec<Diagnostic> = files
         .iter()
         .flat_map(|f| f.diagnostics.iter().cloned())
@@ -103,7 +106,7 @@ pub fn compile(files: &[ParsedFile], fallback: Option<&Tables>) -> Compiled {
     let mappings: Vec<Arc<Mapping>> = files
         .iter()
         .flat_map(|f| &f.mappings)
-        .map(|m| Arc::new(m.clone()))
+        .cloned()
         .collect();
 
     let mut fleets: BTreeSet<&str> = BTreeSet::from([DEFAULT_FLEET]);
@@ -115,7 +118,7 @@ pub fn compile(files: &[ParsedFile], fallback: Option<&Tables>) -> Compiled {
         let members = dedupe(files, &mappings, fleet, &mut diagnostics);
         let previous = fallback.and_then(|t| t.fleet(fleet));
         let table = build_fleet(&members, previous, &mut diagnostics);
-        tables.fleets.insert(fleet.to_string(), table);
+        tables.fleets.insert(fleet.to_string(), Arc::new(table));
     }
     explain_rejected(files, &tables, &mut diagnostics);
     diagnostics.sort_by(|a, b| {
@@ -134,7 +137,7 @@ pub fn compile(files: &[ParsedFile], fallback: Option<&Tables>) -> Compiled {
 /// Ambassador sees. A Mapping left out for an error of its own still holds its name: a later one
 /// with the same name is a duplicate too, rather than silently taking its place.
 fn dedupe<'m>(
-    files: &[ParsedFile],
+    files: &[&ParsedFile],
     mappings: &'m [Arc<Mapping>],
     fleet: &str,
     diagnostics: &mut Vec<Diagnostic>,
@@ -199,15 +202,31 @@ fn dedupe<'m>(
 
 /// Envoy's matching order: higher precedence, longer prefix, more matchers, then text.
 pub fn route_order(a: &RouteKey, b: &RouteKey) -> Ordering {
-    b.precedence
-        .cmp(&a.precedence)
-        .then_with(|| b.prefix.chars().count().cmp(&a.prefix.chars().count()))
-        .then_with(|| b.matcher_count().cmp(&a.matcher_count()))
-        .then_with(|| a.prefix.cmp(&b.prefix))
-        .then_with(|| a.method.cmp(&b.method))
-        .then_with(|| a.matcher_text().cmp(&b.matcher_text()))
-        // Whatever is left decides too, so the order is total and never follows file order.
-        .then_with(|| a.cmp(b))
+    order_key(a).cmp(&order_key(b))
+}
+
+/// The sort key of `route_order`, computed once per route when sorting many.
+type OrderKey<'a> = (
+    Reverse<i32>,
+    Reverse<usize>,
+    Reverse<usize>,
+    &'a str,
+    Option<&'a str>,
+    String,
+    // Whatever is left decides too, so the order is total and never follows file order.
+    &'a RouteKey,
+);
+
+fn order_key(k: &RouteKey) -> OrderKey<'_> {
+    (
+        Reverse(k.precedence),
+        Reverse(k.prefix.chars().count()),
+        Reverse(k.matcher_count()),
+        &k.prefix,
+        k.method.as_deref(),
+        k.matcher_text(),
+        k,
+    )
 }
 
 /// A route's Mappings before the arithmetic: the ones taking a share and the shadow.
@@ -233,7 +252,7 @@ fn build_fleet(
             .push(m);
     }
     let mut groups: Vec<Group<'_>> = groups.into_values().collect();
-    groups.sort_by(|a, b| route_order(a.key, b.key));
+    groups.sort_by_cached_key(|g| order_key(g.key));
 
     let mut routes = Vec::new();
     for mut group in groups {
@@ -288,7 +307,6 @@ fn build_route(
     previous: Option<&RouteTable>,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Option<Route> {
-    let route = describe(group.key);
     let mut shadow: Option<&Arc<Mapping>> = None;
     let mut members: Vec<&Arc<Mapping>> = Vec::new();
     for &m in &group.members {
@@ -302,8 +320,9 @@ fn build_route(
                 Diagnostic::error(
                     &m.origin.location(),
                     format!(
-                        "route {route} already has a shadow, {} at {}; a route mirrors to one \
+                        "route {} already has a shadow, {} at {}; a route mirrors to one \
                          shadow at most, so this one is left out",
+                        describe(group.key),
                         first.id,
                         first.origin.location()
                     ),
@@ -324,11 +343,11 @@ fn build_route(
     let (split, remark) = match weights::split(&arithmetic) {
         Ok(ok) => ok,
         Err(e) => {
-            return group_failed(group, &route, &members, shadow, &e, previous, diagnostics);
+            return group_failed(group, &members, shadow, &e, previous, diagnostics);
         }
     };
     if let Some(remark) = remark {
-        remark_on(&route, &members, split.shares(), &remark, diagnostics);
+        remark_on(&describe(group.key), &members, split.shares(), &remark, diagnostics);
     }
     let backends = members
         .iter()
@@ -355,13 +374,13 @@ fn build_route(
 /// there is one.
 fn group_failed(
     group: &Group<'_>,
-    route: &str,
     members: &[&Arc<Mapping>],
     shadow: Option<&Arc<Mapping>>,
     error: &SplitError,
     previous: Option<&RouteTable>,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Option<Route> {
+    let route = describe(group.key);
     let first = members.first().copied().or(shadow)?;
     let held = previous.and_then(|t| t.route(group.key));
     let outcome = match held {
@@ -486,18 +505,63 @@ fn remark_on(
     );
 }
 
+/// The shared cluster of an upstream: Mappings with the same service (scheme, host, port) and
+/// `cluster_tag` share it. Hashes and compares through the Mapping, without copying.
+#[derive(Clone)]
+struct SharedKey(Arc<Mapping>);
+
+impl SharedKey {
+    fn parts(&self) -> (Scheme, &str, u16, Option<&str>) {
+        let m = &self.0;
+        (
+            m.service.scheme,
+            &m.service.host,
+            m.service.port,
+            m.cluster.cluster_tag.as_deref(),
+        )
+    }
+}
+
+impl PartialEq for SharedKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.parts() == other.parts()
+    }
+}
+
+impl Eq for SharedKey {}
+
+impl std::hash::Hash for SharedKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.parts().hash(state);
+    }
+}
+
 /// Who a cluster serves: one upstream for every single-backend route that uses it, or one
-/// backend of one weighted route.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum ClusterOwner {
-    Shared {
-        service: Service,
-        tag: Option<String>,
-    },
-    Dedicated {
-        route: RouteKey,
-        mapping: MappingId,
-    },
+/// backend (or the shadow) of one route.
+enum Owner {
+    Shared(SharedKey),
+    Dedicated { route: usize, mapping: Arc<Mapping> },
+}
+
+/// The fixed order that numbers clashing names: shared before dedicated; shared by upstream,
+/// dedicated by route, then Mapping. Never file order.
+fn owner_order(routes: &[Route], a: &Owner, b: &Owner) -> Ordering {
+    match (a, b) {
+        (Owner::Shared(x), Owner::Shared(y)) => x.parts().cmp(&y.parts()),
+        (Owner::Shared(_), Owner::Dedicated { .. }) => Ordering::Less,
+        (Owner::Dedicated { .. }, Owner::Shared(_)) => Ordering::Greater,
+        (
+            Owner::Dedicated { route: r1, mapping: m1 },
+            Owner::Dedicated { route: r2, mapping: m2 },
+        ) => routes[*r1].key.cmp(&routes[*r2].key).then_with(|| m1.id.cmp(&m2.id)),
+    }
+}
+
+/// Where a cluster name goes: a backend of a route, or its shadow.
+#[derive(Clone, Copy)]
+enum Slot {
+    Backend(usize, usize),
+    Shadow(usize),
 }
 
 /// Gives every backend and shadow its cluster and checks that Mappings sharing a cluster
@@ -507,163 +571,138 @@ fn assign_clusters(
     diagnostics: &mut Vec<Diagnostic>,
 ) -> BTreeMap<String, ClusterSpec> {
     // Shared clusters: the first Mapping in path order decides their settings.
-    let mut shared: BTreeMap<ClusterOwner, Arc<Mapping>> = BTreeMap::new();
-    let mut rejected: BTreeSet<MappingId> = BTreeSet::new();
+    let mut shared: HashMap<SharedKey, Arc<Mapping>> = HashMap::new();
+    let mut rejected: HashSet<MappingId> = HashSet::new();
     // A held route (last good state) goes after the current ones and is never left out here:
     // it shares whatever settings the current Mappings give the cluster.
-    let mut singles: Vec<(bool, Arc<Mapping>)> = routes
+    let mut singles: Vec<(bool, &Arc<Mapping>)> = routes
         .iter()
         .filter(|r| r.backends.len() == 1)
-        .map(|r| (r.held.is_some(), Arc::clone(&r.backends[0].mapping)))
+        .map(|r| (r.held.is_some(), &r.backends[0].mapping))
         .collect();
     singles.sort_by(|a, b| (a.0, &a.1.origin).cmp(&(b.0, &b.1.origin)));
     for (held, m) in singles {
-        let owner = shared_owner(&m);
-        match shared.get(&owner) {
-            None => {
-                shared.insert(owner, m);
-            }
-            Some(first) if held || first.cluster == m.cluster => {}
-            Some(first) => {
-                let (field, what) =
-                    if first.cluster.connect_timeout_ms != m.cluster.connect_timeout_ms {
-                        (
-                            "connect_timeout_ms",
-                            format!(
-                                "connect_timeout_ms {} where {} at {} has {}",
-                                m.cluster.connect_timeout_ms,
-                                first.id,
-                                first.origin.location(),
-                                first.cluster.connect_timeout_ms
-                            ),
-                        )
-                    } else {
-                        (
-                            "grpc",
-                            format!(
-                                "grpc {} where {} at {} has grpc {}",
-                                m.cluster.grpc,
-                                first.id,
-                                first.origin.location(),
-                                first.cluster.grpc
-                            ),
-                        )
-                    };
-                diagnostics.push(
-                    Diagnostic::error(
-                        &m.field_location(field),
-                        format!(
-                            "Mappings sharing the cluster for {} must agree on its settings, \
-                             and this one has {what}; it is left out",
-                            m.service.raw
-                        ),
-                    )
-                    .mapping(&m.id.name)
-                    .field(field),
-                );
-                rejected.insert(m.id.clone());
-            }
+        let key = SharedKey(Arc::clone(m));
+        let Some(first) = shared.get(&key) else {
+            shared.insert(key, Arc::clone(m));
+            continue;
+        };
+        if held || first.cluster == m.cluster {
+            continue;
         }
+        let (field, what) = if first.cluster.connect_timeout_ms != m.cluster.connect_timeout_ms {
+            (
+                "connect_timeout_ms",
+                format!(
+                    "connect_timeout_ms {} where {} at {} has {}",
+                    m.cluster.connect_timeout_ms,
+                    first.id,
+                    first.origin.location(),
+                    first.cluster.connect_timeout_ms
+                ),
+            )
+        } else {
+            (
+                "grpc",
+                format!(
+                    "grpc {} where {} at {} has grpc {}",
+                    m.cluster.grpc,
+                    first.id,
+                    first.origin.location(),
+                    first.cluster.grpc
+                ),
+            )
+        };
+        diagnostics.push(
+            Diagnostic::error(
+                &m.field_location(field),
+                format!(
+                    "Mappings sharing the cluster for {} must agree on its settings, and this \
+                     one has {what}; it is left out",
+                    m.service.raw
+                ),
+            )
+            .mapping(&m.id.name)
+            .field(field),
+        );
+        rejected.insert(m.id.clone());
     }
-    routes.retain(|r| {
-        !(r.backends.len() == 1 && r.held.is_none() && rejected.contains(&r.backends[0].mapping.id))
-    });
+    if !rejected.is_empty() {
+        routes.retain(|r| {
+            !(r.backends.len() == 1
+                && r.held.is_none()
+                && rejected.contains(&r.backends[0].mapping.id))
+        });
+    }
 
-    // Every cluster with its owner and base name.
-    let mut owners: BTreeMap<ClusterOwner, ClusterSpec> = BTreeMap::new();
-    for route in routes.iter() {
+    // Every cluster: its owner, its spec, its base name; and where each name goes.
+    let mut owners: Vec<(Owner, ClusterSpec, String)> = Vec::new();
+    let mut shared_index: HashMap<SharedKey, usize> = HashMap::new();
+    let mut slots: Vec<(Slot, usize)> = Vec::new();
+    for (ri, route) in routes.iter().enumerate() {
         let dedicated = route.backends.len() > 1;
         let all = route
             .backends
             .iter()
-            .map(|b| (&b.mapping, dedicated))
-            .chain(route.shadow.iter().map(|s| (&s.mapping, true)));
-        for (m, dedicated) in all {
-            let owner = if dedicated {
-                ClusterOwner::Dedicated {
-                    route: route.key.clone(),
-                    mapping: m.id.clone(),
-                }
+            .enumerate()
+            .map(|(bi, b)| (Slot::Backend(ri, bi), &b.mapping, dedicated))
+            .chain(route.shadow.iter().map(|s| (Slot::Shadow(ri), &s.mapping, true)));
+        for (slot, m, dedicated) in all {
+            let index = if dedicated {
+                owners.push((
+                    Owner::Dedicated {
+                        route: ri,
+                        mapping: Arc::clone(m),
+                    },
+                    ClusterSpec {
+                        service: m.service.clone(),
+                        settings: m.cluster.clone(),
+                    },
+                    m.cluster_base.clone(),
+                ));
+                owners.len() - 1
             } else {
-                shared_owner(m)
+                let key = SharedKey(Arc::clone(m));
+                match shared_index.get(&key) {
+                    Some(&i) => i,
+                    None => {
+                        let first = &shared[&key];
+                        owners.push((
+                            Owner::Shared(key.clone()),
+                            ClusterSpec {
+                                service: m.service.clone(),
+                                settings: first.cluster.clone(),
+                            },
+                            m.cluster_base.clone(),
+                        ));
+                        shared_index.insert(key, owners.len() - 1);
+                        owners.len() - 1
+                    }
+                }
             };
-            let settings = match &owner {
-                ClusterOwner::Shared { .. } => shared[&owner].cluster.clone(),
-                ClusterOwner::Dedicated { .. } => m.cluster.clone(),
-            };
-            owners.entry(owner).or_insert_with(|| ClusterSpec {
-                service: m.service.clone(),
-                settings,
-            });
+            slots.push((slot, index));
         }
     }
-    let names = cluster_names(&owners);
-    for route in routes.iter_mut() {
-        let dedicated = route.backends.len() > 1;
-        let key = route.key.clone();
-        let owner_of = |m: &Mapping, dedicated: bool| {
-            if dedicated {
-                ClusterOwner::Dedicated {
-                    route: key.clone(),
-                    mapping: m.id.clone(),
+    let names = cluster_names(routes, &owners);
+    for (slot, index) in slots {
+        let name = names[index].clone();
+        match slot {
+            Slot::Backend(r, b) => routes[r].backends[b].cluster = name,
+            Slot::Shadow(r) => {
+                if let Some(s) = &mut routes[r].shadow {
+                    s.cluster = name;
                 }
-            } else {
-                shared_owner(m)
             }
-        };
-        for b in &mut route.backends {
-            b.cluster = names[&owner_of(&b.mapping, dedicated)].clone();
-        }
-        if let Some(s) = &mut route.shadow {
-            s.cluster = names[&owner_of(&s.mapping, true)].clone();
         }
     }
     owners
         .into_iter()
-        .map(|(owner, spec)| (names[&owner].clone(), spec))
+        .zip(names)
+        .map(|((_, spec, _), name)| (name, spec))
         .collect()
 }
 
-fn shared_owner(m: &Mapping) -> ClusterOwner {
-    ClusterOwner::Shared {
-        service: Service {
-            raw: String::new(),
-            ..m.service.clone()
-        },
-        tag: m.cluster.cluster_tag.clone(),
-    }
-}
-
-/// Keeps letters, digits, `-` and `_`; everything else becomes `_` (dots would split Envoy's
-/// stat names).
-pub fn sanitize(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
-
-/// A cluster's name before collisions: its upstream host, then `_<port>` when not the scheme's
-/// default, `_https` for TLS, `_<cluster_tag>` when tagged.
-fn base_name(service: &Service, tag: Option<&str>) -> String {
-    let mut name = sanitize(&service.host);
-    if service.port != service.scheme.default_port() {
-        name.push_str(&format!("_{}", service.port));
-    }
-    if service.scheme == Scheme::Https {
-        name.push_str("_https");
-    }
-    if let Some(tag) = tag {
-        name.push('_');
-        name.push_str(&sanitize(tag));
-    }
-    name
-}
+pub use crate::mapping::sanitize;
 
 /// The naming rule (published in the README, since users read stats by these names):
 /// 1. every cluster has a base name from its upstream (`base_name`);
@@ -673,58 +712,63 @@ fn base_name(service: &Service, tag: Option<&str>) -> String {
 /// 3. a shared cluster (routes with one backend) takes the base name unless rule 2 took it,
 ///    else adds `__shared`;
 /// 4. any clash left, or with a reserved name, numbers the later ones `_2`, `_3`... in a fixed
-///    order.
-fn cluster_names(owners: &BTreeMap<ClusterOwner, ClusterSpec>) -> BTreeMap<ClusterOwner, String> {
-    let mut by_base: BTreeMap<String, (Vec<&ClusterOwner>, Vec<&ClusterOwner>)> = BTreeMap::new();
-    for (owner, spec) in owners {
-        let entry = by_base
-            .entry(base_name(
-                &spec.service,
-                spec.settings.cluster_tag.as_deref(),
-            ))
-            .or_default();
+///    order (`owner_order`).
+///
+/// Returns one name per owner, by index.
+fn cluster_names(routes: &[Route], owners: &[(Owner, ClusterSpec, String)]) -> Vec<String> {
+    let mut by_base: HashMap<&str, (Vec<usize>, Vec<usize>)> = HashMap::new();
+    for (i, (owner, _, base)) in owners.iter().enumerate() {
+        let entry = by_base.entry(base.as_str()).or_default();
         match owner {
-            ClusterOwner::Dedicated { .. } => entry.0.push(owner),
-            ClusterOwner::Shared { .. } => entry.1.push(owner),
+            Owner::Dedicated { .. } => entry.0.push(i),
+            Owner::Shared(_) => entry.1.push(i),
         }
     }
-    let mut candidates: BTreeMap<String, Vec<&ClusterOwner>> = BTreeMap::new();
+    let mut candidates: HashMap<String, Vec<usize>> = HashMap::with_capacity(owners.len());
     for (base, (dedicated, shared)) in by_base {
         let crowded = dedicated.len() > 1;
-        for owner in &dedicated {
-            let name = match owner {
-                ClusterOwner::Dedicated { mapping, .. } if crowded => {
-                    let mut n = format!("{base}__{}", sanitize(&mapping.name));
-                    if mapping.namespace != "default" {
+        for &i in &dedicated {
+            let name = match &owners[i].0 {
+                Owner::Dedicated { mapping, .. } if crowded => {
+                    let mut n = format!("{base}__{}", sanitize(&mapping.id.name));
+                    if mapping.id.namespace != "default" {
                         n.push('_');
-                        n.push_str(&sanitize(&mapping.namespace));
+                        n.push_str(&sanitize(&mapping.id.namespace));
                     }
                     n
                 }
-                _ => base.clone(),
+                _ => base.to_string(),
             };
-            candidates.entry(name).or_default().push(owner);
+            candidates.entry(name).or_default().push(i);
         }
-        for owner in shared {
+        for i in shared {
             let name = if dedicated.len() == 1 {
                 format!("{base}__shared")
             } else {
-                base.clone()
+                base.to_string()
             };
-            candidates.entry(name).or_default().push(owner);
+            candidates.entry(name).or_default().push(i);
         }
     }
-    let mut taken: BTreeSet<String> = RESERVED_CLUSTER_NAMES
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    taken.extend(candidates.keys().cloned());
-    let mut names = BTreeMap::new();
-    for (name, list) in &candidates {
+    let mut names = vec![String::new(); owners.len()];
+    let mut clashes: Vec<(String, Vec<usize>)> = Vec::new();
+    for (name, list) in candidates.iter() {
+        if list.len() == 1 && !RESERVED_CLUSTER_NAMES.contains(&name.as_str()) {
+            names[list[0]] = name.clone();
+        } else {
+            clashes.push((name.clone(), list.clone()));
+        }
+    }
+    // Clashes are rare: resolve them in a fixed order of names, then of owners.
+    clashes.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut taken: HashSet<String> = RESERVED_CLUSTER_NAMES.iter().map(|s| s.to_string()).collect();
+    taken.extend(candidates.into_keys());
+    for (name, mut list) in clashes {
+        list.sort_by(|&a, &b| owner_order(routes, &owners[a].0, &owners[b].0));
         let reserved = RESERVED_CLUSTER_NAMES.contains(&name.as_str());
         let mut n = 1;
-        for (i, owner) in list.iter().enumerate() {
-            let final_name = if i == 0 && !reserved {
+        for (i, owner) in list.into_iter().enumerate() {
+            names[owner] = if i == 0 && !reserved {
                 name.clone()
             } else {
                 n += 1;
@@ -735,7 +779,6 @@ fn cluster_names(owners: &BTreeMap<ClusterOwner, ClusterSpec>) -> BTreeMap<Clust
                 taken.insert(numbered.clone());
                 numbered
             };
-            names.insert((*owner).clone(), final_name);
         }
     }
     names
@@ -743,7 +786,7 @@ fn cluster_names(owners: &BTreeMap<ClusterOwner, ClusterSpec>) -> BTreeMap<Clust
 
 /// Completes the error of each Mapping left out with where its traffic goes instead.
 /// `diagnostics` starts with the files' own diagnostics, in file order.
-fn explain_rejected(files: &[ParsedFile], tables: &Tables, diagnostics: &mut [Diagnostic]) {
+fn explain_rejected(files: &[&ParsedFile], tables: &Tables, diagnostics: &mut [Diagnostic]) {
     let mut offset = 0;
     for f in files {
         for r in &f.rejected {

@@ -240,42 +240,57 @@ fn socket_address(host: &str, port: u16) -> XdsAddress {
 /// limit.
 pub fn route_configuration(table: &RouteTable) -> XdsRouteConfiguration {
     let translated: Vec<Vec<XdsRoute>> = table.routes.iter().map(envoy_routes).collect();
+    XdsRouteConfiguration {
+        name: ROUTE_CONFIG_NAME.into(),
+        virtual_hosts: virtual_host_plan(table)
+            .into_iter()
+            .map(|(domain, routes)| VirtualHost {
+                name: domain.clone(),
+                domains: vec![domain],
+                routes: routes
+                    .into_iter()
+                    .flat_map(|i| translated[i].iter().cloned())
+                    .collect(),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+/// The virtual hosts of the route configuration: each domain (one per distinct host, then
+/// `*`) with the indexes of the table's routes it holds, in the table's order. Envoy picks one
+/// virtual host per request, so routes without a host and `host_regex` routes (matched on
+/// `:authority`) are in every one, and a host's virtual host also holds the routes of every
+/// wildcard that covers it.
+pub fn virtual_host_plan(table: &RouteTable) -> Vec<(String, Vec<usize>)> {
     let hosts: BTreeSet<&str> = table
         .routes
         .iter()
         .filter(|r| !r.key.host_regex)
         .filter_map(|r| r.key.host.as_deref())
         .collect();
-    let virtual_host = |domain: &str, applies: &dyn Fn(&RouteKey) -> bool| VirtualHost {
-        name: domain.into(),
-        domains: vec![domain.into()],
-        routes: table
-            .routes
-            .iter()
-            .zip(&translated)
-            .filter(|(r, _)| applies(&r.key))
-            .flat_map(|(_, envoy)| envoy.iter().cloned())
-            .collect(),
-        ..Default::default()
+    let plan = |applies: &dyn Fn(&RouteKey) -> bool| -> Vec<usize> {
+        (0..table.routes.len())
+            .filter(|&i| applies(&table.routes[i].key))
+            .collect()
     };
-    let mut virtual_hosts: Vec<VirtualHost> = hosts
+    let mut out: Vec<(String, Vec<usize>)> = hosts
         .iter()
         .map(|&host| {
-            virtual_host(host, &|key: &RouteKey| match &key.host {
+            let routes = plan(&|key: &RouteKey| match &key.host {
                 None => true,
                 Some(_) if key.host_regex => true,
                 Some(pattern) => covers(pattern, host),
-            })
+            });
+            (host.to_string(), routes)
         })
         .collect();
-    virtual_hosts.push(virtual_host(ANY_HOST, &|key: &RouteKey| {
-        key.host.is_none() || key.host_regex
-    }));
-    XdsRouteConfiguration {
-        name: ROUTE_CONFIG_NAME.into(),
-        virtual_hosts,
-        ..Default::default()
-    }
+    out.push((
+        ANY_HOST.to_string(),
+        plan(&|key: &RouteKey| key.host.is_none() || key.host_regex),
+    ));
+    out
 }
 
 /// Whether every host that Envoy domain `host` matches is also matched by `pattern`: equal
@@ -315,7 +330,9 @@ pub fn covers(pattern: &str, host: &str) -> bool {
 /// requests in `[cumulative(i-1), cumulative(i))`, i.e. its weight. Each link routes to one
 /// cluster: a `weighted_clusters` inside a link would draw from the same random value and skew
 /// the split.
-fn envoy_routes(route: &Route) -> Vec<XdsRoute> {
+/// The Envoy routes of one table route: one, or a chain of links when its Mappings differ in
+/// route-level settings.
+pub fn envoy_routes(route: &Route) -> Vec<XdsRoute> {
     // The table never yields a route without backends (their weights sum to 10000).
     let Some(first) = route.backends.first() else {
         return Vec::new();

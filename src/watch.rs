@@ -41,6 +41,9 @@ impl DirWatch {
         let mut watcher =
             notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
                 let signal = match res {
+                    // Reading a file (ours, on every reload) is not a change: ignoring opens
+                    // and closes after reading keeps a reload from triggering the next.
+                    Ok(event) if matches!(event.kind, notify::EventKind::Access(_)) => return,
                     Ok(event) if event.need_rescan() => Signal::Rescan,
                     Ok(event)
                         if matches!(event.kind, notify::EventKind::Remove(_))
@@ -90,6 +93,13 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(signal, Signal::Changed);
+        // Reading is not changing: no event, or every reload would cause the next.
+        while tokio::time::timeout(Duration::from_millis(100), rx.recv()).await.is_ok() {}
+        let _ = std::fs::read(dir.join("a.yaml")).unwrap();
+        assert!(
+            tokio::time::timeout(Duration::from_millis(300), rx.recv()).await.is_err(),
+            "reading a file sent an event"
+        );
         assert!(w.is_current());
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(!w.is_current());

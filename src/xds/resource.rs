@@ -180,6 +180,11 @@ pub fn short_hex(digest: &[u8]) -> String {
 /// (our release), so that the same files give the same versions across restarts and replicas,
 /// and an upgrade that changes the translation also changes the versions.
 pub fn content_version(kind: Kind, model: &impl serde::Serialize) -> String {
+    short_hex(&content_digest(kind, model))
+}
+
+/// The SHA-256 behind `content_version`.
+pub fn content_digest(kind: Kind, model: &impl serde::Serialize) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(concat!("canary-xds/", env!("CARGO_PKG_VERSION"), "/").as_bytes());
     h.update(kind.short().as_bytes());
@@ -188,7 +193,7 @@ pub fn content_version(kind: Kind, model: &impl serde::Serialize) -> String {
     // bytes are canonical.
     let json = serde_json::to_vec(model).expect("models serialize");
     h.update(&json);
-    short_hex(&h.finalize())
+    h.finalize().into()
 }
 
 #[cfg(test)]

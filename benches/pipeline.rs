@@ -1,0 +1,175 @@
+//! Pipeline benchmark: read, parse, weights, translate and encode generated Mappings.
+//!
+//! `cargo bench --bench pipeline` (add `-- 1000 10000` to choose sizes). For each size it
+//! reports the full rebuild from a cold start (reading and parsing included), its stages, one
+//! changed file among all the others, and peak heap memory. Every figure is the median and p99
+//! of repeated runs on the same machine.
+
+use std::alloc::System;
+use std::fs;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use canary_xds::reload::Reloader;
+use canary_xds::snapshot::{Listen, SnapshotBuilder};
+use canary_xds::source::{DEFAULT_MAX_FILE_SIZE, Loader};
+use canary_xds::table::compile;
+use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
+
+/// Counts heap bytes (the counting is stats_alloc's): a steadier gauge than RSS.
+#[global_allocator]
+static ALLOC: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+/// Bytes allocated and not freed since `region` started, at most: stats_alloc reports totals,
+/// so peak is tracked by sampling at the end of each stage.
+fn live(region: &Region<'_, System>) -> isize {
+    let s = region.change();
+    s.bytes_allocated as isize - s.bytes_deallocated as isize + s.bytes_reallocated
+}
+
+/// Writes `n` Mappings over files of 10: groups of 1 to 3 backends, mixed weights, a few
+/// hosts and header canaries.
+fn generate(dir: &Path, n: usize) {
+    fs::create_dir_all(dir).unwrap();
+    let mut docs = Vec::new();
+    let mut file = 0;
+    for i in 0..n {
+        let group = i / 3 + (i % 7 == 0) as usize;
+        let host = if group % 5 == 0 { format!("host: h{}.example.com\n", group % 7) } else { String::new() };
+        let header = if group % 11 == 0 { "headers:\n  x-canary: \"true\"\n".to_string() } else { String::new() };
+        let weight = match i % 3 {
+            0 => String::new(),
+            1 => format!("weight: {}\n", 1 + i % 30),
+            _ => format!("weight: {}.{}\n", i % 20, i % 10),
+        };
+        docs.push(format!(
+            "apiVersion: ambassador/v1\nkind: Mapping\nname: m{i}\nprefix: /svc{group}/\nservice: s{i}.ns:8080\n{host}{header}{weight}"
+        ));
+        if docs.len() == 10 || i + 1 == n {
+            fs::write(dir.join(format!("f{file:05}.yaml")), docs.join("---\n")).unwrap();
+            docs.clear();
+            file += 1;
+        }
+    }
+}
+
+fn listen() -> Listen {
+    Listen {
+        default: "0.0.0.0:8080".parse().unwrap(),
+        fleets: Default::default(),
+    }
+}
+
+struct Times(Vec<Duration>);
+
+impl Times {
+    fn pct(&self, p: f64) -> Duration {
+        let mut v = self.0.clone();
+        v.sort();
+        v[((v.len() - 1) as f64 * p).round() as usize]
+    }
+    fn show(&self, what: &str, per: usize) -> String {
+        let p50 = self.pct(0.5);
+        format!(
+            "{what:<34} p50 {:>9.2} ms  p99 {:>9.2} ms  ({:.2} us per Mapping)",
+            ms(p50),
+            ms(self.pct(0.99)),
+            p50.as_secs_f64() * 1e6 / per as f64
+        )
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn run(n: usize, reps: usize) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("m");
+    generate(&dir, n);
+    println!("== {n} Mappings in {} files", n.div_ceil(10));
+
+    let only_incremental = std::env::var_os("ONLY_INCREMENTAL").is_some();
+    // Stages, each from a cold loader.
+    let (mut scan_t, mut compile_t, mut build_t, mut full_t) = (vec![], vec![], vec![], vec![]);
+    let mut peak = 0isize;
+    let mut encoded = 0;
+    for _ in 0..if only_incremental { 0 } else { reps } {
+        let region = Region::new(ALLOC);
+        let mut high = 0isize;
+        let t0 = Instant::now();
+        let mut loader = Loader::new(&dir, DEFAULT_MAX_FILE_SIZE);
+        let scan = loader.scan(false).unwrap();
+        let t1 = Instant::now();
+        high = high.max(live(&region));
+        let files: Vec<_> = scan.files.iter().map(|f| (*f.parsed).clone()).collect();
+        let compiled = compile(&files, None);
+        let t2 = Instant::now();
+        high = high.max(live(&region));
+        let mut builder = SnapshotBuilder::new(listen(), None);
+        let snaps: Vec<_> = compiled
+            .tables
+            .fleets
+            .iter()
+            .map(|(f, t)| builder.build(f, std::sync::Arc::clone(t)))
+            .collect();
+        let t3 = Instant::now();
+        encoded = snaps.iter().map(|s| s.routes.items.values().map(|r| r.any.len()).sum::<usize>() + s.clusters.items.values().map(|r| r.any.len()).sum::<usize>()).sum();
+        high = high.max(live(&region));
+        peak = peak.max(high);
+        drop(snaps);
+        scan_t.push(t1 - t0);
+        compile_t.push(t2 - t1);
+        build_t.push(t3 - t2);
+        full_t.push(t3 - t0);
+    }
+    if !only_incremental {
+        println!("{}", Times(full_t).show("full rebuild (read..encode)", n));
+        println!("{}", Times(scan_t).show("  read + parse", n));
+        println!("{}", Times(compile_t).show("  groups + weights + clusters", n));
+        println!("{}", Times(build_t).show("  translate + encode + hash", n));
+        println!(
+            "heap held at the end of a stage, at most: {:.1} MiB; encoded resources {:.1} MiB",
+            peak as f64 / 1048576.0,
+            encoded as f64 / 1048576.0
+        );
+    }
+
+    // One changed file among the others, through the incremental reloader serve uses.
+    let mut reloader = Reloader::new(
+        Loader::new(&dir, DEFAULT_MAX_FILE_SIZE),
+        SnapshotBuilder::new(listen(), None),
+        Duration::from_secs(1),
+    );
+    reloader.reload(false, Instant::now());
+    // Let the files age out of the "racy" window, as they would on a real system.
+    std::thread::sleep(Duration::from_millis(2100));
+    reloader.reload(false, Instant::now());
+    let target = dir.join("f00003.yaml");
+    let original = fs::read_to_string(&target).unwrap();
+    let mut one = vec![];
+    for rep in 0..if only_incremental { 300 } else { reps.max(20) } {
+        let text = original.replace("weight: 1\n", &format!("weight: {}\n", 2 + rep % 40));
+        let text = format!("{text}\n# edit {rep}\n");
+        let tmp = dir.join(".edit.tmp");
+        fs::write(&tmp, &text).unwrap();
+        fs::rename(&tmp, &target).unwrap();
+        let t = Instant::now();
+        let o = reloader.reload(false, Instant::now());
+        one.push(t.elapsed());
+        assert!(o.published.is_some());
+    }
+    println!("{}", Times(one).show("one changed file (incremental)", n));
+}
+
+fn main() {
+    let sizes: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let sizes = if sizes.is_empty() { vec![1_000, 10_000, 50_000] } else { sizes };
+    for n in sizes {
+        let reps = if n >= 50_000 { 5 } else if n >= 10_000 { 10 } else { 30 };
+        run(n, reps);
+    }
+}
