@@ -35,8 +35,16 @@ fn generate(dir: &Path, n: usize) {
     let mut file = 0;
     for i in 0..n {
         let group = i / 3 + (i % 7 == 0) as usize;
-        let host = if group % 5 == 0 { format!("host: h{}.example.com\n", group % 7) } else { String::new() };
-        let header = if group % 11 == 0 { "headers:\n  x-canary: \"true\"\n".to_string() } else { String::new() };
+        let host = if group.is_multiple_of(5) {
+            format!("host: h{}.example.com\n", group % 7)
+        } else {
+            String::new()
+        };
+        let header = if group.is_multiple_of(11) {
+            "headers:\n  x-canary: \"true\"\n".to_string()
+        } else {
+            String::new()
+        };
         let weight = match i % 3 {
             0 => String::new(),
             1 => format!("weight: {}\n", 1 + i % 30),
@@ -114,7 +122,17 @@ fn run(n: usize, reps: usize) {
             .map(|(f, t)| builder.build(f, std::sync::Arc::clone(t)))
             .collect();
         let t3 = Instant::now();
-        encoded = snaps.iter().map(|s| s.routes.items.values().map(|r| r.any.len()).sum::<usize>() + s.clusters.items.values().map(|r| r.any.len()).sum::<usize>()).sum();
+        encoded = snaps
+            .iter()
+            .map(|s| {
+                s.routes.items.values().map(|r| r.any.len()).sum::<usize>()
+                    + s.clusters
+                        .items
+                        .values()
+                        .map(|r| r.any.len())
+                        .sum::<usize>()
+            })
+            .sum();
         high = high.max(live(&region));
         peak = peak.max(high);
         drop(snaps);
@@ -126,7 +144,10 @@ fn run(n: usize, reps: usize) {
     if !only_incremental {
         println!("{}", Times(full_t).show("full rebuild (read..encode)", n));
         println!("{}", Times(scan_t).show("  read + parse", n));
-        println!("{}", Times(compile_t).show("  groups + weights + clusters", n));
+        println!(
+            "{}",
+            Times(compile_t).show("  groups + weights + clusters", n)
+        );
         println!("{}", Times(build_t).show("  translate + encode + hash", n));
         println!(
             "heap held at the end of a stage, at most: {:.1} MiB; encoded resources {:.1} MiB",
@@ -167,9 +188,19 @@ fn main() {
         .skip(1)
         .filter_map(|a| a.parse().ok())
         .collect();
-    let sizes = if sizes.is_empty() { vec![1_000, 10_000, 50_000] } else { sizes };
+    let sizes = if sizes.is_empty() {
+        vec![1_000, 10_000, 50_000]
+    } else {
+        sizes
+    };
     for n in sizes {
-        let reps = if n >= 50_000 { 5 } else if n >= 10_000 { 10 } else { 30 };
+        let reps = if n >= 50_000 {
+            5
+        } else if n >= 10_000 {
+            10
+        } else {
+            30
+        };
         run(n, reps);
     }
 }

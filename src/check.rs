@@ -6,8 +6,8 @@ use std::path::Path;
 
 use crate::cli::{CheckArgs, Format};
 use crate::diagnostic::{Diagnostic, Severity};
-use crate::report;
 use crate::parse::ParsedFile;
+use crate::report;
 use crate::source::Loader;
 use crate::table::{Compiled, compile, directory_location};
 

@@ -110,7 +110,8 @@ impl Reloader {
         }
         let mut files: Vec<(&String, &FileMemory)> = self.files.iter().collect();
         files.sort_by(|a, b| a.0.cmp(b.0));
-        let effective: Vec<Arc<ParsedFile>> = files.iter().map(|(_, m)| Arc::clone(&m.good)).collect();
+        let effective: Vec<Arc<ParsedFile>> =
+            files.iter().map(|(_, m)| Arc::clone(&m.good)).collect();
         let compiled = compile(&effective, None);
         let published = self.publish(&compiled.tables, since);
         self.last_tables = Some(compiled.tables);

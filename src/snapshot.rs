@@ -15,7 +15,9 @@ use sha2::{Digest, Sha256};
 use crate::mapping::{BackendSettings, Bp, RouteKey, RouteSettings};
 use crate::table::{ClusterSpec, Route, RouteTable};
 use crate::translate;
-use crate::xds::resource::{Kind, Resource, ResourceSet, content_digest, content_version, short_hex};
+use crate::xds::resource::{
+    Kind, Resource, ResourceSet, content_digest, content_version, short_hex,
+};
 
 /// Everything one fleet's Envoys should have.
 #[derive(Clone, Debug)]
@@ -69,12 +71,15 @@ pub struct SnapshotBuilder {
     listen: Listen,
     /// By name (looked up without copying), then by spec: a name may mean another spec in
     /// another fleet.
-    clusters: HashMap<String, Vec<(ClusterSpec, Used<Arc<Resource>>)>>,
+    clusters: HashMap<String, Vec<ClusterVariant>>,
     listeners: HashMap<SocketAddr, Used<Arc<Resource>>>,
     routes: HashMap<u64, Used<CachedRoute>>,
     configs: HashMap<String, Used<Arc<Resource>>>,
     generation: u64,
 }
+
+/// A cluster encoded for one spec.
+type ClusterVariant = (ClusterSpec, Used<Arc<Resource>>);
 
 /// A cache entry and the generation that last used it.
 struct Used<T> {
@@ -107,7 +112,10 @@ fn route_parts(r: &Route) -> Vec<(Arc<crate::mapping::Mapping>, Bp, String)> {
 }
 
 fn same_parts(r: &Route, parts: &[(Arc<crate::mapping::Mapping>, Bp, String)]) -> bool {
-    let shadow = r.shadow.iter().map(|s| (&s.mapping, s.percent_bp, &s.cluster));
+    let shadow = r
+        .shadow
+        .iter()
+        .map(|s| (&s.mapping, s.percent_bp, &s.cluster));
     let now = r
         .backends
         .iter()
@@ -230,7 +238,13 @@ impl SnapshotBuilder {
                         &(name, ClusterModel::of(spec), &options.upstream_ca),
                     );
                     let bytes = translate::cluster(name, spec, &options).encode_to_vec();
-                    let r = Arc::new(Resource::new(Kind::Cluster, name.clone(), version, bytes, Vec::new()));
+                    let r = Arc::new(Resource::new(
+                        Kind::Cluster,
+                        name.clone(),
+                        version,
+                        bytes,
+                        Vec::new(),
+                    ));
                     variants.push((
                         spec.clone(),
                         Used {
@@ -358,12 +372,17 @@ impl SnapshotBuilder {
 
 /// Encodes a `RouteConfiguration` from pre-encoded `VirtualHost.routes` entries: the same
 /// bytes prost would write for `translate::route_configuration` (fields in tag order).
-fn assemble_route_configuration(plan: &[(String, Vec<usize>)], entries: &[bytes::Bytes]) -> Vec<u8> {
-    use prost::encoding::{encode_key, encode_varint, string, WireType};
+fn assemble_route_configuration(
+    plan: &[(String, Vec<usize>)],
+    entries: &[bytes::Bytes],
+) -> Vec<u8> {
+    use prost::encoding::{WireType, encode_key, encode_varint, string};
     let name = translate::ROUTE_CONFIG_NAME.to_string();
     let total: usize = plan
         .iter()
-        .map(|(d, routes)| routes.iter().map(|&i| entries[i].len()).sum::<usize>() + 2 * d.len() + 16)
+        .map(|(d, routes)| {
+            routes.iter().map(|&i| entries[i].len()).sum::<usize>() + 2 * d.len() + 16
+        })
         .sum();
     let mut out = Vec::with_capacity(total + name.len() + 8);
     string::encode(1, &name, &mut out);
@@ -410,17 +429,38 @@ mod tests {
     use envoy_types::pb::google::protobuf::Any;
 
     fn table(yaml: &[(&str, &str)]) -> Arc<RouteTable> {
-        let files: Vec<_> = yaml.iter().map(|(f, y)| parse_file(f, y.as_bytes())).collect();
+        let files: Vec<_> = yaml
+            .iter()
+            .map(|(f, y)| parse_file(f, y.as_bytes()))
+            .collect();
         Arc::clone(&compile(&files, None).tables.fleets["default"])
     }
 
     const RICH: &[(&str, &str)] = &[
-        ("a.yaml", "apiVersion: ambassador/v1\nkind: Mapping\nname: qotm\nprefix: /qotm/\nservice: qotm\n"),
-        ("b.yaml", "apiVersion: ambassador/v1\nkind: Mapping\nname: qotmv2\nprefix: /qotm/\nservice: qotmv2\nweight: 10\ntimeout_ms: 500\n"),
-        ("c.yaml", "apiVersion: ambassador/v1\nkind: Mapping\nname: h\nprefix: /h/\nservice: h\nhost: foo.com\n"),
-        ("d.yaml", "apiVersion: ambassador/v1\nkind: Mapping\nname: w\nprefix: /w/\nservice: w\nhost: \"*.foo.com\"\n"),
-        ("e.yaml", "apiVersion: ambassador/v1\nkind: Mapping\nname: s\nprefix: /qotm/\nservice: mirror\nshadow: true\nweight: 5\n"),
-        ("f.yaml", "apiVersion: ambassador/v1\nkind: Mapping\nname: hdr\nprefix: /qotm/\nservice: qotmv2\nheaders: {x-canary: \"true\"}\n"),
+        (
+            "a.yaml",
+            "apiVersion: ambassador/v1\nkind: Mapping\nname: qotm\nprefix: /qotm/\nservice: qotm\n",
+        ),
+        (
+            "b.yaml",
+            "apiVersion: ambassador/v1\nkind: Mapping\nname: qotmv2\nprefix: /qotm/\nservice: qotmv2\nweight: 10\ntimeout_ms: 500\n",
+        ),
+        (
+            "c.yaml",
+            "apiVersion: ambassador/v1\nkind: Mapping\nname: h\nprefix: /h/\nservice: h\nhost: foo.com\n",
+        ),
+        (
+            "d.yaml",
+            "apiVersion: ambassador/v1\nkind: Mapping\nname: w\nprefix: /w/\nservice: w\nhost: \"*.foo.com\"\n",
+        ),
+        (
+            "e.yaml",
+            "apiVersion: ambassador/v1\nkind: Mapping\nname: s\nprefix: /qotm/\nservice: mirror\nshadow: true\nweight: 5\n",
+        ),
+        (
+            "f.yaml",
+            "apiVersion: ambassador/v1\nkind: Mapping\nname: hdr\nprefix: /qotm/\nservice: qotmv2\nheaders: {x-canary: \"true\"}\n",
+        ),
     ];
 
     fn decoded(r: &Resource) -> Vec<u8> {
@@ -430,16 +470,28 @@ mod tests {
     #[test]
     fn the_assembled_route_configuration_is_what_prost_would_encode() {
         let t = table(RICH);
-        let snap = SnapshotBuilder::new(Listen { default: "0.0.0.0:8080".parse().unwrap(), fleets: BTreeMap::new() }, None)
-            .build("default", Arc::clone(&t));
+        let snap = SnapshotBuilder::new(
+            Listen {
+                default: "0.0.0.0:8080".parse().unwrap(),
+                fleets: BTreeMap::new(),
+            },
+            None,
+        )
+        .build("default", Arc::clone(&t));
         let r = &snap.routes.items[translate::ROUTE_CONFIG_NAME];
-        assert_eq!(decoded(r), translate::route_configuration(&t).encode_to_vec());
+        assert_eq!(
+            decoded(r),
+            translate::route_configuration(&t).encode_to_vec()
+        );
         assert_eq!(r.refs.len(), t.clusters.len());
     }
 
     #[test]
     fn rebuilding_reuses_and_versions_follow_content() {
-        let listen = Listen { default: "0.0.0.0:8080".parse().unwrap(), fleets: BTreeMap::new() };
+        let listen = Listen {
+            default: "0.0.0.0:8080".parse().unwrap(),
+            fleets: BTreeMap::new(),
+        };
         let mut b = SnapshotBuilder::new(listen.clone(), None);
         let first = b.build("default", table(RICH));
         b.retain();
@@ -457,6 +509,9 @@ mod tests {
         assert_eq!(moved.clusters.version, first.clusters.version);
         assert_ne!(moved.routes.version, first.routes.version);
         let r = &moved.routes.items[translate::ROUTE_CONFIG_NAME];
-        assert_eq!(decoded(r), translate::route_configuration(&table(&changed)).encode_to_vec());
+        assert_eq!(
+            decoded(r),
+            translate::route_configuration(&table(&changed)).encode_to_vec()
+        );
     }
 }

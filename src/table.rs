@@ -103,11 +103,7 @@ pub fn compile<F: Borrow<ParsedFile>>(files: &[F], fallback: Option<&Tables>) ->
         .iter()
         .flat_map(|f| f.diagnostics.iter().cloned())
         .collect();
-    let mappings: Vec<Arc<Mapping>> = files
-        .iter()
-        .flat_map(|f| &f.mappings)
-        .cloned()
-        .collect();
+    let mappings: Vec<Arc<Mapping>> = files.iter().flat_map(|f| &f.mappings).cloned().collect();
 
     let mut fleets: BTreeSet<&str> = BTreeSet::from([DEFAULT_FLEET]);
     for m in &mappings {
@@ -347,7 +343,13 @@ fn build_route(
         }
     };
     if let Some(remark) = remark {
-        remark_on(&describe(group.key), &members, split.shares(), &remark, diagnostics);
+        remark_on(
+            &describe(group.key),
+            &members,
+            split.shares(),
+            &remark,
+            diagnostics,
+        );
     }
     let backends = members
         .iter()
@@ -551,9 +553,18 @@ fn owner_order(routes: &[Route], a: &Owner, b: &Owner) -> Ordering {
         (Owner::Shared(_), Owner::Dedicated { .. }) => Ordering::Less,
         (Owner::Dedicated { .. }, Owner::Shared(_)) => Ordering::Greater,
         (
-            Owner::Dedicated { route: r1, mapping: m1 },
-            Owner::Dedicated { route: r2, mapping: m2 },
-        ) => routes[*r1].key.cmp(&routes[*r2].key).then_with(|| m1.id.cmp(&m2.id)),
+            Owner::Dedicated {
+                route: r1,
+                mapping: m1,
+            },
+            Owner::Dedicated {
+                route: r2,
+                mapping: m2,
+            },
+        ) => routes[*r1]
+            .key
+            .cmp(&routes[*r2].key)
+            .then_with(|| m1.id.cmp(&m2.id)),
     }
 }
 
@@ -646,7 +657,12 @@ fn assign_clusters(
             .iter()
             .enumerate()
             .map(|(bi, b)| (Slot::Backend(ri, bi), &b.mapping, dedicated))
-            .chain(route.shadow.iter().map(|s| (Slot::Shadow(ri), &s.mapping, true)));
+            .chain(
+                route
+                    .shadow
+                    .iter()
+                    .map(|s| (Slot::Shadow(ri), &s.mapping, true)),
+            );
         for (slot, m, dedicated) in all {
             let index = if dedicated {
                 owners.push((
@@ -761,7 +777,10 @@ fn cluster_names(routes: &[Route], owners: &[(Owner, ClusterSpec, String)]) -> V
     }
     // Clashes are rare: resolve them in a fixed order of names, then of owners.
     clashes.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut taken: HashSet<String> = RESERVED_CLUSTER_NAMES.iter().map(|s| s.to_string()).collect();
+    let mut taken: HashSet<String> = RESERVED_CLUSTER_NAMES
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     taken.extend(candidates.into_keys());
     for (name, mut list) in clashes {
         list.sort_by(|&a, &b| owner_order(routes, &owners[a].0, &owners[b].0));

@@ -94,10 +94,15 @@ mod tests {
             .unwrap();
         assert_eq!(signal, Signal::Changed);
         // Reading is not changing: no event, or every reload would cause the next.
-        while tokio::time::timeout(Duration::from_millis(100), rx.recv()).await.is_ok() {}
+        while tokio::time::timeout(Duration::from_millis(100), rx.recv())
+            .await
+            .is_ok()
+        {}
         let _ = std::fs::read(dir.join("a.yaml")).unwrap();
         assert!(
-            tokio::time::timeout(Duration::from_millis(300), rx.recv()).await.is_err(),
+            tokio::time::timeout(Duration::from_millis(300), rx.recv())
+                .await
+                .is_err(),
             "reading a file sent an event"
         );
         assert!(w.is_current());
