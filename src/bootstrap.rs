@@ -79,6 +79,10 @@ pub struct BootstrapArgs {
     /// the listener canary-xds serves over LDS (for users who keep their own listener).
     #[arg(long, value_name = "ADDR")]
     pub static_listener: Option<SocketAddr>,
+    /// Leave out canary-xds's runtime layer (RTDS). With it, a weight change reaches Envoy as
+    /// a small runtime update instead of a new route table.
+    #[arg(long)]
+    pub no_runtime: bool,
 }
 
 impl Default for BootstrapArgs {
@@ -91,6 +95,7 @@ impl Default for BootstrapArgs {
             admin: DEFAULT_ADMIN.parse().expect("the default is valid"),
             delta: false,
             static_listener: None,
+            no_runtime: false,
         }
     }
 }
@@ -213,6 +218,9 @@ fn command_line(args: &BootstrapArgs) -> String {
     if let Some(addr) = args.static_listener {
         line.push_str(&format!(" --static-listener {addr}"));
     }
+    if args.no_runtime {
+        line.push_str(" --no-runtime");
+    }
     line
 }
 
@@ -256,11 +264,33 @@ fn bootstrap(args: &BootstrapArgs) -> Yaml {
         Some(addr) => statics.insert(0, ("listeners", seq([static_listener(addr)]))),
         None => dynamic.push(("lds_config", ads())),
     }
-    map([
-        (
-            "node",
-            map([("id", s(&args.node_id)), ("cluster", s(&args.fleet))]),
-        ),
+    let mut node = vec![("id", s(&args.node_id)), ("cluster", s(&args.fleet))];
+    let mut runtime = Vec::new();
+    if !args.no_runtime {
+        // The metadata tells canary-xds that this Envoy reads weights from the layer.
+        node.push((
+            "metadata",
+            map([(crate::xds::stream::RUNTIME_METADATA, Yaml::Bool(true))]),
+        ));
+        runtime.push((
+            "layered_runtime",
+            map([(
+                "layers",
+                seq([map([
+                    ("name", s(crate::snapshot::RUNTIME_LAYER)),
+                    (
+                        "rtds_layer",
+                        map([
+                            ("name", s(crate::snapshot::RUNTIME_LAYER)),
+                            ("rtds_config", ads()),
+                        ]),
+                    ),
+                ])]),
+            )]),
+        ));
+    }
+    let mut top = vec![
+        ("node", Yaml::Map(node)),
         ("dynamic_resources", Yaml::Map(dynamic)),
         ("static_resources", Yaml::Map(statics)),
         (
@@ -317,7 +347,9 @@ fn bootstrap(args: &BootstrapArgs) -> Yaml {
                 ])]),
             )]),
         ),
-    ])
+    ];
+    top.extend(runtime);
+    Yaml::Map(top)
 }
 
 /// The static cluster that reaches canary-xds over gRPC.
@@ -519,7 +551,18 @@ mod tests {
         let args = parse(&[]).unwrap();
         assert_eq!(args, BootstrapArgs::default());
         let d = data(&args);
-        assert_eq!(d["node"], json!({"id": "envoy", "cluster": "default"}));
+        assert_eq!(
+            d["node"],
+            json!({"id": "envoy", "cluster": "default", "metadata": {"canary_xds_rtds": true}})
+        );
+        // The runtime layer that carries weight changes, over ADS.
+        assert_eq!(
+            d["layered_runtime"]["layers"][0],
+            json!({"name": "canary-xds", "rtds_layer": {"name": "canary-xds", "rtds_config": {"ads": {}, "resource_api_version": "V3"}}})
+        );
+        let plain = data(&parse(&["--no-runtime"]).unwrap());
+        assert_eq!(plain["node"], json!({"id": "envoy", "cluster": "default"}));
+        assert!(plain.get("layered_runtime").is_none());
         assert_eq!(
             d["admin"]["address"]["socket_address"],
             json!({"address": "127.0.0.1", "port_value": 9901})

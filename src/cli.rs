@@ -29,6 +29,8 @@ pub enum Command {
     Serve(crate::serve::ServeArgs),
     /// Print an Envoy bootstrap that points Envoy at canary-xds.
     Bootstrap(crate::bootstrap::BootstrapArgs),
+    /// Compare each canary's traffic with its primary's over a window, from Envoy's stats.
+    Status(crate::status::StatusArgs),
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]

@@ -7,13 +7,18 @@
 //! ```
 //!
 //! Everything from `parse` to `table` is synchronous and free of I/O; `source` is the edge that
-//! reads the directory.
+//! reads the directory. `serve` is the shell around it: the watch loop (`watch`, `reload`), the
+//! ADS server (`xds`) and the admin HTTP server (`admin`, with `metrics`). `status` reads
+//! Envoys' stats and the configured weights (`live`) and judges each canary (`stats`).
 
+pub mod admin;
 pub mod bootstrap;
 pub mod check;
 pub mod cli;
 pub mod diagnostic;
+pub mod live;
 pub mod mapping;
+pub mod metrics;
 pub mod parse;
 pub mod regex_check;
 pub mod reload;
@@ -22,6 +27,8 @@ pub mod serve;
 pub mod snapshot;
 pub mod source;
 pub mod state;
+pub mod stats;
+pub mod status;
 pub mod table;
 pub mod translate;
 pub mod watch;

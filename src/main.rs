@@ -39,5 +39,6 @@ fn main() -> ExitCode {
             print!("{}", bootstrap::render(&args));
             ExitCode::SUCCESS
         }
+        Command::Status(args) => ExitCode::from(canary_xds::status::run(&args)),
     }
 }

@@ -49,6 +49,9 @@ pub struct BackendJson<'a> {
     pub cluster: &'a str,
     pub file: &'a str,
     pub line: u64,
+    /// Whether the Mapping sets `weight`; `status` takes a route's primary among the Mappings
+    /// that do not (Ambassador's default Mapping).
+    pub weighted: bool,
 }
 
 #[derive(Serialize)]
@@ -87,6 +90,7 @@ pub fn route_json(r: &Route) -> RouteJson<'_> {
                 cluster: &b.cluster,
                 file: &b.mapping.origin.file,
                 line: b.mapping.origin.line,
+                weighted: b.mapping.weight.is_some(),
             })
             .collect(),
         shadow: r.shadow.as_ref().map(|s| ShadowJson {

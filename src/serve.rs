@@ -1,15 +1,15 @@
 //! `canary-xds serve`: the I/O shell around the pipeline. It watches the directory, reloads,
 //! publishes snapshots to the ADS server, and shuts down cleanly.
 //!
-//! `start` takes a bound listener and a shutdown future (tests bind port 0 and read the address
-//! back) and returns what is running.
+//! `start` takes bound listeners (xDS, and the admin server's unless it is off) and a shutdown
+//! future (tests bind port 0 and read the addresses back) and returns what is running.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use clap::Args;
 use tokio::net::TcpListener;
@@ -17,13 +17,15 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
 
+use crate::admin::{AdminAddr, AdminState, LastReload};
 use crate::diagnostic::{Diagnostic, Severity};
+use crate::metrics::Metrics;
 use crate::reload::{Outcome, Reloader};
 use crate::snapshot::{Listen, SnapshotBuilder};
 use crate::source::{DEFAULT_MAX_FILE_SIZE, Loader};
 use crate::state::{Saved, StateDir};
 use crate::watch::{DirWatch, Signal};
-use crate::xds::server::Hub;
+use crate::xds::server::{Hub, Published};
 use sha2::Digest;
 
 /// The flags of `serve`; each is also read from the environment (`CANARY_XDS_<FLAG>`).
@@ -66,6 +68,24 @@ pub struct ServeArgs {
     /// before they write).
     #[arg(long, default_value_t = 1000, env = "CANARY_XDS_EMPTY_GRACE_MS")]
     pub empty_grace_ms: u64,
+    /// Where the admin HTTP server listens (health, metrics, the JSON API and the diagnostics
+    /// page), or `off`. Loopback by default.
+    #[arg(
+        long,
+        value_name = "ADDR|off",
+        default_value = crate::admin::DEFAULT_ADMIN,
+        env = "CANARY_XDS_ADMIN"
+    )]
+    pub admin: AdminAddr,
+    /// An Envoy admin endpoint (`http://127.0.0.1:9901`) whose stats show live traffic per
+    /// backend on the page. Repeatable.
+    #[arg(
+        long = "envoy-admin",
+        value_name = "URL",
+        env = "CANARY_XDS_ENVOY_ADMIN",
+        value_delimiter = ','
+    )]
+    pub envoy_admin: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -89,6 +109,8 @@ pub enum ServeError {
     DuplicateListen(String),
     #[error("the xDS server failed: {0}")]
     Server(#[from] tonic::transport::Error),
+    #[error(transparent)]
+    Admin(#[from] crate::admin::AdminError),
     #[error(transparent)]
     State(#[from] crate::state::StateError),
 }
@@ -130,6 +152,8 @@ pub struct Settings {
     pub max_file_size: u64,
     pub upstream_ca: Option<PathBuf>,
     pub empty_grace: Duration,
+    /// Envoy admin endpoints to read live traffic from (`--envoy-admin`).
+    pub envoy_admin: Vec<String>,
 }
 
 impl Settings {
@@ -142,6 +166,12 @@ impl Settings {
             max_file_size: args.max_file_size,
             upstream_ca: args.upstream_ca.clone(),
             empty_grace: Duration::from_millis(args.empty_grace_ms),
+            envoy_admin: args
+                .envoy_admin
+                .iter()
+                .map(|u| u.trim().to_string())
+                .filter(|u| !u.is_empty())
+                .collect(),
         })
     }
 
@@ -155,28 +185,56 @@ impl Settings {
             max_file_size: DEFAULT_MAX_FILE_SIZE,
             upstream_ca: None,
             empty_grace: Duration::from_millis(1000),
+            envoy_admin: Vec::new(),
         }
+    }
+}
+
+/// The sockets `serve` listens on, bound by the caller.
+pub struct Listeners {
+    pub xds: TcpListener,
+    /// The admin server's; `None` when it is off.
+    pub admin: Option<TcpListener>,
+}
+
+/// Just an xDS listener: no admin server.
+impl From<TcpListener> for Listeners {
+    fn from(xds: TcpListener) -> Self {
+        Listeners { xds, admin: None }
     }
 }
 
 /// A running control plane.
 pub struct Running {
     pub xds_addr: SocketAddr,
+    /// Where the admin server listens, when it runs.
+    pub admin_addr: Option<SocketAddr>,
     pub hub: Arc<Hub>,
+    /// What the admin server shows; `set_live` feeds its live-traffic section.
+    pub admin: Arc<AdminState>,
     /// Ends when the server has shut down.
     pub done: JoinHandle<Result<(), ServeError>>,
 }
 
-/// Starts serving: the first reload, the ADS server on `xds`, and the watch loop. Everything
-/// stops when `shutdown` completes.
+/// Starts serving: the first reload, the ADS server on the xDS listener, the admin server on
+/// its listener (if any), and the watch loop. Everything stops when `shutdown` completes.
 pub async fn start(
     settings: Settings,
-    xds: TcpListener,
+    listeners: impl Into<Listeners>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Running, ServeError> {
+    let Listeners { xds, admin } = listeners.into();
     let xds_addr = xds
         .local_addr()
         .map_err(|e| ServeError::BadListen(e.to_string()))?;
+    let admin_addr = match &admin {
+        Some(l) => Some(
+            l.local_addr()
+                .map_err(|e| ServeError::BadListen(e.to_string()))?,
+        ),
+        None => None,
+    };
+    let metrics = Arc::new(Metrics::new());
     let mut reloader = Reloader::new(
         Loader::new(&settings.dir, settings.max_file_size),
         SnapshotBuilder::new(settings.listen.clone(), settings.upstream_ca.clone()),
@@ -207,12 +265,15 @@ pub async fn start(
     .expect("the first reload does not panic");
     let mut seen = BTreeSet::new();
     log_outcome(&first, &mut seen);
+    metrics.reload(&first);
+    let first_report = LastReload::of(&first, SystemTime::now());
     let remembered = if first.published.is_none() {
         reloader.from_memory(since)
     } else {
         None
     };
     let accepted = first.accepted.clone();
+    let loaded = first.published.is_some() || remembered.is_some();
     let initial = match first.published.or(remembered) {
         Some(p) => p,
         None => {
@@ -233,6 +294,18 @@ pub async fn start(
         }
     };
     let hub = Hub::new(initial);
+    {
+        let metrics = Arc::clone(&metrics);
+        hub.observe(move |o| metrics.observed(&o));
+    }
+    let admin_state = AdminState::new(
+        Arc::clone(&hub),
+        metrics,
+        first_report,
+        loaded,
+        &settings.dir,
+        &settings.envoy_admin,
+    );
     if !saved.sets.is_empty() {
         hub.with_archive(|a| {
             for (kind, set) in &saved.sets {
@@ -252,9 +325,19 @@ pub async fn start(
         let _ = stop_tx.send(true);
     });
 
+    let admin_task = admin.map(|listener| {
+        let mut stop = stop_rx.clone();
+        tokio::spawn(crate::admin::serve(
+            listener,
+            Arc::clone(&admin_state),
+            async move {
+                let _ = stop.wait_for(|s| *s).await;
+            },
+        ))
+    });
     let watch_task = tokio::spawn(watch_loop(
         reloader,
-        Arc::clone(&hub),
+        Arc::clone(&admin_state),
         settings.clone(),
         stop_rx.clone(),
         seen,
@@ -264,12 +347,17 @@ pub async fn start(
     let server_hub = Arc::clone(&hub);
     let service = hub.service();
     let mut server_stop = stop_rx;
+    let server_admin = Arc::clone(&admin_state);
     let done = tokio::spawn(async move {
+        let stopping_admin = Arc::clone(&server_admin);
         let stopped = async move {
             let _ = server_stop.wait_for(|s| *s).await;
+            stopping_admin.set_serving(false);
             // End every ADS stream so the server can finish; Envoys keep their config.
             server_hub.close();
         };
+        // The listener is bound, so streams opened from now on are accepted.
+        server_admin.set_serving(true);
         let result = tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
@@ -279,11 +367,20 @@ pub async fn start(
             .serve_with_incoming_shutdown(TcpListenerStream::new(xds), stopped)
             .await;
         let _ = watch_task.await;
-        result.map_err(ServeError::from)
+        result?;
+        if let Some(task) = admin_task {
+            match task.await {
+                Ok(r) => r?,
+                Err(e) => tracing::error!("the admin server panicked: {e}"),
+            }
+        }
+        Ok(())
     });
     Ok(Running {
         xds_addr,
+        admin_addr,
         hub,
+        admin: admin_state,
         done,
     })
 }
@@ -297,7 +394,7 @@ type Events = (
 
 async fn watch_loop(
     mut reloader: Reloader,
-    hub: Arc<Hub>,
+    admin: Arc<AdminState>,
     settings: Settings,
     mut stop: watch::Receiver<bool>,
     mut seen: BTreeSet<Diagnostic>,
@@ -305,6 +402,7 @@ async fn watch_loop(
     events: Events,
 ) {
     let (tx, mut rx, mut dir_watch) = events;
+    let hub = Arc::clone(admin.hub());
     let mut rescan = tokio::time::interval(settings.rescan_interval);
     rescan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     rescan.tick().await;
@@ -357,6 +455,8 @@ async fn watch_loop(
         };
         reloader = back;
         log_outcome(&outcome, &mut seen);
+        admin.metrics().reload(&outcome);
+        admin.reloaded(&outcome);
         if outcome.published.is_none() {
             // The directory is gone or unreadable: watch it again once it is back.
             dir_watch = None;
@@ -372,7 +472,7 @@ async fn watch_loop(
             Some(p) if outcome.changed && outcome.removed_files > 0 => {
                 let tries = if confirming { removal_tries + 1 } else { 1 };
                 if tries * REMOVAL_SETTLE >= REMOVAL_SETTLE_MAX {
-                    hub.publish(p);
+                    publish(&admin, p);
                     removal_tries = 0;
                 } else {
                     pending_removal = true;
@@ -381,7 +481,7 @@ async fn watch_loop(
                 }
             }
             Some(p) if outcome.changed || confirming => {
-                hub.publish(p);
+                publish(&admin, p);
                 removal_tries = 0;
             }
             _ => removal_tries = 0,
@@ -394,6 +494,15 @@ async fn watch_loop(
             };
         }
     }
+}
+
+/// Serves `p`, telling the metrics first which ACKs will measure how fast it spreads.
+fn publish(admin: &AdminState, p: Published) {
+    let hub = admin.hub();
+    admin
+        .metrics()
+        .expect_acks(&hub.current(), &p, &hub.envoys());
+    hub.publish(p);
 }
 
 /// How many generations of served sets `--state-dir` keeps: the current one and the one before,
@@ -521,11 +630,27 @@ pub fn init_logging(format: LogFormat) {
 /// Runs `serve` until SIGINT or SIGTERM.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let settings = Settings::from_args(&args)?;
-    let listener = TcpListener::bind(args.xds)
+    let xds = TcpListener::bind(args.xds)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on --xds {}: {e}", args.xds))?;
-    let running = start(settings, listener, shutdown_signal()).await?;
-    tracing::info!(xds = %running.xds_addr, dir = %args.dir.display(), "serving");
+    let admin = match args.admin {
+        AdminAddr::Off => None,
+        AdminAddr::At(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on --admin {addr}: {e}"))?,
+        ),
+    };
+    let running = start(settings, Listeners { xds, admin }, shutdown_signal()).await?;
+    match running.admin_addr {
+        Some(admin) => tracing::info!(
+            xds = %running.xds_addr,
+            admin = format!("http://{admin}/"),
+            dir = %args.dir.display(),
+            "serving"
+        ),
+        None => tracing::info!(xds = %running.xds_addr, dir = %args.dir.display(), "serving"),
+    }
     running.done.await??;
     tracing::info!("stopped");
     Ok(())

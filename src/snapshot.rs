@@ -16,7 +16,7 @@ use crate::mapping::{BackendSettings, Bp, RouteKey, RouteSettings};
 use crate::table::{ClusterSpec, Route, RouteTable};
 use crate::translate;
 use crate::xds::resource::{
-    Kind, Resource, ResourceSet, content_digest, content_version, short_hex,
+    Kind, Layer, Resource, ResourceSet, content_digest, content_version, short_hex,
 };
 
 /// Everything one fleet's Envoys should have.
@@ -27,21 +27,34 @@ pub struct Snapshot {
     pub version: String,
     pub clusters: ResourceSet,
     pub listeners: ResourceSet,
+    /// The route configuration for Envoys without canary-xds's runtime layer: every weight in it.
     pub routes: ResourceSet,
+    /// For Envoys with the runtime layer: weighted routes read their weights from runtime keys
+    /// (defaulting to base weights), so weight changes go in `runtime` alone.
+    pub routes_runtime: ResourceSet,
+    /// The runtime layer (RTDS): weights that differ from the base weights.
+    pub runtime: ResourceSet,
     /// The route table the resources were made from.
     pub table: Arc<RouteTable>,
 }
 
+/// The name of the runtime layer, in the bootstrap and over RTDS.
+pub const RUNTIME_LAYER: &str = "canary-xds";
+
 impl Snapshot {
+    /// A snapshot for Envoys with and without the runtime layer. Its version names what both
+    /// kinds of Envoy are sent.
     pub fn new(
         fleet: String,
         clusters: ResourceSet,
         listeners: ResourceSet,
         routes: ResourceSet,
+        routes_runtime: ResourceSet,
+        runtime: ResourceSet,
         table: Arc<RouteTable>,
     ) -> Self {
         let mut h = Sha256::new();
-        for set in [&clusters, &listeners, &routes] {
+        for set in [&clusters, &listeners, &routes, &routes_runtime, &runtime] {
             h.update(set.version.as_bytes());
         }
         Snapshot {
@@ -50,16 +63,56 @@ impl Snapshot {
             clusters,
             listeners,
             routes,
+            routes_runtime,
+            runtime,
             table,
         }
     }
 
-    pub fn set(&self, kind: Kind) -> &ResourceSet {
+    /// A snapshot without a runtime variant (the runtime route configuration is the plain one,
+    /// the layer empty): for tests and for Envoys that all lack the layer.
+    pub fn plain(
+        fleet: String,
+        clusters: ResourceSet,
+        listeners: ResourceSet,
+        routes: ResourceSet,
+        table: Arc<RouteTable>,
+    ) -> Self {
+        let empty = ResourceSet::new(BTreeMap::from([(
+            RUNTIME_LAYER.to_string(),
+            Arc::new(Resource::runtime_layer(RUNTIME_LAYER, Layer::new())),
+        )]));
+        Snapshot::new(
+            fleet,
+            clusters,
+            listeners,
+            routes.clone(),
+            routes,
+            empty,
+            table,
+        )
+    }
+
+    /// What an Envoy of this fleet gets of `kind`: with `runtime`, the runtime variant.
+    pub fn set_for(&self, kind: Kind, runtime: bool) -> &ResourceSet {
         match kind {
             Kind::Cluster => &self.clusters,
+            Kind::Runtime => &self.runtime,
             Kind::Listener => &self.listeners,
+            Kind::Route if runtime => &self.routes_runtime,
             Kind::Route => &self.routes,
         }
+    }
+
+    /// Every set, for archiving what was published.
+    pub fn sets(&self) -> [(Kind, &ResourceSet); 5] {
+        [
+            (Kind::Cluster, &self.clusters),
+            (Kind::Runtime, &self.runtime),
+            (Kind::Listener, &self.listeners),
+            (Kind::Route, &self.routes),
+            (Kind::Route, &self.routes_runtime),
+        ]
     }
 }
 
@@ -74,9 +127,28 @@ pub struct SnapshotBuilder {
     clusters: HashMap<String, Vec<ClusterVariant>>,
     listeners: HashMap<SocketAddr, Used<Arc<Resource>>>,
     routes: HashMap<u64, Used<CachedRoute>>,
+    /// Weighted routes for runtime Envoys, by (structure, base weights).
+    runtime_routes: HashMap<[u8; 32], Used<bytes::Bytes>>,
     configs: HashMap<String, Used<Arc<Resource>>>,
+    layers: HashMap<String, Used<Arc<Resource>>>,
+    /// Per fleet: the base weights of each weighted route's structure.
+    bases: HashMap<String, FleetBases>,
     generation: u64,
 }
+
+/// The base weights baked into a fleet's runtime route configuration, by route structure.
+/// A weight change keeps the bases (the runtime layer carries the difference); any other
+/// change to the route configuration rebases every route, emptying the layer.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FleetBases {
+    /// The structure version the bases were taken at.
+    pub structure: [u8; 32],
+    pub bases: HashMap<[u8; 32], Vec<Bp>>,
+}
+
+/// A runtime layer larger than this many routes is folded into the route configuration
+/// (rebased): Envoy rebuilds its runtime snapshot on every layer update, so it must stay small.
+pub const MAX_LAYER_ROUTES: usize = 256;
 
 /// A cluster encoded for one spec.
 type ClusterVariant = (ClusterSpec, Used<Arc<Resource>>);
@@ -94,6 +166,8 @@ struct CachedRoute {
     parts: Vec<(Arc<crate::mapping::Mapping>, Bp, String)>,
     /// The content version of this route (our model, SHA-256).
     digest: [u8; 32],
+    /// For a weighted route, the version of everything but its weights.
+    structure: Option<[u8; 32]>,
     /// Its Envoy routes as entries of `VirtualHost.routes` (field 3).
     entries: bytes::Bytes,
 }
@@ -176,6 +250,15 @@ struct BackendModel<'a> {
 }
 
 impl<'a> RouteModel<'a> {
+    /// Everything but the weights: what must stay the same for a runtime layer to move them.
+    fn structure_of(r: &'a Route) -> Self {
+        let mut m = Self::of(r);
+        for b in &mut m.backends {
+            b.weight_bp = 0;
+        }
+        m
+    }
+
     fn of(r: &'a Route) -> Self {
         RouteModel {
             key: &r.key,
@@ -205,7 +288,10 @@ impl SnapshotBuilder {
             clusters: HashMap::new(),
             listeners: HashMap::new(),
             routes: HashMap::new(),
+            runtime_routes: HashMap::new(),
             configs: HashMap::new(),
+            layers: HashMap::new(),
+            bases: HashMap::new(),
             generation: 0,
         }
     }
@@ -272,25 +358,32 @@ impl SnapshotBuilder {
         listener.generation = generation;
         let listener = Arc::clone(&listener.value);
 
-        let route = self.route_configuration(&table);
+        let (route, route_runtime, layer) = self.route_configurations(fleet, &table);
+        let one = |r: Arc<Resource>| ResourceSet::new(BTreeMap::from([(r.name.clone(), r)]));
         Snapshot::new(
             fleet.to_string(),
             ResourceSet::new(clusters),
-            ResourceSet::new(BTreeMap::from([(listener.name.clone(), listener)])),
-            ResourceSet::new(BTreeMap::from([(
-                translate::ROUTE_CONFIG_NAME.to_string(),
-                route,
-            )])),
+            one(listener),
+            one(route),
+            one(route_runtime),
+            one(layer),
             table,
         )
     }
 
-    /// The route configuration, assembled from each route's cached bytes. Its version hashes
-    /// the virtual hosts and each route's content version, in order.
-    fn route_configuration(&mut self, table: &RouteTable) -> Arc<Resource> {
+    /// The route configurations (plain, and for runtime Envoys) and the runtime layer,
+    /// assembled from each route's cached bytes. A configuration's version hashes the virtual
+    /// hosts and each route's content version, in order.
+    fn route_configurations(
+        &mut self,
+        fleet: &str,
+        table: &RouteTable,
+    ) -> (Arc<Resource>, Arc<Resource>, Arc<Resource>) {
         let generation = self.generation;
-        let mut digests = Vec::with_capacity(table.routes.len());
-        let mut entries = Vec::with_capacity(table.routes.len());
+        let n = table.routes.len();
+        let mut digests = Vec::with_capacity(n);
+        let mut structures: Vec<Option<[u8; 32]>> = Vec::with_capacity(n);
+        let mut entries = Vec::with_capacity(n);
         for r in &table.routes {
             let fp = fingerprint(r);
             let hit = self
@@ -302,8 +395,9 @@ impl SnapshotBuilder {
                 for envoy in translate::envoy_routes(r) {
                     prost::encoding::message::encode(3, &envoy, &mut bytes);
                 }
-                let model = RouteModel::of(r);
-                let digest = content_digest(Kind::Route, &model);
+                let digest = content_digest(Kind::Route, &RouteModel::of(r));
+                let structure = translate::is_weighted(r)
+                    .then(|| content_digest(Kind::Route, &RouteModel::structure_of(r)));
                 self.routes.insert(
                     fp,
                     Used {
@@ -311,6 +405,7 @@ impl SnapshotBuilder {
                             key: r.key.clone(),
                             parts: route_parts(r),
                             digest,
+                            structure,
                             entries: bytes::Bytes::from(bytes),
                         },
                         generation,
@@ -320,31 +415,130 @@ impl SnapshotBuilder {
             let cached = self.routes.get_mut(&fp).expect("inserted above");
             cached.generation = generation;
             digests.push(cached.value.digest);
+            structures.push(cached.value.structure);
             entries.push(cached.value.entries.clone());
         }
         let plan = translate::virtual_host_plan(table);
+        let plain = self.assemble(table, &plan, &digests, &entries, Vec::new());
+
+        // The runtime variant: weighted routes keep base weights and read runtime keys.
         let mut h = Sha256::new();
-        for (domain, routes) in &plan {
-            h.update(domain.as_bytes());
-            h.update([0]);
-            for &i in routes {
-                h.update(digests[i]);
-            }
-            h.update([1]);
+        hash_plan(&mut h, &plan, |i| structures[i].unwrap_or(digests[i]));
+        let structure: [u8; 32] = h.finalize().into();
+        let weights = |i: usize| -> Vec<Bp> {
+            table.routes[i]
+                .backends
+                .iter()
+                .map(|b| b.weight_bp)
+                .collect()
+        };
+        let fleet_bases = self.bases.entry(fleet.to_string()).or_default();
+        let mut rebase = fleet_bases.structure != structure;
+        if !rebase {
+            let overridden = (0..n)
+                .filter(|&i| {
+                    structures[i].is_some_and(|s| fleet_bases.bases.get(&s) != Some(&weights(i)))
+                })
+                .count();
+            rebase = overridden > MAX_LAYER_ROUTES;
         }
+        if rebase {
+            fleet_bases.structure = structure;
+            fleet_bases.bases = (0..n)
+                .filter_map(|i| structures[i].map(|s| (s, weights(i))))
+                .collect();
+        }
+        let mut rt_digests = digests.clone();
+        let mut rt_entries = entries.clone();
+        let mut prefixes = Vec::new();
+        let mut layer = Layer::new();
+        for i in 0..n {
+            let Some(s) = structures[i] else { continue };
+            let now = weights(i);
+            let base = fleet_bases
+                .bases
+                .entry(s)
+                .or_insert_with(|| now.clone())
+                .clone();
+            let mut h = Sha256::new();
+            h.update(s);
+            for w in &base {
+                h.update(w.to_be_bytes());
+            }
+            let id: [u8; 32] = h.finalize().into();
+            let prefix = format!("cx.{}", short_hex(&id));
+            let route = &table.routes[i];
+            let bytes = self.runtime_routes.entry(id).or_insert_with(|| {
+                let mut bytes = Vec::new();
+                let envoy = translate::weighted_route_with_runtime(route, &prefix, &base);
+                prost::encoding::message::encode(3, &envoy, &mut bytes);
+                Used {
+                    value: bytes::Bytes::from(bytes),
+                    generation,
+                }
+            });
+            bytes.generation = generation;
+            rt_entries[i] = bytes.value.clone();
+            rt_digests[i] = id;
+            if now != base {
+                for (b, w) in route.backends.iter().zip(&now) {
+                    layer.insert(format!("{prefix}.{}", b.cluster), *w);
+                }
+            }
+            prefixes.push(prefix);
+        }
+        let runtime = self.assemble(table, &plan, &rt_digests, &rt_entries, prefixes);
+        let layer_version = content_version(Kind::Runtime, &layer);
+        let layer = match self.layers.get_mut(&layer_version) {
+            Some(c) => {
+                c.generation = generation;
+                Arc::clone(&c.value)
+            }
+            None => {
+                let r = Arc::new(Resource::runtime_layer(RUNTIME_LAYER, layer));
+                self.layers.insert(
+                    layer_version,
+                    Used {
+                        value: Arc::clone(&r),
+                        generation,
+                    },
+                );
+                r
+            }
+        };
+        (plain, runtime, layer)
+    }
+
+    /// One route configuration from per-route digests and encoded entries.
+    fn assemble(
+        &mut self,
+        table: &RouteTable,
+        plan: &[(String, Vec<usize>)],
+        digests: &[[u8; 32]],
+        entries: &[bytes::Bytes],
+        prefixes: Vec<String>,
+    ) -> Arc<Resource> {
+        let generation = self.generation;
+        let mut h = Sha256::new();
+        hash_plan(&mut h, plan, |i| digests[i]);
+        // The runtime variant differs from the plain one even when no route is weighted.
+        h.update(if prefixes.is_empty() { [0] } else { [1] });
         let version = short_hex(&h.finalize());
         if let Some(c) = self.configs.get_mut(&version) {
             c.generation = generation;
             return Arc::clone(&c.value);
         }
-        let bytes = assemble_route_configuration(&plan, &entries);
-        let resource = Arc::new(Resource::new(
-            Kind::Route,
-            translate::ROUTE_CONFIG_NAME.to_string(),
-            version.clone(),
-            bytes,
-            table.clusters.keys().cloned().collect(),
-        ));
+        let bytes = assemble_route_configuration(plan, entries);
+        let resource = Arc::new(
+            Resource::new(
+                Kind::Route,
+                translate::ROUTE_CONFIG_NAME.to_string(),
+                version.clone(),
+                bytes,
+                table.clusters.keys().cloned().collect(),
+            )
+            .with_prefixes(prefixes),
+        );
         self.configs.insert(
             version,
             Used {
@@ -353,6 +547,17 @@ impl SnapshotBuilder {
             },
         );
         resource
+    }
+
+    /// The base weights of every fleet, for `--state-dir`.
+    pub fn bases(&self) -> &HashMap<String, FleetBases> {
+        &self.bases
+    }
+
+    /// Restores base weights kept by `--state-dir`, so a restart serves the very route
+    /// configurations it served before.
+    pub fn restore_bases(&mut self, bases: HashMap<String, FleetBases>) {
+        self.bases = bases;
     }
 
     /// Forgets what the snapshots built since the last call did not use, so the caches stay
@@ -365,8 +570,22 @@ impl SnapshotBuilder {
         });
         self.listeners.retain(|_, e| e.generation == g);
         self.routes.retain(|_, e| e.generation == g);
+        self.runtime_routes.retain(|_, e| e.generation == g);
         self.configs.retain(|_, e| e.generation == g);
+        self.layers.retain(|_, e| e.generation == g);
         self.generation += 1;
+    }
+}
+
+/// Hashes the virtual hosts and the digest of each route they hold, in order.
+fn hash_plan(h: &mut Sha256, plan: &[(String, Vec<usize>)], digest: impl Fn(usize) -> [u8; 32]) {
+    for (domain, routes) in plan {
+        h.update(domain.as_bytes());
+        h.update([0]);
+        for &i in routes {
+            h.update(digest(i));
+        }
+        h.update([1]);
     }
 }
 

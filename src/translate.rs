@@ -367,6 +367,39 @@ pub fn envoy_routes(route: &Route) -> Vec<XdsRoute> {
         .collect()
 }
 
+/// Whether a table route becomes one Envoy route with `weighted_clusters` (several backends
+/// that agree on route-level settings): the routes whose weights a runtime layer can change.
+pub fn is_weighted(route: &Route) -> bool {
+    route.backends.len() > 1
+        && route
+            .backends
+            .iter()
+            .all(|b| b.mapping.route == route.backends[0].mapping.route)
+}
+
+/// The Envoy route of a weighted route for an Envoy with canary-xds's runtime layer: its
+/// weights default to `base` and are read at each request from the runtime keys
+/// `<prefix>.<cluster>`, so a weight change is a small runtime update, not a new route table.
+pub fn weighted_route_with_runtime(route: &Route, prefix: &str, base: &[Bp]) -> XdsRoute {
+    let backends: Vec<Backend> = route
+        .backends
+        .iter()
+        .zip(base)
+        .map(|(b, &w)| Backend {
+            weight_bp: w,
+            ..b.clone()
+        })
+        .collect();
+    let mirrors: Vec<RequestMirrorPolicy> = route.shadow.iter().map(mirror_policy).collect();
+    let mut r = weighted_route(route_match(&route.key), &backends, &mirrors);
+    if let Some(XdsRouteKind::Route(action)) = &mut r.action
+        && let Some(ClusterSpecifier::WeightedClusters(w)) = &mut action.cluster_specifier
+    {
+        w.runtime_key_prefix = prefix.to_string();
+    }
+    r
+}
+
 /// A route to one cluster, with the backend's route-level and per-backend settings on it.
 fn single_cluster_route(
     matcher: RouteMatch,

@@ -35,6 +35,16 @@ impl Drop for Rig {
 
 impl Rig {
     fn start(files: &[(&str, String)], delta: bool, extra: &[&str]) -> Rig {
+        Rig::start_with(files, delta, extra, &[])
+    }
+
+    /// With `boot_extra` flags for `canary-xds bootstrap` (such as `--no-runtime`).
+    fn start_with(
+        files: &[(&str, String)],
+        delta: bool,
+        extra: &[&str],
+        boot_extra: &[&str],
+    ) -> Rig {
         let lock = envoy_lock();
         require_envoy();
         let tmp = tempfile::tempdir().unwrap();
@@ -46,14 +56,17 @@ impl Rig {
         let listen = free_port();
         let cp = ControlPlane::start(&dir, listen, extra);
         let admin = free_port();
-        let boot = bootstrap(&Boot {
-            xds_port: cp.xds_port,
-            admin_port: admin,
-            node_id: "e2e",
-            fleet: "default",
-            delta,
-            static_listener: None,
-        });
+        let boot = bootstrap_with(
+            &Boot {
+                xds_port: cp.xds_port,
+                admin_port: admin,
+                node_id: "e2e",
+                fleet: "default",
+                delta,
+                static_listener: None,
+            },
+            boot_extra,
+        );
         let envoy = Envoy::start(tmp.path(), &boot, admin);
         let rig = Rig {
             _lock: lock,
@@ -73,9 +86,9 @@ impl Rig {
         self.dir.join(name)
     }
 
-    fn wait_route_change(&self, before: Option<String>) {
+    fn wait_route_change(&self, before: (Option<String>, Option<String>)) {
         wait_for("Envoy to apply the change", WAIT, || {
-            let now = self.envoy.route_version();
+            let now = self.envoy.config_version();
             (now != before).then_some(())
         });
     }
@@ -173,14 +186,17 @@ fn a_weight_change_and_a_deleted_canary_go_live() {
     assert_eq!(counts, BTreeMap::from([("main".to_string(), 200)]));
 }
 
-fn zero_failures(delta: bool) {
+/// `runtime`: the Envoy has canary-xds's runtime layer, so weight changes go over RTDS;
+/// without it, every change goes in the route table.
+fn zero_failures(delta: bool, runtime: bool) {
     let main = Upstream::start("main");
     let canary = Upstream::start("canary");
     let third = Upstream::start("third");
-    let rig = Rig::start(
+    let rig = Rig::start_with(
         &[("qotm.yaml", mapping("qotm", "/qotm/", &main.by_ip(), ""))],
         delta,
         &[],
+        if runtime { &[] } else { &["--no-runtime"] },
     );
     let traffic = Traffic::start(rig.listen, "/qotm/", 200);
     traffic.pass(50);
@@ -224,7 +240,7 @@ fn zero_failures(delta: bool) {
         ),
     ];
     for (file, content, changes) in steps {
-        let before = rig.envoy.route_version();
+        let before = rig.envoy.config_version();
         match content {
             Some(text) => write_atomically(&rig.path(file), &text),
             None => fs::remove_file(rig.path(file)).unwrap(),
@@ -264,12 +280,17 @@ fn zero_failures(delta: bool) {
 
 #[test]
 fn zero_failed_requests_while_weights_change_sotw() {
-    zero_failures(false);
+    zero_failures(false, true);
+}
+
+#[test]
+fn zero_failed_requests_while_weights_change_sotw_without_the_runtime_layer() {
+    zero_failures(false, false);
 }
 
 #[test]
 fn zero_failed_requests_while_weights_change_delta() {
-    zero_failures(true);
+    zero_failures(true, true);
 }
 
 #[test]
@@ -296,9 +317,7 @@ fn edits_as_people_make_them_never_show_a_transient_table() {
     traffic.pass(50);
 
     // An in-place truncate-then-write, in two writes 20 ms apart.
-    let updates_before = rig
-        .envoy
-        .counter("http.canary_xds.rds.canary-xds.update_success");
+    let updates_before = rig.envoy.updates();
     {
         use std::io::Write;
         let mut f = fs::OpenOptions::new()
@@ -312,10 +331,7 @@ fn edits_as_people_make_them_never_show_a_transient_table() {
     }
     rig.wait_weights("/qotm/", &[(&cm, 8000), (&cc, 2000)]);
     traffic.pass(100);
-    let updates = rig
-        .envoy
-        .counter("http.canary_xds.rds.canary-xds.update_success")
-        - updates_before;
+    let updates = rig.envoy.updates() - updates_before;
     assert_eq!(updates, 1, "Envoy saw an intermediate route table");
 
     // A ConfigMap-style ..data swap.
@@ -350,17 +366,10 @@ fn edits_as_people_make_them_never_show_a_transient_table() {
     // Both weighted routes use both upstreams, so each backend's cluster adds its Mapping's name.
     let (cmm, cmc) = (format!("{cm}__cmmain"), format!("{cc}__cmcanary"));
     rig.wait_weights("/cm/", &[(&cmm, 7000), (&cmc, 3000)]);
-    let before = rig
-        .envoy
-        .counter("http.canary_xds.rds.canary-xds.update_success");
+    let before = rig.envoy.updates();
     swap(2, 40);
     rig.wait_weights("/cm/", &[(&cmm, 6000), (&cmc, 4000)]);
-    assert_eq!(
-        rig.envoy
-            .counter("http.canary_xds.rds.canary-xds.update_success")
-            - before,
-        1
-    );
+    assert_eq!(rig.envoy.updates() - before, 1);
     traffic.pass(100);
     let (sent, failures, _) = traffic.stop();
     assert!(
@@ -414,7 +423,7 @@ fn envoy_keeps_serving_through_a_control_plane_restart() {
         (
             e.stat("cluster_manager.cds.version_text"),
             e.stat("listener_manager.lds.version_text"),
-            e.route_version(),
+            e.config_version(),
         )
     };
     let before = versions(&rig.envoy);
@@ -424,9 +433,7 @@ fn envoy_keeps_serving_through_a_control_plane_restart() {
         (rig.envoy.stat("control_plane.connected_state").as_deref() == Some("0")).then_some(())
     });
     traffic.pass(200);
-    let updates = rig
-        .envoy
-        .counter("http.canary_xds.rds.canary-xds.update_success");
+    let updates = rig.envoy.updates();
     rig.cp.restart();
     wait_for("Envoy to reconnect", WAIT, || {
         (rig.envoy.stat("control_plane.connected_state").as_deref() == Some("1")).then_some(())
@@ -434,11 +441,7 @@ fn envoy_keeps_serving_through_a_control_plane_restart() {
     traffic.pass(100);
     // The same files give the same versions: Envoy's config does not change.
     assert_eq!(versions(&rig.envoy), before);
-    assert!(
-        rig.envoy
-            .counter("http.canary_xds.rds.canary-xds.update_success")
-            >= updates
-    );
+    assert!(rig.envoy.updates() >= updates);
     // Later edits apply.
     write_atomically(
         &rig.path("qotmv2.yaml"),
@@ -485,9 +488,7 @@ fn a_nack_is_not_resent_and_the_previous_config_keeps_serving() {
         delta: false,
         static_listener: None,
     });
-    let boot = format!(
-        "{boot}\nlayered_runtime:\n  layers:\n  - name: strict\n    static_layer:\n      re2.max_program_size.error_level: 5\n"
-    );
+    let boot = strict_regex(&boot);
     let envoy = Envoy::start(tmp.path(), &boot, admin);
     wait_for("the listener", WAIT, || {
         std::net::TcpStream::connect(("127.0.0.1", listen)).ok()

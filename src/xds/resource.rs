@@ -19,17 +19,20 @@ use sha2::{Digest, Sha256};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Kind {
     Cluster,
+    /// The runtime layer (RTDS) that carries weight changes without resending routes.
+    Runtime,
     Listener,
     Route,
 }
 
 impl Kind {
     /// Every kind, in push order.
-    pub const ALL: [Kind; 3] = [Kind::Cluster, Kind::Listener, Kind::Route];
+    pub const ALL: [Kind; 4] = [Kind::Cluster, Kind::Runtime, Kind::Listener, Kind::Route];
 
     pub fn type_url(self) -> &'static str {
         match self {
             Kind::Cluster => "type.googleapis.com/envoy.config.cluster.v3.Cluster",
+            Kind::Runtime => "type.googleapis.com/envoy.service.runtime.v3.Runtime",
             Kind::Listener => "type.googleapis.com/envoy.config.listener.v3.Listener",
             Kind::Route => "type.googleapis.com/envoy.config.route.v3.RouteConfiguration",
         }
@@ -39,10 +42,11 @@ impl Kind {
         Kind::ALL.into_iter().find(|k| k.type_url() == url)
     }
 
-    /// Short name for logs and metrics: `cds`, `lds`, `rds`.
+    /// Short name for logs and metrics: `cds`, `rtds`, `lds`, `rds`.
     pub fn short(self) -> &'static str {
         match self {
             Kind::Cluster => "cds",
+            Kind::Runtime => "rtds",
             Kind::Listener => "lds",
             Kind::Route => "rds",
         }
@@ -69,6 +73,11 @@ pub struct Resource {
     pub version: String,
     /// The clusters this resource sends traffic to (route configurations only).
     pub refs: Vec<String>,
+    /// The runtime key prefixes its weighted routes read (route configurations for Envoys
+    /// with the RTDS layer only).
+    pub prefixes: Vec<String>,
+    /// The layer's values by key (runtime layers only).
+    pub layer: Option<Arc<Layer>>,
     /// The `Any` holding the resource, encoded.
     pub any: Bytes,
     sotw_entry: Bytes,
@@ -108,6 +117,8 @@ impl Resource {
             name,
             version,
             refs,
+            prefixes: Vec::new(),
+            layer: None,
             any: Bytes::from(any_bytes),
             sotw_entry: Bytes::from(sotw_entry),
             delta_entry: Bytes::from(delta_entry),
@@ -122,6 +133,52 @@ impl Resource {
     /// This resource as an entry of `DeltaDiscoveryResponse.resources` (field 2).
     pub fn delta_entry(&self) -> Bytes {
         self.delta_entry.clone()
+    }
+}
+
+/// A runtime layer: weights by runtime key (`<prefix>.<cluster>`), in hundredths.
+pub type Layer = BTreeMap<String, u32>;
+
+impl Resource {
+    /// A route configuration whose weighted routes read runtime keys under `prefixes`.
+    pub fn with_prefixes(mut self, prefixes: Vec<String>) -> Self {
+        self.prefixes = prefixes;
+        self
+    }
+
+    /// The runtime layer `name` holding `layer`, encoded as Envoy's `Runtime` resource. Its
+    /// version is its content's.
+    pub fn runtime_layer(name: &str, layer: Layer) -> Self {
+        use envoy_types::pb::envoy::service::runtime::v3::Runtime;
+        use envoy_types::pb::google::protobuf::{Struct, Value, value::Kind as ValueKind};
+        let version = content_version(Kind::Runtime, &layer);
+        let runtime = Runtime {
+            name: name.to_string(),
+            layer: Some(Struct {
+                fields: layer
+                    .iter()
+                    .map(|(k, v)| {
+                        (
+                            k.clone(),
+                            Value {
+                                kind: Some(ValueKind::NumberValue(f64::from(*v))),
+                            },
+                        )
+                    })
+                    .collect(),
+            }),
+        };
+        // `Struct.fields` is a map, which prost encodes in hash order: the bytes may differ
+        // between two encodings of one layer, but the version comes from the layer itself.
+        let mut r = Resource::new(
+            Kind::Runtime,
+            name.to_string(),
+            version,
+            runtime.encode_to_vec(),
+            Vec::new(),
+        );
+        r.layer = Some(Arc::new(layer));
+        r
     }
 }
 

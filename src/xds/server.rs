@@ -63,6 +63,8 @@ pub struct EnvoyStatus {
     pub node_id: String,
     pub fleet: String,
     pub variant: Variant,
+    /// Whether it takes weight changes over canary-xds's runtime layer (RTDS).
+    pub runtime: bool,
     pub connected_since: SystemTime,
     /// Per resource type (`cds`, `lds`, `rds`).
     pub types: BTreeMap<&'static str, TypeStatus>,
@@ -178,8 +180,8 @@ impl Hub {
 
 fn record(archive: &mut Archive, p: &Published) {
     for snap in p.fleets.values().chain(std::iter::once(&p.other)) {
-        for kind in Kind::ALL {
-            archive.record(kind, snap.set(kind));
+        for (kind, set) in snap.sets() {
+            archive.record(kind, set);
         }
     }
 }
@@ -453,6 +455,7 @@ fn update_status(
         node_id: state.node_id().unwrap_or("").to_string(),
         fleet: state.fleet().unwrap_or("").to_string(),
         variant: state.variant(),
+        runtime: state.runtime(),
         connected_since,
         types: Kind::ALL
             .iter()

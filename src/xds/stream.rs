@@ -25,7 +25,7 @@ use prost::Message;
 use sha2::{Digest, Sha256};
 
 use super::archive::Archive;
-use super::resource::{Kind, Resource, ResourceSet, short_hex};
+use super::resource::{Kind, Layer, Resource, ResourceSet, short_hex};
 use crate::snapshot::Snapshot;
 
 /// State of the world or incremental ADS.
@@ -217,7 +217,10 @@ pub struct StreamState {
     fleet: Option<String>,
     nonce: u64,
     /// Per kind; indexed by `Kind::ALL` position.
-    types: [TypeState; 3],
+    types: [TypeState; 4],
+    /// The Envoy declared canary-xds's runtime layer in its bootstrap (node metadata): it gets
+    /// the runtime variant of the routes, and weight changes over RTDS.
+    runtime: bool,
     /// Route configurations Envoy may route by right now whose contents we do not know: keep
     /// every cluster Envoy holds until a route table of ours is ACKed.
     routes_unknown: bool,
@@ -226,8 +229,20 @@ pub struct StreamState {
 fn index(kind: Kind) -> usize {
     match kind {
         Kind::Cluster => 0,
-        Kind::Listener => 1,
-        Kind::Route => 2,
+        Kind::Runtime => 1,
+        Kind::Listener => 2,
+        Kind::Route => 3,
+    }
+}
+
+/// The node metadata field by which a bootstrap declares canary-xds's runtime layer.
+pub const RUNTIME_METADATA: &str = "canary_xds_rtds";
+
+/// The prefix of a runtime key (`cx.<id>.<cluster>` -> `cx.<id>`).
+fn key_prefix(key: &str) -> &str {
+    match key.match_indices('.').nth(1) {
+        Some((i, _)) => &key[..i],
+        None => key,
     }
 }
 
@@ -238,13 +253,24 @@ impl StreamState {
             node_id: None,
             fleet: None,
             nonce: 0,
-            types: [TypeState::new(), TypeState::new(), TypeState::new()],
+            types: [
+                TypeState::new(),
+                TypeState::new(),
+                TypeState::new(),
+                TypeState::new(),
+            ],
+            runtime: false,
             routes_unknown: false,
         }
     }
 
     pub fn variant(&self) -> Variant {
         self.variant
+    }
+
+    /// Whether this Envoy takes weight changes over its runtime layer.
+    pub fn runtime(&self) -> bool {
+        self.runtime
     }
 
     /// The node id from the stream's first request.
@@ -290,6 +316,12 @@ impl StreamState {
         } else {
             node.cluster.clone()
         });
+        use envoy_types::pb::google::protobuf::value::Kind as ValueKind;
+        self.runtime = node
+            .metadata
+            .as_ref()
+            .and_then(|m| m.fields.get(RUNTIME_METADATA))
+            .is_some_and(|v| matches!(v.kind, Some(ValueKind::BoolValue(true))));
         Ok(())
     }
 
@@ -519,10 +551,59 @@ impl StreamState {
     /// returned is in flight until Envoy ACKs or NACKs it.
     pub fn plan(&mut self, snap: &Snapshot, archive: &mut Archive) -> Vec<Response> {
         let mut out = Vec::new();
+        let rt = self.runtime;
         // Clusters: the snapshot's, plus any still used by routes Envoy holds or is being sent.
         let (clusters, protected) = self.desired_clusters(snap, archive);
         if let Some(r) = self.send(Kind::Cluster, clusters, &protected, &snap.version, archive) {
             out.push(r);
+        }
+        // The runtime layer: the snapshot's, plus the values routes Envoy holds still read.
+        let routes: BTreeMap<String, Arc<Resource>> = snap
+            .set_for(Kind::Route, rt)
+            .items
+            .iter()
+            .filter(|(n, _)| self.types[index(Kind::Route)].wants(n))
+            .map(|(n, r)| (n.clone(), Arc::clone(r)))
+            .collect();
+        let target_prefixes: BTreeSet<&str> = routes
+            .values()
+            .flat_map(|r| r.prefixes.iter().map(String::as_str))
+            .collect();
+        let target_layer = snap
+            .runtime
+            .items
+            .values()
+            .next()
+            .and_then(|r| r.layer.clone())
+            .unwrap_or_default();
+        if rt {
+            let layer = self.desired_layer(&target_layer, &target_prefixes);
+            let desired = if snap
+                .runtime
+                .items
+                .values()
+                .next()
+                .and_then(|r| r.layer.as_deref())
+                == Some(&layer)
+            {
+                snap.runtime.items.clone()
+            } else {
+                let r = Resource::runtime_layer(crate::snapshot::RUNTIME_LAYER, layer);
+                BTreeMap::from([(r.name.clone(), Arc::new(r))])
+            };
+            let desired = desired
+                .into_iter()
+                .filter(|(n, _)| self.types[index(Kind::Runtime)].wants(n))
+                .collect();
+            if let Some(r) = self.send(
+                Kind::Runtime,
+                desired,
+                &BTreeSet::new(),
+                &snap.version,
+                archive,
+            ) {
+                out.push(r);
+            }
         }
         // Listeners: after clusters are settled.
         if self.types[index(Kind::Cluster)].inflight.is_none() {
@@ -537,18 +618,15 @@ impl StreamState {
                 out.push(r);
             }
         }
-        // Routes: only once Envoy holds every cluster they name.
-        let routes: BTreeMap<String, Arc<Resource>> = snap
-            .routes
-            .items
-            .iter()
-            .filter(|(n, _)| self.types[index(Kind::Route)].wants(n))
-            .map(|(n, r)| (n.clone(), Arc::clone(r)))
-            .collect();
+        // Routes: only once Envoy holds every cluster they name and, for a runtime Envoy, the
+        // runtime values they read.
         let held = &self.types[index(Kind::Cluster)].acked;
-        let ready = routes
+        let mut ready = routes
             .values()
             .all(|r| r.refs.iter().all(|c| held.contains_key(c)));
+        if rt {
+            ready &= self.layer_ready(&target_layer, &target_prefixes);
+        }
         if ready
             && let Some(r) = self.send(
                 Kind::Route,
@@ -563,14 +641,69 @@ impl StreamState {
         out
     }
 
-    /// The clusters Envoy should hold now, and (delta) names it holds that we must not remove
-    /// even though we cannot send them.
+    /// The runtime layer Envoy should hold: the snapshot's values for the prefixes of the
+    /// routes being sent, and the held values for prefixes that only the routes Envoy holds
+    /// (or is being sent) still read.
+    fn desired_layer(&self, target: &Layer, target_prefixes: &BTreeSet<&str>) -> Layer {
+        let mut layer = target.clone();
+        let held = self.held_layer();
+        let rds = &self.types[index(Kind::Route)];
+        let mut in_use: BTreeSet<&str> = BTreeSet::new();
+        for r in rds
+            .acked
+            .values()
+            .filter_map(Held::known)
+            .chain(rds.inflight.iter().flat_map(|i| i.upserts.values()))
+        {
+            in_use.extend(r.prefixes.iter().map(String::as_str));
+        }
+        let keep_everything = self.routes_unknown || !rds.acked_exact;
+        for (k, v) in held.iter() {
+            let p = key_prefix(k);
+            if !target_prefixes.contains(p) && (keep_everything || in_use.contains(p)) {
+                layer.insert(k.clone(), *v);
+            }
+        }
+        layer
+    }
+
+    /// The runtime layer Envoy holds (empty before it ACKed one).
+    fn held_layer(&self) -> Layer {
+        self.types[index(Kind::Runtime)]
+            .acked
+            .values()
+            .filter_map(Held::known)
+            .filter_map(|r| r.layer.as_deref().cloned())
+            .next()
+            .unwrap_or_default()
+    }
+
+    /// Whether the layer Envoy holds gives the routes about to be sent exactly the values the
+    /// snapshot means for them.
+    fn layer_ready(&self, target: &Layer, target_prefixes: &BTreeSet<&str>) -> bool {
+        if target_prefixes.is_empty() {
+            return true;
+        }
+        let rtds = &self.types[index(Kind::Runtime)];
+        if !rtds.subscribed {
+            return false;
+        }
+        let held = self.held_layer();
+        let relevant = |l: &Layer| -> Vec<(String, u32)> {
+            l.iter()
+                .filter(|(k, _)| target_prefixes.contains(key_prefix(k)))
+                .map(|(k, v)| (k.clone(), *v))
+                .collect()
+        };
+        relevant(&held) == relevant(target)
+    }
+
     fn desired_clusters(
         &self,
         snap: &Snapshot,
         archive: &Archive,
     ) -> (BTreeMap<String, Arc<Resource>>, BTreeSet<String>) {
-        let mut desired = snap.clusters.items.clone();
+        let mut desired = snap.set_for(Kind::Cluster, self.runtime).items.clone();
         let mut protected = BTreeSet::new();
         let cds = &self.types[index(Kind::Cluster)];
         let rds = &self.types[index(Kind::Route)];
@@ -758,6 +891,9 @@ impl StreamState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The kinds an Envoy without the runtime layer asks for.
+    const PLAIN: [Kind; 3] = [Kind::Cluster, Kind::Listener, Kind::Route];
     use crate::table::RouteTable;
     use envoy_types::pb::envoy::config::core::v3::Node;
     use envoy_types::pb::google::rpc::Status;
@@ -777,7 +913,7 @@ mod tests {
         let set = |items: Vec<Arc<Resource>>| {
             ResourceSet::new(items.into_iter().map(|r| (r.name.clone(), r)).collect())
         };
-        Snapshot::new(
+        Snapshot::plain(
             "default".into(),
             set(clusters
                 .iter()
@@ -839,7 +975,7 @@ mod tests {
 
     /// Connects a SotW stream and ACKs everything until it is in sync with `s`.
     fn sync(st: &mut StreamState, s: &Snapshot, a: &mut Archive) {
-        for kind in Kind::ALL {
+        for kind in PLAIN {
             let names: &[&str] = if kind == Kind::Route {
                 &["canary-xds"]
             } else {
@@ -1039,9 +1175,9 @@ mod tests {
         let s = snap(&[("a", "1")], "r1", &["a"]);
         let mut st = StreamState::new(Variant::Sotw);
         sync(&mut st, &s, &mut a);
-        let versions: Vec<Option<String>> = Kind::ALL.iter().map(|k| st.status(*k).acked).collect();
+        let versions: Vec<Option<String>> = PLAIN.iter().map(|k| st.status(*k).acked).collect();
         let mut again = StreamState::new(Variant::Sotw);
-        for (kind, v) in Kind::ALL.iter().zip(&versions) {
+        for (kind, v) in PLAIN.iter().zip(&versions) {
             let names: &[&str] = if *kind == Kind::Route {
                 &["canary-xds"]
             } else {
@@ -1072,7 +1208,8 @@ mod tests {
             sent.push((r.kind, r.version.clone()));
         }
         for (kind, v) in sent {
-            assert_eq!(Some(v), versions[index(kind)], "{kind}");
+            let i = PLAIN.iter().position(|k| *k == kind).unwrap();
+            assert_eq!(Some(v), versions[i], "{kind}");
         }
     }
 
@@ -1188,7 +1325,7 @@ mod tests {
 
     fn dsync(st: &mut StreamState, s: &Snapshot, a: &mut Archive) -> Vec<DeltaDiscoveryResponse> {
         let mut seen = Vec::new();
-        for kind in Kind::ALL {
+        for kind in PLAIN {
             if !st.types[index(kind)].subscribed {
                 let names: &[&str] = if kind == Kind::Route {
                     &["canary-xds"]
@@ -1289,5 +1426,209 @@ mod tests {
             Event::Nack { .. }
         ));
         assert!(st.plan(&s2, &mut a).is_empty());
+    }
+    // --- runtime (RTDS) ---
+
+    fn rt_node() -> Option<Node> {
+        use envoy_types::pb::google::protobuf::{Struct, Value, value::Kind as VK};
+        Some(Node {
+            id: "rt".into(),
+            cluster: "default".into(),
+            metadata: Some(Struct {
+                fields: [(
+                    RUNTIME_METADATA.to_string(),
+                    Value {
+                        kind: Some(VK::BoolValue(true)),
+                    },
+                )]
+                .into(),
+            }),
+            ..Default::default()
+        })
+    }
+
+    struct Built {
+        builder: crate::snapshot::SnapshotBuilder,
+    }
+
+    impl Built {
+        fn new() -> Self {
+            Built {
+                builder: crate::snapshot::SnapshotBuilder::new(
+                    crate::snapshot::Listen {
+                        default: "127.0.0.1:8080".parse().unwrap(),
+                        fleets: Default::default(),
+                    },
+                    None,
+                ),
+            }
+        }
+
+        fn snap(&mut self, canary_weight: u32, canary_service: &str) -> Snapshot {
+            let files = [
+                crate::parse::parse_file("a.yaml", b"apiVersion: ambassador/v1\nkind: Mapping\nname: main\nprefix: /q/\nservice: main\n"),
+                crate::parse::parse_file(
+                    "b.yaml",
+                    format!("apiVersion: ambassador/v1\nkind: Mapping\nname: canary\nprefix: /q/\nservice: {canary_service}\nweight: {canary_weight}\n").as_bytes(),
+                ),
+            ];
+            let t = crate::table::compile(&files, None).tables;
+            let snap = self
+                .builder
+                .build("default", Arc::clone(&t.fleets["default"]));
+            self.builder.retain();
+            snap
+        }
+    }
+
+    fn rt_req(kind: Kind, version: &str, nonce: &str) -> DiscoveryRequest {
+        let names: &[&str] = match kind {
+            Kind::Route => &["canary-xds"],
+            Kind::Runtime => &["canary-xds"],
+            _ => &[],
+        };
+        DiscoveryRequest {
+            node: rt_node(),
+            ..req(kind, names, version, nonce)
+        }
+    }
+
+    /// Plans and ACKs until nothing is left to send; returns the kinds sent, in order.
+    fn rt_sync(st: &mut StreamState, s: &Snapshot, a: &mut Archive) -> Vec<Kind> {
+        let mut sent = Vec::new();
+        for _ in 0..10 {
+            let out = st.plan(s, a);
+            if out.is_empty() {
+                return sent;
+            }
+            for r in out {
+                sent.push(r.kind);
+                st.on_sotw(&rt_req(r.kind, &r.version, &r.nonce), a)
+                    .unwrap();
+            }
+        }
+        panic!("never in sync");
+    }
+
+    fn held_layer_of(st: &StreamState) -> Layer {
+        st.held_layer()
+    }
+
+    #[test]
+    fn a_runtime_envoy_gets_the_layer_before_routes_and_weight_changes_over_rtds_only() {
+        let mut b = Built::new();
+        let mut a = Archive::default();
+        let mut st = StreamState::new(Variant::Sotw);
+        for kind in Kind::ALL {
+            st.on_sotw(&rt_req(kind, "", ""), &a).unwrap();
+        }
+        assert!(st.runtime());
+        let s1 = b.snap(10, "canary");
+        let sent = rt_sync(&mut st, &s1, &mut a);
+        let rds = sent.iter().position(|k| *k == Kind::Route).unwrap();
+        let rtds = sent.iter().position(|k| *k == Kind::Runtime).unwrap();
+        assert!(rtds < rds, "{sent:?}");
+        assert!(
+            held_layer_of(&st).is_empty(),
+            "a new route's weights are its base"
+        );
+
+        // Weight changes: the runtime layer alone.
+        let s2 = b.snap(50, "canary");
+        assert_eq!(s2.routes_runtime.version, s1.routes_runtime.version);
+        assert_ne!(s2.routes.version, s1.routes.version);
+        assert_eq!(rt_sync(&mut st, &s2, &mut a), [Kind::Runtime]);
+        let layer = held_layer_of(&st);
+        assert_eq!(layer.values().copied().collect::<Vec<_>>(), [5000, 5000]);
+        assert_eq!(
+            rt_sync(&mut st, &b.snap(0, "canary"), &mut a),
+            [Kind::Runtime]
+        );
+        assert_eq!(
+            held_layer_of(&st).values().copied().collect::<Vec<_>>(),
+            [0, 10000]
+        );
+    }
+
+    #[test]
+    fn a_structural_change_keeps_old_runtime_values_until_the_new_routes_are_held() {
+        let mut b = Built::new();
+        let mut a = Archive::default();
+        let mut st = StreamState::new(Variant::Sotw);
+        for kind in Kind::ALL {
+            st.on_sotw(&rt_req(kind, "", ""), &a).unwrap();
+        }
+        rt_sync(&mut st, &b.snap(10, "canary"), &mut a);
+        rt_sync(&mut st, &b.snap(30, "canary"), &mut a);
+        let before = held_layer_of(&st);
+        assert_eq!(before.len(), 2);
+        // The canary moves to another service: a new structure, rebased, new prefix. The
+        // layer Envoy holds already keeps the old routes' values: no RTDS before the routes.
+        let s3 = b.snap(40, "canary2");
+        let out = st.plan(&s3, &mut a);
+        assert_eq!(
+            out.iter().map(|r| r.kind).collect::<Vec<_>>(),
+            [Kind::Cluster]
+        );
+        st.on_sotw(&rt_req(Kind::Cluster, &out[0].version, &out[0].nonce), &a)
+            .unwrap();
+        let out = st.plan(&s3, &mut a);
+        assert_eq!(
+            out.iter().map(|r| r.kind).collect::<Vec<_>>(),
+            [Kind::Route]
+        );
+        assert_eq!(
+            held_layer_of(&st),
+            before,
+            "old values stay while the old routes are held"
+        );
+        st.on_sotw(&rt_req(Kind::Route, &out[0].version, &out[0].nonce), &a)
+            .unwrap();
+        // Then the layer is pruned, and the old cluster goes.
+        let rest = rt_sync(&mut st, &s3, &mut a);
+        assert!(
+            rest.contains(&Kind::Runtime) && rest.contains(&Kind::Cluster),
+            "{rest:?}"
+        );
+        assert!(held_layer_of(&st).is_empty());
+    }
+
+    #[test]
+    fn overrides_for_routes_being_replaced_are_sent_before_the_routes() {
+        // Two weight changes in a row while the first one's routes are in flight keep the
+        // layer consistent with whichever routes Envoy holds.
+        let mut b = Built::new();
+        let mut a = Archive::default();
+        let mut st = StreamState::new(Variant::Sotw);
+        for kind in Kind::ALL {
+            st.on_sotw(&rt_req(kind, "", ""), &a).unwrap();
+        }
+        rt_sync(&mut st, &b.snap(10, "canary"), &mut a);
+        // A new structure whose base is 20, then (before Envoy took it) a weight change to 60:
+        // the layer must carry 60 for the new prefix before the new routes are sent.
+        let _ = b.snap(20, "canary2");
+        let s = b.snap(60, "canary2");
+        let sent = rt_sync(&mut st, &s, &mut a);
+        let rds = sent.iter().position(|k| *k == Kind::Route).unwrap();
+        let rtds = sent.iter().position(|k| *k == Kind::Runtime).unwrap();
+        assert!(rtds < rds, "{sent:?}");
+        // Keys sort by cluster name: canary2 (60%) before main (40%).
+        assert_eq!(
+            held_layer_of(&st).values().copied().collect::<Vec<_>>(),
+            [6000, 4000]
+        );
+    }
+
+    #[test]
+    fn an_envoy_without_the_layer_gets_every_weight_in_its_routes() {
+        let mut b = Built::new();
+        let mut a = Archive::default();
+        let mut st = StreamState::new(Variant::Sotw);
+        sync(&mut st, &b.snap(10, "canary"), &mut a);
+        let out = st.plan(&b.snap(50, "canary"), &mut a);
+        assert_eq!(
+            out.iter().map(|r| r.kind).collect::<Vec<_>>(),
+            [Kind::Route]
+        );
     }
 }

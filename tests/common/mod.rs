@@ -381,6 +381,8 @@ impl Drop for Traffic {
 pub struct ControlPlane {
     pub child: Child,
     pub xds_port: u16,
+    /// The admin server's port (`--admin`, a free port unless the test gives one; 0 if `off`).
+    pub admin_port: u16,
     pub log: PathBuf,
     pub dir: PathBuf,
     extra: Vec<String>,
@@ -395,11 +397,25 @@ impl ControlPlane {
             extra.push("--listen".into());
             extra.push(format!("127.0.0.1:{listen_port}"));
         }
+        // Never the default admin address: two control planes (or one a developer runs) would
+        // fight over it.
+        if !extra.iter().any(|e| e == "--admin") {
+            extra.push("--admin".into());
+            extra.push(format!("127.0.0.1:{}", free_port()));
+        }
+        let admin_port = extra
+            .iter()
+            .position(|e| e == "--admin")
+            .and_then(|i| extra.get(i + 1))
+            .and_then(|a| a.rsplit_once(':'))
+            .and_then(|(_, p)| p.parse().ok())
+            .unwrap_or(0);
         let log = dir.with_extension(format!("cp-{xds_port}.log"));
         let child = spawn_control_plane(dir, xds_port, &extra, &log);
         let cp = ControlPlane {
             child,
             xds_port,
+            admin_port,
             log,
             dir: dir.to_path_buf(),
             extra,
@@ -490,6 +506,11 @@ pub struct Boot<'a> {
 
 /// The bootstrap `canary-xds bootstrap` prints for these flags.
 pub fn bootstrap(b: &Boot<'_>) -> String {
+    bootstrap_with(b, &[])
+}
+
+/// The bootstrap for these flags plus `extra` ones (such as `--no-runtime`).
+pub fn bootstrap_with(b: &Boot<'_>, extra: &[&str]) -> String {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_canary-xds"));
     cmd.arg("bootstrap")
         .arg("--xds")
@@ -506,6 +527,7 @@ pub fn bootstrap(b: &Boot<'_>) -> String {
     if let Some(p) = b.static_listener {
         cmd.arg("--static-listener").arg(format!("127.0.0.1:{p}"));
     }
+    cmd.args(extra);
     let out = cmd.output().expect("canary-xds bootstrap runs");
     assert!(
         out.status.success(),
@@ -590,6 +612,24 @@ impl Envoy {
         self.stat("http.canary_xds.rds.canary-xds.version_text")
     }
 
+    /// What Envoy routes by: its route version and its runtime layer version (weight changes
+    /// reach an Envoy with canary-xds's runtime layer as runtime updates alone).
+    pub fn config_version(&self) -> (Option<String>, Option<String>) {
+        let stats = self.stats();
+        (
+            stats
+                .get("http.canary_xds.rds.canary-xds.version_text")
+                .cloned(),
+            stats.get("runtime.version_text").cloned(),
+        )
+    }
+
+    /// How many route and runtime updates Envoy applied.
+    pub fn updates(&self) -> u64 {
+        self.counter("http.canary_xds.rds.canary-xds.update_success")
+            + self.counter("runtime.update_success")
+    }
+
     /// `/config_dump` as JSON.
     pub fn config_dump(&self, resource: &str) -> serde_json::Value {
         let text = self
@@ -600,8 +640,21 @@ impl Envoy {
 
     /// The weighted clusters of the first route whose prefix is `prefix` (name -> weight), or
     /// one cluster with weight 10000.
+    /// The effective weights: a weighted route with a `runtime_key_prefix` reads each
+    /// cluster's weight from Envoy's runtime (canary-xds's RTDS layer) when a value is there.
     pub fn weights(&self, prefix: &str) -> BTreeMap<String, u64> {
         let dump = self.config_dump("dynamic_route_configs");
+        let runtime: serde_json::Value = self
+            .admin("/runtime")
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
+        let from_runtime = |key: &str| -> Option<u64> {
+            runtime["entries"][key]["final_value"]
+                .as_str()
+                .and_then(|v| v.parse::<f64>().ok())
+                .map(|v| v as u64)
+        };
         let mut out = BTreeMap::new();
         let Some(configs) = dump["configs"].as_array() else {
             return out;
@@ -617,11 +670,18 @@ impl Envoy {
                         continue;
                     }
                     if let Some(ws) = r["route"]["weighted_clusters"]["clusters"].as_array() {
+                        let key_prefix = r["route"]["weighted_clusters"]["runtime_key_prefix"]
+                            .as_str()
+                            .unwrap_or("");
                         for w in ws {
-                            out.insert(
-                                w["name"].as_str().unwrap().to_string(),
-                                w["weight"].as_u64().unwrap_or(0),
-                            );
+                            let name = w["name"].as_str().unwrap().to_string();
+                            let configured = w["weight"].as_u64().unwrap_or(0);
+                            let weight = if key_prefix.is_empty() {
+                                configured
+                            } else {
+                                from_runtime(&format!("{key_prefix}.{name}")).unwrap_or(configured)
+                            };
+                            out.insert(name, weight);
                         }
                     } else if let Some(c) = r["route"]["cluster"].as_str() {
                         out.insert(c.to_string(), 10000);
@@ -671,4 +731,156 @@ pub fn mapping(name: &str, prefix: &str, service: &str, extra: &str) -> String {
     format!(
         "apiVersion: ambassador/v1\nkind: Mapping\nname: {name}\nprefix: {prefix}\nservice: {service}\n{extra}"
     )
+}
+
+// --- the admin server ---
+
+/// GETs `path` from an HTTP server on 127.0.0.1:`port` over a fresh connection.
+pub fn http_get(port: u16, path: &str) -> Reply {
+    Client::new(port).get(path, &[])
+}
+
+/// GETs `path` and parses the body as JSON; panics unless the status is 200.
+pub fn get_json(port: u16, path: &str) -> serde_json::Value {
+    let r = http_get(port, path);
+    assert_eq!(r.status, 200, "GET {path}: {}", r.body);
+    serde_json::from_str(&r.body).unwrap_or_else(|e| panic!("GET {path}: {e}: {}", r.body))
+}
+
+/// Waits until the admin server on `port` says it is ready.
+pub fn wait_admin_ready(port: u16) {
+    wait_for(
+        "the admin server to be ready",
+        Duration::from_secs(20),
+        || (http_get(port, "/readyz").status == 200).then_some(()),
+    );
+}
+
+/// The value of one sample in Prometheus text: `series` is the name with its labels exactly as
+/// printed (`canary_xds_reloads_total{result="ok"}`).
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        l.strip_prefix(series)
+            .and_then(|rest| rest.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+    })
+}
+
+/// Where tests leave files for people to look at (gitignored).
+pub fn artifacts_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/artifacts");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+// --- a real browser ---
+
+/// Headless Chromium (Debian's `chromium`), each run with a fresh profile.
+pub struct Chromium {
+    pub bin: PathBuf,
+}
+
+impl Chromium {
+    /// Finds Chromium on PATH. Without it, a test fails under CI (`CI` set: `.ci/run` installs
+    /// it) and is skipped with a note elsewhere.
+    pub fn find() -> Option<Chromium> {
+        let found = ["chromium", "chromium-browser"].iter().find_map(|name| {
+            Command::new(name)
+                .arg("--version")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .ok()
+                .filter(|s| s.success())
+                .map(|_| PathBuf::from(name))
+        });
+        match found {
+            Some(bin) => Some(Chromium { bin }),
+            None if std::env::var_os("CI").is_some() => {
+                panic!("chromium is not on PATH: .ci/run installs it (apt-get install chromium)")
+            }
+            None => {
+                eprintln!(
+                    "note: chromium is not on PATH; skipping the browser check (apt-get install \
+                     chromium to run it)"
+                );
+                None
+            }
+        }
+    }
+
+    /// Runs Chromium headless with `args` (after the usual flags) and returns what it printed.
+    pub fn run_with(&self, args: &[String]) -> String {
+        let profile = tempfile::tempdir().unwrap();
+        let mut child = Command::new(&self.bin)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--no-first-run",
+                "--hide-scrollbars",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromium starts");
+        let mut out = String::new();
+        let mut stdout = child.stdout.take().unwrap();
+        let reader = thread::spawn(move || {
+            let mut s = String::new();
+            let _ = stdout.read_to_string(&mut s);
+            s
+        });
+        let deadline = Instant::now() + Duration::from_secs(90);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("chromium {args:?} did not finish in 90 s");
+            }
+            thread::sleep(Duration::from_millis(20));
+        };
+        out.push_str(&reader.join().unwrap());
+        assert!(status.success(), "chromium {args:?} failed: {status}");
+        out
+    }
+
+    /// The DOM of `url` once it has loaded and its scripts ran.
+    pub fn dump_dom(&self, url: &str) -> String {
+        self.run_with(&["--dump-dom".into(), url.into()])
+    }
+
+    /// A 1366x900 screenshot of `url` (a laptop screen), written to `png`.
+    pub fn screenshot(&self, url: &str, png: &Path) {
+        let _ = std::fs::remove_file(png);
+        self.run_with(&[
+            format!("--screenshot={}", png.display()),
+            "--window-size=1366,900".into(),
+            url.into(),
+        ]);
+        assert!(png.exists(), "no screenshot at {}", png.display());
+    }
+}
+
+/// `boot` with a runtime layer that makes Envoy refuse any regex program over 5 instructions:
+/// a route table valid for canary-xds (and for a default Envoy) is rejected by such an Envoy.
+/// The layer goes first, under the bootstrap's own layers if it has some.
+pub fn strict_regex(boot: &str) -> String {
+    const LAYER: &str =
+        "  - name: strict\n    static_layer:\n      re2.max_program_size.error_level: 5\n";
+    match boot.find("layered_runtime:\n  layers:\n") {
+        Some(i) => {
+            let at = i + "layered_runtime:\n  layers:\n".len();
+            format!("{}{LAYER}{}", &boot[..at], &boot[at..])
+        }
+        None => format!("{boot}\nlayered_runtime:\n  layers:\n{LAYER}"),
+    }
 }

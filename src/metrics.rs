@@ -1,0 +1,661 @@
+//! The Prometheus metrics of `serve`: one registry, the handles the watch loop and the ADS
+//! observer move, and the text the admin server's `/metrics` returns.
+//!
+//! Every series that can be known in advance exists from the start (counters at 0, each label
+//! value of a labelled family created up front), so dashboards and alerts can be written before
+//! the first reload fails or the first NACK arrives. The ADS server's own counters and its
+//! connected Envoys are read from the hub at scrape time, so they cannot drift from it.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::Mutex;
+use std::sync::atomic::Ordering;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::reload::{Outcome, overall_version};
+use crate::xds::resource::Kind;
+use crate::xds::server::{EnvoyStatus, Hub, Observed, Published};
+use crate::xds::stream::Variant;
+
+/// The `Content-Type` of what `render` returns (Prometheus text format 0.0.4).
+pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+
+/// Bucket bounds (seconds) of the change-to-ACK histogram: from half a millisecond, since a
+/// change usually reaches a local Envoy in a few milliseconds, up to a minute (a slow or stuck
+/// Envoy).
+pub const PROPAGATION_BUCKETS: [f64; 17] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0,
+    30.0, 60.0,
+];
+
+/// Bucket bounds (seconds) of the reload-duration histogram: a reload of a few files takes well
+/// under a millisecond; thousands of files take seconds.
+pub const RELOAD_BUCKETS: [f64; 14] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SeverityLabel {
+    severity: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabel {
+    version: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+struct EnvoyLabels {
+    fleet: String,
+    ads: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TypeLabel {
+    r#type: &'static str,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn propagation_histogram() -> Histogram {
+    Histogram::new(PROPAGATION_BUCKETS)
+}
+
+/// What a scrape remembers between scrapes.
+#[derive(Default)]
+struct ScrapeState {
+    /// The version label currently exported.
+    version: Option<String>,
+    /// Every (fleet, ADS variant) series created so far; each is set (to 0 if need be) at every
+    /// scrape, since a family cannot be listed.
+    envoy_series: BTreeSet<EnvoyLabels>,
+}
+
+/// An ACK that would measure how long a change took to reach an Envoy: (node id, fleet, type).
+type AckKey = (String, String, Kind);
+
+/// The registry and every metric handle.
+pub struct Metrics {
+    registry: Registry,
+    reloads: Family<ResultLabel, Counter>,
+    reload_duration: Histogram,
+    version: Family<VersionLabel, Gauge>,
+    mappings: Gauge,
+    routes: Gauge,
+    clusters: Gauge,
+    held_files: Gauge,
+    diagnostics: Family<SeverityLabel, Gauge>,
+    envoys: Family<EnvoyLabels, Gauge>,
+    streams: Counter,
+    responses: Counter,
+    acks: Counter,
+    nacks: Counter,
+    change_to_ack: HistogramFamily<TypeLabel>,
+    /// Scrapes copy the hub's counters by difference: one at a time, or two would add the
+    /// same difference twice.
+    scrape: Mutex<ScrapeState>,
+    /// The ACKs still expected for the last change (see `expect_acks`).
+    pending: Mutex<HashSet<AckKey>>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric under the `canary_xds_` prefix.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("canary_xds");
+        let reloads = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "reloads",
+            "Reloads of the Mapping directory, by result: failed when the directory could not \
+             be read (the last good config keeps serving)",
+            reloads.clone(),
+        );
+        let reload_duration = Histogram::new(RELOAD_BUCKETS);
+        registry.register(
+            "reload_duration_seconds",
+            "How long a reload took: scan, parse, compile and build the snapshots",
+            reload_duration.clone(),
+        );
+        let version = Family::<VersionLabel, Gauge>::default();
+        registry.register(
+            "config_version_info",
+            "The version of the config being served (1, with the version as a label)",
+            version.clone(),
+        );
+        let mappings = Gauge::default();
+        registry.register(
+            "mappings",
+            "Mappings in the route tables being served, every fleet together (files held at \
+             their last good content included)",
+            mappings.clone(),
+        );
+        let routes = Gauge::default();
+        registry.register(
+            "routes",
+            "Routes in the route tables being served, every fleet together",
+            routes.clone(),
+        );
+        let clusters = Gauge::default();
+        registry.register(
+            "clusters",
+            "Envoy clusters in the route tables being served, every fleet together",
+            clusters.clone(),
+        );
+        let held_files = Gauge::default();
+        registry.register(
+            "held_files",
+            "Files held at their last good content (they have errors now, or just became empty)",
+            held_files.clone(),
+        );
+        let diagnostics = Family::<SeverityLabel, Gauge>::default();
+        registry.register(
+            "diagnostics",
+            "Diagnostics of the last reload, by severity",
+            diagnostics.clone(),
+        );
+        let envoys = Family::<EnvoyLabels, Gauge>::default();
+        registry.register(
+            "envoys_connected",
+            "Envoys connected over ADS, by fleet and ADS variant (sotw or delta)",
+            envoys.clone(),
+        );
+        let streams = Counter::default();
+        registry.register(
+            "xds_streams_opened",
+            "ADS streams opened by Envoys",
+            streams.clone(),
+        );
+        let responses = Counter::default();
+        registry.register(
+            "xds_responses",
+            "ADS responses sent to Envoys",
+            responses.clone(),
+        );
+        let acks = Counter::default();
+        registry.register(
+            "xds_acks",
+            "ADS responses Envoys accepted (ACK)",
+            acks.clone(),
+        );
+        let nacks = Counter::default();
+        registry.register(
+            "xds_nacks",
+            "ADS responses Envoys rejected (NACK); Envoy keeps its previous config",
+            nacks.clone(),
+        );
+        let change_to_ack: HistogramFamily<TypeLabel> =
+            Family::new_with_constructor(propagation_histogram);
+        registry.register(
+            "change_to_ack_seconds",
+            "Time from a file change to each connected Envoy's first ACK of the resource type \
+             it changed (rds: the new weights are live)",
+            change_to_ack.clone(),
+        );
+
+        for result in ["ok", "failed"] {
+            let _ = reloads.get_or_create(&ResultLabel { result });
+        }
+        for severity in ["error", "warning", "info"] {
+            let _ = diagnostics.get_or_create(&SeverityLabel { severity });
+        }
+        for kind in Kind::ALL {
+            let _ = change_to_ack.get_or_create(&type_label(kind));
+        }
+        Metrics {
+            registry,
+            reloads,
+            reload_duration,
+            version,
+            mappings,
+            routes,
+            clusters,
+            held_files,
+            diagnostics,
+            envoys,
+            streams,
+            responses,
+            acks,
+            nacks,
+            change_to_ack,
+            scrape: Mutex::new(ScrapeState::default()),
+            pending: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// Records one reload: its result and duration, its diagnostics, and (when it read the
+    /// directory) the size of what it built.
+    pub fn reload(&self, outcome: &Outcome) {
+        let ok = outcome.published.is_some();
+        self.reloads
+            .get_or_create(&ResultLabel {
+                result: if ok { "ok" } else { "failed" },
+            })
+            .inc();
+        let s = &outcome.stats;
+        self.reload_duration.observe(s.took.as_secs_f64());
+        for (severity, n) in [
+            ("error", s.counts.errors),
+            ("warning", s.counts.warnings),
+            ("info", s.counts.infos),
+        ] {
+            self.diagnostics
+                .get_or_create(&SeverityLabel { severity })
+                .set(as_i64(n));
+        }
+        // A failed reload built nothing: what is served, and so its size, did not change.
+        if ok {
+            self.mappings.set(as_i64(s.mappings));
+            self.routes.set(as_i64(s.routes));
+            self.clusters.set(as_i64(s.clusters));
+            self.held_files.set(as_i64(s.held_files));
+        }
+    }
+
+    /// Call just before `new` replaces `old`: from now on, the first ACK of each changed type
+    /// from each Envoy already connected measures how long the change took to reach it. Envoys
+    /// that connect later, and types that did not change, are not counted: their ACKs say when
+    /// they connected, not how fast a change travels.
+    pub fn expect_acks(&self, old: &Published, new: &Published, envoys: &[EnvoyStatus]) {
+        let expected = expected_acks(old, new, envoys);
+        *self.pending.lock().expect("pending lock") = expected;
+    }
+
+    /// Hears what the ADS server observed (pass it to `Hub::observe`).
+    pub fn observed(&self, o: &Observed) {
+        match o {
+            Observed::Ack {
+                node_id,
+                fleet,
+                kind,
+                since_change,
+            } => {
+                let key = (node_id.clone(), fleet.clone(), *kind);
+                if self.pending.lock().expect("pending lock").remove(&key) {
+                    self.change_to_ack
+                        .get_or_create(&type_label(*kind))
+                        .observe(since_change.as_secs_f64());
+                }
+            }
+        }
+    }
+
+    /// The Prometheus text of every metric, with the hub's counters, connected Envoys and
+    /// current version read now.
+    pub fn render(&self, hub: &Hub) -> String {
+        let mut scrape = self.scrape.lock().expect("scrape lock");
+        self.sync(hub, &mut scrape);
+        let mut out = String::new();
+        prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+
+    fn sync(&self, hub: &Hub, scrape: &mut ScrapeState) {
+        let c = &hub.counters;
+        for (counter, value) in [
+            (&self.streams, c.streams_opened.load(Ordering::Relaxed)),
+            (&self.responses, c.responses.load(Ordering::Relaxed)),
+            (&self.acks, c.acks.load(Ordering::Relaxed)),
+            (&self.nacks, c.nacks.load(Ordering::Relaxed)),
+        ] {
+            let have = counter.get();
+            if value > have {
+                counter.inc_by(value - have);
+            }
+        }
+
+        let published = hub.current();
+        let version = overall_version(&published);
+        if scrape.version.as_deref() != Some(version.as_str()) {
+            // The new series first, so that no scrape ever sees no version at all.
+            self.version
+                .get_or_create(&VersionLabel {
+                    version: version.clone(),
+                })
+                .set(1);
+            if let Some(old) = scrape.version.replace(version) {
+                self.version.remove(&VersionLabel { version: old });
+            }
+        }
+
+        let counts = envoy_counts(&hub.envoys());
+        for fleet in published.fleets.keys() {
+            for variant in [Variant::Sotw, Variant::Delta] {
+                scrape.envoy_series.insert(envoy_labels(fleet, variant));
+            }
+        }
+        scrape.envoy_series.extend(counts.keys().cloned());
+        for labels in &scrape.envoy_series {
+            let n = counts.get(labels).copied().unwrap_or(0);
+            self.envoys.get_or_create(labels).set(as_i64(n));
+        }
+    }
+}
+
+fn type_label(kind: Kind) -> TypeLabel {
+    TypeLabel {
+        r#type: kind.short(),
+    }
+}
+
+fn envoy_labels(fleet: &str, variant: Variant) -> EnvoyLabels {
+    EnvoyLabels {
+        fleet: fleet.to_string(),
+        ads: match variant {
+            Variant::Sotw => "sotw",
+            Variant::Delta => "delta",
+        },
+    }
+}
+
+fn envoy_counts(envoys: &[EnvoyStatus]) -> BTreeMap<EnvoyLabels, usize> {
+    let mut counts = BTreeMap::new();
+    for e in envoys {
+        *counts.entry(envoy_labels(&e.fleet, e.variant)).or_insert(0) += 1;
+    }
+    counts
+}
+
+/// The ACKs that will tell how long the change from `old` to `new` took to reach each Envoy
+/// connected now: one per Envoy and resource type whose set changed in its fleet.
+fn expected_acks(old: &Published, new: &Published, envoys: &[EnvoyStatus]) -> HashSet<AckKey> {
+    let mut out = HashSet::new();
+    for e in envoys {
+        let (before, after) = (old.fleet(&e.fleet), new.fleet(&e.fleet));
+        for kind in Kind::ALL {
+            if before.set_for(kind, e.runtime).version != after.set_for(kind, e.runtime).version {
+                out.insert((e.node_id.clone(), e.fleet.clone(), kind));
+            }
+        }
+    }
+    out
+}
+
+fn as_i64(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::time::{Duration, Instant, SystemTime};
+
+    use crate::parse::parse_file;
+    use crate::snapshot::{Listen, SnapshotBuilder};
+    use crate::table::compile;
+
+    /// The snapshots for `files` ((path, YAML) pairs), as the reloader would publish them.
+    pub(crate) fn published(files: &[(&str, &str)]) -> Published {
+        let parsed: Vec<_> = files
+            .iter()
+            .map(|(rel, text)| parse_file(rel, text.as_bytes()))
+            .collect();
+        let tables = compile(&parsed, None).tables;
+        let mut builder = SnapshotBuilder::new(
+            Listen {
+                default: "127.0.0.1:8080".parse().unwrap(),
+                fleets: BTreeMap::new(),
+            },
+            None,
+        );
+        let fleets = tables
+            .fleets
+            .iter()
+            .map(|(name, t)| (name.clone(), Arc::new(builder.build(name, Arc::clone(t)))))
+            .collect();
+        let other = Arc::new(builder.build("", Arc::new(Default::default())));
+        Published {
+            fleets,
+            other,
+            since: Instant::now(),
+        }
+    }
+
+    pub(crate) const MAIN: &str =
+        "apiVersion: ambassador/v1\nkind: Mapping\nname: qotm\nprefix: /qotm/\nservice: qotm\n";
+    pub(crate) const CANARY: &str = "apiVersion: ambassador/v1\nkind: Mapping\nname: qotmv2\nprefix: /qotm/\nservice: qotmv2\nweight: 10\n";
+
+    pub(crate) fn envoy(node: &str, fleet: &str, variant: Variant) -> EnvoyStatus {
+        EnvoyStatus {
+            node_id: node.into(),
+            fleet: fleet.into(),
+            variant,
+            runtime: false,
+            connected_since: SystemTime::UNIX_EPOCH,
+            types: BTreeMap::new(),
+            synced_version: None,
+            in_sync: false,
+        }
+    }
+
+    /// The value of the sample line `series` (name and labels exactly as printed).
+    fn sample(text: &str, series: &str) -> Option<f64> {
+        text.lines().find_map(|l| {
+            l.strip_prefix(series)
+                .and_then(|rest| rest.strip_prefix(' '))
+                .and_then(|v| v.parse().ok())
+        })
+    }
+
+    #[test]
+    fn every_metric_is_exported_from_the_start() {
+        let m = Metrics::new();
+        let hub = Hub::new(published(&[("a.yaml", MAIN)]));
+        let text = m.render(&hub);
+        for (series, value) in [
+            ("canary_xds_reloads_total{result=\"ok\"}", 0.0),
+            ("canary_xds_reloads_total{result=\"failed\"}", 0.0),
+            ("canary_xds_reload_duration_seconds_count", 0.0),
+            ("canary_xds_mappings", 0.0),
+            ("canary_xds_routes", 0.0),
+            ("canary_xds_clusters", 0.0),
+            ("canary_xds_held_files", 0.0),
+            ("canary_xds_diagnostics{severity=\"error\"}", 0.0),
+            ("canary_xds_diagnostics{severity=\"warning\"}", 0.0),
+            ("canary_xds_diagnostics{severity=\"info\"}", 0.0),
+            (
+                "canary_xds_envoys_connected{fleet=\"default\",ads=\"sotw\"}",
+                0.0,
+            ),
+            (
+                "canary_xds_envoys_connected{fleet=\"default\",ads=\"delta\"}",
+                0.0,
+            ),
+            ("canary_xds_xds_streams_opened_total", 0.0),
+            ("canary_xds_xds_responses_total", 0.0),
+            ("canary_xds_xds_acks_total", 0.0),
+            ("canary_xds_xds_nacks_total", 0.0),
+            ("canary_xds_change_to_ack_seconds_count{type=\"cds\"}", 0.0),
+            ("canary_xds_change_to_ack_seconds_count{type=\"lds\"}", 0.0),
+            ("canary_xds_change_to_ack_seconds_count{type=\"rds\"}", 0.0),
+        ] {
+            assert_eq!(sample(&text, series), Some(value), "{series} in\n{text}");
+        }
+        let version = overall_version(&hub.current());
+        assert_eq!(
+            sample(
+                &text,
+                &format!("canary_xds_config_version_info{{version=\"{version}\"}}")
+            ),
+            Some(1.0),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE canary_xds_change_to_ack_seconds histogram"));
+        assert!(text.contains("# TYPE canary_xds_xds_nacks_total counter"));
+        // Fine enough for milliseconds.
+        assert!(
+            text.contains("canary_xds_change_to_ack_seconds_bucket{le=\"0.001\",type=\"rds\"} 0")
+                || text.contains(
+                    "canary_xds_change_to_ack_seconds_bucket{type=\"rds\",le=\"0.001\"} 0"
+                ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_reload_sets_counts_and_a_failed_one_keeps_them() {
+        let m = Metrics::new();
+        let hub = Hub::new(published(&[("a.yaml", MAIN)]));
+        let mut outcome = Outcome {
+            published: Some(published(&[("a.yaml", MAIN), ("b.yaml", CANARY)])),
+            changed: true,
+            stats: crate::reload::Stats {
+                mappings: 2,
+                routes: 1,
+                clusters: 2,
+                took: Duration::from_micros(300),
+                counts: crate::diagnostic::Counts {
+                    errors: 0,
+                    warnings: 1,
+                    infos: 2,
+                },
+                ..Default::default()
+            },
+            diagnostics: Vec::new(),
+            recheck_after: None,
+            accepted: Vec::new(),
+            removed_files: 0,
+        };
+        m.reload(&outcome);
+        outcome.published = None;
+        outcome.stats = crate::reload::Stats {
+            counts: crate::diagnostic::Counts {
+                errors: 1,
+                warnings: 0,
+                infos: 0,
+            },
+            ..Default::default()
+        };
+        m.reload(&outcome);
+        let text = m.render(&hub);
+        for (series, value) in [
+            ("canary_xds_reloads_total{result=\"ok\"}", 1.0),
+            ("canary_xds_reloads_total{result=\"failed\"}", 1.0),
+            ("canary_xds_reload_duration_seconds_count", 2.0),
+            ("canary_xds_mappings", 2.0),
+            ("canary_xds_routes", 1.0),
+            ("canary_xds_clusters", 2.0),
+            ("canary_xds_diagnostics{severity=\"error\"}", 1.0),
+            ("canary_xds_diagnostics{severity=\"warning\"}", 0.0),
+        ] {
+            assert_eq!(sample(&text, series), Some(value), "{series} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn the_hub_is_read_at_scrape_time_and_the_version_label_moves() {
+        let m = Metrics::new();
+        let hub = Hub::new(published(&[("a.yaml", MAIN)]));
+        let first = overall_version(&hub.current());
+        let _ = m.render(&hub);
+        hub.counters.responses.fetch_add(3, Ordering::Relaxed);
+        hub.counters.nacks.fetch_add(1, Ordering::Relaxed);
+        hub.publish(published(&[("a.yaml", MAIN), ("b.yaml", CANARY)]));
+        let second = overall_version(&hub.current());
+        assert_ne!(first, second);
+        let text = m.render(&hub);
+        assert_eq!(sample(&text, "canary_xds_xds_responses_total"), Some(3.0));
+        assert_eq!(sample(&text, "canary_xds_xds_nacks_total"), Some(1.0));
+        // Scraping again adds nothing.
+        let text = m.render(&hub);
+        assert_eq!(sample(&text, "canary_xds_xds_responses_total"), Some(3.0));
+        assert!(text.contains(&format!("version=\"{second}\"")), "{text}");
+        assert!(!text.contains(&format!("version=\"{first}\"")), "{text}");
+    }
+
+    #[test]
+    fn change_to_ack_counts_the_first_ack_of_each_changed_type_from_envoys_already_there() {
+        let m = Metrics::new();
+        let old = published(&[("a.yaml", MAIN)]);
+        let new = published(&[("a.yaml", MAIN), ("b.yaml", CANARY)]);
+        let hub = Hub::new(old.clone());
+        let there = envoy("there", "default", Variant::Sotw);
+        m.expect_acks(&old, &new, std::slice::from_ref(&there));
+        let ack = |node: &str, kind| Observed::Ack {
+            node_id: node.into(),
+            fleet: "default".into(),
+            kind,
+            since_change: Duration::from_millis(3),
+        };
+        m.observed(&ack("there", Kind::Cluster));
+        m.observed(&ack("there", Kind::Route));
+        // A second ACK of the same type, and an Envoy that connected after the change: no
+        // samples.
+        m.observed(&ack("there", Kind::Route));
+        m.observed(&ack("later", Kind::Route));
+        let text = m.render(&hub);
+        assert_eq!(
+            sample(
+                &text,
+                "canary_xds_change_to_ack_seconds_count{type=\"rds\"}"
+            ),
+            Some(1.0),
+            "{text}"
+        );
+        assert_eq!(
+            sample(
+                &text,
+                "canary_xds_change_to_ack_seconds_count{type=\"cds\"}"
+            ),
+            Some(1.0)
+        );
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("canary_xds_change_to_ack_seconds_bucket")
+                    && l.contains("le=\"0.005\"")
+                    && l.contains("type=\"rds\"")
+                    && l.ends_with(" 1")),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn only_the_types_that_changed_in_the_envoys_fleet_are_expected() {
+        let edge = "apiVersion: ambassador/v1\nkind: Mapping\nname: edge\nprefix: /edge/\nservice: edge\nambassador_id: edge\n";
+        let old = published(&[("a.yaml", MAIN), ("e.yaml", edge)]);
+        let new = published(&[("a.yaml", MAIN), ("b.yaml", CANARY), ("e.yaml", edge)]);
+        let envoys = [
+            envoy("d", "default", Variant::Sotw),
+            envoy("e", "edge", Variant::Delta),
+        ];
+        let expected = expected_acks(&old, &new, &envoys);
+        assert!(expected.contains(&("d".into(), "default".into(), Kind::Route)));
+        assert!(expected.contains(&("d".into(), "default".into(), Kind::Cluster)));
+        assert!(!expected.contains(&("d".into(), "default".into(), Kind::Listener)));
+        assert!(expected.iter().all(|(node, _, _)| node == "d"));
+    }
+
+    #[test]
+    fn connected_envoys_are_counted_by_fleet_and_variant() {
+        let counts = envoy_counts(&[
+            envoy("a", "default", Variant::Sotw),
+            envoy("b", "default", Variant::Sotw),
+            envoy("c", "edge", Variant::Delta),
+        ]);
+        assert_eq!(counts[&envoy_labels("default", Variant::Sotw)], 2);
+        assert_eq!(counts[&envoy_labels("edge", Variant::Delta)], 1);
+        assert!(!counts.contains_key(&envoy_labels("default", Variant::Delta)));
+    }
+}

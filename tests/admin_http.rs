@@ -1,0 +1,246 @@
+//! The admin server in process, without Envoy: `serve::start` with an admin listener on port 0,
+//! then every endpoint over real HTTP: health, readiness before and after the first config,
+//! metrics, the JSON API, the page and its headers, and a clean stop.
+
+use std::fs;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use canary_xds::serve::{Listeners, Settings, start};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const MAIN: &str =
+    "apiVersion: ambassador/v1\nkind: Mapping\nname: qotm\nprefix: /qotm/\nservice: qotm\n";
+const CANARY: &str = "apiVersion: ambassador/v1\nkind: Mapping\nname: qotmv2\nprefix: /qotm/\nservice: qotmv2\nweight: 10\n";
+
+/// A response: status, headers (lower-case names) and body.
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// One GET over a fresh connection that the server closes after the response.
+async fn get(addr: SocketAddr, path: &str) -> std::io::Result<Reply> {
+    let mut s = TcpStream::connect(addr).await?;
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n").as_bytes(),
+    )
+    .await?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Ok(Reply {
+        status,
+        headers,
+        body: body.to_string(),
+    })
+}
+
+async fn wait_until(what: &str, mut ok: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !ok().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        l.strip_prefix(series)
+            .and_then(|rest| rest.strip_prefix(' '))
+            .and_then(|v| v.parse().ok())
+    })
+}
+
+async fn start_with_admin(
+    settings: Settings,
+) -> (
+    canary_xds::serve::Running,
+    SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+) {
+    let xds = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let running = start(
+        settings,
+        Listeners {
+            xds,
+            admin: Some(admin),
+        },
+        async {
+            let _ = stop_rx.await;
+        },
+    )
+    .await
+    .unwrap();
+    let addr = running.admin_addr.expect("the admin server runs");
+    (running, addr, stop_tx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_endpoint_answers_and_stops_with_the_server() {
+    let t = tempfile::tempdir().unwrap();
+    fs::write(t.path().join("qotm.yaml"), MAIN).unwrap();
+    fs::write(t.path().join("qotmv2.yaml"), CANARY).unwrap();
+    let mut settings = Settings::for_dir(t.path());
+    settings.envoy_admin = vec!["http://admin:secret@127.0.0.1:9901".into()];
+    let (running, addr, stop) = start_with_admin(settings).await;
+
+    let health = get(addr, "/healthz").await.unwrap();
+    assert_eq!((health.status, health.body.as_str()), (200, "ok\n"));
+    wait_until("ready", async || {
+        get(addr, "/readyz").await.is_ok_and(|r| r.status == 200)
+    })
+    .await;
+
+    let metrics = get(addr, "/metrics").await.unwrap();
+    assert_eq!(metrics.status, 200);
+    assert!(
+        metrics
+            .header("content-type")
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    assert!(metric(&metrics.body, "canary_xds_reloads_total{result=\"ok\"}").unwrap() >= 1.0);
+    assert_eq!(metric(&metrics.body, "canary_xds_mappings"), Some(2.0));
+    assert_eq!(
+        metric(&metrics.body, "canary_xds_xds_nacks_total"),
+        Some(0.0)
+    );
+
+    let routes = get(addr, "/api/routes").await.unwrap();
+    assert_eq!(routes.header("content-type"), Some("application/json"));
+    let doc: serde_json::Value = serde_json::from_str(&routes.body).unwrap();
+    let version = canary_xds::reload::overall_version(&running.hub.current());
+    assert_eq!(doc["version"], version.as_str());
+    assert_eq!(
+        doc["fleets"]["default"]["routes"][0]["backends"][1]["weight_bp"],
+        1000
+    );
+    let envoys: serde_json::Value =
+        serde_json::from_str(&get(addr, "/api/envoys").await.unwrap().body).unwrap();
+    assert_eq!(envoys["envoys"], serde_json::json!([]));
+    let diagnostics: serde_json::Value =
+        serde_json::from_str(&get(addr, "/api/diagnostics").await.unwrap().body).unwrap();
+    assert_eq!(diagnostics["diagnostics"], serde_json::json!([]));
+    assert_eq!(diagnostics["reload_ok"], true);
+
+    let page = get(addr, "/").await.unwrap();
+    assert_eq!(page.status, 200);
+    assert_eq!(
+        page.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    let csp = page.header("content-security-policy").unwrap();
+    assert!(csp.contains("default-src 'none'") && csp.contains("script-src 'sha256-"));
+    assert!(page.body.contains("90.00%") && page.body.contains("10.00%"));
+    // The --envoy-admin URL is shown without its credentials.
+    assert!(page.body.contains("http://127.0.0.1:9901"));
+    assert!(!page.body.contains("secret"));
+    // No external resource of any kind.
+    for external in ["src=\"http", "href=\"http", "url(", "@import"] {
+        assert!(!page.body.contains(external), "{external}");
+    }
+
+    assert_eq!(get(addr, "/nope").await.unwrap().status, 404);
+
+    // A change reaches the API.
+    let tmp = t.path().join(".qotmv2.yaml.tmp");
+    fs::write(&tmp, CANARY.replace("weight: 10", "weight: 30")).unwrap();
+    fs::rename(&tmp, t.path().join("qotmv2.yaml")).unwrap();
+    wait_until("the new weights in /api/routes", async || {
+        get(addr, "/api/routes")
+            .await
+            .is_ok_and(|r| r.body.contains("\"weight_bp\": 3000"))
+    })
+    .await;
+
+    stop.send(()).unwrap();
+    running.done.await.unwrap().unwrap();
+    assert!(
+        get(addr, "/healthz").await.is_err(),
+        "the admin server stopped"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn not_ready_until_the_directory_can_be_read() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("later");
+    let (running, addr, stop) = start_with_admin(Settings::for_dir(&dir)).await;
+
+    let ready = get(addr, "/readyz").await.unwrap();
+    assert_eq!(ready.status, 503);
+    assert!(
+        ready.body.contains("no config loaded yet"),
+        "{}",
+        ready.body
+    );
+    assert_eq!(get(addr, "/healthz").await.unwrap().status, 200);
+    let metrics = get(addr, "/metrics").await.unwrap().body;
+    assert!(
+        metric(&metrics, "canary_xds_reloads_total{result=\"failed\"}").unwrap() >= 1.0,
+        "{metrics}"
+    );
+    let page = get(addr, "/").await.unwrap().body;
+    assert!(page.contains("data-level=\"bad\""), "{page}");
+    let diagnostics: serde_json::Value =
+        serde_json::from_str(&get(addr, "/api/diagnostics").await.unwrap().body).unwrap();
+    assert_eq!(diagnostics["reload_ok"], false);
+    assert_eq!(diagnostics["diagnostics"][0]["file"], ".");
+    let routes: serde_json::Value =
+        serde_json::from_str(&get(addr, "/api/routes").await.unwrap().body).unwrap();
+    assert_eq!(routes["held"][0]["file"], ".");
+
+    // The directory appears: a config is loaded, and the server is ready.
+    fs::create_dir(&dir).unwrap();
+    fs::write(dir.join("qotm.yaml"), MAIN).unwrap();
+    wait_until("ready", async || {
+        get(addr, "/readyz").await.is_ok_and(|r| r.status == 200)
+    })
+    .await;
+
+    stop.send(()).unwrap();
+    running.done.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_an_admin_listener_there_is_no_admin_server() {
+    let t = tempfile::tempdir().unwrap();
+    fs::write(t.path().join("qotm.yaml"), MAIN).unwrap();
+    let xds = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let running = start(Settings::for_dir(t.path()), xds, async {
+        let _ = stop_rx.await;
+    })
+    .await
+    .unwrap();
+    assert!(running.admin_addr.is_none());
+    // The state is there all the same, for whoever embeds the control plane.
+    assert!(running.admin.not_ready().is_none() || running.admin.last_reload().ok);
+    stop_tx.send(()).unwrap();
+    running.done.await.unwrap().unwrap();
+}
