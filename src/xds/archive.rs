@@ -2,16 +2,15 @@
 //! string can be understood (which clusters does it hold? which does its route table use?) and
 //! make-before-break resumes where the last stream left off.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::resource::{Kind, Resource, ResourceSet};
 
 /// How many snapshot generations an unused entry survives.
-const KEEP_GENERATIONS: u64 = 32;
+const KEEP_GENERATIONS: u64 = 8;
 
-/// The resources of a set, by name.
-pub type Items = Arc<BTreeMap<String, Arc<Resource>>>;
+pub use super::resource::Items;
 
 /// Recently sent resource sets (by set version) and resources (by name and version).
 #[derive(Default)]
@@ -29,7 +28,7 @@ impl Archive {
         self.sets
             .entry((kind, set.version.clone()))
             .and_modify(|e| e.1 = g)
-            .or_insert_with(|| (Arc::new(set.items.clone()), g));
+            .or_insert_with(|| (Arc::clone(&set.items), g));
         for r in set.items.values() {
             self.resources
                 .entry((kind, r.name.clone(), r.version.clone()))

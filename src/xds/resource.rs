@@ -9,7 +9,6 @@ use std::fmt;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use envoy_types::pb::envoy::service::discovery::v3::Resource as XdsResource;
 use envoy_types::pb::google::protobuf::Any;
 use prost::Message;
 use sha2::{Digest, Sha256};
@@ -78,10 +77,13 @@ pub struct Resource {
     pub prefixes: Vec<String>,
     /// The layer's values by key (runtime layers only).
     pub layer: Option<Arc<Layer>>,
-    /// The `Any` holding the resource, encoded.
+    /// The `Any` holding the resource, encoded: the one copy of its bytes.
     pub any: Bytes,
-    sotw_entry: Bytes,
-    delta_entry: Bytes,
+    /// What goes before `any` to make an entry of `DiscoveryResponse.resources` (field 2).
+    sotw_prefix: Bytes,
+    /// What goes before `any` to make an entry of `DeltaDiscoveryResponse.resources`: the
+    /// `Resource` message's own fields, then its `resource` field's key and length.
+    delta_prefix: Bytes,
 }
 
 impl fmt::Debug for Resource {
@@ -99,19 +101,26 @@ impl Resource {
         value: Vec<u8>,
         refs: Vec<String>,
     ) -> Self {
+        use prost::encoding::{WireType, encode_key, encode_varint, string};
         let any = Any {
             type_url: kind.type_url().to_string(),
             value,
-        };
-        let any_bytes = any.encode_to_vec();
-        let sotw_entry = field_entry(2, &any_bytes);
-        let delta = XdsResource {
-            name: name.clone(),
-            version: version.clone(),
-            resource: Some(any),
-            ..Default::default()
-        };
-        let delta_entry = field_entry(2, &delta.encode_to_vec());
+        }
+        .encode_to_vec();
+        let mut sotw_prefix = Vec::with_capacity(8);
+        encode_key(2, WireType::LengthDelimited, &mut sotw_prefix);
+        encode_varint(any.len() as u64, &mut sotw_prefix);
+        // `Resource { version: 1, resource: 2, name: 3 }` in tag order, with `resource` last
+        // on the wire so that the shared `Any` bytes can follow the prefix as they are.
+        let mut fields = Vec::with_capacity(name.len() + version.len() + 16);
+        string::encode(1, &version, &mut fields);
+        string::encode(3, &name, &mut fields);
+        encode_key(2, WireType::LengthDelimited, &mut fields);
+        encode_varint(any.len() as u64, &mut fields);
+        let mut delta_prefix = Vec::with_capacity(fields.len() + 8);
+        encode_key(2, WireType::LengthDelimited, &mut delta_prefix);
+        encode_varint((fields.len() + any.len()) as u64, &mut delta_prefix);
+        delta_prefix.extend_from_slice(&fields);
         Resource {
             kind,
             name,
@@ -119,20 +128,20 @@ impl Resource {
             refs,
             prefixes: Vec::new(),
             layer: None,
-            any: Bytes::from(any_bytes),
-            sotw_entry: Bytes::from(sotw_entry),
-            delta_entry: Bytes::from(delta_entry),
+            any: Bytes::from(any),
+            sotw_prefix: Bytes::from(sotw_prefix),
+            delta_prefix: Bytes::from(delta_prefix),
         }
     }
 
-    /// This resource as an entry of `DiscoveryResponse.resources` (field 2).
-    pub fn sotw_entry(&self) -> Bytes {
-        self.sotw_entry.clone()
+    /// This resource as an entry of `DiscoveryResponse.resources` (field 2): shared bytes.
+    pub fn sotw_entry(&self) -> [Bytes; 2] {
+        [self.sotw_prefix.clone(), self.any.clone()]
     }
 
     /// This resource as an entry of `DeltaDiscoveryResponse.resources` (field 2).
-    pub fn delta_entry(&self) -> Bytes {
-        self.delta_entry.clone()
+    pub fn delta_entry(&self) -> [Bytes; 2] {
+        [self.delta_prefix.clone(), self.any.clone()]
     }
 }
 
@@ -182,20 +191,15 @@ impl Resource {
     }
 }
 
-/// Encodes `payload` as a length-delimited field `tag`.
-fn field_entry(tag: u32, payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(payload.len() + 10);
-    prost::encoding::encode_key(tag, prost::encoding::WireType::LengthDelimited, &mut out);
-    prost::encoding::encode_varint(payload.len() as u64, &mut out);
-    out.extend_from_slice(payload);
-    out
-}
+/// Resources by name, shared: a snapshot's set, a stream's in-flight and ACKed sets and the
+/// archive all point at one map.
+pub type Items = Arc<BTreeMap<String, Arc<Resource>>>;
 
 /// A set of resources of one kind, with a version that names exactly this content.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ResourceSet {
     pub version: String,
-    pub items: BTreeMap<String, Arc<Resource>>,
+    pub items: Items,
 }
 
 impl Default for ResourceSet {
@@ -206,8 +210,13 @@ impl Default for ResourceSet {
 
 impl ResourceSet {
     pub fn new(items: BTreeMap<String, Arc<Resource>>) -> Self {
+        Self::shared(Arc::new(items))
+    }
+
+    /// The set of `items`, shared as they are.
+    pub fn shared(items: Items) -> Self {
         let mut h = Sha256::new();
-        for (name, r) in &items {
+        for (name, r) in items.iter() {
             h.update(name.as_bytes());
             h.update([0]);
             h.update(r.version.as_bytes());
@@ -280,7 +289,9 @@ mod tests {
             ..Default::default()
         }
         .encode_to_vec();
-        body.extend_from_slice(&r.sotw_entry());
+        for chunk in r.sotw_entry() {
+            body.extend_from_slice(&chunk);
+        }
         let decoded = DiscoveryResponse::decode(body.as_slice()).unwrap();
         assert_eq!(decoded.resources.len(), 1);
         assert_eq!(decoded.resources[0].value, vec![10, 1, b'x']);
@@ -291,7 +302,9 @@ mod tests {
             ..Default::default()
         }
         .encode_to_vec();
-        body.extend_from_slice(&r.delta_entry());
+        for chunk in r.delta_entry() {
+            body.extend_from_slice(&chunk);
+        }
         let decoded = DeltaDiscoveryResponse::decode(body.as_slice()).unwrap();
         assert_eq!(decoded.resources[0].name, "a");
         assert_eq!(decoded.resources[0].version, "v1");

@@ -1,10 +1,10 @@
 //! The ADS server: one tokio task per Envoy stream, moving messages between the socket and the
 //! stream's protocol state.
 //!
-//! envoy-types' generated service would re-encode every resource for every Envoy; ours sends
-//! pre-encoded bytes through a codec of its own, so a snapshot is encoded once however many
-//! Envoys it goes to. Snapshots reach the streams through a `watch` channel: a stream that is
-//! busy sees only the latest one.
+//! envoy-types' generated service would re-encode every resource for every Envoy; ours writes
+//! the response body itself from the snapshot's pre-encoded, shared bytes, so a snapshot is
+//! encoded once however many Envoys it goes to, and no stream keeps a copy of it. Snapshots
+//! reach the streams through a `watch` channel: a stream that is busy sees only the latest one.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -13,14 +13,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
-use bytes::BufMut;
 use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DiscoveryRequest};
 use tokio::sync::{mpsc, watch};
-use tokio_stream::wrappers::ReceiverStream;
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::codec::{DecodeBuf, Decoder};
 use tonic::codegen::{BoxFuture, Context, Poll, Service, http};
 use tonic::server::NamedService;
-use tonic::{Request, Status, Streaming};
+use tonic::{Status, Streaming};
 
 use super::archive::Archive;
 use super::resource::Kind;
@@ -212,35 +210,103 @@ where
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let hub = Arc::clone(&self.hub);
         match req.uri().path() {
-            SOTW_PATH => Box::pin(async move {
-                let mut grpc = tonic::server::Grpc::new(AdsCodec::<DiscoveryRequest>::default())
-                    .max_decoding_message_size(MAX_REQUEST_BYTES);
-                Ok(grpc
-                    .streaming(
-                        Method {
-                            hub,
-                            variant: Variant::Sotw,
-                        },
-                        req,
-                    )
-                    .await)
-            }),
+            SOTW_PATH => {
+                Box::pin(
+                    async move { Ok(open_stream::<DiscoveryRequest, B>(hub, Variant::Sotw, req)) },
+                )
+            }
             DELTA_PATH => Box::pin(async move {
-                let mut grpc =
-                    tonic::server::Grpc::new(AdsCodec::<DeltaDiscoveryRequest>::default())
-                        .max_decoding_message_size(MAX_REQUEST_BYTES);
-                Ok(grpc
-                    .streaming(
-                        Method {
-                            hub,
-                            variant: Variant::Delta,
-                        },
-                        req,
-                    )
-                    .await)
+                Ok(open_stream::<DeltaDiscoveryRequest, B>(
+                    hub,
+                    Variant::Delta,
+                    req,
+                ))
             }),
             _ => {
                 Box::pin(async move { Ok(Status::unimplemented("not an ADS method").into_http()) })
+            }
+        }
+    }
+}
+
+/// Answers an ADS call: requests are decoded by tonic; responses go out as the shared,
+/// pre-encoded bytes themselves (a gRPC frame header, then each resource's bytes), so that no
+/// stream holds a private copy of a snapshot, however large the route table.
+fn open_stream<R, B>(
+    hub: Arc<Hub>,
+    variant: Variant,
+    req: http::Request<B>,
+) -> http::Response<tonic::body::Body>
+where
+    R: AdsRequest,
+    B: tonic::codegen::Body + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
+{
+    let requests = Streaming::new_request(
+        ProstDecoder::<R>(PhantomData),
+        req.into_body(),
+        None,
+        Some(MAX_REQUEST_BYTES),
+    );
+    // Two responses in flight at most: a slow Envoy holds back only its own task.
+    let (tx, rx) = mpsc::channel(2);
+    tokio::spawn(run_stream(hub, variant, requests, tx));
+    let mut response = http::Response::new(tonic::body::Body::new(AdsBody {
+        rx,
+        pending: std::collections::VecDeque::new(),
+        done: false,
+    }));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/grpc"),
+    );
+    response
+}
+
+/// The response body of an ADS stream: gRPC frames made of shared `Bytes`, then the status in
+/// trailers.
+struct AdsBody {
+    rx: mpsc::Receiver<Result<Encoded, Status>>,
+    pending: std::collections::VecDeque<bytes::Bytes>,
+    done: bool,
+}
+
+impl http_body::Body for AdsBody {
+    type Data = bytes::Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, Status>>> {
+        if let Some(chunk) = self.pending.pop_front() {
+            return Poll::Ready(Some(Ok(http_body::Frame::data(chunk))));
+        }
+        if self.done {
+            return Poll::Ready(None);
+        }
+        match self.rx.poll_recv(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Some(Ok(encoded))) => {
+                // The gRPC message header: not compressed, then the length, big-endian.
+                let mut header = [0u8; 5];
+                header[1..].copy_from_slice(&(encoded.len() as u32).to_be_bytes());
+                self.pending
+                    .push_back(bytes::Bytes::copy_from_slice(&header));
+                self.pending
+                    .extend(encoded.chunks.into_iter().filter(|c| !c.is_empty()));
+                let first = self.pending.pop_front().expect("the header was pushed");
+                Poll::Ready(Some(Ok(http_body::Frame::data(first))))
+            }
+            Poll::Ready(end) => {
+                self.done = true;
+                let status = match end {
+                    Some(Err(status)) => status,
+                    _ => Status::ok(""),
+                };
+                let mut trailers = http::HeaderMap::new();
+                let _ = status.add_header(&mut trailers);
+                Poll::Ready(Some(Ok(http_body::Frame::trailers(trailers))))
             }
         }
     }
@@ -275,34 +341,6 @@ impl AdsRequest for DeltaDiscoveryRequest {
     }
 }
 
-struct Method {
-    hub: Arc<Hub>,
-    variant: Variant,
-}
-
-type ResponseStream = ReceiverStream<Result<Encoded, Status>>;
-
-impl<R: AdsRequest> Service<Request<Streaming<R>>> for Method {
-    type Response = tonic::Response<ResponseStream>;
-    type Error = Status;
-    type Future = BoxFuture<Self::Response, Status>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Status>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: Request<Streaming<R>>) -> Self::Future {
-        let hub = Arc::clone(&self.hub);
-        let variant = self.variant;
-        Box::pin(async move {
-            // Two responses in flight at most: a slow Envoy holds back only its own task.
-            let (tx, rx) = mpsc::channel(2);
-            tokio::spawn(run_stream(hub, variant, req.into_inner(), tx));
-            Ok(tonic::Response::new(ReceiverStream::new(rx)))
-        })
-    }
-}
-
 async fn run_stream<R: AdsRequest>(
     hub: Arc<Hub>,
     variant: Variant,
@@ -320,7 +358,9 @@ async fn run_stream<R: AdsRequest>(
         if let Some(fleet) = state.fleet().map(str::to_string) {
             let published = Arc::clone(&snapshots.borrow_and_update());
             let snap = published.fleet(&fleet);
-            let responses = {
+            let responses = if state.settled_for(&snap) {
+                Vec::new()
+            } else {
                 let mut archive = hub.archive.lock().expect("archive lock");
                 state.plan(&snap, &mut archive)
             };
@@ -465,45 +505,7 @@ fn update_status(
     hub.envoys.lock().expect("envoys lock").insert(id, status);
 }
 
-/// Encodes pre-encoded responses by copying their bytes; decodes requests with prost.
-struct AdsCodec<R>(PhantomData<R>);
-
-impl<R> Default for AdsCodec<R> {
-    fn default() -> Self {
-        AdsCodec(PhantomData)
-    }
-}
-
-impl<R: prost::Message + Default + Send + 'static> Codec for AdsCodec<R> {
-    type Encode = Encoded;
-    type Decode = R;
-    type Encoder = BytesEncoder;
-    type Decoder = ProstDecoder<R>;
-
-    fn encoder(&mut self) -> Self::Encoder {
-        BytesEncoder
-    }
-
-    fn decoder(&mut self) -> Self::Decoder {
-        ProstDecoder(PhantomData)
-    }
-}
-
-struct BytesEncoder;
-
-impl Encoder for BytesEncoder {
-    type Item = Encoded;
-    type Error = Status;
-
-    fn encode(&mut self, item: Encoded, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        dst.reserve(item.len());
-        for chunk in &item.chunks {
-            dst.put_slice(chunk);
-        }
-        Ok(())
-    }
-}
-
+/// Decodes requests with prost.
 struct ProstDecoder<R>(PhantomData<R>);
 
 impl<R: prost::Message + Default> Decoder for ProstDecoder<R> {

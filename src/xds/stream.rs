@@ -25,7 +25,7 @@ use prost::Message;
 use sha2::{Digest, Sha256};
 
 use super::archive::Archive;
-use super::resource::{Kind, Layer, Resource, ResourceSet, short_hex};
+use super::resource::{Items, Kind, Layer, Resource, ResourceSet, short_hex};
 use crate::snapshot::Snapshot;
 
 /// State of the world or incremental ADS.
@@ -117,27 +117,56 @@ pub enum ProtocolError {
     NoTypeUrl,
 }
 
-/// What Envoy holds of one resource.
-#[derive(Clone, Debug)]
-enum Held {
-    Known(Arc<Resource>),
-    /// Envoy reported this version on reconnect, and it is not in the archive.
-    Unknown(String),
+/// What Envoy holds of one kind: the resources we know, shared with the set they came in
+/// (state of the world never copies them per stream), and, after an incremental reconnect,
+/// names and versions Envoy reported that are not in the archive.
+#[derive(Clone, Debug, Default)]
+struct Holding {
+    known: Items,
+    unknown: BTreeMap<String, String>,
 }
 
-impl Held {
-    fn version(&self) -> &str {
-        match self {
-            Held::Known(r) => &r.version,
-            Held::Unknown(v) => v,
+impl Holding {
+    fn shared(items: Items) -> Self {
+        Holding {
+            known: items,
+            unknown: BTreeMap::new(),
         }
     }
 
-    fn known(&self) -> Option<&Arc<Resource>> {
-        match self {
-            Held::Known(r) => Some(r),
-            Held::Unknown(_) => None,
+    fn contains_key(&self, name: &str) -> bool {
+        self.known.contains_key(name) || self.unknown.contains_key(name)
+    }
+
+    fn version(&self, name: &str) -> Option<&str> {
+        self.known
+            .get(name)
+            .map(|r| r.version.as_str())
+            .or_else(|| self.unknown.get(name).map(String::as_str))
+    }
+
+    fn known(&self) -> impl Iterator<Item = &Arc<Resource>> {
+        self.known.values()
+    }
+
+    fn names(&self) -> impl Iterator<Item = &String> {
+        self.known.keys().chain(self.unknown.keys())
+    }
+
+    fn insert(&mut self, name: String, r: Arc<Resource>) {
+        self.unknown.remove(&name);
+        Arc::make_mut(&mut self.known).insert(name, r);
+    }
+
+    fn remove(&mut self, name: &str) {
+        self.unknown.remove(name);
+        if self.known.contains_key(name) {
+            Arc::make_mut(&mut self.known).remove(name);
         }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.known.is_empty() && self.unknown.is_empty()
     }
 }
 
@@ -146,7 +175,7 @@ struct Inflight {
     nonce: String,
     version: String,
     /// SotW: the whole set sent. Delta: the resources added or changed.
-    upserts: BTreeMap<String, Arc<Resource>>,
+    upserts: Items,
     removals: Vec<String>,
 }
 
@@ -156,7 +185,7 @@ struct TypeState {
     wildcard: bool,
     names: BTreeSet<String>,
     /// What Envoy holds, as far as we know.
-    acked: BTreeMap<String, Held>,
+    acked: Holding,
     /// False when Envoy holds a SotW version we cannot map to resources.
     acked_exact: bool,
     acked_version: Option<String>,
@@ -181,7 +210,7 @@ impl TypeState {
             subscribed: false,
             wildcard: false,
             names: BTreeSet::new(),
-            acked: BTreeMap::new(),
+            acked: Holding::default(),
             acked_exact: true,
             acked_version: None,
             inflight: None,
@@ -224,7 +253,15 @@ pub struct StreamState {
     /// Route configurations Envoy may route by right now whose contents we do not know: keep
     /// every cluster Envoy holds until a route table of ours is ACKed.
     routes_unknown: bool,
+    /// Counts changes to this state (requests taken, responses sent).
+    epoch: u64,
+    /// The snapshot version and epoch of the last plan: planning again with both unchanged
+    /// cannot send anything.
+    last_plan: Option<(String, u64)>,
 }
+
+/// A set to send: its resources, and its version when it is a snapshot's set as is.
+type Desired = (Items, Option<String>);
 
 fn index(kind: Kind) -> usize {
     match kind {
@@ -261,6 +298,8 @@ impl StreamState {
             ],
             runtime: false,
             routes_unknown: false,
+            epoch: 0,
+            last_plan: None,
         }
     }
 
@@ -331,6 +370,7 @@ impl StreamState {
         req: &DiscoveryRequest,
         archive: &Archive,
     ) -> Result<Vec<Event>, ProtocolError> {
+        self.epoch += 1;
         self.take_node(req.node.as_ref())?;
         if req.type_url.is_empty() {
             return Err(ProtocolError::NoTypeUrl);
@@ -367,10 +407,7 @@ impl StreamState {
                 match archive.set(kind, &req.version_info) {
                     Some(set) => {
                         let t = self.ty(kind);
-                        t.acked = set
-                            .iter()
-                            .map(|(n, r)| (n.clone(), Held::Known(Arc::clone(r))))
-                            .collect();
+                        t.acked = Holding::shared(set);
                         t.acked_version = Some(req.version_info.clone());
                         t.acked_exact = true;
                     }
@@ -403,11 +440,7 @@ impl StreamState {
         let inflight = t.inflight.take().expect("checked above");
         match &req.error_detail {
             None => {
-                t.acked = inflight
-                    .upserts
-                    .iter()
-                    .map(|(n, r)| (n.clone(), Held::Known(Arc::clone(r))))
-                    .collect();
+                t.acked = Holding::shared(Arc::clone(&inflight.upserts));
                 t.acked_exact = true;
                 t.acked_version = Some(inflight.version.clone());
                 if kind == Kind::Route {
@@ -436,6 +469,7 @@ impl StreamState {
         req: &DeltaDiscoveryRequest,
         archive: &Archive,
     ) -> Result<Vec<Event>, ProtocolError> {
+        self.epoch += 1;
         self.take_node(req.node.as_ref())?;
         if req.type_url.is_empty() {
             return Err(ProtocolError::NoTypeUrl);
@@ -455,16 +489,15 @@ impl StreamState {
             t.wildcard = kind.is_wildcard() && req.resource_names_subscribe.is_empty();
             let mut unknown_routes = false;
             for (name, version) in &req.initial_resource_versions {
-                let held = match archive.resource(kind, name, version) {
-                    Some(r) => Held::Known(r),
+                match archive.resource(kind, name, version) {
+                    Some(r) => t.acked.insert(name.clone(), r),
                     None => {
                         if kind == Kind::Route {
                             unknown_routes = true;
                         }
-                        Held::Unknown(version.clone())
+                        t.acked.unknown.insert(name.clone(), version.clone());
                     }
-                };
-                t.acked.insert(name.clone(), held);
+                }
             }
             if kind == Kind::Cluster && !req.initial_resource_versions.is_empty() {
                 // A reconnecting Envoy: until its route table is known, it may route to any
@@ -517,14 +550,14 @@ impl StreamState {
         let inflight = t.inflight.take().expect("checked above");
         match &req.error_detail {
             None => {
-                for (name, r) in &inflight.upserts {
-                    t.acked.insert(name.clone(), Held::Known(Arc::clone(r)));
+                for (name, r) in inflight.upserts.iter() {
+                    t.acked.insert(name.clone(), Arc::clone(r));
                 }
                 for name in &inflight.removals {
                     t.acked.remove(name);
                 }
                 t.acked_version = Some(inflight.version.clone());
-                if kind == Kind::Route && t.acked.values().all(|h| h.known().is_some()) {
+                if kind == Kind::Route && t.acked.unknown.is_empty() {
                     self.routes_unknown = false;
                 }
                 events.push(Event::Ack {
@@ -533,7 +566,7 @@ impl StreamState {
                 });
             }
             Some(status) => {
-                for (name, r) in &inflight.upserts {
+                for (name, r) in inflight.upserts.iter() {
                     t.rejected.insert((name.clone(), r.version.clone()));
                 }
                 t.last_nack = Some((inflight.version.clone(), status.message.clone()));
@@ -550,6 +583,9 @@ impl StreamState {
     /// What to send now, given the fleet's current snapshot, in push order. Every response
     /// returned is in flight until Envoy ACKs or NACKs it.
     pub fn plan(&mut self, snap: &Snapshot, archive: &mut Archive) -> Vec<Response> {
+        if self.settled_for(snap) {
+            return Vec::new();
+        }
         let mut out = Vec::new();
         let rt = self.runtime;
         // Clusters: the snapshot's, plus any still used by routes Envoy holds or is being sent.
@@ -558,43 +594,24 @@ impl StreamState {
             out.push(r);
         }
         // The runtime layer: the snapshot's, plus the values routes Envoy holds still read.
-        let routes: BTreeMap<String, Arc<Resource>> = snap
-            .set_for(Kind::Route, rt)
-            .items
-            .iter()
-            .filter(|(n, _)| self.types[index(Kind::Route)].wants(n))
-            .map(|(n, r)| (n.clone(), Arc::clone(r)))
-            .collect();
+        let route_set = snap.set_for(Kind::Route, rt);
+        let routes = self.wanted(Kind::Route, route_set);
         let target_prefixes: BTreeSet<&str> = routes
+            .0
             .values()
             .flat_map(|r| r.prefixes.iter().map(String::as_str))
             .collect();
-        let target_layer = snap
-            .runtime
-            .items
-            .values()
-            .next()
-            .and_then(|r| r.layer.clone())
-            .unwrap_or_default();
+        let snap_layer = snap.runtime.items.values().next();
+        let target_layer = snap_layer.and_then(|r| r.layer.clone()).unwrap_or_default();
         if rt {
             let layer = self.desired_layer(&target_layer, &target_prefixes);
-            let desired = if snap
-                .runtime
-                .items
-                .values()
-                .next()
-                .and_then(|r| r.layer.as_deref())
-                == Some(&layer)
-            {
-                snap.runtime.items.clone()
+            let desired = if snap_layer.and_then(|r| r.layer.as_deref()) == Some(&layer) {
+                self.wanted(Kind::Runtime, &snap.runtime)
             } else {
                 let r = Resource::runtime_layer(crate::snapshot::RUNTIME_LAYER, layer);
-                BTreeMap::from([(r.name.clone(), Arc::new(r))])
+                let set = ResourceSet::new(BTreeMap::from([(r.name.clone(), Arc::new(r))]));
+                self.wanted(Kind::Runtime, &set)
             };
-            let desired = desired
-                .into_iter()
-                .filter(|(n, _)| self.types[index(Kind::Runtime)].wants(n))
-                .collect();
             if let Some(r) = self.send(
                 Kind::Runtime,
                 desired,
@@ -607,7 +624,10 @@ impl StreamState {
         }
         // Listeners: after clusters are settled.
         if self.types[index(Kind::Cluster)].inflight.is_none() {
-            let listeners = snap.listeners.items.clone();
+            let listeners = (
+                Arc::clone(&snap.listeners.items),
+                Some(snap.listeners.version.clone()),
+            );
             if let Some(r) = self.send(
                 Kind::Listener,
                 listeners,
@@ -622,6 +642,7 @@ impl StreamState {
         // runtime values they read.
         let held = &self.types[index(Kind::Cluster)].acked;
         let mut ready = routes
+            .0
             .values()
             .all(|r| r.refs.iter().all(|c| held.contains_key(c)));
         if rt {
@@ -638,7 +659,34 @@ impl StreamState {
         {
             out.push(r);
         }
+        self.last_plan = Some((snap.version.clone(), self.epoch));
         out
+    }
+
+    /// Whether planning for `snap` now would send nothing because neither the snapshot nor
+    /// anything Envoy said changed since the last plan: a thousand streams waking up for
+    /// nothing cost nothing (and take no lock).
+    pub fn settled_for(&self, snap: &Snapshot) -> bool {
+        self.last_plan
+            .as_ref()
+            .is_some_and(|(v, e)| *v == snap.version && *e == self.epoch)
+    }
+
+    /// The resources of `set` this stream asks for: the set itself (shared, with its
+    /// version) when it wants them all.
+    fn wanted(&self, kind: Kind, set: &ResourceSet) -> Desired {
+        let t = &self.types[index(kind)];
+        if set.items.keys().all(|n| t.wants(n)) {
+            (Arc::clone(&set.items), Some(set.version.clone()))
+        } else {
+            let items: BTreeMap<String, Arc<Resource>> = set
+                .items
+                .iter()
+                .filter(|(n, _)| t.wants(n))
+                .map(|(n, r)| (n.clone(), Arc::clone(r)))
+                .collect();
+            (Arc::new(items), None)
+        }
     }
 
     /// The runtime layer Envoy should hold: the snapshot's values for the prefixes of the
@@ -651,8 +699,7 @@ impl StreamState {
         let mut in_use: BTreeSet<&str> = BTreeSet::new();
         for r in rds
             .acked
-            .values()
-            .filter_map(Held::known)
+            .known()
             .chain(rds.inflight.iter().flat_map(|i| i.upserts.values()))
         {
             in_use.extend(r.prefixes.iter().map(String::as_str));
@@ -671,8 +718,7 @@ impl StreamState {
     fn held_layer(&self) -> Layer {
         self.types[index(Kind::Runtime)]
             .acked
-            .values()
-            .filter_map(Held::known)
+            .known()
             .filter_map(|r| r.layer.as_deref().cloned())
             .next()
             .unwrap_or_default()
@@ -698,53 +744,58 @@ impl StreamState {
         relevant(&held) == relevant(target)
     }
 
-    fn desired_clusters(
-        &self,
-        snap: &Snapshot,
-        archive: &Archive,
-    ) -> (BTreeMap<String, Arc<Resource>>, BTreeSet<String>) {
-        let mut desired = snap.set_for(Kind::Cluster, self.runtime).items.clone();
+    /// The clusters Envoy should hold now (the snapshot's set itself when nothing else must
+    /// stay), and (delta) names it holds that we must not remove though we cannot send them.
+    fn desired_clusters(&self, snap: &Snapshot, archive: &Archive) -> (Desired, BTreeSet<String>) {
+        let snap_set = snap.set_for(Kind::Cluster, self.runtime);
+        let mut extra: BTreeMap<String, Arc<Resource>> = BTreeMap::new();
         let mut protected = BTreeSet::new();
         let cds = &self.types[index(Kind::Cluster)];
         let rds = &self.types[index(Kind::Route)];
         let mut in_use: BTreeSet<&str> = BTreeSet::new();
-        for held in rds.acked.values() {
-            if let Some(r) = held.known() {
-                in_use.extend(r.refs.iter().map(String::as_str));
-            }
-        }
-        if let Some(inflight) = &rds.inflight {
-            for r in inflight.upserts.values() {
-                in_use.extend(r.refs.iter().map(String::as_str));
-            }
+        for r in rds
+            .acked
+            .known()
+            .chain(rds.inflight.iter().flat_map(|i| i.upserts.values()))
+        {
+            in_use.extend(r.refs.iter().map(String::as_str));
         }
         let keep_everything = self.routes_unknown || !rds.acked_exact;
         // Clusters the routes Envoy holds use but whose definition this stream never saw (a
         // SotW reconnect to a restarted server): send the last definition we know.
         if !cds.acked_exact || cds.acked.is_empty() {
             for name in &in_use {
-                if !desired.contains_key(*name)
-                    && !cds.acked.contains_key(*name)
+                if !snap_set.items.contains_key(*name)
+                    && !cds.acked.contains_key(name)
                     && let Some(r) = archive.latest(Kind::Cluster, name)
                 {
-                    desired.insert(name.to_string(), r);
+                    extra.insert(name.to_string(), r);
                 }
             }
         }
-        for (name, held) in &cds.acked {
-            if desired.contains_key(name) || !(keep_everything || in_use.contains(name.as_str())) {
-                continue;
-            }
-            match held {
-                Held::Known(r) => {
-                    desired.insert(name.clone(), Arc::clone(r));
-                }
-                Held::Unknown(_) => {
-                    protected.insert(name.clone());
-                }
+        for (name, r) in cds.acked.known.iter() {
+            if !snap_set.items.contains_key(name)
+                && (keep_everything || in_use.contains(name.as_str()))
+            {
+                extra.insert(name.clone(), Arc::clone(r));
             }
         }
-        (desired, protected)
+        for name in cds.acked.unknown.keys() {
+            if !snap_set.items.contains_key(name)
+                && (keep_everything || in_use.contains(name.as_str()))
+            {
+                protected.insert(name.clone());
+            }
+        }
+        if extra.is_empty() {
+            return (
+                (Arc::clone(&snap_set.items), Some(snap_set.version.clone())),
+                protected,
+            );
+        }
+        let mut all = (*snap_set.items).clone();
+        all.extend(extra);
+        ((Arc::new(all), None), protected)
     }
 
     fn next_nonce(&mut self) -> String {
@@ -755,7 +806,7 @@ impl StreamState {
     fn send(
         &mut self,
         kind: Kind,
-        desired: BTreeMap<String, Arc<Resource>>,
+        desired: Desired,
         protected: &BTreeSet<String>,
         snapshot_version: &str,
         archive: &mut Archive,
@@ -775,16 +826,20 @@ impl StreamState {
     fn send_sotw(
         &mut self,
         kind: Kind,
-        desired: BTreeMap<String, Arc<Resource>>,
+        (items, version): Desired,
         archive: &mut Archive,
     ) -> Option<Response> {
-        let set = ResourceSet::new(desired);
+        let set = match version {
+            Some(version) => ResourceSet { version, items },
+            None => ResourceSet::shared(items),
+        };
         {
             let t = &self.types[index(kind)];
             if !t.respond && t.sent_version.as_deref() == Some(set.version.as_str()) {
                 return None;
             }
         }
+        self.epoch += 1;
         archive.record(kind, &set);
         let nonce = self.next_nonce();
         let header = DiscoveryResponse {
@@ -793,9 +848,9 @@ impl StreamState {
             nonce: nonce.clone(),
             ..Default::default()
         };
-        let mut chunks = Vec::with_capacity(set.len() + 1);
+        let mut chunks = Vec::with_capacity(2 * set.len() + 1);
         chunks.push(Bytes::from(header.encode_to_vec()));
-        chunks.extend(set.items.values().map(|r| r.sotw_entry()));
+        chunks.extend(set.items.values().flat_map(|r| r.sotw_entry()));
         let t = self.ty(kind);
         t.respond = false;
         t.sent_version = Some(set.version.clone());
@@ -820,7 +875,7 @@ impl StreamState {
     fn send_delta(
         &mut self,
         kind: Kind,
-        desired: BTreeMap<String, Arc<Resource>>,
+        (desired, _): Desired,
         protected: &BTreeSet<String>,
         snapshot_version: &str,
         archive: &mut Archive,
@@ -830,21 +885,21 @@ impl StreamState {
             .iter()
             .filter(|(name, _)| t.wants(name))
             .filter(|(name, r)| {
-                t.force.contains(*name)
-                    || t.acked.get(*name).is_none_or(|h| h.version() != r.version)
+                t.force.contains(*name) || t.acked.version(name).is_none_or(|v| v != r.version)
             })
             .filter(|(name, r)| !t.rejected.contains(&((*name).clone(), r.version.clone())))
             .map(|(n, r)| (n.clone(), Arc::clone(r)))
             .collect();
         let removals: Vec<String> = t
             .acked
-            .keys()
+            .names()
             .filter(|n| !desired.contains_key(*n) && !protected.contains(*n))
             .cloned()
             .collect();
         if upserts.is_empty() && removals.is_empty() && !t.respond {
             return None;
         }
+        self.epoch += 1;
         let set = ResourceSet::new(upserts);
         archive.record(kind, &set);
         let mut h = Sha256::new();
@@ -862,9 +917,9 @@ impl StreamState {
             nonce: nonce.clone(),
             ..Default::default()
         };
-        let mut chunks = Vec::with_capacity(set.len() + 1);
+        let mut chunks = Vec::with_capacity(2 * set.len() + 1);
         chunks.push(Bytes::from(header.encode_to_vec()));
-        chunks.extend(set.items.values().map(|r| r.delta_entry()));
+        chunks.extend(set.items.values().flat_map(|r| r.delta_entry()));
         let t = self.ty(kind);
         t.respond = false;
         t.force.clear();
@@ -1004,7 +1059,7 @@ mod tests {
     }
 
     fn held(st: &StreamState, kind: Kind) -> Vec<String> {
-        st.types[index(kind)].acked.keys().cloned().collect()
+        st.types[index(kind)].acked.names().cloned().collect()
     }
 
     #[test]
@@ -1123,7 +1178,7 @@ mod tests {
         assert!(st.plan(&s2, &mut a).is_empty());
         assert_eq!(
             st.status(Kind::Route).acked,
-            Some(ResourceSet::new(s1.routes.items.clone()).version)
+            Some(ResourceSet::shared(s1.routes.items.clone()).version)
         );
         // The next change goes out.
         let s3 = snap(&[("a", "1")], "r3", &["a"]);
