@@ -196,11 +196,28 @@ impl Resource {
 pub type Items = Arc<BTreeMap<String, Arc<Resource>>>;
 
 /// A set of resources of one kind, with a version that names exactly this content.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct ResourceSet {
     pub version: String,
     pub items: Items,
+    /// Every entry, concatenated, built the first time a stream sends the whole set and then
+    /// shared: a response is a small header and one buffer, however many resources.
+    bodies: Arc<Bodies>,
 }
+
+#[derive(Debug, Default)]
+struct Bodies {
+    sotw: std::sync::OnceLock<Bytes>,
+    delta: std::sync::OnceLock<Bytes>,
+}
+
+impl PartialEq for ResourceSet {
+    fn eq(&self, other: &Self) -> bool {
+        self.version == other.version && self.items == other.items
+    }
+}
+
+impl Eq for ResourceSet {}
 
 impl Default for ResourceSet {
     fn default() -> Self {
@@ -225,7 +242,24 @@ impl ResourceSet {
         ResourceSet {
             version: short_hex(&h.finalize()),
             items,
+            bodies: Arc::default(),
         }
+    }
+
+    /// Every resource as entries of `DiscoveryResponse.resources`, in one shared buffer.
+    pub fn sotw_body(&self) -> Bytes {
+        self.bodies
+            .sotw
+            .get_or_init(|| concat(self.items.values().flat_map(|r| r.sotw_entry())))
+            .clone()
+    }
+
+    /// Every resource as entries of `DeltaDiscoveryResponse.resources`, in one shared buffer.
+    pub fn delta_body(&self) -> Bytes {
+        self.bodies
+            .delta
+            .get_or_init(|| concat(self.items.values().flat_map(|r| r.delta_entry())))
+            .clone()
     }
 
     pub fn len(&self) -> usize {
@@ -235,6 +269,15 @@ impl ResourceSet {
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()
     }
+}
+
+fn concat(chunks: impl Iterator<Item = Bytes>) -> Bytes {
+    let chunks: Vec<Bytes> = chunks.collect();
+    let mut out = Vec::with_capacity(chunks.iter().map(Bytes::len).sum());
+    for c in &chunks {
+        out.extend_from_slice(c);
+    }
+    Bytes::from(out)
 }
 
 /// The first 16 hex digits of a digest: 64 bits name a version well enough.

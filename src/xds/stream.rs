@@ -260,8 +260,28 @@ pub struct StreamState {
     last_plan: Option<(String, u64)>,
 }
 
-/// A set to send: its resources, and its version when it is a snapshot's set as is.
-type Desired = (Items, Option<String>);
+/// A set to send: a snapshot's set as is (with its version and shared bodies), or resources
+/// gathered for this stream.
+enum Desired {
+    Set(ResourceSet),
+    Items(Items),
+}
+
+impl Desired {
+    fn items(&self) -> &Items {
+        match self {
+            Desired::Set(s) => &s.items,
+            Desired::Items(i) => i,
+        }
+    }
+
+    fn into_set(self) -> ResourceSet {
+        match self {
+            Desired::Set(s) => s,
+            Desired::Items(i) => ResourceSet::shared(i),
+        }
+    }
+}
 
 fn index(kind: Kind) -> usize {
     match kind {
@@ -597,7 +617,7 @@ impl StreamState {
         let route_set = snap.set_for(Kind::Route, rt);
         let routes = self.wanted(Kind::Route, route_set);
         let target_prefixes: BTreeSet<&str> = routes
-            .0
+            .items()
             .values()
             .flat_map(|r| r.prefixes.iter().map(String::as_str))
             .collect();
@@ -624,10 +644,7 @@ impl StreamState {
         }
         // Listeners: after clusters are settled.
         if self.types[index(Kind::Cluster)].inflight.is_none() {
-            let listeners = (
-                Arc::clone(&snap.listeners.items),
-                Some(snap.listeners.version.clone()),
-            );
+            let listeners = Desired::Set(snap.listeners.clone());
             if let Some(r) = self.send(
                 Kind::Listener,
                 listeners,
@@ -642,7 +659,7 @@ impl StreamState {
         // runtime values they read.
         let held = &self.types[index(Kind::Cluster)].acked;
         let mut ready = routes
-            .0
+            .items()
             .values()
             .all(|r| r.refs.iter().all(|c| held.contains_key(c)));
         if rt {
@@ -677,7 +694,7 @@ impl StreamState {
     fn wanted(&self, kind: Kind, set: &ResourceSet) -> Desired {
         let t = &self.types[index(kind)];
         if set.items.keys().all(|n| t.wants(n)) {
-            (Arc::clone(&set.items), Some(set.version.clone()))
+            Desired::Set(set.clone())
         } else {
             let items: BTreeMap<String, Arc<Resource>> = set
                 .items
@@ -685,7 +702,7 @@ impl StreamState {
                 .filter(|(n, _)| t.wants(n))
                 .map(|(n, r)| (n.clone(), Arc::clone(r)))
                 .collect();
-            (Arc::new(items), None)
+            Desired::Items(Arc::new(items))
         }
     }
 
@@ -788,14 +805,11 @@ impl StreamState {
             }
         }
         if extra.is_empty() {
-            return (
-                (Arc::clone(&snap_set.items), Some(snap_set.version.clone())),
-                protected,
-            );
+            return (Desired::Set(snap_set.clone()), protected);
         }
         let mut all = (*snap_set.items).clone();
         all.extend(extra);
-        ((Arc::new(all), None), protected)
+        (Desired::Items(Arc::new(all)), protected)
     }
 
     fn next_nonce(&mut self) -> String {
@@ -826,13 +840,10 @@ impl StreamState {
     fn send_sotw(
         &mut self,
         kind: Kind,
-        (items, version): Desired,
+        desired: Desired,
         archive: &mut Archive,
     ) -> Option<Response> {
-        let set = match version {
-            Some(version) => ResourceSet { version, items },
-            None => ResourceSet::shared(items),
-        };
+        let set = desired.into_set();
         {
             let t = &self.types[index(kind)];
             if !t.respond && t.sent_version.as_deref() == Some(set.version.as_str()) {
@@ -848,9 +859,7 @@ impl StreamState {
             nonce: nonce.clone(),
             ..Default::default()
         };
-        let mut chunks = Vec::with_capacity(2 * set.len() + 1);
-        chunks.push(Bytes::from(header.encode_to_vec()));
-        chunks.extend(set.items.values().flat_map(|r| r.sotw_entry()));
+        let chunks = vec![Bytes::from(header.encode_to_vec()), set.sotw_body()];
         let t = self.ty(kind);
         t.respond = false;
         t.sent_version = Some(set.version.clone());
@@ -875,13 +884,15 @@ impl StreamState {
     fn send_delta(
         &mut self,
         kind: Kind,
-        (desired, _): Desired,
+        desired: Desired,
         protected: &BTreeSet<String>,
         snapshot_version: &str,
         archive: &mut Archive,
     ) -> Option<Response> {
+        let desired = desired.into_set();
         let t = &self.types[index(kind)];
         let upserts: BTreeMap<String, Arc<Resource>> = desired
+            .items
             .iter()
             .filter(|(name, _)| t.wants(name))
             .filter(|(name, r)| {
@@ -893,14 +904,26 @@ impl StreamState {
         let removals: Vec<String> = t
             .acked
             .names()
-            .filter(|n| !desired.contains_key(*n) && !protected.contains(*n))
+            .filter(|n| !desired.items.contains_key(*n) && !protected.contains(*n))
             .cloned()
             .collect();
         if upserts.is_empty() && removals.is_empty() && !t.respond {
+            // Envoy holds exactly this set: share its map rather than keep a copy per stream.
+            if t.acked.unknown.is_empty()
+                && t.acked.known.len() == desired.items.len()
+                && !Arc::ptr_eq(&t.acked.known, &desired.items)
+            {
+                self.ty(kind).acked = Holding::shared(Arc::clone(&desired.items));
+            }
             return None;
         }
         self.epoch += 1;
-        let set = ResourceSet::new(upserts);
+        // Everything at once (a first answer): the set's shared body; else just the changes.
+        let set = if upserts.len() == desired.items.len() {
+            desired
+        } else {
+            ResourceSet::new(upserts)
+        };
         archive.record(kind, &set);
         let mut h = Sha256::new();
         h.update(set.version.as_bytes());
@@ -917,9 +940,7 @@ impl StreamState {
             nonce: nonce.clone(),
             ..Default::default()
         };
-        let mut chunks = Vec::with_capacity(2 * set.len() + 1);
-        chunks.push(Bytes::from(header.encode_to_vec()));
-        chunks.extend(set.items.values().flat_map(|r| r.delta_entry()));
+        let chunks = vec![Bytes::from(header.encode_to_vec()), set.delta_body()];
         let t = self.ty(kind);
         t.respond = false;
         t.force.clear();
