@@ -325,6 +325,14 @@ pub async fn start(
         let _ = stop_tx.send(true);
     });
 
+    if !settings.envoy_admin.is_empty() {
+        tokio::spawn(crate::admin::live_task::run(
+            settings.envoy_admin.clone(),
+            Arc::clone(&hub),
+            Arc::clone(&admin_state),
+            stop_rx.clone(),
+        ));
+    }
     let admin_task = admin.map(|listener| {
         let mut stop = stop_rx.clone();
         tokio::spawn(crate::admin::serve(

@@ -54,9 +54,15 @@ impl Rig {
         let listen = free_port();
         let admin = free_port();
         let admin_flag = format!("127.0.0.1:{admin}");
-        let cp = ControlPlane::start(&dir, listen, &["--admin", &admin_flag]);
-        wait_admin_ready(admin);
+        // The page reads this Envoy's stats for its live-traffic section.
         let envoy_admin = free_port();
+        let envoy_admin_url = format!("http://127.0.0.1:{envoy_admin}");
+        let cp = ControlPlane::start(
+            &dir,
+            listen,
+            &["--admin", &admin_flag, "--envoy-admin", &envoy_admin_url],
+        );
+        wait_admin_ready(admin);
         let boot = bootstrap(&Boot {
             xds_port: cp.xds_port,
             admin_port: envoy_admin,
@@ -481,11 +487,11 @@ fn the_page_shows_the_canary_in_a_real_browser() {
     ] {
         assert!(routes_part.contains(needle), "{needle} in {routes_part}");
     }
-    // The Envoy, in sync; all is well; the live-traffic section waits for --envoy-admin.
+    // The Envoy, in sync; all is well; the live-traffic section reads this Envoy's admin.
     assert!(dom.contains("data-node=\"laptop-envoy\""), "{dom}");
     assert!(dom.contains(">in sync<"), "{dom}");
     assert!(dom.contains("data-level=\"good\""), "{dom}");
-    assert!(dom.contains("No Envoy admin configured"), "{dom}");
+    assert!(!dom.contains("No Envoy admin configured"), "{dom}");
     // The inline script ran (the Content-Security-Policy lets it): times are local now, not
     // the RFC 3339 the server wrote.
     let time = dom
@@ -579,4 +585,40 @@ fn the_page_refreshes_itself_and_says_when_canary_xds_is_unreachable() {
     assert!(body_tag.contains("class=\"stale\""), "{body_tag}");
     assert!(dom.contains("cannot reach canary-xds since"), "{dom}");
     assert!(dom.contains("class=\"share\">10.00%"), "{dom}");
+}
+
+#[test]
+fn the_page_shows_a_failing_canary_as_worse() {
+    let main = Upstream::start("main");
+    let canary = Upstream::start("canary");
+    // The canary fails one request in five; the primary none.
+    canary
+        .fail_every
+        .store(5, std::sync::atomic::Ordering::Relaxed);
+    let rig = Rig::start(
+        &[
+            ("qotm.yaml", mapping("qotm", "/qotm/", &main.by_ip(), "")),
+            (
+                "qotmv2.yaml",
+                mapping("qotmv2", "/qotm/", &canary.by_ip(), "weight: 30\n"),
+            ),
+        ],
+        "live",
+        false,
+        "",
+    );
+    let traffic = Traffic::start(rig.listen, "/qotm/", 200);
+    // Two readings of Envoy's stats, five seconds apart, with traffic between them.
+    let page = wait_for("the live verdict", Duration::from_secs(40), || {
+        let page = http_get(rig.admin, "/").body;
+        page.contains("worse than the primary").then_some(page)
+    });
+    drop(traffic);
+    assert!(page.contains("qotmv2"), "{page}");
+    // Chromium::find fails under CI when Chromium is missing, and skips elsewhere.
+    if let Some(chromium) = Chromium::find() {
+        let dom = chromium.dump_dom(&format!("http://127.0.0.1:{}/", rig.admin));
+        assert!(dom.contains("worse than the primary"), "{dom}");
+    }
+    snapshot_page(rig.admin, "admin-page-live-worse.png");
 }

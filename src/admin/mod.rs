@@ -8,6 +8,7 @@
 //! moves state into it and answers HTTP.
 
 pub mod api;
+pub mod live_task;
 pub mod page;
 pub mod traffic;
 

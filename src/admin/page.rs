@@ -593,7 +593,7 @@ fn write_envoys(out: &mut String, d: &PageData) {
         "<div class=\"scroll\"><table class=\"envoys\"><thead><tr><th>Node id</th><th>Fleet</th>\
          <th>ADS</th><th>Connected</th><th>State</th><th>Holds version</th>\
          <th title=\"per resource type: ✔ ACKed what was sent, … waiting for the ACK, ✖ \
-         rejected\">cds · lds · rds</th></tr></thead><tbody>\n",
+         rejected\">cds · rtds · lds · rds</th></tr></thead><tbody>\n",
     );
     for e in sorted(&d.envoys) {
         let state = envoy_state(e);
