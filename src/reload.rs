@@ -119,6 +119,19 @@ impl Reloader {
         Some(published)
     }
 
+    /// The snapshot builder's base weights (for `--state-dir`).
+    pub fn bases(&self) -> &std::collections::HashMap<String, crate::snapshot::FleetBases> {
+        self.builder.bases()
+    }
+
+    /// Restores base weights kept by `--state-dir`, before the first reload.
+    pub fn restore_bases(
+        &mut self,
+        bases: std::collections::HashMap<String, crate::snapshot::FleetBases>,
+    ) {
+        self.builder.restore_bases(bases);
+    }
+
     /// What is being served now.
     pub fn last(&self) -> Option<&Published> {
         self.last.as_ref()

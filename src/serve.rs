@@ -243,13 +243,14 @@ pub async fn start(
     // Watch before the first scan, so that no change after it can be missed.
     let (tx, rx) = mpsc::unbounded_channel::<(Signal, Instant)>();
     let dir_watch = start_watch(&settings, &tx);
-    let (state, saved) = match &settings.state_dir {
+    let (state, mut saved) = match &settings.state_dir {
         Some(dir) => {
             let (state, saved) = StateDir::open(dir)?;
             (Some(state), saved)
         }
         None => (None, Saved::default()),
     };
+    reloader.restore_bases(std::mem::take(&mut saved.bases));
     for (rel, bytes) in &saved.files {
         let parsed = crate::parse::parse_file(rel, bytes);
         if !parsed.has_errors() {
@@ -531,6 +532,7 @@ async fn persist(
         .map(|(rel, _)| rel.to_string())
         .collect();
     let sets = hub.with_archive(|a| a.recent(PERSISTED_GENERATIONS));
+    let bases = reloader.bases().clone();
     let dir = dir.to_path_buf();
     let result = tokio::task::spawn_blocking(move || {
         let mut errors = Vec::new();
@@ -549,6 +551,9 @@ async fn persist(
             errors.push(e.to_string());
         }
         if let Err(e) = state.keep_sets(&sets) {
+            errors.push(e.to_string());
+        }
+        if let Err(e) = state.keep_bases(&bases) {
             errors.push(e.to_string());
         }
         (state, errors)

@@ -23,6 +23,7 @@ use envoy_types::pb::google::protobuf::Any;
 use prost::Message;
 use sha2::{Digest, Sha256};
 
+use crate::snapshot::FleetBases;
 use crate::xds::resource::{Kind, Resource, ResourceSet};
 
 const FILE_HEADER: &str = "# canary-xds last good content of: ";
@@ -50,6 +51,8 @@ pub struct Saved {
     pub files: BTreeMap<String, Vec<u8>>,
     /// The sets served last.
     pub sets: Vec<(Kind, ResourceSet)>,
+    /// The base weights of the runtime route configurations, by fleet.
+    pub bases: HashMap<String, FleetBases>,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StateError + '_ {
@@ -111,6 +114,17 @@ impl StateDir {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(io_err(&served)(e)),
         }
+        let bases_path = root.join("bases.json");
+        match fs::read(&bases_path) {
+            Ok(bytes) => {
+                saved.bases = decode_bases(&bytes).map_err(|what| StateError::Corrupt {
+                    path: bases_path.clone(),
+                    what,
+                })?
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(&bases_path)(e)),
+        }
         Ok((
             StateDir {
                 root: root.to_path_buf(),
@@ -156,10 +170,63 @@ impl StateDir {
         Ok(())
     }
 
+    /// Replaces the base weights kept, so a restart serves the very route configurations an
+    /// Envoy with the runtime layer already holds.
+    pub fn keep_bases(&self, bases: &HashMap<String, FleetBases>) -> Result<(), StateError> {
+        write_atomically(&self.root.join("bases.json"), &encode_bases(bases))
+    }
+
     /// Replaces the sets kept as served.
     pub fn keep_sets(&self, sets: &[(Kind, Vec<Arc<Resource>>)]) -> Result<(), StateError> {
         write_atomically(&self.root.join("served.bin"), &encode_sets(sets))
     }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Result<[u8; 32], String> {
+    if s.len() != 64 {
+        return Err(format!("{s:?} is not a 32-byte hex digest"));
+    }
+    let mut out = [0u8; 32];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|e| e.to_string())?;
+    }
+    Ok(out)
+}
+
+/// The bases file: JSON, `{fleet: {"structure": hex, "bases": {hex: [weights]}}}`.
+fn encode_bases(bases: &HashMap<String, FleetBases>) -> Vec<u8> {
+    let v: BTreeMap<&str, serde_json::Value> = bases
+        .iter()
+        .map(|(fleet, b)| {
+            let routes: BTreeMap<String, &Vec<u32>> =
+                b.bases.iter().map(|(k, w)| (hex(k), w)).collect();
+            (
+                fleet.as_str(),
+                serde_json::json!({"structure": hex(&b.structure), "bases": routes}),
+            )
+        })
+        .collect();
+    serde_json::to_vec(&v).expect("JSON serializes")
+}
+
+fn decode_bases(bytes: &[u8]) -> Result<HashMap<String, FleetBases>, String> {
+    let v: BTreeMap<String, serde_json::Value> =
+        serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    let mut out = HashMap::new();
+    for (fleet, b) in v {
+        let structure = unhex(b["structure"].as_str().ok_or("no structure")?)?;
+        let mut bases = HashMap::new();
+        for (k, w) in b["bases"].as_object().ok_or("no bases")? {
+            let weights: Vec<u32> = serde_json::from_value(w.clone()).map_err(|e| e.to_string())?;
+            bases.insert(unhex(k)?, weights);
+        }
+        out.insert(fleet, FleetBases { structure, bases });
+    }
+    Ok(out)
 }
 
 /// The sets file: per kind, one message with every resource (payload included, once), then one

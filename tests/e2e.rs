@@ -690,3 +690,48 @@ fn a_restart_with_state_dir_serves_the_last_good_content_and_moves_safely() {
     );
     assert!(bodies.get("third").copied().unwrap_or(0) > 0, "{bodies:?}");
 }
+
+#[test]
+fn a_restart_with_state_dir_keeps_runtime_weights_as_they_are() {
+    let main = Upstream::start("main");
+    let canary = Upstream::start("canary");
+    let state = tempfile::tempdir().unwrap();
+    let state_arg = state.path().to_str().unwrap().to_string();
+    let mut rig = Rig::start(
+        &canary_files(&main, &canary, 10),
+        false,
+        &["--state-dir", &state_arg],
+    );
+    let (cm, cc) = clusters(&main, &canary);
+    rig.wait_weights("/qotm/", &[(&cm, 9000), (&cc, 1000)]);
+    // A weight change goes over the runtime layer (the route table keeps its base weights).
+    let route = rig.envoy.route_version();
+    write_atomically(
+        &rig.path("qotmv2.yaml"),
+        &canary_files(&main, &canary, 50)[1].1,
+    );
+    rig.wait_weights("/qotm/", &[(&cm, 5000), (&cc, 5000)]);
+    assert_eq!(
+        rig.envoy.route_version(),
+        route,
+        "a weight change is not a new route table"
+    );
+    let before = rig.envoy.config_version();
+    let updates = rig.envoy.updates();
+    let traffic = Traffic::start(rig.listen, "/qotm/", 200);
+    rig.cp.restart();
+    wait_for("Envoy to reconnect", WAIT, || {
+        (rig.envoy.stat("control_plane.connected_state").as_deref() == Some("1")).then_some(())
+    });
+    traffic.pass(200);
+    // The same route table and layer (answered again on the new stream, with the very same
+    // versions): Envoy's config does not change.
+    assert_eq!(rig.envoy.config_version(), before);
+    assert!(rig.envoy.updates() >= updates);
+    assert_eq!(
+        rig.envoy.weights("/qotm/"),
+        BTreeMap::from([(cm.clone(), 5000), (cc.clone(), 5000)])
+    );
+    let (_, failures, _) = traffic.stop();
+    assert!(failures.is_empty(), "{failures:?}");
+}
