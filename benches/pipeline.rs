@@ -169,6 +169,7 @@ fn run(n: usize, reps: usize) {
     let target = dir.join("f00003.yaml");
     let original = fs::read_to_string(&target).unwrap();
     let mut one = vec![];
+    let (mut t_scan, mut t_compile, mut t_snap) = (vec![], vec![], vec![]);
     for rep in 0..if only_incremental { 300 } else { reps.max(20) } {
         let text = original.replace("weight: 1\n", &format!("weight: {}\n", 2 + rep % 40));
         let text = format!("{text}\n# edit {rep}\n");
@@ -178,9 +179,24 @@ fn run(n: usize, reps: usize) {
         let t = Instant::now();
         let o = reloader.reload(false, Instant::now());
         one.push(t.elapsed());
+        t_scan.push(o.stats.took_scan);
+        t_compile.push(o.stats.took_compile);
+        t_snap.push(o.stats.took_snapshot);
         assert!(o.published.is_some());
     }
     println!("{}", Times(one).show("one changed file (incremental)", n));
+    println!(
+        "{}",
+        Times(t_scan).show("  scan (stat all, read+parse one)", n)
+    );
+    println!(
+        "{}",
+        Times(t_compile).show("  groups + weights + clusters", n)
+    );
+    println!(
+        "{}",
+        Times(t_snap).show("  snapshots (cached translation)", n)
+    );
 }
 
 fn main() {

@@ -47,6 +47,10 @@ pub struct Stats {
     pub clusters: usize,
     pub version: String,
     pub took: Duration,
+    /// Where the time went: reading and parsing, building the tables, building the snapshots.
+    pub took_scan: Duration,
+    pub took_compile: Duration,
+    pub took_snapshot: Duration,
     pub counts: Counts,
     /// Files (relative paths) held at their last good content.
     pub held_files: usize,
@@ -145,6 +149,7 @@ impl Reloader {
             Ok(scan) => scan,
             Err(e) => return self.unreadable(&e, started),
         };
+        let scanned_at = Instant::now();
         // A directory whose every file vanished is more likely being replaced or deleted than
         // meant to serve nothing: hold the last config for a while, as for an emptied file.
         if scan.files.is_empty()
@@ -255,6 +260,7 @@ impl Reloader {
             tables,
             diagnostics: compiled_diagnostics,
         } = compile(&effective, self.last_tables.as_ref());
+        let compiled_at = Instant::now();
         // The compiler re-reports the served files' own diagnostics: sorting drops the repeats.
         diagnostics.extend(compiled_diagnostics);
         diagnostics.sort_by(|a, b| {
@@ -264,6 +270,7 @@ impl Reloader {
         diagnostics.dedup();
 
         let published = self.publish(&tables, since);
+        let built_at = Instant::now();
         let changed = self
             .last
             .as_ref()
@@ -277,6 +284,9 @@ impl Reloader {
             clusters: tables.fleets.values().map(|t| t.clusters.len()).sum(),
             version: overall_version(&published),
             took: started.elapsed(),
+            took_scan: scanned_at - started,
+            took_compile: compiled_at - scanned_at,
+            took_snapshot: built_at - compiled_at,
             counts: Counts::of(&diagnostics),
             held_files,
         };

@@ -107,7 +107,7 @@ pub fn route_json(r: &Route) -> RouteJson<'_> {
 }
 
 pub fn routes_json(t: &RouteTable) -> Vec<RouteJson<'_>> {
-    t.routes.iter().map(route_json).collect()
+    t.routes.iter().map(|r| route_json(r)).collect()
 }
 
 #[derive(Serialize)]

@@ -126,7 +126,12 @@ pub struct SnapshotBuilder {
     /// another fleet.
     clusters: HashMap<String, Vec<ClusterVariant>>,
     listeners: HashMap<SocketAddr, Used<Arc<Resource>>>,
-    routes: HashMap<u64, Used<CachedRoute>>,
+    /// Each fleet's last cluster set, with the table's cluster map it was built from: the
+    /// compiler hands the same map back when no cluster changed.
+    cluster_sets: HashMap<String, Used<(ClusterMap, ResourceSet)>>,
+    /// By the route's address: the entry keeps the route alive, so the address is not reused,
+    /// and the compiler reuses every route that did not change.
+    routes: HashMap<usize, Used<CachedRoute>>,
     /// Weighted routes for runtime Envoys, by (structure, base weights).
     runtime_routes: HashMap<[u8; 32], Used<bytes::Bytes>>,
     configs: HashMap<String, Used<Arc<Resource>>>,
@@ -151,7 +156,7 @@ pub struct FleetBases {
 pub const MAX_LAYER_ROUTES: usize = 256;
 
 /// A cluster encoded for one spec.
-type ClusterVariant = (ClusterSpec, Used<Arc<Resource>>);
+type ClusterVariant = (Arc<ClusterSpec>, Used<Arc<Resource>>);
 
 /// A cache entry and the generation that last used it.
 struct Used<T> {
@@ -159,63 +164,21 @@ struct Used<T> {
     generation: u64,
 }
 
-/// One table route, translated and encoded, with what it was made from: the Mappings are kept
-/// alive, so an entry can be recognised by their addresses without an address being reused.
+type ClusterMap = Arc<BTreeMap<String, Arc<ClusterSpec>>>;
+
+/// One table route, translated and encoded.
 struct CachedRoute {
-    key: RouteKey,
-    parts: Vec<(Arc<crate::mapping::Mapping>, Bp, String)>,
+    /// Keeps the route alive, so that its address (the key) is not reused.
+    _route: Arc<Route>,
     /// The content version of this route (our model, SHA-256).
     digest: [u8; 32],
     /// For a weighted route, the version of everything but its weights.
     structure: Option<[u8; 32]>,
     /// Its Envoy routes as entries of `VirtualHost.routes` (field 3).
     entries: bytes::Bytes,
-}
-
-/// What a table route's translation depends on, by Mapping identity.
-fn route_parts(r: &Route) -> Vec<(Arc<crate::mapping::Mapping>, Bp, String)> {
-    r.backends
-        .iter()
-        .map(|b| (Arc::clone(&b.mapping), b.weight_bp, b.cluster.clone()))
-        .chain(
-            r.shadow
-                .iter()
-                .map(|s| (Arc::clone(&s.mapping), s.percent_bp, s.cluster.clone())),
-        )
-        .collect()
-}
-
-fn same_parts(r: &Route, parts: &[(Arc<crate::mapping::Mapping>, Bp, String)]) -> bool {
-    let shadow = r
-        .shadow
-        .iter()
-        .map(|s| (&s.mapping, s.percent_bp, &s.cluster));
-    let now = r
-        .backends
-        .iter()
-        .map(|b| (&b.mapping, b.weight_bp, &b.cluster))
-        .chain(shadow);
-    let mut n = 0;
-    for ((m, w, c), (pm, pw, pc)) in now.zip(parts) {
-        if !Arc::ptr_eq(m, pm) || w != *pw || c != pc {
-            return false;
-        }
-        n += 1;
-    }
-    n == parts.len() && n == r.backends.len() + usize::from(r.shadow.is_some())
-}
-
-fn fingerprint(r: &Route) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    r.key.hash(&mut h);
-    for b in &r.backends {
-        (Arc::as_ptr(&b.mapping) as usize, b.weight_bp, &b.cluster).hash(&mut h);
-    }
-    if let Some(s) = &r.shadow {
-        (Arc::as_ptr(&s.mapping) as usize, s.percent_bp, &s.cluster).hash(&mut h);
-    }
-    h.finish()
+    /// For a weighted route, its runtime variant as last built: base weights, id and the
+    /// prefix of its runtime keys.
+    runtime: Option<(Vec<Bp>, [u8; 32], String)>,
 }
 
 /// Where each fleet's HTTP listener is: `--listen FLEET=ADDR`, else the default address.
@@ -287,6 +250,7 @@ impl SnapshotBuilder {
             listen,
             clusters: HashMap::new(),
             listeners: HashMap::new(),
+            cluster_sets: HashMap::new(),
             routes: HashMap::new(),
             runtime_routes: HashMap::new(),
             configs: HashMap::new(),
@@ -307,42 +271,19 @@ impl SnapshotBuilder {
     pub fn build(&mut self, fleet: &str, table: Arc<RouteTable>) -> Snapshot {
         let options = self.options(fleet);
         let generation = self.generation;
-        let mut clusters = BTreeMap::new();
-        for (name, spec) in &table.clusters {
-            let variants = match self.clusters.get_mut(name.as_str()) {
-                Some(v) => v,
-                None => self.clusters.entry(name.clone()).or_default(),
-            };
-            let resource = match variants.iter_mut().find(|(s, _)| s == spec) {
-                Some((_, used)) => {
-                    used.generation = generation;
-                    Arc::clone(&used.value)
-                }
-                None => {
-                    let version = content_version(
-                        Kind::Cluster,
-                        &(name, ClusterModel::of(spec), &options.upstream_ca),
-                    );
-                    let bytes = translate::cluster(name, spec, &options).encode_to_vec();
-                    let r = Arc::new(Resource::new(
-                        Kind::Cluster,
-                        name.clone(),
-                        version,
-                        bytes,
-                        Vec::new(),
-                    ));
-                    variants.push((
-                        spec.clone(),
-                        Used {
-                            value: Arc::clone(&r),
-                            generation,
-                        },
-                    ));
-                    r
-                }
-            };
-            clusters.insert(name.clone(), resource);
-        }
+        let clusters = match self.cluster_sets.get_mut(fleet) {
+            Some(used) if Arc::ptr_eq(&used.value.0, &table.clusters) => {
+                used.generation = generation;
+                used.value.1.clone()
+            }
+            _ => {
+                let set = self.cluster_set(&table.clusters, &options);
+                let value = (Arc::clone(&table.clusters), set.clone());
+                self.cluster_sets
+                    .insert(fleet.to_string(), Used { value, generation });
+                set
+            }
+        };
 
         let addr = options.listen;
         let listener = self.listeners.entry(addr).or_insert_with(|| Used {
@@ -362,13 +303,63 @@ impl SnapshotBuilder {
         let one = |r: Arc<Resource>| ResourceSet::new(BTreeMap::from([(r.name.clone(), r)]));
         Snapshot::new(
             fleet.to_string(),
-            ResourceSet::new(clusters),
+            clusters,
             one(listener),
             one(route),
             one(route_runtime),
             one(layer),
             table,
         )
+    }
+
+    /// The cluster resources of a table's cluster map, encoding only the clusters not cached.
+    fn cluster_set(
+        &mut self,
+        table_clusters: &BTreeMap<String, Arc<ClusterSpec>>,
+        options: &translate::Options,
+    ) -> ResourceSet {
+        let generation = self.generation;
+        let mut clusters = BTreeMap::new();
+        for (name, spec) in table_clusters {
+            let variants = match self.clusters.get_mut(name.as_str()) {
+                Some(v) => v,
+                None => self.clusters.entry(name.clone()).or_default(),
+            };
+            let resource = match variants
+                .iter_mut()
+                .find(|(s, _)| Arc::ptr_eq(s, spec) || s == spec)
+            {
+                Some((_, used)) => {
+                    used.generation = generation;
+                    Arc::clone(&used.value)
+                }
+                None => {
+                    let version = content_version(
+                        Kind::Cluster,
+                        &(name, ClusterModel::of(spec), &options.upstream_ca),
+                    );
+                    let bytes = translate::cluster(name, spec, options).encode_to_vec();
+                    let r = Arc::new(Resource::new(
+                        Kind::Cluster,
+                        name.clone(),
+                        version,
+                        bytes,
+                        Vec::new(),
+                    ));
+                    variants.push((
+                        Arc::clone(spec),
+                        Used {
+                            value: Arc::clone(&r),
+                            generation,
+                        },
+                    ));
+                    r
+                }
+            };
+            clusters.insert(name.clone(), resource);
+        }
+
+        ResourceSet::new(clusters)
     }
 
     /// The route configurations (plain, and for runtime Envoys) and the runtime layer,
@@ -385,34 +376,26 @@ impl SnapshotBuilder {
         let mut structures: Vec<Option<[u8; 32]>> = Vec::with_capacity(n);
         let mut entries = Vec::with_capacity(n);
         for r in &table.routes {
-            let fp = fingerprint(r);
-            let hit = self
+            let cached = self
                 .routes
-                .get(&fp)
-                .is_some_and(|c| c.value.key == r.key && same_parts(r, &c.value.parts));
-            if !hit {
-                let mut bytes = Vec::new();
-                for envoy in translate::envoy_routes(r) {
-                    prost::encoding::message::encode(3, &envoy, &mut bytes);
-                }
-                let digest = content_digest(Kind::Route, &RouteModel::of(r));
-                let structure = translate::is_weighted(r)
-                    .then(|| content_digest(Kind::Route, &RouteModel::structure_of(r)));
-                self.routes.insert(
-                    fp,
+                .entry(Arc::as_ptr(r) as usize)
+                .or_insert_with(|| {
+                    let mut bytes = Vec::new();
+                    for envoy in translate::envoy_routes(r) {
+                        prost::encoding::message::encode(3, &envoy, &mut bytes);
+                    }
                     Used {
                         value: CachedRoute {
-                            key: r.key.clone(),
-                            parts: route_parts(r),
-                            digest,
-                            structure,
+                            _route: Arc::clone(r),
+                            digest: content_digest(Kind::Route, &RouteModel::of(r)),
+                            structure: translate::is_weighted(r)
+                                .then(|| content_digest(Kind::Route, &RouteModel::structure_of(r))),
                             entries: bytes::Bytes::from(bytes),
+                            runtime: None,
                         },
                         generation,
-                    },
-                );
-            }
-            let cached = self.routes.get_mut(&fp).expect("inserted above");
+                    }
+                });
             cached.generation = generation;
             digests.push(cached.value.digest);
             structures.push(cached.value.structure);
@@ -425,19 +408,18 @@ impl SnapshotBuilder {
         let mut h = Sha256::new();
         hash_plan(&mut h, &plan, |i| structures[i].unwrap_or(digests[i]));
         let structure: [u8; 32] = h.finalize().into();
-        let weights = |i: usize| -> Vec<Bp> {
-            table.routes[i]
-                .backends
-                .iter()
-                .map(|b| b.weight_bp)
-                .collect()
-        };
+        let weights = |i: usize| table.routes[i].backends.iter().map(|b| b.weight_bp);
         let fleet_bases = self.bases.entry(fleet.to_string()).or_default();
         let mut rebase = fleet_bases.structure != structure;
         if !rebase {
             let overridden = (0..n)
                 .filter(|&i| {
-                    structures[i].is_some_and(|s| fleet_bases.bases.get(&s) != Some(&weights(i)))
+                    structures[i].is_some_and(|s| {
+                        fleet_bases
+                            .bases
+                            .get(&s)
+                            .is_none_or(|base| !base.iter().copied().eq(weights(i)))
+                    })
                 })
                 .count();
             rebase = overridden > MAX_LAYER_ROUTES;
@@ -445,7 +427,7 @@ impl SnapshotBuilder {
         if rebase {
             fleet_bases.structure = structure;
             fleet_bases.bases = (0..n)
-                .filter_map(|i| structures[i].map(|s| (s, weights(i))))
+                .filter_map(|i| structures[i].map(|s| (s, weights(i).collect())))
                 .collect();
         }
         let mut rt_digests = digests.clone();
@@ -454,23 +436,32 @@ impl SnapshotBuilder {
         let mut layer = Layer::new();
         for i in 0..n {
             let Some(s) = structures[i] else { continue };
-            let now = weights(i);
+            let route = &table.routes[i];
             let base = fleet_bases
                 .bases
                 .entry(s)
-                .or_insert_with(|| now.clone())
-                .clone();
-            let mut h = Sha256::new();
-            h.update(s);
-            for w in &base {
-                h.update(w.to_be_bytes());
-            }
-            let id: [u8; 32] = h.finalize().into();
-            let prefix = format!("cx.{}", short_hex(&id));
-            let route = &table.routes[i];
-            let bytes = self.runtime_routes.entry(id).or_insert_with(|| {
+                .or_insert_with(|| weights(i).collect());
+            let cached = &mut self
+                .routes
+                .get_mut(&(Arc::as_ptr(route) as usize))
+                .expect("cached above")
+                .value;
+            let (_, id, prefix) = match &mut cached.runtime {
+                Some(rt) if &rt.0 == base => rt,
+                slot => {
+                    let mut h = Sha256::new();
+                    h.update(s);
+                    for w in base.iter() {
+                        h.update(w.to_be_bytes());
+                    }
+                    let id: [u8; 32] = h.finalize().into();
+                    let prefix = format!("cx.{}", short_hex(&id));
+                    slot.insert((base.clone(), id, prefix))
+                }
+            };
+            let bytes = self.runtime_routes.entry(*id).or_insert_with(|| {
                 let mut bytes = Vec::new();
-                let envoy = translate::weighted_route_with_runtime(route, &prefix, &base);
+                let envoy = translate::weighted_route_with_runtime(route, prefix, base);
                 prost::encoding::message::encode(3, &envoy, &mut bytes);
                 Used {
                     value: bytes::Bytes::from(bytes),
@@ -479,13 +470,13 @@ impl SnapshotBuilder {
             });
             bytes.generation = generation;
             rt_entries[i] = bytes.value.clone();
-            rt_digests[i] = id;
-            if now != base {
-                for (b, w) in route.backends.iter().zip(&now) {
-                    layer.insert(format!("{prefix}.{}", b.cluster), *w);
+            rt_digests[i] = *id;
+            if !base.iter().copied().eq(weights(i)) {
+                for b in &route.backends {
+                    layer.insert(format!("{prefix}.{}", b.cluster), b.weight_bp);
                 }
             }
-            prefixes.push(prefix);
+            prefixes.push(prefix.clone());
         }
         let runtime = self.assemble(table, &plan, &rt_digests, &rt_entries, prefixes);
         let layer_version = content_version(Kind::Runtime, &layer);
@@ -564,8 +555,10 @@ impl SnapshotBuilder {
     /// the size of what is served. Call once per publication, after its builds.
     pub fn retain(&mut self) {
         let g = self.generation;
+        self.cluster_sets.retain(|_, e| e.generation == g);
+        // A cluster in a reused set was not looked up, but is still served.
         self.clusters.retain(|_, variants| {
-            variants.retain(|(_, e)| e.generation == g);
+            variants.retain(|(_, e)| e.generation == g || Arc::strong_count(&e.value) > 1);
             !variants.is_empty()
         });
         self.listeners.retain(|_, e| e.generation == g);

@@ -6,8 +6,11 @@
 
 use std::borrow::Borrow;
 use std::cmp::{Ordering, Reverse};
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
 use crate::diagnostic::{Diagnostic, Location, Severity};
 use crate::mapping::{
@@ -32,15 +35,19 @@ impl Tables {
 }
 
 /// The routes of one fleet, in Envoy's matching order, and the clusters they use.
+///
+/// Routes and cluster specs are shared: a compile given the last tables reuses each route whose
+/// Mappings did not change, so a reload costs what changed and the snapshot builder can tell
+/// an unchanged route by its address.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct RouteTable {
-    pub routes: Vec<Route>,
-    pub clusters: BTreeMap<String, ClusterSpec>,
+    pub routes: Vec<Arc<Route>>,
+    pub clusters: Arc<BTreeMap<String, Arc<ClusterSpec>>>,
 }
 
 impl RouteTable {
     pub fn route(&self, key: &RouteKey) -> Option<&Route> {
-        self.routes.iter().find(|r| &r.key == key)
+        self.routes.iter().find(|r| &r.key == key).map(Arc::as_ref)
     }
 
     pub fn mapping_count(&self) -> usize {
@@ -60,6 +67,8 @@ pub struct Route {
     pub shadow: Option<Shadow>,
     /// Set when `serve` kept this route's last good weights; says why.
     pub held: Option<String>,
+    /// What the arithmetic had to say about the weights, reported again on every compile.
+    pub remark: Option<Remark>,
 }
 
 /// A Mapping's share of a route, with everything it carries.
@@ -105,10 +114,11 @@ pub fn compile<F: Borrow<ParsedFile>>(files: &[F], fallback: Option<&Tables>) ->
         .collect();
     let mappings: Vec<Arc<Mapping>> = files.iter().flat_map(|f| &f.mappings).cloned().collect();
 
-    let mut fleets: BTreeSet<&str> = BTreeSet::from([DEFAULT_FLEET]);
+    let mut fleets: HashSet<&str> = HashSet::from_iter([DEFAULT_FLEET]);
     for m in &mappings {
         fleets.extend(m.fleets.iter().map(String::as_str));
     }
+    let fleets: BTreeSet<&str> = fleets.into_iter().collect();
     let mut tables = Tables::default();
     for fleet in fleets {
         let members = dedupe(files, &mappings, fleet, &mut diagnostics);
@@ -133,40 +143,42 @@ pub fn compile<F: Borrow<ParsedFile>>(files: &[F], fallback: Option<&Tables>) ->
 /// Ambassador sees. A Mapping left out for an error of its own still holds its name: a later one
 /// with the same name is a duplicate too, rather than silently taking its place.
 fn dedupe<'m>(
-    files: &[&ParsedFile],
+    files: &[&'m ParsedFile],
     mappings: &'m [Arc<Mapping>],
     fleet: &str,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Vec<&'m Arc<Mapping>> {
-    let mut all: Vec<(&Origin, MappingId, Option<&'m Arc<Mapping>>)> = mappings
+    let rejected: Vec<(&Origin, MappingId)> = files
+        .iter()
+        .flat_map(|f| &f.rejected)
+        .filter(|r| r.fleets.contains(fleet))
+        .filter_map(|r| {
+            let id = MappingId {
+                namespace: r.namespace.clone()?,
+                name: r.name.clone()?,
+            };
+            Some((&r.origin, id))
+        })
+        .collect();
+    let mut all: Vec<(&Origin, &MappingId, Option<&'m Arc<Mapping>>)> = mappings
         .iter()
         .filter(|m| m.fleets.contains(fleet))
-        .map(|m| (&m.origin, m.id.clone(), Some(m)))
+        .map(|m| (&m.origin, &m.id, Some(m)))
+        .chain(rejected.iter().map(|(origin, id)| (*origin, id, None)))
         .collect();
-    all.extend(
-        files
-            .iter()
-            .flat_map(|f| &f.rejected)
-            .filter(|r| r.fleets.contains(fleet))
-            .filter_map(|r| {
-                let id = MappingId {
-                    namespace: r.namespace.clone()?,
-                    name: r.name.clone()?,
-                };
-                Some((&r.origin, id, None))
-            }),
-    );
+    // Usually sorted already (files come in path order), which the sort sees in one pass.
     all.sort_by(|a, b| a.0.cmp(b.0));
     let in_fleet = if fleet == DEFAULT_FLEET {
         String::new()
     } else {
         format!(" (fleet {fleet})")
     };
-    let mut first: HashMap<MappingId, (&Origin, bool)> = HashMap::new();
-    let mut out = Vec::new();
+    let mut first: HashMap<&MappingId, (&Origin, bool)> = HashMap::with_capacity(all.len());
+    let mut out = Vec::with_capacity(all.len());
     for (origin, id, mapping) in all {
-        match first.get(&id) {
-            Some(&(at, valid)) => {
+        match first.entry(id) {
+            Entry::Occupied(e) => {
+                let &(at, valid) = e.get();
                 let outcome = if valid {
                     "is kept and this one is left out"
                 } else {
@@ -187,8 +199,8 @@ fn dedupe<'m>(
                     .field("name"),
                 );
             }
-            None => {
-                first.insert(id, (origin, mapping.is_some()));
+            Entry::Vacant(e) => {
+                e.insert((origin, mapping.is_some()));
                 out.extend(mapping);
             }
         }
@@ -236,29 +248,91 @@ fn build_fleet(
     previous: Option<&RouteTable>,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> RouteTable {
-    let mut groups: HashMap<&RouteKey, Group<'_>> = HashMap::new();
-    for m in mappings {
-        groups
-            .entry(&m.key)
-            .or_insert_with(|| Group {
-                key: &m.key,
-                members: Vec::new(),
-            })
-            .members
-            .push(m);
+    let mut index: HashMap<&RouteKey, usize> = HashMap::with_capacity(mappings.len());
+    let mut groups: Vec<Group<'_>> = Vec::new();
+    for &m in mappings {
+        match index.entry(&m.key) {
+            Entry::Occupied(e) => groups[*e.get()].members.push(m),
+            Entry::Vacant(e) => {
+                e.insert(groups.len());
+                groups.push(Group {
+                    key: &m.key,
+                    members: vec![m],
+                });
+            }
+        }
     }
-    let mut groups: Vec<Group<'_>> = groups.into_values().collect();
     groups.sort_by_cached_key(|g| order_key(g.key));
 
-    let mut routes = Vec::new();
-    for mut group in groups {
-        group.members.sort_by(|a, b| a.origin.cmp(&b.origin));
-        if let Some(route) = build_route(&group, previous, diagnostics) {
+    // The last routes, by their first backend: a route whose Mappings are the very same ones
+    // is the same route (its weights follow from them), so it is reused as it is.
+    let reusable: HashMap<*const Mapping, &Arc<Route>> = previous
+        .map(|t| {
+            t.routes
+                .iter()
+                .filter(|r| r.held.is_none())
+                .map(|r| (Arc::as_ptr(&r.backends[0].mapping), r))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut routes = Vec::with_capacity(groups.len());
+    // Each group's Mappings are in path order, as `dedupe` gives them.
+    for group in groups {
+        if let Some(route) = build_route(&group, previous, &reusable, diagnostics) {
             routes.push(route);
         }
     }
-    let clusters = assign_clusters(&mut routes, diagnostics);
+    let clusters = match previous {
+        Some(last) if same_clusters(&routes, last) => reuse_clusters(&mut routes, last),
+        _ => Arc::new(assign_clusters(&mut routes, previous, diagnostics)),
+    };
     RouteTable { routes, clusters }
+}
+
+/// Whether the routes need the very clusters of the last table: the same routes in the same
+/// order, each either unchanged or with backends of the same Mappings (by name), upstreams and
+/// settings. Then only weights changed, which is what a canary rollout does all day.
+fn same_clusters(routes: &[Arc<Route>], last: &RouteTable) -> bool {
+    let same =
+        |a: &Mapping, b: &Mapping| a.id == b.id && a.service == b.service && a.cluster == b.cluster;
+    let same_upstreams = |r: &Route, l: &Route| {
+        r.key == l.key
+            && r.backends.len() == l.backends.len()
+            && r.backends
+                .iter()
+                .zip(&l.backends)
+                .all(|(a, b)| same(&a.mapping, &b.mapping))
+            && match (&r.shadow, &l.shadow) {
+                (None, None) => true,
+                (Some(a), Some(b)) => same(&a.mapping, &b.mapping),
+                _ => false,
+            }
+    };
+    routes.len() == last.routes.len()
+        && routes
+            .iter()
+            .zip(&last.routes)
+            .all(|(r, l)| Arc::ptr_eq(r, l) || same_upstreams(r, l))
+}
+
+/// Gives each changed route the cluster names its predecessor had (see `same_clusters`).
+fn reuse_clusters(
+    routes: &mut [Arc<Route>],
+    last: &RouteTable,
+) -> Arc<BTreeMap<String, Arc<ClusterSpec>>> {
+    for (r, l) in routes.iter_mut().zip(&last.routes) {
+        if Arc::ptr_eq(r, l) {
+            continue;
+        }
+        let r = Arc::make_mut(r);
+        for (b, lb) in r.backends.iter_mut().zip(&l.backends) {
+            b.cluster.clone_from(&lb.cluster);
+        }
+        if let (Some(s), Some(ls)) = (&mut r.shadow, &l.shadow) {
+            s.cluster.clone_from(&ls.cluster);
+        }
+    }
+    Arc::clone(&last.clusters)
 }
 
 /// A short description of a route for messages: `/qotm/` or `/qotm/ (host foo.com, GET)`.
@@ -301,8 +375,17 @@ pub fn describe(key: &RouteKey) -> String {
 fn build_route(
     group: &Group<'_>,
     previous: Option<&RouteTable>,
+    reusable: &HashMap<*const Mapping, &Arc<Route>>,
     diagnostics: &mut Vec<Diagnostic>,
-) -> Option<Route> {
+) -> Option<Arc<Route>> {
+    if let Some(last) = reuse(group, reusable) {
+        if let Some(remark) = &last.remark {
+            let members: Vec<&Arc<Mapping>> = last.backends.iter().map(|b| &b.mapping).collect();
+            let shares: Vec<Bp> = last.backends.iter().map(|b| b.weight_bp).collect();
+            remark_on(&describe(group.key), &members, &shares, remark, diagnostics);
+        }
+        return Some(Arc::clone(last));
+    }
     let mut shadow: Option<&Arc<Mapping>> = None;
     let mut members: Vec<&Arc<Mapping>> = Vec::new();
     for &m in &group.members {
@@ -342,12 +425,12 @@ fn build_route(
             return group_failed(group, &members, shadow, &e, previous, diagnostics);
         }
     };
-    if let Some(remark) = remark {
+    if let Some(remark) = &remark {
         remark_on(
             &describe(group.key),
             &members,
             split.shares(),
-            &remark,
+            remark,
             diagnostics,
         );
     }
@@ -360,7 +443,7 @@ fn build_route(
             cluster: String::new(),
         })
         .collect();
-    Some(Route {
+    Some(Arc::new(Route {
         key: group.key.clone(),
         backends,
         shadow: shadow.map(|m| Shadow {
@@ -369,7 +452,29 @@ fn build_route(
             cluster: String::new(),
         }),
         held: None,
-    })
+        remark,
+    }))
+}
+
+/// The last table's route for these very Mappings, if it had one (not held): the same
+/// Mappings make the same route, since its weights follow from them.
+fn reuse<'r>(
+    group: &Group<'_>,
+    reusable: &HashMap<*const Mapping, &'r Arc<Route>>,
+) -> Option<&'r Arc<Route>> {
+    let last = group
+        .members
+        .iter()
+        .find_map(|m| reusable.get(&Arc::as_ptr(m)))?;
+    let parts = || {
+        last.backends
+            .iter()
+            .map(|b| &b.mapping)
+            .chain(last.shadow.iter().map(|s| &s.mapping))
+    };
+    let same = parts().count() == group.members.len()
+        && parts().all(|p| group.members.iter().any(|m| Arc::ptr_eq(p, m)));
+    same.then_some(*last)
 }
 
 /// Reports a route whose Mappings cannot share its traffic, and keeps its last good state when
@@ -381,10 +486,10 @@ fn group_failed(
     error: &SplitError,
     previous: Option<&RouteTable>,
     diagnostics: &mut Vec<Diagnostic>,
-) -> Option<Route> {
+) -> Option<Arc<Route>> {
     let route = describe(group.key);
     let first = members.first().copied().or(shadow)?;
-    let held = previous.and_then(|t| t.route(group.key));
+    let held = previous.and_then(|t| t.routes.iter().find(|r| &r.key == group.key));
     let outcome = match held {
         Some(_) => "its last good weights keep serving".to_string(),
         None => "the route is left out".to_string(),
@@ -416,10 +521,14 @@ fn group_failed(
             .mapping(&first.id.name)
             .field(field),
     );
+    let note = format!("held at its last good weights: {error}");
     held.map(|r| {
-        let mut r = r.clone();
-        r.held = Some(format!("held at its last good weights: {error}"));
-        r
+        if r.held.as_ref() == Some(&note) {
+            return Arc::clone(r);
+        }
+        let mut r = Route::clone(r);
+        r.held = Some(note);
+        Arc::new(r)
     })
 }
 
@@ -547,7 +656,7 @@ enum Owner {
 
 /// The fixed order that numbers clashing names: shared before dedicated; shared by upstream,
 /// dedicated by route, then Mapping. Never file order.
-fn owner_order(routes: &[Route], a: &Owner, b: &Owner) -> Ordering {
+fn owner_order(routes: &[Arc<Route>], a: &Owner, b: &Owner) -> Ordering {
     match (a, b) {
         (Owner::Shared(x), Owner::Shared(y)) => x.parts().cmp(&y.parts()),
         (Owner::Shared(_), Owner::Dedicated { .. }) => Ordering::Less,
@@ -575,12 +684,23 @@ enum Slot {
     Shadow(usize),
 }
 
+/// A cluster before it is named: who it serves, the Mapping whose settings it takes, and the
+/// base of its name.
+struct Cluster<'a> {
+    owner: Owner,
+    service: &'a Service,
+    settings: &'a ClusterSettings,
+    base: &'a str,
+}
+
 /// Gives every backend and shadow its cluster and checks that Mappings sharing a cluster
 /// agree on its settings. The naming rule is in the README: users read stats by these names.
+/// A cluster the last table had with the same name and spec keeps its spec (shared).
 fn assign_clusters(
-    routes: &mut Vec<Route>,
+    routes: &mut Vec<Arc<Route>>,
+    previous: Option<&RouteTable>,
     diagnostics: &mut Vec<Diagnostic>,
-) -> BTreeMap<String, ClusterSpec> {
+) -> BTreeMap<String, Arc<ClusterSpec>> {
     // Shared clusters: the first Mapping in path order decides their settings.
     let mut shared: HashMap<SharedKey, Arc<Mapping>> = HashMap::new();
     let mut rejected: HashSet<MappingId> = HashSet::new();
@@ -646,10 +766,10 @@ fn assign_clusters(
         });
     }
 
-    // Every cluster: its owner, its spec, its base name; and where each name goes.
-    let mut owners: Vec<(Owner, ClusterSpec, String)> = Vec::new();
-    let mut shared_index: HashMap<SharedKey, usize> = HashMap::new();
-    let mut slots: Vec<(Slot, usize)> = Vec::new();
+    // Every cluster, and where each name goes.
+    let mut clusters: Vec<Cluster<'_>> = Vec::with_capacity(routes.len());
+    let mut shared_index: HashMap<SharedKey, usize> = HashMap::with_capacity(shared.len());
+    let mut slots: Vec<(Slot, usize)> = Vec::with_capacity(routes.len());
     for (ri, route) in routes.iter().enumerate() {
         let dedicated = route.backends.len() > 1;
         let all = route
@@ -665,57 +785,75 @@ fn assign_clusters(
             );
         for (slot, m, dedicated) in all {
             let index = if dedicated {
-                owners.push((
-                    Owner::Dedicated {
+                clusters.push(Cluster {
+                    owner: Owner::Dedicated {
                         route: ri,
                         mapping: Arc::clone(m),
                     },
-                    ClusterSpec {
-                        service: m.service.clone(),
-                        settings: m.cluster.clone(),
-                    },
-                    m.cluster_base.clone(),
-                ));
-                owners.len() - 1
+                    service: &m.service,
+                    settings: &m.cluster,
+                    base: &m.cluster_base,
+                });
+                clusters.len() - 1
             } else {
                 let key = SharedKey(Arc::clone(m));
-                match shared_index.get(&key) {
-                    Some(&i) => i,
-                    None => {
-                        let first = &shared[&key];
-                        owners.push((
-                            Owner::Shared(key.clone()),
-                            ClusterSpec {
-                                service: m.service.clone(),
-                                settings: first.cluster.clone(),
-                            },
-                            m.cluster_base.clone(),
-                        ));
-                        shared_index.insert(key, owners.len() - 1);
-                        owners.len() - 1
+                match shared_index.entry(key) {
+                    Entry::Occupied(e) => *e.get(),
+                    Entry::Vacant(e) => {
+                        let first = &shared[e.key()];
+                        clusters.push(Cluster {
+                            owner: Owner::Shared(e.key().clone()),
+                            service: &m.service,
+                            settings: &first.cluster,
+                            base: &m.cluster_base,
+                        });
+                        *e.insert(clusters.len() - 1)
                     }
                 }
             };
             slots.push((slot, index));
         }
     }
-    let names = cluster_names(routes, &owners);
+    let names = cluster_names(routes, &clusters);
+    let specs: BTreeMap<String, Arc<ClusterSpec>> = clusters
+        .iter()
+        .zip(&names)
+        .map(|(c, name)| {
+            let last = previous
+                .and_then(|t| t.clusters.get(name))
+                .filter(|s| &s.service == c.service && &s.settings == c.settings);
+            let spec = match last {
+                Some(spec) => Arc::clone(spec),
+                None => Arc::new(ClusterSpec {
+                    service: c.service.clone(),
+                    settings: c.settings.clone(),
+                }),
+            };
+            (name.clone(), spec)
+        })
+        .collect();
+    // A reused route changes (and is copied) only when one of its names did.
     for (slot, index) in slots {
-        let name = names[index].clone();
+        let name = &names[index];
         match slot {
-            Slot::Backend(r, b) => routes[r].backends[b].cluster = name,
+            Slot::Backend(r, b) => {
+                if &routes[r].backends[b].cluster != name {
+                    Arc::make_mut(&mut routes[r]).backends[b].cluster = name.clone();
+                }
+            }
             Slot::Shadow(r) => {
-                if let Some(s) = &mut routes[r].shadow {
-                    s.cluster = name;
+                if routes[r]
+                    .shadow
+                    .as_ref()
+                    .is_some_and(|s| &s.cluster != name)
+                    && let Some(s) = &mut Arc::make_mut(&mut routes[r]).shadow
+                {
+                    s.cluster = name.clone();
                 }
             }
         }
     }
-    owners
-        .into_iter()
-        .zip(names)
-        .map(|((_, spec, _), name)| (name, spec))
-        .collect()
+    specs
 }
 
 pub use crate::mapping::sanitize;
@@ -731,59 +869,67 @@ pub use crate::mapping::sanitize;
 ///    order (`owner_order`).
 ///
 /// Returns one name per owner, by index.
-fn cluster_names(routes: &[Route], owners: &[(Owner, ClusterSpec, String)]) -> Vec<String> {
-    let mut by_base: HashMap<&str, (Vec<usize>, Vec<usize>)> = HashMap::new();
-    for (i, (owner, _, base)) in owners.iter().enumerate() {
-        let entry = by_base.entry(base.as_str()).or_default();
-        match owner {
-            Owner::Dedicated { .. } => entry.0.push(i),
-            Owner::Shared(_) => entry.1.push(i),
+fn cluster_names(routes: &[Arc<Route>], clusters: &[Cluster<'_>]) -> Vec<String> {
+    // How many dedicated clusters want each base name.
+    let mut dedicated: HashMap<&str, usize> = HashMap::with_capacity(clusters.len());
+    for c in clusters {
+        if let Owner::Dedicated { .. } = c.owner {
+            *dedicated.entry(c.base).or_default() += 1;
         }
     }
-    let mut candidates: HashMap<String, Vec<usize>> = HashMap::with_capacity(owners.len());
-    for (base, (dedicated, shared)) in by_base {
-        let crowded = dedicated.len() > 1;
-        for &i in &dedicated {
-            let name = match &owners[i].0 {
-                Owner::Dedicated { mapping, .. } if crowded => {
-                    let mut n = format!("{base}__{}", sanitize(&mapping.id.name));
+    let mut names: Vec<String> = clusters
+        .iter()
+        .map(|c| {
+            let crowd = dedicated.get(c.base).copied().unwrap_or(0);
+            match &c.owner {
+                Owner::Dedicated { mapping, .. } if crowd > 1 => {
+                    let mut n = format!("{}__{}", c.base, sanitize(&mapping.id.name));
                     if mapping.id.namespace != "default" {
                         n.push('_');
                         n.push_str(&sanitize(&mapping.id.namespace));
                     }
                     n
                 }
-                _ => base.to_string(),
-            };
-            candidates.entry(name).or_default().push(i);
-        }
-        for i in shared {
-            let name = if dedicated.len() == 1 {
-                format!("{base}__shared")
-            } else {
-                base.to_string()
-            };
-            candidates.entry(name).or_default().push(i);
-        }
-    }
-    let mut names = vec![String::new(); owners.len()];
-    let mut clashes: Vec<(String, Vec<usize>)> = Vec::new();
-    for (name, list) in candidates.iter() {
-        if list.len() == 1 && !RESERVED_CLUSTER_NAMES.contains(&name.as_str()) {
-            names[list[0]] = name.clone();
-        } else {
-            clashes.push((name.clone(), list.clone()));
-        }
-    }
+                Owner::Shared(_) if crowd == 1 => format!("{}__shared", c.base),
+                _ => c.base.to_string(),
+            }
+        })
+        .collect();
     // Clashes are rare: resolve them in a fixed order of names, then of owners.
-    clashes.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut first: HashMap<&str, usize> = HashMap::with_capacity(names.len());
+    let mut clashes: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, name) in names.iter().enumerate() {
+        if RESERVED_CLUSTER_NAMES.contains(&name.as_str()) {
+            clashes.entry(name).or_default().push(i);
+            continue;
+        }
+        match first.entry(name) {
+            Entry::Vacant(e) => {
+                e.insert(i);
+            }
+            Entry::Occupied(e) => {
+                let list = clashes.entry(name).or_default();
+                if list.is_empty() {
+                    list.push(*e.get());
+                }
+                list.push(i);
+            }
+        }
+    }
+    if clashes.is_empty() {
+        return names;
+    }
     let mut taken: HashSet<String> = RESERVED_CLUSTER_NAMES
         .iter()
         .map(|s| s.to_string())
+        .chain(names.iter().cloned())
         .collect();
-    taken.extend(candidates.into_keys());
+    let clashes: Vec<(String, Vec<usize>)> = clashes
+        .into_iter()
+        .map(|(name, list)| (name.to_string(), list))
+        .collect();
     for (name, mut list) in clashes {
-        list.sort_by(|&a, &b| owner_order(routes, &owners[a].0, &owners[b].0));
+        list.sort_by(|&a, &b| owner_order(routes, &clusters[a].owner, &clusters[b].owner));
         let reserved = RESERVED_CLUSTER_NAMES.contains(&name.as_str());
         let mut n = 1;
         for (i, owner) in list.into_iter().enumerate() {
@@ -889,7 +1035,7 @@ mod tests {
         compile(&parsed, None)
     }
 
-    fn default_routes(c: &Compiled) -> &[Route] {
+    fn default_routes(c: &Compiled) -> &[Arc<Route>] {
         &c.tables.fleet("default").unwrap().routes
     }
 
@@ -1745,6 +1891,72 @@ mod tests {
                     prop_assert_eq!(r.backends.iter().map(|b| b.weight_bp).sum::<Bp>(), FULL);
                 }
             }
+        }
+    }
+
+    #[test]
+    fn a_compile_given_the_last_tables_reuses_the_routes_that_did_not_change() {
+        let doc = |name: &str, prefix: &str, extra: &str| {
+            format!(
+                "---\napiVersion: ambassador/v1\nkind: Mapping\nname: {name}\nprefix: {prefix}\nservice: {name}\n{extra}"
+            )
+        };
+        let a = |w: u32| doc("a2", "/a/", &format!("weight: {w}\n")) + &doc("a1", "/a/", "");
+        let b = Arc::new(parse_file("b.yaml", doc("b", "/b/", "").as_bytes()));
+        let first = compile(
+            &[
+                Arc::new(parse_file("a.yaml", a(10).as_bytes())),
+                Arc::clone(&b),
+            ],
+            None,
+        );
+        let files = [Arc::new(parse_file("a.yaml", a(20).as_bytes())), b];
+        let second = compile(&files, Some(&first.tables));
+        let (one, two) = (default_routes(&first), default_routes(&second));
+        let by_prefix = |routes: &[Arc<Route>], p: &str| {
+            Arc::clone(routes.iter().find(|r| r.key.prefix == p).unwrap())
+        };
+        assert!(Arc::ptr_eq(&by_prefix(one, "/b/"), &by_prefix(two, "/b/")));
+        assert!(!Arc::ptr_eq(&by_prefix(one, "/a/"), &by_prefix(two, "/a/")));
+        let t1 = first.tables.fleet("default").unwrap();
+        let t2 = second.tables.fleet("default").unwrap();
+        assert!(Arc::ptr_eq(&t1.clusters["b"], &t2.clusters["b"]));
+        // And the result is what a compile from nothing gives.
+        assert_eq!(second.tables, compile(&files, None).tables);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        /// Whatever changed, a compile that reuses the last tables gives what a compile from
+        /// nothing gives, as long as no route is held at its last good weights.
+        #[test]
+        fn reusing_the_last_tables_changes_nothing(
+            before in prop::collection::vec(arbitrary_mapping(), 1..10),
+            after in prop::collection::vec(prop::option::of(arbitrary_mapping()), 1..10),
+            services in prop::collection::vec(0u8..4, 10),
+        ) {
+            let doc = |i: usize, body: &str| {
+                format!("apiVersion: ambassador/v1\nkind: Mapping\nname: m{i:02}\nservice: s{}\n{body}", services[i])
+            };
+            let first_files: Vec<Arc<ParsedFile>> = before.iter().enumerate()
+                .map(|(i, b)| Arc::new(parse_file(&format!("f{i:02}.yaml"), doc(i, b).as_bytes())))
+                .collect();
+            let first = compile(&first_files, None);
+            // `None` keeps a file as it was (the same parse, as the loader does); files may be
+            // added or removed too.
+            let files: Vec<Arc<ParsedFile>> = after.iter().enumerate().map(|(i, b)| match (b, first_files.get(i)) {
+                (None, Some(f)) => Arc::clone(f),
+                (b, _) => {
+                    let b = b.as_ref().unwrap_or(&before[0]);
+                    Arc::new(parse_file(&format!("f{i:02}.yaml"), doc(i, b).as_bytes()))
+                }
+            }).collect();
+            let reused = compile(&files, Some(&first.tables));
+            prop_assume!(reused.tables.fleets.values().all(|t| t.routes.iter().all(|r| r.held.is_none())));
+            let fresh = compile(&files, None);
+            prop_assert_eq!(&reused.tables, &fresh.tables);
+            prop_assert_eq!(reused.diagnostics, fresh.diagnostics);
         }
     }
 

@@ -239,7 +239,7 @@ fn socket_address(host: &str, port: u16) -> XdsAddress {
 /// lands in `*.foo.com` (suffixes win) and does not see the `a.*` routes. Ambassador has the same
 /// limit.
 pub fn route_configuration(table: &RouteTable) -> XdsRouteConfiguration {
-    let translated: Vec<Vec<XdsRoute>> = table.routes.iter().map(envoy_routes).collect();
+    let translated: Vec<Vec<XdsRoute>> = table.routes.iter().map(|r| envoy_routes(r)).collect();
     XdsRouteConfiguration {
         name: ROUTE_CONFIG_NAME.into(),
         virtual_hosts: virtual_host_plan(table)

@@ -364,5 +364,5 @@ fn envoy_rejects_broken_translations() {
 }
 
 fn spec_of(name: &str) -> canary_xds::table::ClusterSpec {
-    rich_table().clusters[name].clone()
+    canary_xds::table::ClusterSpec::clone(&rich_table().clusters[name])
 }
