@@ -1,5 +1,8 @@
 //! `canary-xds bootstrap`: a ready Envoy bootstrap (YAML) that points Envoy at canary-xds.
 //!
+//! With `--xds-tls-ca` (and `--client-cert`/`--client-key` for mTLS) the `xds_cluster` speaks
+//! TLS to canary-xds's `--xds-tls-cert`, verifying it, as `serve` expects.
+//!
 //! Pure: the text is a function of the flags alone, so the committed examples in `envoy/` can be
 //! checked against it. The flags describe the Envoy side, and are read from flags only (a
 //! daemon's environment must not change what a one-off command prints).
@@ -14,6 +17,7 @@ use std::str::FromStr;
 use clap::Args;
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::UpstreamTlsContext;
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions;
 use prost::Name;
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
@@ -83,6 +87,26 @@ pub struct BootstrapArgs {
     /// a small runtime update instead of a new route table.
     #[arg(long)]
     pub no_runtime: bool,
+    /// Connect to canary-xds over TLS, verifying its certificate against this CA (a PEM file,
+    /// read by Envoy: a path on Envoy's host).
+    #[arg(long, value_name = "FILE", value_parser = file_path)]
+    pub xds_tls_ca: Option<String>,
+    /// The name canary-xds's certificate must carry, also sent as SNI. Default: the --xds host
+    /// (an IP is then checked against the certificate's IP SANs, without SNI).
+    #[arg(long, value_name = "NAME", requires = "xds_tls_ca", value_parser = dns_name)]
+    pub xds_sni: Option<String>,
+    /// For mTLS, the client certificate Envoy presents (a PEM chain, read by Envoy). Needs
+    /// --client-key and --xds-tls-ca.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires_all = ["client_key", "xds_tls_ca"],
+        value_parser = file_path
+    )]
+    pub client_cert: Option<String>,
+    /// The private key of --client-cert (a PEM file, read by Envoy).
+    #[arg(long, value_name = "FILE", requires = "client_cert", value_parser = file_path)]
+    pub client_key: Option<String>,
 }
 
 impl Default for BootstrapArgs {
@@ -96,6 +120,10 @@ impl Default for BootstrapArgs {
             delta: false,
             static_listener: None,
             no_runtime: false,
+            xds_tls_ca: None,
+            xds_sni: None,
+            client_cert: None,
+            client_key: None,
         }
     }
 }
@@ -170,6 +198,22 @@ fn node_id(s: &str) -> Result<String, String> {
     Ok(s.into())
 }
 
+/// A file path Envoy reads: any text without control characters.
+fn file_path(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.chars().any(char::is_control) {
+        return Err("the path must be non-empty, without control characters".into());
+    }
+    Ok(s.into())
+}
+
+/// A DNS name (lower-case), as SNI and the certificate's name carry it.
+fn dns_name(s: &str) -> Result<String, String> {
+    match format!("{s}:1").parse::<XdsAddress>() {
+        Ok(a) if a.ip().is_none() => Ok(a.host),
+        _ => Err(format!("{s:?} is not a DNS name")),
+    }
+}
+
 /// A fleet name: what an `ambassador_id` may be, so that Mappings can name it.
 fn fleet(s: &str) -> Result<String, String> {
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_graphic() && b != b'=') {
@@ -221,6 +265,16 @@ fn command_line(args: &BootstrapArgs) -> String {
     if args.no_runtime {
         line.push_str(" --no-runtime");
     }
+    for (flag, value) in [
+        ("--xds-tls-ca", &args.xds_tls_ca),
+        ("--xds-sni", &args.xds_sni),
+        ("--client-cert", &args.client_cert),
+        ("--client-key", &args.client_key),
+    ] {
+        if let Some(v) = value {
+            line.push_str(&format!(" {flag} {}", shell_word(v)));
+        }
+    }
     line
 }
 
@@ -259,7 +313,7 @@ fn bootstrap(args: &BootstrapArgs) -> Yaml {
         ),
         ("cds_config", ads()),
     ];
-    let mut statics = vec![("clusters", seq([xds_cluster(&args.xds)]))];
+    let mut statics = vec![("clusters", seq([xds_cluster(args)]))];
     match args.static_listener {
         Some(addr) => statics.insert(0, ("listeners", seq([static_listener(addr)]))),
         None => dynamic.push(("lds_config", ads())),
@@ -353,7 +407,8 @@ fn bootstrap(args: &BootstrapArgs) -> Yaml {
 }
 
 /// The static cluster that reaches canary-xds over gRPC.
-fn xds_cluster(xds: &XdsAddress) -> Yaml {
+fn xds_cluster(args: &BootstrapArgs) -> Yaml {
+    let xds = &args.xds;
     let mut cluster = vec![
         ("name", s(XDS_CLUSTER)),
         // A name is resolved (and re-resolved) by Envoy; an IP needs nothing.
@@ -416,7 +471,60 @@ fn xds_cluster(xds: &XdsAddress) -> Yaml {
             map([("tcp_keepalive", map([]))]),
         ),
     ]);
+    if let Some(ca) = &args.xds_tls_ca {
+        cluster.push(("transport_socket", xds_tls(args, ca)));
+    }
     Yaml::Map(cluster)
+}
+
+/// TLS to canary-xds: its certificate verified against the CA and for its name, and with
+/// `--client-cert` Envoy's own certificate for mTLS.
+///
+/// Without a SAN matcher Envoy accepts any certificate the CA signed, whatever its name, so one
+/// is always set: the `--xds-sni` name, or else the `--xds` host (an IP gets an IP SAN check and
+/// no SNI, which carries host names only).
+fn xds_tls(args: &BootstrapArgs, ca: &str) -> Yaml {
+    let (name, ip) = match &args.xds_sni {
+        Some(sni) => (sni.clone(), false),
+        None => (args.xds.host.clone(), args.xds.ip().is_some()),
+    };
+    let mut common = vec![
+        // gRPC over TLS negotiates HTTP/2 by ALPN; Envoy offers none by itself.
+        ("alpn_protocols", Yaml::FlowSeq(vec![s("h2")])),
+    ];
+    if let (Some(cert), Some(key)) = (&args.client_cert, &args.client_key) {
+        common.push((
+            "tls_certificates",
+            seq([map([
+                ("certificate_chain", map([("filename", s(cert))])),
+                ("private_key", map([("filename", s(key))])),
+            ])]),
+        ));
+    }
+    common.push((
+        "validation_context",
+        map([
+            ("trusted_ca", map([("filename", s(ca))])),
+            (
+                "match_typed_subject_alt_names",
+                seq([map([
+                    ("san_type", s(if ip { "IP_ADDRESS" } else { "DNS" })),
+                    ("matcher", map([("exact", s(&name))])),
+                ])]),
+            ),
+        ]),
+    ));
+    let mut context = vec![
+        ("@type", s(UpstreamTlsContext::type_url())),
+        ("common_tls_context", Yaml::Map(common)),
+    ];
+    if !ip {
+        context.push(("sni", s(name)));
+    }
+    map([
+        ("name", s(translate::TLS_TRANSPORT_SOCKET)),
+        ("typed_config", Yaml::Map(context)),
+    ])
 }
 
 /// The listener of `--static-listener`: the one `translate::listener` builds for LDS, with the
@@ -708,6 +816,92 @@ mod tests {
     #[test]
     fn mappings_can_never_take_the_xds_cluster_name() {
         assert!(crate::table::RESERVED_CLUSTER_NAMES.contains(&XDS_CLUSTER));
+    }
+
+    #[test]
+    fn tls_is_off_unless_asked_for() {
+        let d = data(&BootstrapArgs::default());
+        assert!(
+            d["static_resources"]["clusters"][0]
+                .get("transport_socket")
+                .is_none()
+        );
+    }
+
+    /// The xds_cluster's TLS context, read back.
+    fn tls(flags: &[&str]) -> Value {
+        let d = data(&parse(flags).unwrap());
+        let socket = d["static_resources"]["clusters"][0]["transport_socket"].clone();
+        assert_eq!(socket["name"], translate::TLS_TRANSPORT_SOCKET);
+        assert_eq!(
+            socket["typed_config"]["@type"],
+            UpstreamTlsContext::type_url()
+        );
+        socket["typed_config"].clone()
+    }
+
+    #[test]
+    fn mtls_verifies_canary_xds_and_presents_envoys_certificate() {
+        let t = tls(&[
+            "--xds-tls-ca",
+            "/etc/envoy/tls/xds-ca.pem",
+            "--client-cert",
+            "/etc/envoy/tls/envoy.pem",
+            "--client-key",
+            "/etc/envoy/tls/envoy.key",
+        ]);
+        let common = &t["common_tls_context"];
+        assert_eq!(common["alpn_protocols"], json!(["h2"]));
+        assert_eq!(
+            common["tls_certificates"],
+            json!([{
+                "certificate_chain": {"filename": "/etc/envoy/tls/envoy.pem"},
+                "private_key": {"filename": "/etc/envoy/tls/envoy.key"}
+            }])
+        );
+        // The default --xds is an IP: its IP SAN is checked, and no SNI is sent.
+        assert_eq!(
+            common["validation_context"],
+            json!({
+                "trusted_ca": {"filename": "/etc/envoy/tls/xds-ca.pem"},
+                "match_typed_subject_alt_names": [
+                    {"san_type": "IP_ADDRESS", "matcher": {"exact": "127.0.0.1"}}
+                ]
+            })
+        );
+        assert!(t.get("sni").is_none());
+    }
+
+    #[test]
+    fn a_host_name_is_the_sni_and_the_name_checked_unless_xds_sni_says_otherwise() {
+        let t = tls(&["--xds", "canary-xds.ns.svc:18000", "--xds-tls-ca", "ca.pem"]);
+        assert_eq!(t["sni"], "canary-xds.ns.svc");
+        assert!(t["common_tls_context"].get("tls_certificates").is_none());
+        assert_eq!(
+            t["common_tls_context"]["validation_context"]["match_typed_subject_alt_names"],
+            json!([{"san_type": "DNS", "matcher": {"exact": "canary-xds.ns.svc"}}])
+        );
+        let t = tls(&["--xds-tls-ca", "ca.pem", "--xds-sni", "XDS.Corp"]);
+        assert_eq!(t["sni"], "xds.corp");
+        assert_eq!(
+            t["common_tls_context"]["validation_context"]["match_typed_subject_alt_names"],
+            json!([{"san_type": "DNS", "matcher": {"exact": "xds.corp"}}])
+        );
+    }
+
+    #[test]
+    fn tls_flags_come_in_working_sets() {
+        let ca = ["--xds-tls-ca", "ca.pem"];
+        let cert = ["--client-cert", "c.pem"];
+        let key = ["--client-key", "k.pem"];
+        assert!(parse(&[&ca[..], &cert, &key].concat()).is_ok());
+        // A client certificate needs its key, a key its certificate, both the server's CA.
+        assert!(parse(&[&ca[..], &cert].concat()).is_err());
+        assert!(parse(&[&ca[..], &key].concat()).is_err());
+        assert!(parse(&[&cert[..], &key].concat()).is_err());
+        assert!(parse(&["--xds-sni", "xds.corp"]).is_err());
+        assert!(parse(&[&ca[..], &["--xds-sni", "10.0.0.1"]].concat()).is_err());
+        assert!(parse(&["--xds-tls-ca", ""]).is_err());
     }
 
     #[test]

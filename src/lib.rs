@@ -30,6 +30,7 @@ pub mod state;
 pub mod stats;
 pub mod status;
 pub mod table;
+pub mod tls;
 pub mod translate;
 pub mod watch;
 pub mod weights;

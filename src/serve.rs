@@ -15,7 +15,6 @@ use clap::Args;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::admin::{AdminAddr, AdminState, LastReload};
 use crate::diagnostic::{Diagnostic, Severity};
@@ -24,6 +23,7 @@ use crate::reload::{Outcome, Reloader};
 use crate::snapshot::{Listen, SnapshotBuilder};
 use crate::source::{DEFAULT_MAX_FILE_SIZE, Loader};
 use crate::state::{Saved, StateDir};
+use crate::tls::{AllowRule, Security, TlsFiles};
 use crate::watch::{DirWatch, Signal};
 use crate::xds::server::{Hub, Published};
 use sha2::Digest;
@@ -86,6 +86,47 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub envoy_admin: Vec<String>,
+    /// Serve xDS over TLS with this certificate chain (PEM, the server's own certificate
+    /// first). Needs --xds-tls-key.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "CANARY_XDS_XDS_TLS_CERT",
+        requires = "xds_tls_key"
+    )]
+    pub xds_tls_cert: Option<PathBuf>,
+    /// The private key of --xds-tls-cert (PEM). Read once at start; never logged.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "CANARY_XDS_XDS_TLS_KEY",
+        requires = "xds_tls_cert"
+    )]
+    pub xds_tls_key: Option<PathBuf>,
+    /// Require client certificates signed by this CA (PEM): mTLS. Each certificate then
+    /// receives only the fleets --allow gives it.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "CANARY_XDS_XDS_CLIENT_CA",
+        requires = "xds_tls_cert"
+    )]
+    pub xds_client_ca: Option<PathBuf>,
+    /// With mTLS, a client certificate with a URI or DNS SAN matching the glob may receive
+    /// FLEET (`*` for every fleet): `edge=spiffe://corp/ns/*/sa/edge`. Repeatable; a fleet no
+    /// rule names is refused.
+    #[arg(
+        long,
+        value_name = "FLEET=SAN-PATTERN",
+        env = "CANARY_XDS_ALLOW",
+        value_delimiter = ',',
+        requires = "xds_client_ca"
+    )]
+    pub allow: Vec<AllowRule>,
+    /// Serve plaintext xDS on a --xds address that is not loopback. Anyone who reaches the
+    /// port can then read every fleet's routes.
+    #[arg(long, env = "CANARY_XDS_INSECURE")]
+    pub insecure: bool,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -113,6 +154,8 @@ pub enum ServeError {
     Admin(#[from] crate::admin::AdminError),
     #[error(transparent)]
     State(#[from] crate::state::StateError),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// Parses `--listen` values.
@@ -154,7 +197,20 @@ pub struct Settings {
     pub empty_grace: Duration,
     /// Envoy admin endpoints to read live traffic from (`--envoy-admin`).
     pub envoy_admin: Vec<String>,
+    /// TLS on the xDS port (`--xds-tls-cert`, `--xds-tls-key`, `--xds-client-ca`); `None`
+    /// for plaintext.
+    pub xds_tls: Option<TlsFiles>,
+    /// With mTLS, which certificates may receive which fleet (`--allow`).
+    pub allow: Vec<AllowRule>,
+    /// Plaintext xDS on a non-loopback address is accepted (`--insecure`).
+    pub insecure: bool,
+    /// After a shutdown signal, how long open streams and connections get to finish before
+    /// they are dropped and `serve` exits.
+    pub drain: Duration,
 }
+
+/// How long `serve` waits, after SIGTERM, for responses in flight and connections to close.
+pub const DRAIN: Duration = Duration::from_secs(3);
 
 impl Settings {
     pub fn from_args(args: &ServeArgs) -> Result<Settings, ServeError> {
@@ -172,6 +228,17 @@ impl Settings {
                 .map(|u| u.trim().to_string())
                 .filter(|u| !u.is_empty())
                 .collect(),
+            xds_tls: match (&args.xds_tls_cert, &args.xds_tls_key) {
+                (Some(cert), Some(key)) => Some(TlsFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                    client_ca: args.xds_client_ca.clone(),
+                }),
+                _ => None,
+            },
+            allow: args.allow.clone(),
+            insecure: args.insecure,
+            drain: DRAIN,
         })
     }
 
@@ -186,6 +253,10 @@ impl Settings {
             upstream_ca: None,
             empty_grace: Duration::from_millis(1000),
             envoy_admin: Vec::new(),
+            xds_tls: None,
+            allow: Vec::new(),
+            insecure: false,
+            drain: DRAIN,
         }
     }
 }
@@ -217,7 +288,9 @@ pub struct Running {
 }
 
 /// Starts serving: the first reload, the ADS server on the xDS listener, the admin server on
-/// its listener (if any), and the watch loop. Everything stops when `shutdown` completes.
+/// its listener (if any), and the watch loop. When `shutdown` completes, the listeners close
+/// (new connections are refused), every stream ends after the responses already queued, and
+/// whatever is still open after `settings.drain` is dropped: `done` ends within that bound.
 pub async fn start(
     settings: Settings,
     listeners: impl Into<Listeners>,
@@ -234,6 +307,31 @@ pub async fn start(
         ),
         None => None,
     };
+    // Before anything else runs: a control plane that would serve unsafely does not start.
+    let security = Security::load(settings.xds_tls.as_ref(), &settings.allow)?;
+    warn_about_exposure(&settings, &security, xds_addr, admin_addr)?;
+    let mut server = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)));
+    if let Some(tls) = security.tls {
+        server = server
+            .tls_config(tls)
+            .map_err(|e| crate::tls::TlsError::refused(&e))?;
+    }
+    // Envoy's admin has no authentication and the client sends no user information, so
+    // credentials or a query in an --envoy-admin URL serve nothing; they could only leak (the
+    // page shows a failed read with its URL). They are dropped here, before anything sees them.
+    let envoy_admin: Vec<String> = settings
+        .envoy_admin
+        .iter()
+        .map(|u| crate::admin::redact_url(u))
+        .collect();
+    if envoy_admin != settings.envoy_admin {
+        tracing::warn!(
+            "--envoy-admin: user information and queries in the URLs are not used (Envoy's admin \
+             has no authentication) and were dropped"
+        );
+    }
     let metrics = Arc::new(Metrics::new());
     let mut reloader = Reloader::new(
         Loader::new(&settings.dir, settings.max_file_size),
@@ -305,7 +403,7 @@ pub async fn start(
         first_report,
         loaded,
         &settings.dir,
-        &settings.envoy_admin,
+        &envoy_admin,
     );
     if !saved.sets.is_empty() {
         hub.with_archive(|a| {
@@ -326,9 +424,9 @@ pub async fn start(
         let _ = stop_tx.send(true);
     });
 
-    if !settings.envoy_admin.is_empty() {
+    if !envoy_admin.is_empty() {
         tokio::spawn(crate::admin::live_task::run(
-            settings.envoy_admin.clone(),
+            envoy_admin,
             Arc::clone(&hub),
             Arc::clone(&admin_state),
             stop_rx.clone(),
@@ -354,36 +452,59 @@ pub async fn start(
         (tx, rx, dir_watch),
     ));
     let server_hub = Arc::clone(&hub);
-    let service = hub.service();
-    let mut server_stop = stop_rx;
+    let service = hub.service_with(security.access);
+    let mut server_stop = stop_rx.clone();
+    let mut drain_stop = stop_rx;
+    let drain = settings.drain;
     let server_admin = Arc::clone(&admin_state);
     let done = tokio::spawn(async move {
         let stopping_admin = Arc::clone(&server_admin);
         let stopped = async move {
             let _ = server_stop.wait_for(|s| *s).await;
             stopping_admin.set_serving(false);
-            // End every ADS stream so the server can finish; Envoys keep their config.
+            // End every ADS stream (after the responses already queued on it) so the server
+            // can finish; Envoys keep their config. tonic then closes the listener and sends
+            // each connection a GOAWAY.
             server_hub.close();
         };
         // The listener is bound, so streams opened from now on are accepted.
         server_admin.set_serving(true);
-        let result = tonic::transport::Server::builder()
-            .http2_keepalive_interval(Some(Duration::from_secs(30)))
-            .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-            .tcp_keepalive(Some(Duration::from_secs(30)))
-            .tcp_nodelay(true)
-            .add_service(service)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(xds), stopped)
-            .await;
-        let _ = watch_task.await;
-        result?;
-        if let Some(task) = admin_task {
-            match task.await {
-                Ok(r) => r?,
-                Err(e) => tracing::error!("the admin server panicked: {e}"),
+        // The builder's tcp_nodelay and tcp_keepalive apply only to listeners tonic binds
+        // itself; on ours they are set here. Without TCP_NODELAY a small push (one route's
+        // weights) waits for Nagle's algorithm: up to 40 ms for the ACK of the last segment.
+        let incoming = tonic::transport::server::TcpIncoming::from(xds)
+            .with_nodelay(Some(true))
+            .with_keepalive(Some(Duration::from_secs(30)));
+        let serving = async move {
+            let result = server
+                .add_service(service)
+                .serve_with_incoming_shutdown(incoming, stopped)
+                .await;
+            let _ = watch_task.await;
+            result?;
+            if let Some(task) = admin_task {
+                match task.await {
+                    Ok(r) => r?,
+                    Err(e) => tracing::error!("the admin server panicked: {e}"),
+                }
+            }
+            Ok(())
+        };
+        // A client that stops reading would hold its connection, and so the exit, forever.
+        let deadline = async move {
+            let _ = drain_stop.wait_for(|s| *s).await;
+            tokio::time::sleep(drain).await;
+        };
+        tokio::select! {
+            result = serving => result,
+            () = deadline => {
+                tracing::warn!(
+                    after = ?drain,
+                    "connections still open after the drain time; dropping them"
+                );
+                Ok(())
             }
         }
-        Ok(())
     });
     Ok(Running {
         xds_addr,
@@ -392,6 +513,52 @@ pub async fn start(
         admin: admin_state,
         done,
     })
+}
+
+/// Refuses plaintext xDS on a non-loopback address without `--insecure`, and warns about every
+/// exposure that was chosen: plaintext with `--insecure`, TLS without client certificates
+/// beyond loopback, and an admin server beyond loopback.
+fn warn_about_exposure(
+    settings: &Settings,
+    security: &Security,
+    xds: SocketAddr,
+    admin: Option<SocketAddr>,
+) -> Result<(), ServeError> {
+    if security.tls.is_some() {
+        tracing::info!(
+            xds = %xds,
+            certificate = crate::tls::san_list(&security.server_names),
+            client_certificates = security.access.is_mutual(),
+            "xDS over TLS"
+        );
+    }
+    if security.tls.is_none() {
+        if crate::tls::check_plaintext(xds, settings.insecure)? {
+            tracing::warn!(
+                xds = %xds,
+                "serving xDS in plaintext on a non-loopback address (--insecure): anyone who \
+                 reaches it can read every fleet's routes, and nothing proves to Envoy that it \
+                 talks to canary-xds"
+            );
+        }
+    } else if !security.access.is_mutual() && !crate::tls::is_loopback(xds) {
+        tracing::warn!(
+            xds = %xds,
+            "xDS over TLS without client certificates (--xds-client-ca): anyone who reaches \
+             it can read every fleet's routes"
+        );
+    }
+    if let Some(admin) = admin
+        && !crate::tls::is_loopback(admin)
+    {
+        tracing::warn!(
+            admin = %admin,
+            "the admin server listens beyond loopback and has no authentication: anyone who \
+             reaches it can read the route tables, upstream addresses, Envoy node ids and \
+             diagnostics (nothing secret; it changes nothing)"
+        );
+    }
+    Ok(())
 }
 
 /// The file-event channel and the watch feeding it.
@@ -654,28 +821,142 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("cannot listen on --admin {addr}: {e}"))?,
         ),
     };
+    let security = match (&settings.xds_tls, settings.allow.len()) {
+        (None, _) => "plaintext".to_string(),
+        (
+            Some(TlsFiles {
+                client_ca: None, ..
+            }),
+            _,
+        ) => "tls".to_string(),
+        (Some(_), rules) => format!("mtls, {rules} --allow rules"),
+    };
     let running = start(settings, Listeners { xds, admin }, shutdown_signal()).await?;
     match running.admin_addr {
         Some(admin) => tracing::info!(
             xds = %running.xds_addr,
+            security,
             admin = format!("http://{admin}/"),
             dir = %args.dir.display(),
             "serving"
         ),
-        None => tracing::info!(xds = %running.xds_addr, dir = %args.dir.display(), "serving"),
+        None => {
+            tracing::info!(xds = %running.xds_addr, security, dir = %args.dir.display(), "serving")
+        }
     }
     running.done.await??;
     tracing::info!("stopped");
     Ok(())
 }
 
-/// Completes on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
+/// Completes on SIGINT or SIGTERM. The handlers are installed when this is called, not when
+/// the future is first polled: a SIGTERM that comes right after start is a clean stop too,
+/// never the default action (an immediate exit).
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("shutting down");
     }
-    tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cmd {
+        #[command(flatten)]
+        args: ServeArgs,
+    }
+
+    fn parse(flags: &[&str]) -> Result<ServeArgs, clap::Error> {
+        Cmd::try_parse_from(["serve", "--dir", "d"].iter().chain(flags)).map(|c| c.args)
+    }
+
+    #[test]
+    fn both_servers_stay_on_loopback_and_in_plaintext_by_default() {
+        let args = parse(&[]).unwrap();
+        assert_eq!(args.xds, "127.0.0.1:18000".parse().unwrap());
+        assert!(crate::tls::is_loopback(args.xds));
+        match args.admin {
+            AdminAddr::At(addr) => assert_eq!(addr, "127.0.0.1:8877".parse().unwrap()),
+            AdminAddr::Off => panic!("the admin server is on by default"),
+        }
+        let settings = Settings::from_args(&args).unwrap();
+        assert_eq!(settings.xds_tls, None);
+        assert!(settings.allow.is_empty() && !settings.insecure);
+        assert_eq!(settings.drain, DRAIN);
+    }
+
+    #[test]
+    fn the_tls_flags_fill_the_settings() {
+        let args = parse(&[
+            "--xds-tls-cert",
+            "c.pem",
+            "--xds-tls-key",
+            "k.pem",
+            "--xds-client-ca",
+            "ca.pem",
+            "--allow",
+            "edge=spiffe://corp/ns/*/sa/edge,internal=*.internal.corp",
+            "--allow",
+            "*=spiffe://corp/ns/ops/sa/*",
+        ])
+        .unwrap();
+        let settings = Settings::from_args(&args).unwrap();
+        assert_eq!(
+            settings.xds_tls,
+            Some(TlsFiles {
+                cert: "c.pem".into(),
+                key: "k.pem".into(),
+                client_ca: Some("ca.pem".into()),
+            })
+        );
+        let rules: Vec<String> = settings.allow.iter().map(|r| r.to_string()).collect();
+        assert_eq!(
+            rules,
+            [
+                "edge=spiffe://corp/ns/*/sa/edge",
+                "internal=*.internal.corp",
+                "*=spiffe://corp/ns/ops/sa/*"
+            ]
+        );
+        assert!(parse(&["--insecure"]).unwrap().insecure);
+    }
+
+    #[test]
+    fn tls_flags_that_make_no_sense_alone_are_refused() {
+        for flags in [
+            &["--xds-tls-cert", "c.pem"][..],
+            &["--xds-tls-key", "k.pem"],
+            &["--xds-client-ca", "ca.pem"],
+            &[
+                "--xds-tls-cert",
+                "c",
+                "--xds-tls-key",
+                "k",
+                "--allow",
+                "a=b",
+            ],
+            &[
+                "--xds-tls-cert",
+                "c",
+                "--xds-tls-key",
+                "k",
+                "--xds-client-ca",
+                "ca",
+                "--allow",
+                "no-equals-sign",
+            ],
+        ] {
+            assert!(parse(flags).is_err(), "{flags:?}");
+        }
+    }
 }

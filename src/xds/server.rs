@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::marker::PhantomData;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
@@ -18,12 +19,14 @@ use tokio::sync::{mpsc, watch};
 use tonic::codec::{DecodeBuf, Decoder};
 use tonic::codegen::{BoxFuture, Context, Poll, Service, http};
 use tonic::server::NamedService;
+use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tonic::{Status, Streaming};
 
 use super::archive::Archive;
 use super::resource::Kind;
 use super::stream::{Encoded, Event, ProtocolError, StreamState, TypeStatus, Variant};
 use crate::snapshot::Snapshot;
+use crate::tls::{Access, San};
 
 /// The gRPC service name Envoy calls.
 pub const SERVICE_NAME: &str = "envoy.service.discovery.v3.AggregatedDiscoveryService";
@@ -163,9 +166,16 @@ impl Hub {
         f(&mut self.archive.lock().expect("archive lock"))
     }
 
+    /// The ADS service, open to any client that reaches it.
     pub fn service(self: &Arc<Self>) -> AdsService {
+        self.service_with(Access::Open)
+    }
+
+    /// The ADS service, serving each stream only the fleets `access` allows its peer.
+    pub fn service_with(self: &Arc<Self>, access: Access) -> AdsService {
         AdsService {
             hub: Arc::clone(self),
+            access,
         }
     }
 
@@ -188,6 +198,7 @@ fn record(archive: &mut Archive, p: &Published) {
 #[derive(Clone)]
 pub struct AdsService {
     hub: Arc<Hub>,
+    access: Access,
 }
 
 impl NamedService for AdsService {
@@ -209,16 +220,21 @@ where
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let hub = Arc::clone(&self.hub);
+        let peer = Peer::of(&req, &self.access);
         match req.uri().path() {
-            SOTW_PATH => {
-                Box::pin(
-                    async move { Ok(open_stream::<DiscoveryRequest, B>(hub, Variant::Sotw, req)) },
-                )
-            }
+            SOTW_PATH => Box::pin(async move {
+                Ok(open_stream::<DiscoveryRequest, B>(
+                    hub,
+                    Variant::Sotw,
+                    peer,
+                    req,
+                ))
+            }),
             DELTA_PATH => Box::pin(async move {
                 Ok(open_stream::<DeltaDiscoveryRequest, B>(
                     hub,
                     Variant::Delta,
+                    peer,
                     req,
                 ))
             }),
@@ -229,12 +245,54 @@ where
     }
 }
 
+/// The other end of a stream, as far as deciding what it may receive goes.
+struct Peer {
+    access: Access,
+    addr: Option<SocketAddr>,
+    /// The SANs of its verified client certificate; `None` without one. Read only under mTLS.
+    sans: Option<Vec<San>>,
+}
+
+impl Peer {
+    /// tonic puts the connection's details in the request's extensions: the TCP peer always,
+    /// and over TLS the certificates the client presented (rustls verified them against the
+    /// client CA during the handshake).
+    fn of<B>(req: &http::Request<B>, access: &Access) -> Peer {
+        let addr = req
+            .extensions()
+            .get::<TcpConnectInfo>()
+            .and_then(TcpConnectInfo::remote_addr);
+        let sans = access
+            .is_mutual()
+            .then(|| {
+                let certs = req
+                    .extensions()
+                    .get::<TlsConnectInfo<TcpConnectInfo>>()?
+                    .peer_certs()?;
+                match crate::tls::sans(certs.first()?) {
+                    Ok(sans) => Some(sans),
+                    Err(e) => {
+                        tracing::warn!(peer = ?addr, error = %e, "cannot read the client certificate's names");
+                        Some(Vec::new())
+                    }
+                }
+            })
+            .flatten();
+        Peer {
+            access: access.clone(),
+            addr,
+            sans,
+        }
+    }
+}
+
 /// Answers an ADS call: requests are decoded by tonic; responses go out as the shared,
 /// pre-encoded bytes themselves (a gRPC frame header, then each resource's bytes), so that no
 /// stream holds a private copy of a snapshot, however large the route table.
 fn open_stream<R, B>(
     hub: Arc<Hub>,
     variant: Variant,
+    peer: Peer,
     req: http::Request<B>,
 ) -> http::Response<tonic::body::Body>
 where
@@ -250,7 +308,7 @@ where
     );
     // Two responses in flight at most: a slow Envoy holds back only its own task.
     let (tx, rx) = mpsc::channel(2);
-    tokio::spawn(run_stream(hub, variant, requests, tx));
+    tokio::spawn(run_stream(hub, variant, peer, requests, tx));
     let mut response = http::Response::new(tonic::body::Body::new(AdsBody {
         rx,
         pending: std::collections::VecDeque::new(),
@@ -344,6 +402,7 @@ impl AdsRequest for DeltaDiscoveryRequest {
 async fn run_stream<R: AdsRequest>(
     hub: Arc<Hub>,
     variant: Variant,
+    peer: Peer,
     mut requests: Streaming<R>,
     tx: mpsc::Sender<Result<Encoded, Status>>,
 ) {
@@ -354,6 +413,9 @@ async fn run_stream<R: AdsRequest>(
     let mut state = StreamState::new(variant);
     let connected_since = SystemTime::now();
     let mut synced: Option<String> = None;
+    // Nothing is planned before the node is known, and the node's fleet is checked against the
+    // peer's certificate as soon as it is: a refused stream is sent nothing.
+    let mut authorized = false;
     loop {
         if let Some(fleet) = state.fleet().map(str::to_string) {
             let published = Arc::clone(&snapshots.borrow_and_update());
@@ -402,6 +464,26 @@ async fn run_stream<R: AdsRequest>(
                         let archive = hub.archive.lock().expect("archive lock");
                         R::apply(&mut state, &req, &archive)
                     };
+                    if let (Ok(_), false, Some(fleet)) = (&applied, authorized, state.fleet()) {
+                        if let Err(why) = peer.access.check(fleet, peer.sans.as_deref()) {
+                            // Never the certificate itself, nor anything secret: who, what, why.
+                            tracing::warn!(
+                                node = state.node_id().unwrap_or(""),
+                                fleet,
+                                sans = crate::tls::san_list(peer.sans.as_deref().unwrap_or_default()),
+                                peer = peer.addr.map(|a| a.to_string()).unwrap_or_default(),
+                                reason = %why,
+                                "refused an xDS stream: its client certificate does not allow this fleet"
+                            );
+                            let _ = tx
+                                .send(Err(Status::permission_denied(format!(
+                                    "this client certificate may not receive fleet {fleet:?}"
+                                ))))
+                                .await;
+                            return;
+                        }
+                        authorized = true;
+                    }
                     match applied {
                         Ok(events) => {
                             let published = Arc::clone(&snapshots.borrow());
@@ -421,7 +503,8 @@ async fn run_stream<R: AdsRequest>(
                 }
             },
             changed = snapshots.changed() => if changed.is_err() { break },
-            _ = closing.changed() => break,
+            // `wait_for`, not `changed`: a stream opened after `close` must end too.
+            _ = async { closing.wait_for(|c| *c).await.is_ok() } => break,
         }
     }
     hub.envoys.lock().expect("envoys lock").remove(&id);

@@ -1,5 +1,6 @@
 //! Shared helpers for the end-to-end tests: real upstream HTTP servers on 127.0.0.1, canary-xds
-//! as a child process, a real Envoy as a child process, and a small HTTP client.
+//! as a child process, a real Envoy as a child process, a small HTTP client, and for TLS a
+//! test CA (rcgen) and an ADS client (tonic, plaintext or TLS).
 //!
 //! Every wait polls with a deadline; every port comes from the kernel (bind port 0). Tests that
 //! start Envoy hold `envoy_lock()`, so they run one at a time on a 2-core machine.
@@ -541,6 +542,16 @@ impl Envoy {
     /// Starts Envoy with `bootstrap_yaml` (written into `work`) and waits until its admin
     /// answers.
     pub fn start(work: &Path, bootstrap_yaml: &str, admin_port: u16) -> Envoy {
+        let envoy = Envoy::spawn(work, bootstrap_yaml, admin_port);
+        wait_for("Envoy's admin", Duration::from_secs(30), || {
+            envoy.admin("/ready").ok()
+        });
+        envoy
+    }
+
+    /// Starts Envoy with `bootstrap_yaml` (written into `work`) without waiting for anything:
+    /// for an Envoy that is not expected to get ready.
+    pub fn spawn(work: &Path, bootstrap_yaml: &str, admin_port: u16) -> Envoy {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let config = work.join(format!("envoy-{admin_port}-{n}.yaml"));
@@ -554,15 +565,11 @@ impl Envoy {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("envoy starts");
-        let envoy = Envoy {
+        Envoy {
             child,
             admin_port,
             log,
-        };
-        wait_for("Envoy's admin", Duration::from_secs(30), || {
-            envoy.admin("/ready").ok()
-        });
-        envoy
+        }
     }
 
     /// GETs an admin path.
@@ -883,4 +890,188 @@ pub fn strict_regex(boot: &str) -> String {
         }
         None => format!("{boot}\nlayered_runtime:\n  layers:\n{LAYER}"),
     }
+}
+
+// --- TLS ---
+
+/// A certificate authority made for a test, writing PEM files into a directory.
+pub struct Pki {
+    pub dir: PathBuf,
+    /// The CA certificate's file.
+    pub ca: PathBuf,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+/// A certificate's files: (certificate, private key).
+pub type CertFiles = (PathBuf, PathBuf);
+
+impl Pki {
+    /// A new CA whose files are named after `name` in `dir`.
+    pub fn new(dir: &Path, name: &str) -> Pki {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, format!("{name} test CA"));
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+        ];
+        let cert = params.self_signed(&key).unwrap();
+        let ca = dir.join(format!("{name}-ca.pem"));
+        std::fs::write(&ca, cert.pem()).unwrap();
+        Pki {
+            dir: dir.to_path_buf(),
+            ca,
+            issuer: rcgen::Issuer::new(params, key),
+        }
+    }
+
+    /// A certificate signed by this CA for `sans`: a URI when it holds `://`, an IP address
+    /// when it parses as one, a DNS name otherwise. Good for servers and clients alike.
+    pub fn issue(&self, name: &str, sans: &[&str]) -> CertFiles {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name.to_string());
+        params.subject_alt_names = sans
+            .iter()
+            .map(|s| {
+                if s.contains("://") {
+                    rcgen::SanType::URI(s.to_string().try_into().unwrap())
+                } else if let Ok(ip) = s.parse() {
+                    rcgen::SanType::IpAddress(ip)
+                } else {
+                    rcgen::SanType::DnsName(s.to_string().try_into().unwrap())
+                }
+            })
+            .collect();
+        params.extended_key_usages = vec![
+            rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+            rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        let files = (
+            self.dir.join(format!("{name}.pem")),
+            self.dir.join(format!("{name}.key")),
+        );
+        std::fs::write(&files.0, cert.pem()).unwrap();
+        std::fs::write(&files.1, key.serialize_pem()).unwrap();
+        files
+    }
+}
+
+/// How an ADS test client talks to canary-xds.
+pub enum ClientTls<'a> {
+    Plaintext,
+    /// TLS verifying the server as `localhost` against `ca`, presenting `cert` if given.
+    Tls {
+        ca: &'a Path,
+        cert: Option<&'a CertFiles>,
+    },
+}
+
+/// Opens a state-of-the-world ADS stream to canary-xds on 127.0.0.1:`port` as node `id` of
+/// `fleet`, asks for clusters, and returns the first response, or the status that ended the
+/// stream (a failed connection or handshake is `Unavailable`). Waits at most 10 s.
+pub async fn first_cds(
+    port: u16,
+    tls: ClientTls<'_>,
+    id: &str,
+    fleet: &str,
+) -> Result<envoy_types::pb::envoy::service::discovery::v3::DiscoveryResponse, tonic::Status> {
+    let (mut stream, _requests) = open_ads(port, tls, id, fleet).await?;
+    tokio::time::timeout(Duration::from_secs(10), stream.message())
+        .await
+        .map_err(|_| tonic::Status::deadline_exceeded("no answer in 10 s"))??
+        .ok_or_else(|| tonic::Status::ok("the stream ended without a response"))
+}
+
+/// An open ADS stream after its first request (clusters, as node `id` of `fleet`): the
+/// responses, and the sender of further requests (the stream ends when it is dropped).
+pub async fn open_ads(
+    port: u16,
+    tls: ClientTls<'_>,
+    id: &str,
+    fleet: &str,
+) -> Result<
+    (
+        tonic::Streaming<envoy_types::pb::envoy::service::discovery::v3::DiscoveryResponse>,
+        tokio::sync::mpsc::Sender<envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest>,
+    ),
+    tonic::Status,
+> {
+    open_ads_with_window(port, tls, id, fleet, None).await
+}
+
+/// `open_ads` with HTTP/2 flow-control windows of `window` bytes (stream and connection): a
+/// response larger than that stays in flight until the client reads it.
+pub async fn open_ads_with_window(
+    port: u16,
+    tls: ClientTls<'_>,
+    id: &str,
+    fleet: &str,
+    window: Option<u32>,
+) -> Result<
+    (
+        tonic::Streaming<envoy_types::pb::envoy::service::discovery::v3::DiscoveryResponse>,
+        tokio::sync::mpsc::Sender<envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest>,
+    ),
+    tonic::Status,
+> {
+    use envoy_types::pb::envoy::config::core::v3::Node;
+    use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
+    use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
+    use prost::Name;
+    use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+
+    let unavailable = |e: &dyn std::error::Error| {
+        let mut text = e.to_string();
+        let mut source = e.source();
+        while let Some(s) = source {
+            text.push_str(&format!(": {s}"));
+            source = s.source();
+        }
+        tonic::Status::unavailable(text)
+    };
+    let mut endpoint = match tls {
+        ClientTls::Plaintext => Endpoint::from_shared(format!("http://127.0.0.1:{port}")),
+        ClientTls::Tls { .. } => Endpoint::from_shared(format!("https://127.0.0.1:{port}")),
+    }
+    .unwrap()
+    .connect_timeout(Duration::from_secs(5))
+    .initial_stream_window_size(window)
+    .initial_connection_window_size(window);
+    if let ClientTls::Tls { ca, cert } = tls {
+        let mut config = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(std::fs::read(ca).unwrap()))
+            .domain_name("localhost");
+        if let Some((cert, key)) = cert {
+            config = config.identity(Identity::from_pem(
+                std::fs::read(cert).unwrap(),
+                std::fs::read(key).unwrap(),
+            ));
+        }
+        endpoint = endpoint.tls_config(config).unwrap();
+    }
+    let channel = endpoint.connect().await.map_err(|e| unavailable(&e))?;
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(DiscoveryRequest {
+        node: Some(Node {
+            id: id.into(),
+            cluster: fleet.into(),
+            ..Default::default()
+        }),
+        type_url: envoy_types::pb::envoy::config::cluster::v3::Cluster::type_url(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let stream = AggregatedDiscoveryServiceClient::new(channel)
+        .stream_aggregated_resources(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await?
+        .into_inner();
+    Ok((stream, tx))
 }
