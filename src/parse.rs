@@ -30,6 +30,13 @@ pub const DEFAULT_TIMEOUT_MS: u64 = 3000;
 pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 3000;
 /// A timeout longer than a year is surely a mistake (and Envoy's Duration has limits).
 const MAX_TIMEOUT_MS: u64 = 365 * 24 * 3600 * 1000;
+/// The longest name, namespace, cluster tag, fleet, method or upgrade: Kubernetes' limit for
+/// object names.
+const MAX_NAME: usize = 253;
+/// The longest header name or value Envoy accepts in headers it adds (`HeaderValue`).
+const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// The longest query parameter name Envoy accepts in a matcher (`QueryParameterMatcher`).
+const MAX_QUERY_NAME_BYTES: usize = 1024;
 
 /// The Mappings of one file and what was found wrong with it.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -115,7 +122,10 @@ fn parse_document(file: &str, index: usize, doc: &Node, out: &mut ParsedFile) {
             out.diagnostics.push(
                 Diagnostic::info(
                     &at,
-                    format!("skipping kind {other}: canary-xds reads only Mappings"),
+                    format!(
+                        "skipping kind {}: canary-xds reads only Mappings",
+                        clip(other)
+                    ),
                 )
                 .field("kind"),
             );
@@ -226,6 +236,30 @@ impl Cx<'_> {
         let s = self.string(field, n)?;
         if s.trim().is_empty() {
             self.error(n, field, format!("{field} must not be empty"));
+            return None;
+        }
+        Some(s)
+    }
+
+    /// A name, namespace or cluster tag: it shows in logs, on the admin page and in Envoy's
+    /// route or cluster names, so it must be printable, and at most as long as Kubernetes
+    /// allows names to be (253 characters).
+    fn object_name(&mut self, field: &str, n: &Node) -> Option<String> {
+        let s = self.non_empty_string(field, n)?;
+        if s.chars().any(char::is_control) {
+            self.error(
+                n,
+                field,
+                format!("{field} must not contain control characters"),
+            );
+            return None;
+        }
+        if s.chars().count() > MAX_NAME {
+            self.error(
+                n,
+                field,
+                format!("{field} is longer than {MAX_NAME} characters, as Kubernetes allows"),
+            );
             return None;
         }
         Some(s)
@@ -405,7 +439,8 @@ fn read_mapping(cx: &mut Cx<'_>, doc: &Node, origin: Origin) -> Result<Mapping, 
                     v,
                     "apiVersion",
                     format!(
-                        "unsupported apiVersion {text:?}; use one of {}",
+                        "unsupported apiVersion {}; use one of {}",
+                        quote(&text),
                         API_VERSIONS.join(", ")
                     ),
                 );
@@ -434,7 +469,7 @@ fn read_mapping(cx: &mut Cx<'_>, doc: &Node, origin: Origin) -> Result<Mapping, 
                             other => cx.warning(
                                 mkn,
                                 "metadata",
-                                format!("unsupported field metadata.{other}, ignored"),
+                                format!("unsupported field metadata.{}, ignored", clip(other)),
                             ),
                         }
                     }
@@ -442,8 +477,11 @@ fn read_mapping(cx: &mut Cx<'_>, doc: &Node, origin: Origin) -> Result<Mapping, 
                 "spec" => spec = cx.entries("spec", v).unwrap_or_default(),
                 other => cx.warning(
                     k,
-                    other,
-                    format!("unsupported field {other}, ignored (Mapping fields go under spec)"),
+                    &clip(other),
+                    format!(
+                        "unsupported field {}, ignored (Mapping fields go under spec)",
+                        clip(other)
+                    ),
                 ),
             }
         }
@@ -467,7 +505,7 @@ fn read_mapping(cx: &mut Cx<'_>, doc: &Node, origin: Origin) -> Result<Mapping, 
     }
 
     let name = match name_node {
-        Some(n) => cx.non_empty_string("name", n),
+        Some(n) => cx.object_name("name", n),
         None => {
             let field = if kubernetes { "metadata.name" } else { "name" };
             let d = Diagnostic::error(
@@ -491,7 +529,7 @@ fn read_mapping(cx: &mut Cx<'_>, doc: &Node, origin: Origin) -> Result<Mapping, 
         }
     }
     let namespace = match namespace_node {
-        Some(n) => cx.non_empty_string("namespace", n),
+        Some(n) => cx.object_name("namespace", n),
         None => Some("default".to_string()),
     };
 
@@ -501,7 +539,8 @@ fn read_mapping(cx: &mut Cx<'_>, doc: &Node, origin: Origin) -> Result<Mapping, 
             b.fields.insert(field, cx.at(k));
             read_field(cx, &mut b, field, v);
         } else if !(kubernetes && (key == "name" || key == "namespace")) {
-            cx.warning(k, key, format!("unsupported field {key}, ignored"));
+            let key = clip(key);
+            cx.warning(k, &key, format!("unsupported field {key}, ignored"));
         }
     }
     if kubernetes {
@@ -699,10 +738,10 @@ fn read_field(cx: &mut Cx<'_>, b: &mut Builder, field: &'static str, v: &Node) {
         "host_regex" => b.host_regex = cx.bool(field, v),
         "method" => {
             if let Some(m) = cx.non_empty_string(field, v) {
-                if m.bytes().all(is_token_byte) {
+                if m.len() <= MAX_NAME && m.bytes().all(is_token_byte) {
                     b.method = Some(m.to_ascii_uppercase());
                 } else {
-                    cx.error(v, field, format!("{m:?} is not an HTTP method"));
+                    cx.error(v, field, format!("{} is not an HTTP method", quote(&m)));
                 }
             }
         }
@@ -717,7 +756,11 @@ fn read_field(cx: &mut Cx<'_>, b: &mut Builder, field: &'static str, v: &Node) {
                         Ok(()) => {
                             b.regex_headers.insert(name, re);
                         }
-                        Err(e) => cx.error(val, field, format!("invalid regex for {name}: {e}")),
+                        Err(e) => cx.error(
+                            val,
+                            field,
+                            format!("invalid regex for {}: {e}", clip(&name)),
+                        ),
                     }
                 }
             }
@@ -726,6 +769,18 @@ fn read_field(cx: &mut Cx<'_>, b: &mut Builder, field: &'static str, v: &Node) {
             for (name, kn, val) in cx.entries(field, v).unwrap_or_default() {
                 if name.is_empty() {
                     cx.error(kn, field, "a query parameter name must not be empty");
+                    continue;
+                }
+                if name.len() > MAX_QUERY_NAME_BYTES {
+                    cx.error(
+                        kn,
+                        field,
+                        format!(
+                            "the query parameter name {} is longer than Envoy allows \
+                             ({MAX_QUERY_NAME_BYTES} bytes)",
+                            quote(&name)
+                        ),
+                    );
                     continue;
                 }
                 if let Some(m) = match_value(cx, field, val) {
@@ -754,12 +809,14 @@ fn read_field(cx: &mut Cx<'_>, b: &mut Builder, field: &'static str, v: &Node) {
         "connect_timeout_ms" => b.connect_timeout_ms = cx.millis(field, v, 1),
         "host_rewrite" => {
             if let Some(h) = cx.non_empty_string(field, v) {
-                if h.bytes()
-                    .all(|c| c.is_ascii_alphanumeric() || b"-._:[]".contains(&c))
+                // A host name (253 characters at most) and a port.
+                if h.len() <= 253 + 6
+                    && h.bytes()
+                        .all(|c| c.is_ascii_alphanumeric() || b"-._:[]".contains(&c))
                 {
                     b.backend.host_rewrite = Some(h);
                 } else {
-                    cx.error(v, field, format!("{h:?} is not a host name"));
+                    cx.error(v, field, format!("{} is not a host name", quote(&h)));
                 }
             }
         }
@@ -776,8 +833,15 @@ fn read_field(cx: &mut Cx<'_>, b: &mut Builder, field: &'static str, v: &Node) {
             if let Some(ids) = cx.string_list(field, v) {
                 let mut fleets = BTreeSet::new();
                 for (id, n) in ids {
-                    if id.is_empty() || !id.bytes().all(|c| c.is_ascii_graphic() && c != b'=') {
-                        cx.error(&n, field, format!("{id:?} is not a valid ambassador_id"));
+                    if id.is_empty()
+                        || id.len() > MAX_NAME
+                        || !id.bytes().all(|c| c.is_ascii_graphic() && c != b'=')
+                    {
+                        cx.error(
+                            &n,
+                            field,
+                            format!("{} is not a valid ambassador_id", quote(&id)),
+                        );
                     } else {
                         fleets.insert(id);
                     }
@@ -790,15 +854,20 @@ fn read_field(cx: &mut Cx<'_>, b: &mut Builder, field: &'static str, v: &Node) {
             }
         }
         "case_sensitive" => b.case_sensitive = cx.bool(field, v),
-        "cluster_tag" => b.cluster_tag = cx.non_empty_string(field, v),
+        // It is part of a cluster's name, and so of every stat Envoy keeps for the cluster.
+        "cluster_tag" => b.cluster_tag = cx.object_name(field, v),
         "grpc" => b.grpc = cx.bool(field, v),
         "allow_upgrade" => {
             if let Some(list) = cx.string_list(field, v) {
                 for (u, n) in list {
-                    if !u.is_empty() && u.bytes().all(is_token_byte) {
+                    if !u.is_empty() && u.len() <= MAX_NAME && u.bytes().all(is_token_byte) {
                         b.upgrades.insert(u.to_ascii_lowercase());
                     } else {
-                        cx.error(&n, field, format!("{u:?} is not an upgrade protocol"));
+                        cx.error(
+                            &n,
+                            field,
+                            format!("{} is not an upgrade protocol", quote(&u)),
+                        );
                     }
                 }
             }
@@ -833,7 +902,10 @@ impl Builder {
                 cx.error(
                     &n,
                     "prefix",
-                    format!("prefix {p:?} must start with / (or set prefix_regex: true)"),
+                    format!(
+                        "prefix {} must start with / (or set prefix_regex: true)",
+                        quote(p)
+                    ),
                 );
                 prefix = None;
             } else if p.chars().any(|c| c.is_control() || c == ' ') {
@@ -854,7 +926,11 @@ impl Builder {
                     cx.error(
                         &an,
                         "headers",
-                        format!("the :authority header {a:?} contradicts host {h:?}"),
+                        format!(
+                            "the :authority header {} contradicts host {}",
+                            quote(&a),
+                            quote(&h)
+                        ),
                     );
                     None
                 }
@@ -929,7 +1005,7 @@ fn read_headers(cx: &mut Cx<'_>, b: &mut Builder, v: &Node) {
             continue;
         }
         if b.headers.insert(name.clone(), m).is_some() {
-            cx.error(kn, field, format!("header {name} is given twice"));
+            cx.error(kn, field, format!("header {} is given twice", clip(&name)));
         }
     }
 }
@@ -937,6 +1013,15 @@ fn read_headers(cx: &mut Cx<'_>, b: &mut Builder, v: &Node) {
 /// A header or query matcher value: a string (exact) or `true` (present).
 fn match_value(cx: &mut Cx<'_>, field: &str, v: &Node) -> Option<HeaderMatch> {
     match &v.value {
+        // HTTP header and query values never hold them: such a matcher could never match.
+        Value::Str(s) if s.chars().any(|c| c.is_control() && c != '\t') => {
+            cx.error(
+                v,
+                field,
+                format!("a {field} value must not contain control characters"),
+            );
+            None
+        }
         Value::Str(s) => Some(HeaderMatch::Exact(s.clone())),
         Value::Int(i) => Some(HeaderMatch::Exact(i.to_string())),
         Value::Bool(true) => Some(HeaderMatch::Present),
@@ -958,7 +1043,22 @@ fn match_value(cx: &mut Cx<'_>, field: &str, v: &Node) -> Option<HeaderMatch> {
 fn header_name(cx: &mut Cx<'_>, field: &str, name: &str, n: &Node) -> Option<String> {
     let bare = name.strip_prefix(':').unwrap_or(name);
     if bare.is_empty() || !bare.bytes().all(is_token_byte) {
-        cx.error(n, field, format!("{name:?} is not a valid header name"));
+        cx.error(
+            n,
+            field,
+            format!("{} is not a valid header name", quote(name)),
+        );
+        return None;
+    }
+    if name.len() > MAX_HEADER_BYTES {
+        cx.error(
+            n,
+            field,
+            format!(
+                "the header name {} is longer than Envoy allows ({MAX_HEADER_BYTES} bytes)",
+                quote(name)
+            ),
+        );
         return None;
     }
     Some(name.to_ascii_lowercase())
@@ -968,7 +1068,7 @@ fn header_name(cx: &mut Cx<'_>, field: &str, name: &str, n: &Node) -> Option<Str
 fn mutable_header_name(cx: &mut Cx<'_>, field: &str, name: &str, n: &Node) -> Option<String> {
     let name = header_name(cx, field, name, n)?;
     if name.starts_with(':') || name == "host" {
-        let hint = if field.contains("request") {
+        let hint = if field.contains("request") && (name == "host" || name == ":authority") {
             " (use host_rewrite to change the host)"
         } else {
             ""
@@ -1009,17 +1109,21 @@ fn read_add_headers(cx: &mut Cx<'_>, field: &str, v: &Node) -> BTreeMap<String, 
                                 .filter(|_| !matches!(x.value, Value::Seq(_) | Value::Map(_)))
                         }
                         "append" => append = cx.bool(field, x).unwrap_or(true),
-                        other => cx.warning(
+                        _ => cx.warning(
                             kn2,
                             field,
-                            format!("unsupported field {field}.{name}.{other}, ignored"),
+                            format!(
+                                "unsupported field {field}.{}.{}, ignored",
+                                clip(&name),
+                                clip(&k)
+                            ),
                         ),
                     }
                 }
                 match value {
                     Some(value) => Some(AddHeader { value, append }),
                     None => {
-                        cx.error(val, field, format!("{field}.{name} needs a value"));
+                        cx.error(val, field, format!("{field}.{} needs a value", clip(&name)));
                         None
                     }
                 }
@@ -1034,7 +1138,17 @@ fn read_add_headers(cx: &mut Cx<'_>, field: &str, v: &Node) -> BTreeMap<String, 
                 cx.error(
                     val,
                     field,
-                    format!("the value of {name} has control characters"),
+                    format!("the value of {} has control characters", clip(&name)),
+                );
+            } else if h.value.len() > MAX_HEADER_BYTES || name.len() > MAX_HEADER_BYTES {
+                cx.error(
+                    val,
+                    field,
+                    format!(
+                        "the header {} is longer than Envoy allows ({MAX_HEADER_BYTES} bytes for \
+                         its name and for its value)",
+                        clip(&name)
+                    ),
                 );
             } else {
                 out.insert(name, h);
@@ -1093,7 +1207,7 @@ fn read_retry_policy(cx: &mut Cx<'_>, v: &Node) -> Option<RetryPolicy> {
                             field,
                             format!(
                                 "unknown retry_on condition {}; use {}",
-                                bad.join(", "),
+                                clip(&bad.join(", ")),
                                 RETRY_ON.join(", ")
                             ),
                         );
@@ -1113,7 +1227,8 @@ fn read_retry_policy(cx: &mut Cx<'_>, v: &Node) -> Option<RetryPolicy> {
                             x,
                             field,
                             format!(
-                                "per_try_timeout {s:?} is not a duration such as 500ms or 2.5s"
+                                "per_try_timeout {} is not a duration such as 500ms or 2.5s",
+                                quote(&s)
                             ),
                         ),
                     }
@@ -1122,7 +1237,7 @@ fn read_retry_policy(cx: &mut Cx<'_>, v: &Node) -> Option<RetryPolicy> {
             other => cx.warning(
                 kn,
                 field,
-                format!("unsupported field retry_policy.{other}, ignored"),
+                format!("unsupported field retry_policy.{}, ignored", clip(other)),
             ),
         }
     }
@@ -1161,7 +1276,8 @@ fn read_weight(cx: &mut Cx<'_>, v: &Node) -> Option<Bp> {
         Value::Int(i) => Err(format!("weight must be between 0 and 100, found {i}")),
         Value::Float(f) => weight_from_float(*f),
         Value::Str(s) if s.trim().parse::<f64>().is_ok() => Err(format!(
-            "weight must be a number, found the string {s:?}; remove the quotes"
+            "weight must be a number, found the string {}; remove the quotes",
+            quote(s)
         )),
         other => Err(format!("weight must be a number, found {}", found(other))),
     };
@@ -1191,6 +1307,8 @@ pub fn weight_from_float(f: f64) -> Result<Bp, String> {
 
 /// `[scheme://]host[:port]`.
 pub fn parse_service(raw: &str) -> Result<Service, String> {
+    // What messages show of the service: a huge one is cut short.
+    let shown = quote(raw);
     let raw_trimmed = raw.trim();
     let (scheme, rest) = match raw_trimmed.split_once("://") {
         Some((s, rest)) => match s.to_ascii_lowercase().as_str() {
@@ -1198,7 +1316,8 @@ pub fn parse_service(raw: &str) -> Result<Service, String> {
             "https" => (Scheme::Https, rest),
             _ => {
                 return Err(format!(
-                    "unknown scheme {s:?} in service {raw:?}; use http:// or https://"
+                    "unknown scheme {} in service {shown}; use http:// or https://",
+                    quote(s)
                 ));
             }
         },
@@ -1206,28 +1325,34 @@ pub fn parse_service(raw: &str) -> Result<Service, String> {
     };
     if let Some(i) = rest.find(['/', '?', '#']) {
         return Err(format!(
-            "service {raw:?} has a path ({:?}); a service is [scheme://]host[:port], and a \
+            "service {shown} has a path ({}); a service is [scheme://]host[:port], and a \
              path in it would be dropped (use rewrite for paths)",
-            &rest[i..]
+            quote(&rest[i..])
         ));
     }
     if rest.contains('@') {
-        return Err(format!("service {raw:?} must not contain user information"));
+        return Err(format!("service {shown} must not contain user information"));
     }
     let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
         let (host, after) = v6
             .split_once(']')
-            .ok_or_else(|| format!("service {raw:?} has an unclosed ["))?;
+            .ok_or_else(|| format!("service {shown} has an unclosed ["))?;
         if host.parse::<std::net::Ipv6Addr>().is_err() {
             return Err(format!(
-                "{host:?} in service {raw:?} is not an IPv6 address"
+                "{} in service {shown} is not an IPv6 address",
+                quote(host)
             ));
         }
         match after {
             "" => (host, None),
             p => match p.strip_prefix(':') {
                 Some(port) => (host, Some(port)),
-                None => return Err(format!("unexpected {p:?} after ] in service {raw:?}")),
+                None => {
+                    return Err(format!(
+                        "unexpected {} after ] in service {shown}",
+                        quote(p)
+                    ));
+                }
             },
         }
     } else {
@@ -1240,16 +1365,22 @@ pub fn parse_service(raw: &str) -> Result<Service, String> {
         None => scheme.default_port(),
         Some(p) => match p.parse::<u16>() {
             Ok(n) if n > 0 && p.bytes().all(|b| b.is_ascii_digit()) => n,
-            _ => return Err(format!("bad port {p:?} in service {raw:?}; use 1 to 65535")),
+            _ => {
+                return Err(format!(
+                    "bad port {} in service {shown}; use 1 to 65535",
+                    quote(p)
+                ));
+            }
         },
     };
     if host.is_empty() {
-        return Err(format!("service {raw:?} has no host"));
+        return Err(format!("service {shown} has no host"));
     }
     let is_ipv6 = host.parse::<std::net::Ipv6Addr>().is_ok();
     if !is_ipv6 && !is_dns_name(host) {
         return Err(format!(
-            "{host:?} in service {raw:?} is not a host name or IP address"
+            "{} in service {shown} is not a host name or IP address",
+            quote(host)
         ));
     }
     Ok(Service {
@@ -1277,19 +1408,24 @@ fn check_host(host: &str) -> Result<(), String> {
     if host == "*" {
         return Ok(());
     }
+    let shown = quote(host);
     let stars = host.matches('*').count();
     let bare = host.trim_start_matches('*').trim_end_matches('*');
     if stars > 1 || (stars == 1 && !(host.starts_with('*') || host.ends_with('*'))) {
         return Err(format!(
-            "host {host:?}: a wildcard may only stand at the start or the end (*.example.com)"
+            "host {shown}: a wildcard may only stand at the start or the end (*.example.com)"
         ));
     }
     if let Some((_, port)) = bare.rsplit_once(':')
         && port.bytes().all(|b| b.is_ascii_digit())
     {
         return Err(format!(
-            "host {host:?} must not include a port: canary-xds matches hosts with any port"
+            "host {shown} must not include a port: canary-xds matches hosts with any port"
         ));
+    }
+    // A DNS name: at most 253 characters, in labels of at most 63.
+    if bare.len() > 253 || bare.split('.').any(|label| label.len() > 63) {
+        return Err(format!("host {shown} is longer than a host name can be"));
     }
     let ok = !bare.is_empty()
         && bare
@@ -1298,7 +1434,29 @@ fn check_host(host: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!("host {host:?} is not a host name"))
+        Err(format!("host {shown} is not a host name"))
+    }
+}
+
+/// A value quoted for a message, cut short when long: a diagnostic names the value, it does not
+/// carry a megabyte of it.
+fn quote(s: &str) -> String {
+    const SHOWN: usize = 60;
+    if s.chars().count() <= SHOWN {
+        format!("{s:?}")
+    } else {
+        let head: String = s.chars().take(SHOWN).collect();
+        format!("{head:?}... ({} bytes)", s.len())
+    }
+}
+
+/// Text for a message, cut short when long, unquoted.
+fn clip(s: &str) -> String {
+    let quoted = quote(s);
+    if quoted.starts_with('"') && quoted.ends_with('"') {
+        s.to_string()
+    } else {
+        quoted
     }
 }
 
@@ -1676,6 +1834,59 @@ mod tests {
                 prop_assert!(!d.message.is_empty());
             }
         }
+    }
+
+    /// Each of these was accepted before: Envoy refused the first two (NACK: a header value
+    /// over 16 KiB, a query parameter name over 1 KiB), the others could never match or would
+    /// carry control characters and megabytes into logs, route and cluster names.
+    #[test]
+    fn values_envoy_refuses_or_that_cannot_be_meant_are_errors() {
+        let big = "v".repeat(16 * 1024 + 1);
+        let cases = [
+            (
+                format!("add_request_headers: {{x-big: {big}}}"),
+                "add_request_headers",
+            ),
+            (
+                format!("query_parameters:\n  ? {}\n  : \"1\"", "q".repeat(1025)),
+                "query_parameters",
+            ),
+            ("headers: {x-a: \"a\\0b\"}".into(), "headers"),
+            (
+                "query_parameters: {q: \"a\\r\\nb\"}".into(),
+                "query_parameters",
+            ),
+            ("namespace: \"a\\nb\"".into(), "namespace"),
+            (format!("namespace: {}", "n".repeat(254)), "namespace"),
+            (format!("cluster_tag: {}", "t".repeat(254)), "cluster_tag"),
+            (
+                format!("ambassador_id: {}", "f".repeat(254)),
+                "ambassador_id",
+            ),
+            (format!("host: {}.com", "h".repeat(64)), "host"),
+            (format!("host_rewrite: {}", "h".repeat(300)), "host_rewrite"),
+        ];
+        for (line, field) in cases {
+            let p = parse(&format!("{SEED}{line}\n"));
+            assert!(p.mappings.is_empty(), "{field} accepted");
+            let e = errors(&p);
+            assert!(
+                e.iter().any(|d| d.field.as_deref() == Some(field)),
+                "{field}: {e:?}"
+            );
+            // A diagnostic names a huge value; it does not carry it.
+            assert!(e.iter().all(|d| d.message.len() < 500), "{field}: {e:?}");
+        }
+        let p = parse(&SEED.replace("name: qotm2_mapping", "name: \"a\\tb\""));
+        assert_eq!(errors(&p)[0].field.as_deref(), Some("name"));
+        let p = parse(&SEED.replace("qotm2_mapping", &"n".repeat(254)));
+        assert_eq!(errors(&p)[0].field.as_deref(), Some("name"));
+        // The limits themselves are fine.
+        one(&format!(
+            "{SEED}add_request_headers: {{x-big: {}}}\n",
+            &big[1..]
+        ));
+        one(&SEED.replace("qotm2_mapping", &"n".repeat(253)));
     }
 
     #[test]

@@ -198,6 +198,10 @@ pub fn parse_documents(bytes: &[u8]) -> Result<Vec<Node>, YamlError> {
             max_documents: 100_000,
             max_nodes: MAX_NODES,
         },
+        // Alias replays are counted on their own: bound them by the same number.
+        alias_limits: serde_saphyr::alias_limits! {
+            max_total_replayed_events: MAX_NODES,
+        },
         // YAML 1.2 booleans only, so that `service: no` or `x-canary: yes` stay strings;
         // `parse` still accepts the YAML 1.1 spellings where a boolean is expected.
         strict_booleans: true,
@@ -240,8 +244,8 @@ fn explain(mut e: &serde_saphyr::Error) -> String {
                 format!("lists and mappings are nested more than {MAX_DEPTH} levels deep")
             }
             BudgetBreach::Nodes { .. } | BudgetBreach::Events { .. } => format!(
-                "the file expands to more than {MAX_NODES} values (an alias bomb?); \
-                 Mapping files are far smaller"
+                "the file holds more than {MAX_NODES} values, counting those its aliases \
+                 repeat (an alias bomb?); Mapping files are far smaller"
             ),
             other => format!("the file is too large or complex to read ({other:?})"),
         },
