@@ -4,8 +4,11 @@
 //! Hidden files and directories are skipped; a Kubernetes ConfigMap mount (top-level symlinks
 //! into `..data`, itself a symlink to a hidden timestamped directory) is therefore read through
 //! its top-level symlinks, each file once. Symlinks are followed only when they resolve inside
-//! the directory. `Loader` remembers what it read, so that a rescan re-reads only files whose
-//! size, modification time or inode changed, and re-parses only files whose content changed.
+//! the directory, checked again on the file actually opened (a link swapped after the listing
+//! is not followed out), and only regular files are read (opened without blocking, so a FIFO
+//! swapped in cannot hang a scan). `Loader` remembers what it read, so that a rescan re-reads
+//! only files whose size, modification time or inode changed, and re-parses only files whose
+//! content changed.
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -55,6 +58,12 @@ impl SourceError {
 /// Lists the Mapping files under `dir` in path order, with diagnostics for what was skipped
 /// and why (symlinks out of the directory, loops, unreadable subdirectories).
 pub fn list(dir: &Path) -> Result<(Vec<Found>, Vec<Diagnostic>), SourceError> {
+    let walk = walk(dir)?;
+    Ok((walk.found, walk.diagnostics))
+}
+
+/// Walks `dir`: the files found, what was skipped, and where the walk could not look.
+fn walk(dir: &Path) -> Result<Walk, SourceError> {
     let meta = fs::metadata(dir).map_err(|e| match e.kind() {
         io::ErrorKind::NotFound => SourceError::Missing(dir.to_path_buf()),
         _ => SourceError::Unreadable {
@@ -79,18 +88,23 @@ pub fn list(dir: &Path) -> Result<(Vec<Found>, Vec<Diagnostic>), SourceError> {
         found: Vec::new(),
         diagnostics: Vec::new(),
         visited: HashSet::new(),
+        unreadable: Vec::new(),
     };
     walk.visited.insert(walk.root.clone());
     walk.dir(dir, "");
     walk.found.sort_by(|a, b| a.rel.cmp(&b.rel));
-    Ok((walk.found, walk.diagnostics))
+    Ok(walk)
 }
 
 struct Walk {
+    /// The directory's canonical path: what every file read must be under.
     root: PathBuf,
     found: Vec<Found>,
     diagnostics: Vec<Diagnostic>,
     visited: HashSet<PathBuf>,
+    /// Subdirectories (relative paths) that exist but could not be read: their files are not
+    /// gone, only out of sight.
+    unreadable: Vec<String>,
 }
 
 impl Walk {
@@ -102,11 +116,17 @@ impl Walk {
     fn dir(&mut self, dir: &Path, rel_dir: &str) {
         let entries = match fs::read_dir(dir) {
             Ok(e) => e,
+            // Deleted since it was listed: gone, as a deleted file is.
+            Err(e) if e.kind() == io::ErrorKind::NotFound && !rel_dir.is_empty() => return,
             Err(e) => {
                 self.diagnostics.push(Diagnostic::error(
                     &Location::new(rel_dir, 0, 0),
-                    format!("cannot read this directory: {e}; its Mappings are left out"),
+                    format!(
+                        "cannot read this directory: {e}; the files in it keep their last good \
+                         content, if they had one"
+                    ),
                 ));
+                self.unreadable.push(rel_dir.to_string());
                 return;
             }
         };
@@ -210,6 +230,54 @@ pub fn read_limited(path: &Path, max_size: u64) -> Result<Vec<u8>, ReadError> {
     Ok(bytes)
 }
 
+/// Opens `path` for reading if it is a regular file whose real location is under `root`, as
+/// the file actually opened says (a symlink swapped since the listing is caught here).
+/// `Ok(None)` when it is not (any more): gone, moved out of reach, or not a regular file; the
+/// next listing says why.
+fn open_inside(path: &Path, root: &Path) -> io::Result<Option<fs::File>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    // Linux's O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer.
+    const O_NONBLOCK: i32 = 0o4000;
+    let file = match fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(O_NONBLOCK)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    if !file.metadata()?.is_file() {
+        return Ok(None);
+    }
+    let real = {
+        use std::os::fd::AsRawFd;
+        fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
+            .or_else(|_| fs::canonicalize(path))?
+    };
+    Ok(real.starts_with(root).then_some(file))
+}
+
+/// Reads an open file, refusing one over `max_size` bytes without reading it all.
+fn read_open(mut file: fs::File, max_size: u64) -> Result<Vec<u8>, ReadError> {
+    let len = file.metadata().map_err(ReadError::Io)?.len();
+    if len > max_size {
+        return Err(ReadError::TooLarge { len, max_size });
+    }
+    let mut bytes = Vec::with_capacity(len as usize);
+    file.by_ref()
+        .take(max_size + 1)
+        .read_to_end(&mut bytes)
+        .map_err(ReadError::Io)?;
+    if bytes.len() as u64 > max_size {
+        return Err(ReadError::TooLarge {
+            len: bytes.len() as u64,
+            max_size,
+        });
+    }
+    Ok(bytes)
+}
+
 /// Why one file could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
@@ -288,7 +356,13 @@ impl Loader {
     /// Scans the directory. With `verify`, every file is read again even if its metadata did
     /// not change (the periodic safety net); otherwise unchanged metadata means unchanged file.
     pub fn scan(&mut self, verify: bool) -> Result<Scan, SourceError> {
-        let (found, diagnostics) = list(&self.dir)?;
+        let Walk {
+            root,
+            found,
+            diagnostics,
+            unreadable,
+            ..
+        } = walk(&self.dir)?;
         let mut scan = Scan {
             files: Vec::with_capacity(found.len()),
             diagnostics,
@@ -298,15 +372,47 @@ impl Loader {
         let mut seen = HashSet::with_capacity(found.len());
         for f in found {
             seen.insert(f.rel.clone());
-            if let Some(state) = self.load(&f, verify, &mut scan) {
+            if let Some(state) = self.load(&f, &root, verify, &mut scan) {
                 scan.files.push(state);
             }
+        }
+        // The files last seen in a subdirectory that cannot be read now are not deleted: each
+        // is reported unreadable, so that `serve` keeps its last good content.
+        if !unreadable.is_empty() {
+            let mut hidden: Vec<String> = self
+                .cache
+                .keys()
+                .filter(|rel| !seen.contains(*rel))
+                .filter(|rel| {
+                    unreadable.iter().any(|d| {
+                        rel.strip_prefix(d.as_str())
+                            .is_some_and(|r| r.starts_with('/'))
+                    })
+                })
+                .cloned()
+                .collect();
+            hidden.sort();
+            for rel in hidden {
+                seen.insert(rel.clone());
+                scan.files.push(FileState {
+                    rel: rel.clone(),
+                    parsed: Arc::new(ParsedFile {
+                        diagnostics: vec![Diagnostic::error(
+                            &Location::new(rel, 0, 0),
+                            "cannot read this file: its directory cannot be read",
+                        )],
+                        ..ParsedFile::default()
+                    }),
+                    digest: None,
+                });
+            }
+            scan.files.sort_by(|a, b| a.rel.cmp(&b.rel));
         }
         self.cache.retain(|rel, _| seen.contains(rel));
         Ok(scan)
     }
 
-    fn load(&mut self, f: &Found, verify: bool, scan: &mut Scan) -> Option<FileState> {
+    fn load(&mut self, f: &Found, root: &Path, verify: bool, scan: &mut Scan) -> Option<FileState> {
         let meta = match fs::metadata(&f.path) {
             Ok(m) => m,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return None, // deleted meanwhile
@@ -325,9 +431,14 @@ impl Loader {
             });
         }
         let read_at = SystemTime::now();
-        let bytes = match read_limited(&f.path, self.max_file_size) {
+        let file = match open_inside(&f.path, root) {
+            Ok(Some(file)) => file,
+            // Gone, or no longer a regular file inside the directory since it was listed.
+            Ok(None) => return None,
+            Err(e) => return Some(self.unreadable(f, &e.to_string())),
+        };
+        let bytes = match read_open(file, self.max_file_size) {
             Ok(b) => b,
-            Err(ReadError::Io(e)) if e.kind() == io::ErrorKind::NotFound => return None,
             Err(e) => return Some(self.unreadable(f, &e.to_string())),
         };
         scan.read += 1;
@@ -377,7 +488,7 @@ impl Loader {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::symlink;
+    use std::os::unix::fs::{OpenOptionsExt, symlink};
 
     const M: &str =
         "apiVersion: ambassador/v1\nkind: Mapping\nname: NAME\nprefix: /NAME/\nservice: s\n";
@@ -515,6 +626,87 @@ mod tests {
             read_limited(&t.path().join("big.yaml"), 999),
             Err(ReadError::TooLarge { len: 1000, .. })
         ));
+    }
+
+    /// A link inside when the directory is listed and outside when the file is read (swapped in
+    /// between) is not followed out.
+    #[test]
+    fn a_link_swapped_to_the_outside_after_the_listing_is_not_read() {
+        let outside = tempfile::tempdir().unwrap();
+        write(outside.path(), "secret.yaml", "secret");
+        let t = tempfile::tempdir().unwrap();
+        write(t.path(), ".in.yaml", "in");
+        symlink(".in.yaml", t.path().join("link.yaml")).unwrap();
+        let w = walk(t.path()).unwrap();
+        assert_eq!(w.found.len(), 1);
+        fs::remove_file(t.path().join("link.yaml")).unwrap();
+        symlink(
+            outside.path().join("secret.yaml"),
+            t.path().join("link.yaml"),
+        )
+        .unwrap();
+        let mut loader = Loader::new(t.path(), DEFAULT_MAX_FILE_SIZE);
+        let mut scan = Scan {
+            files: Vec::new(),
+            diagnostics: Vec::new(),
+            read: 0,
+            parsed: 0,
+        };
+        assert!(loader.load(&w.found[0], &w.root, true, &mut scan).is_none());
+        assert_eq!(scan.read, 0);
+    }
+
+    /// A file replaced by a FIFO after the listing is not opened for a blocking read: the scan
+    /// goes on (before, it waited for a writer that never came).
+    #[test]
+    fn a_file_swapped_for_a_fifo_after_the_listing_does_not_block() {
+        let t = tempfile::tempdir().unwrap();
+        write(t.path(), "pipe.yaml", "p");
+        let w = walk(t.path()).unwrap();
+        fs::remove_file(t.path().join("pipe.yaml")).unwrap();
+        let made = std::process::Command::new("mkfifo")
+            .arg(t.path().join("pipe.yaml"))
+            .status()
+            .is_ok_and(|s| s.success());
+        if !made {
+            eprintln!("note: mkfifo is not available; skipping");
+            return;
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        let dir = t.path().to_path_buf();
+        std::thread::spawn(move || {
+            let mut loader = Loader::new(&dir, DEFAULT_MAX_FILE_SIZE);
+            let mut scan = Scan {
+                files: Vec::new(),
+                diagnostics: Vec::new(),
+                read: 0,
+                parsed: 0,
+            };
+            let state = loader.load(&w.found[0], &w.root, true, &mut scan);
+            let _ = tx.send(state.is_none());
+        });
+        let skipped = rx.recv_timeout(std::time::Duration::from_secs(10));
+        // Unblock a reader stuck in open(2), if the check failed, so the test can end.
+        let _ = fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(0o4000)
+            .open(t.path().join("pipe.yaml"));
+        assert_eq!(skipped, Ok(true), "the read of a FIFO blocked");
+    }
+
+    /// A subdirectory deleted between its listing and its reading is gone, like a file.
+    #[test]
+    fn a_subdirectory_that_vanished_is_gone_not_an_error() {
+        let t = tempfile::tempdir().unwrap();
+        let mut w = walk(t.path()).unwrap();
+        w.dir(&t.path().join("gone"), "gone");
+        assert!(w.diagnostics.is_empty(), "{:?}", w.diagnostics);
+        assert!(w.unreadable.is_empty());
+        // One that exists but cannot be read is kept in mind.
+        write(t.path(), "file.yaml", "f");
+        w.dir(&t.path().join("file.yaml"), "file.yaml");
+        assert_eq!(w.diagnostics.len(), 1);
+        assert_eq!(w.unreadable, ["file.yaml"]);
     }
 
     #[test]
