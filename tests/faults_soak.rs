@@ -10,8 +10,9 @@
 //! ```
 //!
 //! A short run of the same (50 streams, 3 s) is part of the test suite. The files change every
-//! 500 ms meanwhile (cycling through ten versions, so that the caches of recent snapshots reach
-//! their steady size during the warm-up); both measures are taken on the same files.
+//! 500 ms meanwhile. Both measures are taken after the same ten edits made with no stream
+//! connected, so the caches of recent versions are in the same state at both: a warm-up alone
+//! left them part full, and their filling up (+13%) once failed the check.
 
 use std::alloc::System;
 use std::sync::Arc;
@@ -190,8 +191,7 @@ fn churn(streams: usize, duration: Duration) {
         (done.load(Ordering::Relaxed), failed.load(Ordering::Relaxed))
     };
 
-    // The files change every 500 ms, cycling through ten versions: the caches of recent
-    // snapshots reach their steady size during the warm-up.
+    // The files change every 500 ms meanwhile, cycling through ten versions.
     let editing = Arc::new(AtomicBool::new(true));
     let editor = {
         let (editing, dir) = (Arc::clone(&editing), dir.clone());
@@ -204,12 +204,11 @@ fn churn(streams: usize, duration: Duration) {
                 std::fs::rename(&tmp, dir.join("m.yaml")).unwrap();
                 salt += 1;
             }
-            // End on the version the warm-up ended on, so both measures see the same files.
             salt
         })
     };
     // Warm up (lazy statics, buffers, the allocator's own arenas, snapshot caches), then the
-    // baseline, taken with the files as they will be at the end.
+    // baseline.
     round(
         streams,
         Instant::now() + duration.clamp(Duration::from_secs(2), Duration::from_secs(6)),
@@ -217,13 +216,25 @@ fn churn(streams: usize, duration: Duration) {
     let pause = |editing: &AtomicBool| editing.store(false, Ordering::Relaxed);
     pause(&editing);
     let salt = editor.join().unwrap();
-    let write = |salt: usize| {
-        let tmp = dir.join(".m.tmp");
-        std::fs::write(&tmp, mappings(salt % 10)).unwrap();
-        std::fs::rename(&tmp, dir.join("m.yaml")).unwrap();
+    // Then ten versions, each until it is served, with no stream connected. The same sequence runs before the second measure: every cache that
+    // keeps recent versions (the hub's archive keeps eight generations) is then in the same
+    // state at both measures, and what differs is what the streams left behind.
+    let version = || canary_xds::reload::overall_version(&running.hub.current());
+    let cycle = || {
+        // Versions 10 to 19: never the editor's (0 to 9), so each write is a change.
+        for s in 10..20 {
+            let before = version();
+            let tmp = dir.join(".m.tmp");
+            std::fs::write(&tmp, mappings(s)).unwrap();
+            std::fs::rename(&tmp, dir.join("m.yaml")).unwrap();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while version() == before {
+                assert!(Instant::now() < deadline, "version {s} was never served");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
     };
-    write(0);
-    std::thread::sleep(Duration::from_millis(500));
+    cycle();
     let baseline = settle(&server, &running);
 
     editing.store(true, Ordering::Relaxed);
@@ -245,8 +256,7 @@ fn churn(streams: usize, duration: Duration) {
     let took = started.elapsed();
     pause(&editing);
     editor.join().unwrap();
-    write(0);
-    std::thread::sleep(Duration::from_millis(500));
+    cycle();
     let after = settle(&server, &running);
     let opened = running.hub.counters.streams_opened.load(Ordering::Relaxed);
     eprintln!(
