@@ -73,6 +73,9 @@ pub struct Mapping {
     pub fields: BTreeMap<&'static str, Location>,
     /// The base of its cluster's name (see `cluster_base_name`), computed once.
     pub cluster_base: String,
+    /// `key`'s hash (`RouteKey::hash_once`), computed once: grouping thousands of Mappings on
+    /// every reload hashes this instead of the whole key.
+    pub key_hash: u64,
 }
 
 impl Mapping {
@@ -104,6 +107,12 @@ pub struct RouteKey {
 }
 
 impl RouteKey {
+    /// A hash of the key, the same in every process (a fixed seed).
+    pub fn hash_once(&self) -> u64 {
+        use std::hash::BuildHasher;
+        foldhash::fast::FixedState::with_seed(0x63616e617279).hash_one(self)
+    }
+
     /// How many matchers beyond the path this route has: more specific routes go first.
     pub fn matcher_count(&self) -> usize {
         usize::from(self.host.is_some())

@@ -607,6 +607,7 @@ fn read_mapping(cx: &mut Cx<'_>, doc: &Node, origin: Origin) -> Result<Mapping, 
         }));
     };
     let cluster_base = crate::mapping::cluster_base_name(&service, b.cluster_tag.as_deref());
+    let key_hash = key.hash_once();
     Ok(Mapping {
         id: MappingId { namespace, name },
         origin,
@@ -637,6 +638,7 @@ fn read_mapping(cx: &mut Cx<'_>, doc: &Node, origin: Origin) -> Result<Mapping, 
         },
         backend: b.backend,
         cluster_base,
+        key_hash,
         fields: b.fields,
     })
 }

@@ -128,7 +128,7 @@ pub struct SnapshotBuilder {
     listeners: HashMap<SocketAddr, Used<Arc<Resource>>>,
     /// Each fleet's last cluster set, with the table's cluster map it was built from: the
     /// compiler hands the same map back when no cluster changed.
-    cluster_sets: HashMap<String, Used<(ClusterMap, ResourceSet)>>,
+    cluster_sets: HashMap<String, Used<ClusterSet>>,
     /// By the route's address: the entry keeps the route alive, so the address is not reused,
     /// and the compiler reuses every route that did not change.
     routes: HashMap<usize, Used<CachedRoute>>,
@@ -164,7 +164,14 @@ struct Used<T> {
     generation: u64,
 }
 
-type ClusterMap = Arc<BTreeMap<String, Arc<ClusterSpec>>>;
+/// A fleet's cluster resources, kept while its table's cluster map is the same `Arc`.
+#[derive(Clone)]
+struct ClusterSet {
+    map: Arc<BTreeMap<String, Arc<ClusterSpec>>>,
+    resources: ResourceSet,
+    /// The cluster names, which every route configuration built on this map refers to.
+    names: Arc<[String]>,
+}
 
 /// One table route, translated and encoded.
 struct CachedRoute {
@@ -271,16 +278,26 @@ impl SnapshotBuilder {
     pub fn build(&mut self, fleet: &str, table: Arc<RouteTable>) -> Snapshot {
         let options = self.options(fleet);
         let generation = self.generation;
-        let clusters = match self.cluster_sets.get_mut(fleet) {
-            Some(used) if Arc::ptr_eq(&used.value.0, &table.clusters) => {
+        let ClusterSet {
+            resources, names, ..
+        } = match self.cluster_sets.get_mut(fleet) {
+            Some(used) if Arc::ptr_eq(&used.value.map, &table.clusters) => {
                 used.generation = generation;
-                used.value.1.clone()
+                used.value.clone()
             }
             _ => {
-                let set = self.cluster_set(&table.clusters, &options);
-                let value = (Arc::clone(&table.clusters), set.clone());
-                self.cluster_sets
-                    .insert(fleet.to_string(), Used { value, generation });
+                let set = ClusterSet {
+                    map: Arc::clone(&table.clusters),
+                    resources: self.cluster_set(&table.clusters, &options),
+                    names: table.clusters.keys().cloned().collect(),
+                };
+                self.cluster_sets.insert(
+                    fleet.to_string(),
+                    Used {
+                        value: set.clone(),
+                        generation,
+                    },
+                );
                 set
             }
         };
@@ -299,11 +316,11 @@ impl SnapshotBuilder {
         listener.generation = generation;
         let listener = Arc::clone(&listener.value);
 
-        let (route, route_runtime, layer) = self.route_configurations(fleet, &table);
+        let (route, route_runtime, layer) = self.route_configurations(fleet, &table, &names);
         let one = |r: Arc<Resource>| ResourceSet::new(BTreeMap::from([(r.name.clone(), r)]));
         Snapshot::new(
             fleet.to_string(),
-            clusters,
+            resources,
             one(listener),
             one(route),
             one(route_runtime),
@@ -369,6 +386,7 @@ impl SnapshotBuilder {
         &mut self,
         fleet: &str,
         table: &RouteTable,
+        cluster_names: &Arc<[String]>,
     ) -> (Arc<Resource>, Arc<Resource>, Arc<Resource>) {
         let generation = self.generation;
         let n = table.routes.len();
@@ -402,7 +420,7 @@ impl SnapshotBuilder {
             entries.push(cached.value.entries.clone());
         }
         let plan = translate::virtual_host_plan(table);
-        let plain = self.assemble(table, &plan, &digests, &entries, Vec::new());
+        let plain = self.assemble(cluster_names, &plan, &digests, &entries, Vec::new());
 
         // The runtime variant: weighted routes keep base weights and read runtime keys.
         let mut h = Sha256::new();
@@ -478,7 +496,7 @@ impl SnapshotBuilder {
             }
             prefixes.push(prefix.clone());
         }
-        let runtime = self.assemble(table, &plan, &rt_digests, &rt_entries, prefixes);
+        let runtime = self.assemble(cluster_names, &plan, &rt_digests, &rt_entries, prefixes);
         let layer_version = content_version(Kind::Runtime, &layer);
         let layer = match self.layers.get_mut(&layer_version) {
             Some(c) => {
@@ -503,7 +521,7 @@ impl SnapshotBuilder {
     /// One route configuration from per-route digests and encoded entries.
     fn assemble(
         &mut self,
-        table: &RouteTable,
+        cluster_names: &Arc<[String]>,
         plan: &[(String, Vec<usize>)],
         digests: &[[u8; 32]],
         entries: &[bytes::Bytes],
@@ -526,7 +544,7 @@ impl SnapshotBuilder {
                 translate::ROUTE_CONFIG_NAME.to_string(),
                 version.clone(),
                 bytes,
-                table.clusters.keys().cloned().collect(),
+                Arc::clone(cluster_names),
             )
             .with_prefixes(prefixes),
         );

@@ -141,12 +141,17 @@ impl Walk {
             } else {
                 format!("{rel_dir}/{name}")
             };
-            let path = entry.path();
-            let Ok(link_meta) = fs::symlink_metadata(&path) else {
+            // The type as the listing gives it (no stat on most file systems; lstat where
+            // the file system does not say), a symlink as a symlink.
+            let Ok(file_type) = entry.file_type() else {
                 continue; // vanished since the listing
             };
             let is_yaml = name.ends_with(".yaml") || name.ends_with(".yml");
-            if link_meta.file_type().is_symlink() {
+            if !is_yaml && file_type.is_file() {
+                continue;
+            }
+            let path = entry.path();
+            if file_type.is_symlink() {
                 let target = match fs::canonicalize(&path) {
                     Ok(t) => t,
                     Err(e) if is_yaml || e.raw_os_error() == Some(40) => {
@@ -173,11 +178,11 @@ impl Walk {
                 } else if is_yaml {
                     self.file(rel, path, target.is_file());
                 }
-            } else if link_meta.is_dir() {
+            } else if file_type.is_dir() {
                 let canonical = fs::canonicalize(&path).unwrap_or(path.clone());
                 self.subdir(&path, &canonical, &rel);
             } else if is_yaml {
-                self.file(rel, path, link_meta.is_file());
+                self.file(rel, path, file_type.is_file());
             }
         }
     }

@@ -247,7 +247,7 @@ fn encode_sets(sets: &[(Kind, Vec<Arc<Resource>>)]) -> Vec<u8> {
             .map(|(_, r)| XdsResource {
                 name: r.name.clone(),
                 version: r.version.clone(),
-                aliases: r.refs.clone(),
+                aliases: r.refs.to_vec(),
                 resource: Any::decode(r.any.as_ref()).ok(),
                 ..Default::default()
             })
@@ -350,7 +350,7 @@ mod tests {
         assert_eq!(*kind, Kind::Route);
         let r = &set.items["canary-xds"];
         assert_eq!(r.as_ref(), route.as_ref());
-        assert_eq!(r.refs, ["qotm"]);
+        assert_eq!(&r.refs[..], ["qotm"]);
         assert_eq!(
             set.version,
             ResourceSet::new(BTreeMap::from([("canary-xds".to_string(), route)])).version

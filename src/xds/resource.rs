@@ -70,8 +70,9 @@ pub struct Resource {
     pub name: String,
     /// The content version: a hash of our own model of the resource (stable across restarts).
     pub version: String,
-    /// The clusters this resource sends traffic to (route configurations only).
-    pub refs: Vec<String>,
+    /// The clusters this resource sends traffic to (route configurations only), shared by
+    /// every configuration built on the same cluster map.
+    pub refs: Arc<[String]>,
     /// The runtime key prefixes its weighted routes read (route configurations for Envoys
     /// with the RTDS layer only).
     pub prefixes: Vec<String>,
@@ -99,7 +100,7 @@ impl Resource {
         name: String,
         version: String,
         value: Vec<u8>,
-        refs: Vec<String>,
+        refs: impl Into<Arc<[String]>>,
     ) -> Self {
         use prost::encoding::{WireType, encode_key, encode_varint, string};
         let any = Any {
@@ -125,7 +126,7 @@ impl Resource {
             kind,
             name,
             version,
-            refs,
+            refs: refs.into(),
             prefixes: Vec::new(),
             layer: None,
             any: Bytes::from(any),

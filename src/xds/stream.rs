@@ -980,7 +980,7 @@ mod tests {
             name.into(),
             version.into(),
             vec![],
-            refs.iter().map(|s| s.to_string()).collect(),
+            refs.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
         ))
     }
 
