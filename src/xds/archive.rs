@@ -17,25 +17,51 @@ pub use super::resource::Items;
 pub struct Archive {
     generation: u64,
     sets: HashMap<(Kind, String), (Items, u64)>,
-    resources: HashMap<(Kind, String, String), (Arc<Resource>, u64)>,
-    latest: HashMap<(Kind, String), (Arc<Resource>, u64)>,
+    /// By kind, then by name: looked up with borrowed names, so recording a set of ten
+    /// thousand resources allocates nothing for the ones already known.
+    resources: HashMap<Kind, HashMap<String, Versions>>,
+}
+
+/// The recent versions of one resource, each with the generation that last recorded it; the
+/// one recorded last comes last.
+#[derive(Default)]
+struct Versions(Vec<(Arc<Resource>, u64)>);
+
+impl Versions {
+    fn touch(&mut self, r: &Arc<Resource>, g: u64) {
+        match self.0.iter().position(|(v, _)| v.version == r.version) {
+            Some(i) if i + 1 == self.0.len() => self.0[i].1 = g,
+            Some(i) => {
+                let (v, _) = self.0.remove(i);
+                self.0.push((v, g));
+            }
+            None => self.0.push((Arc::clone(r), g)),
+        }
+    }
 }
 
 impl Archive {
-    /// Records a set and its resources as sent (or about to be).
+    /// Records a set and its resources as sent (or about to be). A set recorded already in
+    /// this generation is not walked again: every stream records what it sends, and with a
+    /// thousand streams that was a thousand walks of the same ten thousand clusters.
     pub fn record(&mut self, kind: Kind, set: &ResourceSet) {
         let g = self.generation;
-        self.sets
-            .entry((kind, set.version.clone()))
-            .and_modify(|e| e.1 = g)
-            .or_insert_with(|| (Arc::clone(&set.items), g));
+        match self.sets.get_mut(&(kind, set.version.clone())) {
+            Some(e) if e.1 == g => return,
+            Some(e) => e.1 = g,
+            None => {
+                self.sets
+                    .insert((kind, set.version.clone()), (Arc::clone(&set.items), g));
+            }
+        }
+        let by_name = self.resources.entry(kind).or_default();
         for r in set.items.values() {
-            self.resources
-                .entry((kind, r.name.clone(), r.version.clone()))
-                .and_modify(|e| e.1 = g)
-                .or_insert_with(|| (Arc::clone(r), g));
-            self.latest
-                .insert((kind, r.name.clone()), (Arc::clone(r), g));
+            match by_name.get_mut(r.name.as_str()) {
+                Some(versions) => versions.touch(r, g),
+                None => {
+                    by_name.insert(r.name.clone(), Versions(vec![(Arc::clone(r), g)]));
+                }
+            }
         }
     }
 
@@ -45,16 +71,19 @@ impl Archive {
         self.generation += 1;
         let cutoff = self.generation.saturating_sub(KEEP_GENERATIONS);
         self.sets.retain(|_, (_, g)| *g >= cutoff);
-        self.resources.retain(|_, (_, g)| *g >= cutoff);
-        self.latest.retain(|_, (_, g)| *g >= cutoff);
+        for by_name in self.resources.values_mut() {
+            by_name.retain(|_, versions| {
+                versions.0.retain(|(_, g)| *g >= cutoff);
+                !versions.0.is_empty()
+            });
+        }
     }
 
     /// The version of `name` recorded last: what an Envoy most likely holds under that name
     /// when its own version is not known.
     pub fn latest(&self, kind: Kind, name: &str) -> Option<Arc<Resource>> {
-        self.latest
-            .get(&(kind, name.to_string()))
-            .map(|(r, _)| Arc::clone(r))
+        let versions = self.resources.get(&kind)?.get(name)?;
+        versions.0.last().map(|(r, _)| Arc::clone(r))
     }
 
     /// The sets recorded in the last `generations` generations, for `--state-dir`.
@@ -84,8 +113,11 @@ impl Archive {
 
     /// The resource a delta (name, version) names.
     pub fn resource(&self, kind: Kind, name: &str, version: &str) -> Option<Arc<Resource>> {
-        self.resources
-            .get(&(kind, name.to_string(), version.to_string()))
+        let versions = self.resources.get(&kind)?.get(name)?;
+        versions
+            .0
+            .iter()
+            .find(|(r, _)| r.version == version)
             .map(|(r, _)| Arc::clone(r))
     }
 
@@ -123,6 +155,36 @@ mod tests {
         assert!(a.set(Kind::Route, &s.version).is_none());
         assert!(a.resource(Kind::Cluster, "a", "1").is_some());
         assert!(a.resource(Kind::Cluster, "a", "2").is_none());
+    }
+
+    fn versioned(name: &str, version: &str) -> ResourceSet {
+        let r = Resource::new(Kind::Cluster, name.into(), version.into(), vec![], vec![]);
+        ResourceSet::new([(name.to_string(), Arc::new(r))].into())
+    }
+
+    #[test]
+    fn the_latest_version_is_the_one_recorded_last_and_older_ones_stay_findable() {
+        let mut a = Archive::default();
+        a.record(Kind::Cluster, &versioned("a", "1"));
+        a.next_generation();
+        a.record(Kind::Cluster, &versioned("a", "2"));
+        assert_eq!(a.latest(Kind::Cluster, "a").unwrap().version, "2");
+        a.next_generation();
+        a.record(Kind::Cluster, &versioned("a", "1"));
+        assert_eq!(a.latest(Kind::Cluster, "a").unwrap().version, "1");
+        assert!(a.resource(Kind::Cluster, "a", "2").is_some());
+        // Recorded again in the same generation: nothing changes.
+        a.record(Kind::Cluster, &versioned("a", "1"));
+        assert_eq!(a.resources[&Kind::Cluster]["a"].0.len(), 2);
+        for _ in 0..KEEP_GENERATIONS {
+            a.next_generation();
+            a.record(Kind::Cluster, &versioned("a", "1"));
+        }
+        assert!(
+            a.resource(Kind::Cluster, "a", "2").is_none(),
+            "version 2 was forgotten"
+        );
+        assert!(a.resource(Kind::Cluster, "a", "1").is_some());
     }
 
     #[test]
