@@ -74,7 +74,7 @@ pub struct Resource {
     /// every configuration built on the same cluster map.
     pub refs: Arc<[String]>,
     /// The runtime key prefixes its weighted routes read (route configurations for Envoys
-    /// with the RTDS layer only).
+    /// with the RTDS layer only), sorted.
     pub prefixes: Vec<String>,
     /// The layer's values by key (runtime layers only).
     pub layer: Option<Arc<Layer>>,
@@ -151,7 +151,9 @@ pub type Layer = BTreeMap<String, u32>;
 
 impl Resource {
     /// A route configuration whose weighted routes read runtime keys under `prefixes`.
-    pub fn with_prefixes(mut self, prefixes: Vec<String>) -> Self {
+    pub fn with_prefixes(mut self, mut prefixes: Vec<String>) -> Self {
+        prefixes.sort_unstable();
+        prefixes.dedup();
         self.prefixes = prefixes;
         self
     }
