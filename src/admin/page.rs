@@ -497,6 +497,16 @@ fn write_traffic(out: &mut String, d: &PageData) {
     for p in &live.problems {
         let _ = writeln!(out, "<p class=\"problem\">{}</p>", esc(p));
     }
+    if live.routes.is_empty()
+        && !live.problems.is_empty()
+        && live.problems.len() >= d.envoy_admin.len()
+    {
+        out.push_str(
+            "<p class=\"muted\">No traffic to show: no Envoy admin endpoint could be read.</p>\n\
+             </section>\n",
+        );
+        return;
+    }
     let _ = writeln!(
         out,
         "<p class=\"muted\">Over the last {} s, read {} ago.</p>",
@@ -593,7 +603,7 @@ fn write_envoys(out: &mut String, d: &PageData) {
         "<div class=\"scroll\"><table class=\"envoys\"><thead><tr><th>Node id</th><th>Fleet</th>\
          <th>ADS</th><th>Connected</th><th>State</th><th>Holds version</th>\
          <th title=\"per resource type: ✔ ACKed what was sent, … waiting for the ACK, ✖ \
-         rejected\">cds · rtds · lds · rds</th></tr></thead><tbody>\n",
+         rejected\">Resource types</th></tr></thead><tbody>\n",
     );
     for e in sorted(&d.envoys) {
         let state = envoy_state(e);
@@ -1034,6 +1044,22 @@ mod tests {
         assert!(!html.contains("<img"));
         assert!(html.contains("&lt;img src=x onerror=alert(1)&gt;"));
         assert!(html.contains("&lt;b&gt;.yaml:1:1"));
+    }
+
+    #[test]
+    fn a_failed_reading_is_not_shown_as_a_table_without_canaries() {
+        let mut d = data(&[("qotm.yaml", MAIN), ("qotmv2.yaml", CANARY)]);
+        d.envoy_admin = vec!["http://127.0.0.1:9901".into()];
+        d.live = Some(LiveTraffic {
+            taken_at: d.now,
+            window: Duration::ZERO,
+            routes: Vec::new(),
+            problems: vec!["http://127.0.0.1:9901/stats: client error (Connect)".into()],
+        });
+        let t = text(&render(&d));
+        assert!(t.contains("client error (Connect)"), "{t}");
+        assert!(t.contains("no Envoy admin endpoint could be read"), "{t}");
+        assert!(!t.contains("No route has more than one backend"), "{t}");
     }
 
     #[test]
