@@ -11,6 +11,8 @@
 //! CI installs Envoy; without it on PATH these tests fail under CI (`CI` set) and skip the
 //! Envoy half elsewhere, with a note.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write as _;
@@ -27,6 +29,7 @@ use canary_xds::snapshot::{Listen, RUNTIME_LAYER, SnapshotBuilder};
 use canary_xds::source::{DEFAULT_MAX_FILE_SIZE, Loader};
 use canary_xds::table::{Tables, compile};
 use canary_xds::translate;
+use common::envoy_validate_pb;
 use envoy_types::pb::envoy::config::bootstrap::v3::bootstrap::StaticResources;
 use envoy_types::pb::envoy::config::bootstrap::v3::runtime_layer::LayerSpecifier;
 use envoy_types::pb::envoy::config::bootstrap::v3::{
@@ -619,36 +622,10 @@ fn envoy_validate(
             }],
         });
     }
-    // Envoy reads a bootstrap as binary proto when its name ends in .pb.
-    let mut file = tempfile::Builder::new()
-        .prefix("canary-xds-hostile-")
-        .suffix(".pb")
-        .tempfile()
-        .unwrap();
-    file.write_all(&bootstrap.encode_to_vec()).unwrap();
-    file.flush().unwrap();
-    let out = Command::new("envoy")
-        .args([
-            "--mode",
-            "validate",
-            "--disable-hot-restart",
-            "-l",
-            "warn",
-            "-c",
-        ])
-        .arg(file.path())
-        .output()
-        .expect("envoy runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Some(if out.status.success() {
-        Ok(text)
-    } else {
-        Err(text.lines().rev().take(3).collect::<Vec<_>>().join("\n"))
-    })
+    Some(
+        envoy_validate_pb(&bootstrap)
+            .map_err(|text| text.lines().rev().take(3).collect::<Vec<_>>().join("\n")),
+    )
 }
 
 fn loopback(port: u16) -> Address {

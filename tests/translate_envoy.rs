@@ -4,6 +4,8 @@
 //!
 //! Skipped, with a note, only when `envoy` is not on PATH; CI installs it.
 
+mod common;
+
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::process::Command;
@@ -12,6 +14,7 @@ use canary_xds::diagnostic::Severity;
 use canary_xds::parse::parse_file;
 use canary_xds::table::{RouteTable, compile};
 use canary_xds::translate::{self, Options, Translated};
+use common::envoy_validate_pb;
 use envoy_types::pb::envoy::config::bootstrap::v3::bootstrap::StaticResources;
 use envoy_types::pb::envoy::config::bootstrap::v3::{Admin, Bootstrap};
 use envoy_types::pb::envoy::config::core::v3::address::Address as XdsAddressKind;
@@ -199,36 +202,7 @@ fn envoy_validate(bootstrap: &Bootstrap) -> Option<Result<String, String>> {
         eprintln!("note: envoy is not on PATH; skipping the Envoy validation");
         return None;
     }
-    // Envoy reads a bootstrap as binary proto when its name ends in .pb.
-    let mut file = tempfile::Builder::new()
-        .prefix("canary-xds-")
-        .suffix(".pb")
-        .tempfile()
-        .unwrap();
-    file.write_all(&bootstrap.encode_to_vec()).unwrap();
-    file.flush().unwrap();
-    let out = Command::new("envoy")
-        .args([
-            "--mode",
-            "validate",
-            "--disable-hot-restart",
-            "-l",
-            "warn",
-            "-c",
-        ])
-        .arg(file.path())
-        .output()
-        .expect("envoy runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Some(if out.status.success() {
-        Ok(text)
-    } else {
-        Err(text)
-    })
+    Some(envoy_validate_pb(bootstrap))
 }
 
 fn options(ca: &tempfile::NamedTempFile) -> Options {

@@ -37,6 +37,45 @@ pub fn require_envoy() {
     );
 }
 
+/// `envoy --mode validate` on a binary bootstrap (no network, no listener bound): Envoy's
+/// output, `Ok` when it accepts the bootstrap and `Err` when it refuses it. Envoy must be on
+/// PATH; callers decide what its absence means.
+pub fn envoy_validate_pb(
+    bootstrap: &envoy_types::pb::envoy::config::bootstrap::v3::Bootstrap,
+) -> Result<String, String> {
+    use prost::Message;
+    // Envoy reads a bootstrap as binary proto when its name ends in .pb.
+    let mut file = tempfile::Builder::new()
+        .prefix("canary-xds-")
+        .suffix(".pb")
+        .tempfile()
+        .unwrap();
+    file.write_all(&bootstrap.encode_to_vec()).unwrap();
+    file.flush().unwrap();
+    let out = Command::new("envoy")
+        .args([
+            "--mode",
+            "validate",
+            "--disable-hot-restart",
+            "-l",
+            "warn",
+            "-c",
+        ])
+        .arg(file.path())
+        .output()
+        .expect("envoy runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.status.success() {
+        Ok(text)
+    } else {
+        Err(text)
+    }
+}
+
 /// A port that was free a moment ago.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
