@@ -7,13 +7,14 @@
 //! until it has stayed empty for `empty_grace`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::diagnostic::{Counts, Diagnostic, Location, Severity};
 use crate::parse::ParsedFile;
 use crate::snapshot::SnapshotBuilder;
-use crate::source::{Loader, SourceError};
+use crate::source::{Loader, Scan, SourceError};
 use crate::table::{Compiled, Tables, compile};
 use crate::xds::server::Published;
 
@@ -145,7 +146,25 @@ impl Reloader {
     /// change that triggered this reload was seen.
     pub fn reload(&mut self, verify: bool, since: Instant) -> Outcome {
         let started = Instant::now();
-        let scan = match self.loader.scan(verify) {
+        let scan = self.loader.scan(verify);
+        self.reload_from(scan, started, since)
+    }
+
+    /// Reloads after a watcher named `paths` as changed: only those files are looked at when
+    /// the directory is plain enough for that (see `Loader::scan_paths`), else all of them.
+    pub fn reload_paths(&mut self, paths: &[PathBuf], since: Instant) -> Outcome {
+        let started = Instant::now();
+        let scan = self.loader.scan_paths(paths);
+        self.reload_from(scan, started, since)
+    }
+
+    fn reload_from(
+        &mut self,
+        scan: Result<Scan, SourceError>,
+        started: Instant,
+        since: Instant,
+    ) -> Outcome {
+        let scan = match scan {
             Ok(scan) => scan,
             Err(e) => return self.unreadable(&e, started),
         };

@@ -561,6 +561,13 @@ fn warn_about_exposure(
     Ok(())
 }
 
+/// What a reload looks at: the paths the watcher named, or every file (`verify`: read each
+/// one again even if its metadata did not change).
+enum Look {
+    Paths(Vec<PathBuf>),
+    All { verify: bool },
+}
+
 /// The file-event channel and the watch feeding it.
 type Events = (
     mpsc::UnboundedSender<(Signal, Instant)>,
@@ -589,36 +596,45 @@ async fn watch_loop(
     let mut pending_removal = false;
     let mut removal_tries: u32 = 0;
     loop {
-        let (verify, since) = tokio::select! {
+        let (look, since) = tokio::select! {
             received = rx.recv() => {
                 let Some((signal, at)) = received else { break };
                 // Everything queued belongs to the same burst: one reload covers it.
-                let mut verify = signal != Signal::Changed;
-                let mut gone = signal == Signal::RootGone;
-                while let Ok((s, _)) = rx.try_recv() {
-                    verify |= s != Signal::Changed;
+                let mut look = Look::Paths(Vec::new());
+                let mut gone = false;
+                for s in std::iter::once(signal).chain(std::iter::from_fn(|| rx.try_recv().ok().map(|(s, _)| s))) {
                     gone |= s == Signal::RootGone;
+                    look = match (look, s) {
+                        (Look::Paths(mut all), Signal::Changed(paths)) => {
+                            all.extend(paths);
+                            Look::Paths(all)
+                        }
+                        _ => Look::All { verify: true },
+                    };
                 }
                 if gone {
                     dir_watch = None;
                 }
-                (verify, at)
+                (look, at)
             }
-            _ = rescan.tick() => (true, Instant::now()),
+            _ = rescan.tick() => (Look::All { verify: true }, Instant::now()),
             _ = async { tokio::time::sleep_until(recheck.expect("guarded")).await }, if recheck.is_some() => {
-                (false, Instant::now())
+                (Look::All { verify: false }, Instant::now())
             }
             _ = retry.tick(), if dir_watch.as_ref().is_none_or(|w| !w.is_current()) => {
                 dir_watch = start_watch(&settings, &tx);
                 if dir_watch.is_none() {
                     continue;
                 }
-                (true, Instant::now())
+                (Look::All { verify: true }, Instant::now())
             }
             _ = stop.changed() => break,
         };
         let (back, outcome) = match tokio::task::spawn_blocking(move || {
-            let outcome = reloader.reload(verify, since);
+            let outcome = match look {
+                Look::Paths(paths) => reloader.reload_paths(&paths, since),
+                Look::All { verify } => reloader.reload(verify, since),
+            };
             (reloader, outcome)
         })
         .await

@@ -89,6 +89,7 @@ fn walk(dir: &Path) -> Result<Walk, SourceError> {
         diagnostics: Vec::new(),
         visited: HashSet::new(),
         unreadable: Vec::new(),
+        symlinks: false,
     };
     walk.visited.insert(walk.root.clone());
     walk.dir(dir, "");
@@ -105,6 +106,8 @@ struct Walk {
     /// Subdirectories (relative paths) that exist but could not be read: their files are not
     /// gone, only out of sight.
     unreadable: Vec<String>,
+    /// Whether any entry was a symlink: then an event on one path may change another.
+    symlinks: bool,
 }
 
 impl Walk {
@@ -152,6 +155,7 @@ impl Walk {
             }
             let path = entry.path();
             if file_type.is_symlink() {
+                self.symlinks = true;
                 let target = match fs::canonicalize(&path) {
                     Ok(t) => t,
                     Err(e) if is_yaml || e.raw_os_error() == Some(40) => {
@@ -375,6 +379,30 @@ pub struct Loader {
     dir: PathBuf,
     max_file_size: u64,
     cache: HashMap<String, Cached>,
+    /// The last scan's files, kept when its listing was plain enough for `scan_paths`.
+    listing: Option<Listing>,
+}
+
+/// What a plain listing found: no symlink, no unreadable subdirectory, nothing skipped. In
+/// such a tree each file has one path and a watcher event names it, so a scan can look at the
+/// named paths alone.
+struct Listing {
+    root: PathBuf,
+    /// In path order.
+    files: Vec<FileState>,
+}
+
+impl Listing {
+    fn position(&self, rel: &str) -> Result<usize, usize> {
+        self.files.binary_search_by(|f| f.rel.as_str().cmp(rel))
+    }
+
+    /// Whether a listed file is under the directory `rel`.
+    fn has_under(&self, rel: &str) -> bool {
+        let dir = format!("{rel}/");
+        let at = self.position(&dir).unwrap_or_else(|i| i);
+        self.files.get(at).is_some_and(|f| f.rel.starts_with(&dir))
+    }
 }
 
 impl Loader {
@@ -383,6 +411,7 @@ impl Loader {
             dir: dir.into(),
             max_file_size,
             cache: HashMap::new(),
+            listing: None,
         }
     }
 
@@ -398,8 +427,10 @@ impl Loader {
             found,
             diagnostics,
             unreadable,
+            symlinks,
             ..
         } = walk(&self.dir)?;
+        let plain = !symlinks && unreadable.is_empty() && diagnostics.is_empty();
         let mut scan = Scan {
             files: Vec::with_capacity(found.len()),
             diagnostics,
@@ -414,19 +445,7 @@ impl Loader {
                 scan.files.push(state);
             }
         }
-        // The files read with new content are parsed together, on every core.
-        let parsed = parse_all(&to_parse);
-        for (pending, parsed) in to_parse.into_iter().zip(parsed) {
-            let state = &mut scan.files[pending.index];
-            state.parsed = Arc::clone(&parsed);
-            self.cache.insert(
-                state.rel.clone(),
-                Cached {
-                    parsed,
-                    ..pending.cached
-                },
-            );
-        }
+        self.parse_pending(&mut scan, to_parse);
         // The files last seen in a subdirectory that cannot be read now are not deleted: each
         // is reported unreadable, so that `serve` keeps its last good content.
         if !unreadable.is_empty() {
@@ -460,7 +479,140 @@ impl Loader {
             scan.files.sort_by(|a, b| a.rel.cmp(&b.rel));
         }
         self.cache.retain(|rel, _| seen.contains(rel));
+        self.listing = plain.then(|| Listing {
+            root,
+            files: scan.files.clone(),
+        });
         Ok(scan)
+    }
+
+    /// Parses the files read with new content, together and on every core, and completes
+    /// their states in `scan` and the cache.
+    fn parse_pending(&mut self, scan: &mut Scan, to_parse: Vec<Pending>) {
+        let parsed = parse_all(&to_parse);
+        for (pending, parsed) in to_parse.into_iter().zip(parsed) {
+            let state = &mut scan.files[pending.index];
+            state.parsed = Arc::clone(&parsed);
+            self.cache.insert(
+                state.rel.clone(),
+                Cached {
+                    parsed,
+                    ..pending.cached
+                },
+            );
+        }
+    }
+
+    /// Scans after a watcher named `paths` as changed: when the last listing was plain and
+    /// every path is a file (or a file gone), only the Mapping files among them are looked at,
+    /// so a save costs one file, not a stat of every file; hidden paths are ignored, as the
+    /// listing ignores them. Anything else - a directory or symlink among the paths, a path
+    /// outside the directory, a file in a directory the listing did not know - lists
+    /// everything, as `scan(false)` does; so does the first scan.
+    pub fn scan_paths(&mut self, paths: &[PathBuf]) -> Result<Scan, SourceError> {
+        match self.named_files(paths) {
+            Some(rels) => Ok(self.scan_named(rels)),
+            None => self.scan(false),
+        }
+    }
+
+    /// The Mapping files (relative paths, sorted) a change of `paths` may have touched, or
+    /// `None` when only a full listing can tell.
+    fn named_files(&self, paths: &[PathBuf]) -> Option<Vec<String>> {
+        let listing = self.listing.as_ref()?;
+        let mut rels = Vec::with_capacity(paths.len());
+        'paths: for path in paths {
+            let rel = path
+                .strip_prefix(&self.dir)
+                .or_else(|_| path.strip_prefix(&listing.root))
+                .ok()?;
+            let mut parts = Vec::new();
+            for c in rel.components() {
+                let std::path::Component::Normal(name) = c else {
+                    return None;
+                };
+                let name = name.to_str()?;
+                // A listing skips hidden entries, and in a plain one no symlink leads into
+                // them: an editor's hidden temporary file changes nothing.
+                if name.starts_with('.') {
+                    continue 'paths;
+                }
+                parts.push(name);
+            }
+            let (name, parent) = parts.split_last()?;
+            let rel = parts.join("/");
+            let is_yaml = name.ends_with(".yaml") || name.ends_with(".yml");
+            match fs::symlink_metadata(path) {
+                Ok(m) if m.is_file() => {
+                    // A new file where no file was listed: its directory may be new as well.
+                    let dir_known = parent.is_empty() || listing.has_under(&parent.join("/"));
+                    if !is_yaml {
+                        continue;
+                    }
+                    if !dir_known && listing.position(&rel).is_err() {
+                        return None;
+                    }
+                    rels.push(rel);
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    if listing.has_under(&rel) {
+                        return None; // a directory went away
+                    }
+                    if listing.position(&rel).is_ok() {
+                        rels.push(rel);
+                    }
+                }
+                // A directory, a symlink, a FIFO...: the listing decides.
+                _ => return None,
+            }
+        }
+        rels.sort_unstable();
+        rels.dedup();
+        Some(rels)
+    }
+
+    /// Looks at the named files only; every other file keeps its state from the listing.
+    fn scan_named(&mut self, rels: Vec<String>) -> Scan {
+        let mut listing = self.listing.take().expect("named_files found a listing");
+        let mut part = Scan {
+            files: Vec::with_capacity(rels.len()),
+            diagnostics: Vec::new(),
+            read: 0,
+            parsed: 0,
+        };
+        let mut to_parse = Vec::new();
+        let mut gone = Vec::new();
+        for rel in rels {
+            let found = Found {
+                path: self.dir.join(&rel),
+                rel,
+            };
+            match self.load(&found, &listing.root, false, &mut part, &mut to_parse) {
+                Some(state) => part.files.push(state),
+                None => gone.push(found.rel),
+            }
+        }
+        self.parse_pending(&mut part, to_parse);
+        for rel in gone {
+            self.cache.remove(&rel);
+            if let Ok(i) = listing.position(&rel) {
+                listing.files.remove(i);
+            }
+        }
+        for state in part.files {
+            match listing.position(&state.rel) {
+                Ok(i) => listing.files[i] = state,
+                Err(i) => listing.files.insert(i, state),
+            }
+        }
+        let scan = Scan {
+            files: listing.files.clone(),
+            diagnostics: Vec::new(),
+            read: part.read,
+            parsed: part.parsed,
+        };
+        self.listing = Some(listing);
+        scan
     }
 
     /// The state of one listed file: from the cache when its metadata (or content) did not
@@ -564,6 +716,7 @@ impl Loader {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use std::os::unix::fs::{OpenOptionsExt, symlink};
 
     const M: &str =
@@ -807,5 +960,163 @@ mod tests {
         assert_eq!(third.files[1].parsed.mappings[0].id.name, "bb");
         fs::remove_file(t.path().join("a.yaml")).unwrap();
         assert_eq!(loader.scan(false).unwrap().files.len(), 1);
+    }
+
+    /// What a scan says, without the cache's identity: each file and what it parsed to.
+    fn seen(scan: &Scan) -> Vec<(String, ParsedFile)> {
+        scan.files
+            .iter()
+            .map(|f| (f.rel.clone(), (*f.parsed).clone()))
+            .collect()
+    }
+
+    #[test]
+    fn a_scan_of_named_paths_reads_only_those_and_sees_what_a_full_scan_sees() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path();
+        write(d, "a.yaml", "a");
+        write(d, "sub/b.yaml", "b");
+        let mut loader = Loader::new(d, DEFAULT_MAX_FILE_SIZE);
+        loader.scan(false).unwrap();
+        // An edit through a hidden temporary file renamed into place.
+        fs::write(d.join(".a.tmp"), M.replace("NAME", "a2")).unwrap();
+        fs::rename(d.join(".a.tmp"), d.join("a.yaml")).unwrap();
+        let scan = loader
+            .scan_paths(&[d.join(".a.tmp"), d.join("a.yaml")])
+            .unwrap();
+        assert_eq!((scan.read, scan.parsed), (1, 1));
+        assert_eq!(scan.files[0].parsed.mappings[0].id.name, "a2");
+        assert_eq!(scan.files.len(), 2);
+        // A new file beside known ones, a file removed, a file that is not YAML.
+        write(d, "sub/c.yaml", "c");
+        fs::remove_file(d.join("a.yaml")).unwrap();
+        fs::write(d.join("notes.txt"), "x").unwrap();
+        let scan = loader
+            .scan_paths(&[d.join("sub/c.yaml"), d.join("a.yaml"), d.join("notes.txt")])
+            .unwrap();
+        assert_eq!(scan.read, 1);
+        let full = Loader::new(d, DEFAULT_MAX_FILE_SIZE).scan(false).unwrap();
+        assert_eq!(seen(&scan), seen(&full));
+        assert_eq!(scan.files.len(), 2);
+    }
+
+    #[test]
+    fn a_scan_of_named_paths_lists_everything_when_they_are_not_plain_files() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path();
+        write(d, "a.yaml", "a");
+        write(d, "sub/b.yaml", "b");
+        let mut loader = Loader::new(d, DEFAULT_MAX_FILE_SIZE);
+        loader.scan(false).unwrap();
+        // A directory removed (named alone), a new directory (only its file named).
+        fs::remove_dir_all(d.join("sub")).unwrap();
+        write(d, "new/c.yaml", "c");
+        let scan = loader.scan_paths(&[d.join("sub")]).unwrap();
+        assert_eq!(
+            seen(&scan),
+            seen(&Loader::new(d, DEFAULT_MAX_FILE_SIZE).scan(false).unwrap())
+        );
+        write(d, "other/e.yaml", "e");
+        let scan = loader.scan_paths(&[d.join("other/e.yaml")]).unwrap();
+        assert!(scan.files.iter().any(|f| f.rel == "other/e.yaml"));
+        // A symlink anywhere makes every later scan a full one.
+        symlink("a.yaml", d.join("link.yaml")).unwrap();
+        let scan = loader.scan_paths(&[d.join("link.yaml")]).unwrap();
+        assert!(scan.files.iter().any(|f| f.rel == "link.yaml"));
+        write(d, "a.yaml", "a3");
+        let scan = loader.scan_paths(&[d.join("a.yaml")]).unwrap();
+        assert_eq!(
+            seen(&scan),
+            seen(&Loader::new(d, DEFAULT_MAX_FILE_SIZE).scan(false).unwrap())
+        );
+    }
+
+    /// One change to the tree, and the paths a watcher names for it.
+    #[derive(Clone, Debug)]
+    enum Op {
+        Write(usize, usize, u8),
+        Remove(usize, usize),
+        RemoveDir(usize),
+        Hidden(usize),
+        RenameInto(usize, usize, u8),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0..3usize, 0..4usize, any::<u8>()).prop_map(|(d, f, v)| Op::Write(d, f, v)),
+            (0..3usize, 0..4usize).prop_map(|(d, f)| Op::Remove(d, f)),
+            (1..3usize).prop_map(Op::RemoveDir),
+            (0..3usize).prop_map(Op::Hidden),
+            (0..3usize, 0..4usize, any::<u8>()).prop_map(|(d, f, v)| Op::RenameInto(d, f, v)),
+        ]
+    }
+
+    fn apply(root: &Path, op: &Op) -> Vec<PathBuf> {
+        let dir = |d: usize| {
+            if d == 0 {
+                root.to_path_buf()
+            } else {
+                root.join(format!("d{d}"))
+            }
+        };
+        let file = |d: usize, f: usize| dir(d).join(format!("f{f}.yaml"));
+        match *op {
+            Op::Write(d, f, v) => {
+                let created = !dir(d).exists();
+                fs::create_dir_all(dir(d)).unwrap();
+                fs::write(file(d, f), M.replace("NAME", &format!("n{d}x{f}v{v}"))).unwrap();
+                if created {
+                    vec![dir(d), file(d, f)]
+                } else {
+                    vec![file(d, f)]
+                }
+            }
+            Op::Remove(d, f) => {
+                let _ = fs::remove_file(file(d, f));
+                vec![file(d, f)]
+            }
+            Op::RemoveDir(d) => {
+                let mut paths: Vec<PathBuf> = fs::read_dir(dir(d))
+                    .map(|r| r.flatten().map(|e| e.path()).collect())
+                    .unwrap_or_default();
+                let _ = fs::remove_dir_all(dir(d));
+                paths.push(dir(d));
+                paths
+            }
+            Op::Hidden(d) => {
+                fs::create_dir_all(dir(d)).unwrap();
+                let p = dir(d).join(".swap.yaml");
+                fs::write(&p, "not: [yaml").unwrap();
+                vec![dir(d), p]
+            }
+            Op::RenameInto(d, f, v) => {
+                fs::create_dir_all(dir(d)).unwrap();
+                let tmp = dir(d).join(".tmp");
+                fs::write(&tmp, M.replace("NAME", &format!("r{d}x{f}v{v}"))).unwrap();
+                fs::rename(&tmp, file(d, f)).unwrap();
+                vec![dir(d), tmp, file(d, f)]
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// Whatever happens to the tree, a scan of the paths the watcher named sees what a
+        /// full scan from scratch sees.
+        #[test]
+        fn named_scans_agree_with_full_scans(ops in prop::collection::vec(op(), 1..16)) {
+            let t = tempfile::tempdir().unwrap();
+            let d = t.path();
+            write(d, "f0.yaml", "start");
+            let mut loader = Loader::new(d, DEFAULT_MAX_FILE_SIZE);
+            loader.scan(false).unwrap();
+            for op in &ops {
+                let paths = apply(d, op);
+                let named = loader.scan_paths(&paths).unwrap();
+                let full = Loader::new(d, DEFAULT_MAX_FILE_SIZE).scan(false).unwrap();
+                prop_assert_eq!(seen(&named), seen(&full), "after {:?}", op);
+            }
+        }
     }
 }

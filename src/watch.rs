@@ -14,10 +14,10 @@ use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
 /// What the watcher tells the reload loop.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Signal {
-    /// Something in the directory changed.
-    Changed,
+    /// Something changed at these paths.
+    Changed(Vec<PathBuf>),
     /// Events may have been lost (overflow, watcher error): read everything again.
     Rescan,
     /// The directory itself went away: this watch is dead and must be started again.
@@ -51,7 +51,7 @@ impl DirWatch {
                     {
                         Signal::RootGone
                     }
-                    Ok(_) => Signal::Changed,
+                    Ok(event) => Signal::Changed(event.paths),
                     Err(_) => Signal::Rescan,
                 };
                 // The loop may be gone during shutdown; nothing to do then.
@@ -92,7 +92,7 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(signal, Signal::Changed);
+        assert_eq!(signal, Signal::Changed(vec![dir.join("a.yaml")]));
         // Reading is not changing: no event, or every reload would cause the next.
         while tokio::time::timeout(Duration::from_millis(100), rx.recv())
             .await
