@@ -79,6 +79,39 @@ pub struct Mapping {
 }
 
 impl Mapping {
+    /// Whether `other` is this Mapping with at most its weight changed (same name, place,
+    /// route, upstream and settings): then it takes the very same place in every table.
+    pub fn same_but_weight(&self, other: &Mapping) -> bool {
+        // Destructured so that a new field cannot be forgotten here.
+        let Mapping {
+            id,
+            origin,
+            fleets,
+            key,
+            service,
+            weight: _,
+            shadow,
+            cluster,
+            route,
+            backend,
+            fields,
+            cluster_base,
+            key_hash,
+        } = self;
+        *key_hash == other.key_hash
+            && *shadow == other.shadow
+            && *id == other.id
+            && *origin == other.origin
+            && *key == other.key
+            && *service == other.service
+            && *cluster == other.cluster
+            && *route == other.route
+            && *backend == other.backend
+            && *fields == other.fields
+            && *cluster_base == other.cluster_base
+            && *fleets == other.fleets
+    }
+
     /// The location of `field` if the YAML gave it, else of the Mapping itself.
     pub fn field_location(&self, field: &str) -> Location {
         self.fields

@@ -15,7 +15,7 @@ use crate::diagnostic::{Counts, Diagnostic, Location, Severity};
 use crate::parse::ParsedFile;
 use crate::snapshot::SnapshotBuilder;
 use crate::source::{Loader, Scan, SourceError};
-use crate::table::{Compiled, Tables, compile};
+use crate::table::{Compiled, Tables, compile, reweigh};
 use crate::xds::server::Published;
 
 /// The outcome of a reload.
@@ -70,7 +70,9 @@ pub struct Reloader {
     loader: Loader,
     builder: SnapshotBuilder,
     files: HashMap<String, FileMemory>,
-    last_tables: Option<Tables>,
+    /// The files of the last compile and what it gave: the tables to fall back on, and the
+    /// start of a weight-only recompile (`table::reweigh`).
+    last_compile: Option<(Vec<Arc<ParsedFile>>, Compiled)>,
     last: Option<Published>,
     empty_grace: Duration,
     /// When the directory was first seen without any Mapping file, while it used to have some.
@@ -83,7 +85,7 @@ impl Reloader {
             loader,
             builder,
             files: HashMap::new(),
-            last_tables: None,
+            last_compile: None,
             last: None,
             empty_grace,
             dir_empty_since: None,
@@ -119,7 +121,7 @@ impl Reloader {
             files.iter().map(|(_, m)| Arc::clone(&m.good)).collect();
         let compiled = compile(&effective, None);
         let published = self.publish(&compiled.tables, since);
-        self.last_tables = Some(compiled.tables);
+        self.last_compile = Some((effective, compiled));
         self.last = Some(published.clone());
         Some(published)
     }
@@ -275,20 +277,22 @@ impl Reloader {
         self.files.retain(|rel, _| present.contains(rel));
         let removed_files = before - self.files.len();
 
-        let Compiled {
-            tables,
-            diagnostics: compiled_diagnostics,
-        } = compile(&effective, self.last_tables.as_ref());
+        let compiled = match &self.last_compile {
+            Some((files, last)) => reweigh(files, last, &effective)
+                .unwrap_or_else(|| compile(&effective, Some(&last.tables))),
+            None => compile(&effective, None),
+        };
         let compiled_at = Instant::now();
         // The compiler re-reports the served files' own diagnostics: sorting drops the repeats.
-        diagnostics.extend(compiled_diagnostics);
+        diagnostics.extend(compiled.diagnostics.iter().cloned());
         diagnostics.sort_by(|a, b| {
             (&a.file, a.line, a.column, a.severity, &a.message)
                 .cmp(&(&b.file, b.line, b.column, b.severity, &b.message))
         });
         diagnostics.dedup();
 
-        let published = self.publish(&tables, since);
+        let tables = &compiled.tables;
+        let published = self.publish(tables, since);
         let built_at = Instant::now();
         let changed = self
             .last
@@ -309,7 +313,7 @@ impl Reloader {
             counts: Counts::of(&diagnostics),
             held_files,
         };
-        self.last_tables = Some(tables);
+        self.last_compile = Some((effective, compiled));
         if changed {
             self.last = Some(published.clone());
         }

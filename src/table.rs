@@ -128,15 +128,174 @@ pub fn compile<F: Borrow<ParsedFile>>(files: &[F], fallback: Option<&Tables>) ->
         tables.fleets.insert(fleet.to_string(), Arc::new(table));
     }
     explain_rejected(files, &tables, &mut diagnostics);
-    diagnostics.sort_by(|a, b| {
-        (&a.file, a.line, a.column, a.severity, &a.message)
-            .cmp(&(&b.file, b.line, b.column, b.severity, &b.message))
-    });
+    diagnostics.sort_by(diagnostic_order);
     diagnostics.dedup();
     Compiled {
         tables,
         diagnostics,
     }
+}
+
+/// The compile of `files` when they are `last_files` with some files replaced by ones whose
+/// Mappings differ from theirs in weight alone (see `Mapping::same_but_weight`), given `last`,
+/// the compile of `last_files`. Then every route and cluster keeps its place and only the
+/// routes of those Mappings are split again: moving a canary, what a rollout does all day,
+/// costs its route instead of a regrouping of every Mapping. Equal to `compile(files,
+/// Some(&last.tables))`.
+///
+/// `None` when the change is anything else, or needs the full compile's care: a split that
+/// fails (and holds its route), a held route, a Mapping in another fleet than the default one,
+/// a left-out Mapping whose error names the route's weights.
+pub fn reweigh(
+    last_files: &[Arc<ParsedFile>],
+    last: &Compiled,
+    files: &[Arc<ParsedFile>],
+) -> Option<Compiled> {
+    if last_files.len() != files.len() {
+        return None;
+    }
+    let mut swap: HashMap<*const Mapping, &Arc<Mapping>> = HashMap::new();
+    for (old, new) in last_files.iter().zip(files) {
+        if Arc::ptr_eq(old, new) {
+            continue;
+        }
+        if !(old.rejected.is_empty()
+            && new.rejected.is_empty()
+            && old.mappings.len() == new.mappings.len()
+            && old.diagnostics == new.diagnostics)
+        {
+            return None;
+        }
+        for (o, n) in old.mappings.iter().zip(&new.mappings) {
+            if !(o.same_but_weight(n) && is_default_only(&o.fleets)) {
+                return None;
+            }
+            swap.insert(Arc::as_ptr(o), n);
+        }
+    }
+    let mut compiled = last.clone();
+    let Some(table) = compiled.tables.fleets.get_mut(DEFAULT_FLEET) else {
+        return Some(compiled);
+    };
+    let swapped = |m: &Arc<Mapping>| swap.get(&Arc::as_ptr(m)).copied();
+    let (mut gone, mut came) = (Vec::new(), Vec::new());
+    let mut routes: Option<Vec<Arc<Route>>> = None;
+    for (i, route) in table.routes.iter().enumerate() {
+        let mut members = route
+            .backends
+            .iter()
+            .map(|b| &b.mapping)
+            .chain(route.shadow.iter().map(|s| &s.mapping));
+        if swap.is_empty() || !members.any(|m| swapped(m).is_some()) {
+            continue;
+        }
+        if route.held.is_some() {
+            return None;
+        }
+        let new = reweigh_route(route, &swapped)?;
+        let label = describe(&route.key);
+        for (r, out) in [(route, &mut gone), (&new, &mut came)] {
+            if let Some(remark) = &r.remark {
+                let members: Vec<&Arc<Mapping>> = r.backends.iter().map(|b| &b.mapping).collect();
+                let shares: Vec<Bp> = r.backends.iter().map(|b| b.weight_bp).collect();
+                remark_on(&label, &members, &shares, remark, out);
+            }
+        }
+        routes.get_or_insert_with(|| table.routes.clone())[i] = new;
+    }
+    let Some(routes) = routes else {
+        return Some(compiled);
+    };
+    // A left-out Mapping's error says how its route's traffic is split.
+    let changed: Vec<&RouteKey> = routes
+        .iter()
+        .zip(&table.routes)
+        .filter(|(a, b)| !Arc::ptr_eq(a, b))
+        .map(|(a, _)| &a.key)
+        .collect();
+    let named = files
+        .iter()
+        .flat_map(|f| &f.rejected)
+        .any(|r| r.key.as_ref().is_some_and(|k| changed.contains(&k)));
+    if named {
+        return None;
+    }
+    Arc::make_mut(table).routes = routes;
+    // Every remark names a Mapping of its route, and each Mapping is in one route: the old
+    // remarks of these routes are theirs alone.
+    // (Diagnostics that sort alike but differ are left to the full compile, which orders them
+    // by when it found them.)
+    let diagnostics = &mut compiled.diagnostics;
+    let alike = |list: &[Diagnostic], d: &Diagnostic| {
+        let from = list.partition_point(|x| diagnostic_order(x, d) == Ordering::Less);
+        let to = list.partition_point(|x| diagnostic_order(x, d) != Ordering::Greater);
+        from..to
+    };
+    for d in gone {
+        let at = alike(diagnostics, &d);
+        if at.len() != 1 || diagnostics[at.start] != d {
+            return None;
+        }
+        diagnostics.remove(at.start);
+    }
+    for d in came {
+        let at = alike(diagnostics, &d);
+        match at.len() {
+            0 => diagnostics.insert(at.start, d),
+            1 if diagnostics[at.start] == d => {}
+            _ => return None,
+        }
+    }
+    Some(compiled)
+}
+
+/// A route with some of its Mappings replaced by new weights of themselves; `None` when the
+/// new weights cannot be split.
+fn reweigh_route<'m>(
+    route: &Route,
+    swapped: &impl Fn(&Arc<Mapping>) -> Option<&'m Arc<Mapping>>,
+) -> Option<Arc<Route>> {
+    let now = |m: &Arc<Mapping>| Arc::clone(swapped(m).unwrap_or(m));
+    let members: Vec<Arc<Mapping>> = route.backends.iter().map(|b| now(&b.mapping)).collect();
+    let arithmetic: Vec<Member<'_>> = members
+        .iter()
+        .map(|m| Member {
+            id: &m.id,
+            weight: m.weight,
+        })
+        .collect();
+    let (split, remark) = weights::split(&arithmetic).ok()?;
+    let backends = members
+        .into_iter()
+        .zip(split.shares())
+        .zip(&route.backends)
+        .map(|((mapping, &weight_bp), old)| Backend {
+            mapping,
+            weight_bp,
+            cluster: old.cluster.clone(),
+        })
+        .collect();
+    let shadow = route.shadow.as_ref().map(|s| {
+        let mapping = now(&s.mapping);
+        Shadow {
+            percent_bp: mapping.weight.unwrap_or(FULL),
+            mapping,
+            cluster: s.cluster.clone(),
+        }
+    });
+    Some(Arc::new(Route {
+        key: route.key.clone(),
+        backends,
+        shadow,
+        held: None,
+        remark,
+    }))
+}
+
+/// The order diagnostics are reported in: file, line, column, severity, message.
+pub fn diagnostic_order(a: &Diagnostic, b: &Diagnostic) -> Ordering {
+    (&a.file, a.line, a.column, a.severity, &a.message)
+        .cmp(&(&b.file, b.line, b.column, b.severity, &b.message))
 }
 
 fn is_default_only(fleets: &BTreeSet<String>) -> bool {
@@ -2029,6 +2188,101 @@ mod tests {
             let fresh = compile(&files, None);
             prop_assert_eq!(&reused.tables, &fresh.tables);
             prop_assert_eq!(reused.diagnostics, fresh.diagnostics);
+        }
+    }
+
+    /// A Mapping whose weight may move: its weight line comes last, so that moving it moves
+    /// nothing else. `None` for the weight leaves the line out.
+    fn reweighable() -> impl Strategy<Value = (String, Option<u32>, Option<u32>)> {
+        (
+            prop::sample::select(vec!["/a/", "/b/", "/c/"]),
+            prop::option::of(prop::sample::select(vec!["foo.com", "bar.com"])),
+            prop::sample::select(vec![
+                "",
+                "",
+                "",
+                "shadow: true\n",
+                "ambassador_id: [blue]\n",
+                "name: dup\n",
+            ]),
+            prop::option::of(0u32..=120),
+            prop::option::of(0u32..=120),
+        )
+            .prop_map(|(prefix, host, extra, before, after)| {
+                let host = host.map(|h| format!("host: {h}\n")).unwrap_or_default();
+                (format!("prefix: {prefix}\n{host}{extra}"), before, after)
+            })
+    }
+
+    #[test]
+    fn a_weight_change_recompiles_only_its_route() {
+        let doc = |name: &str, prefix: &str, w: Option<u32>| {
+            let w = w.map(|w| format!("weight: {w}\n")).unwrap_or_default();
+            format!(
+                "---\napiVersion: ambassador/v1\nkind: Mapping\nname: {name}\nprefix: {prefix}\nservice: {name}\n{w}"
+            )
+        };
+        let a = |w| doc("a2", "/a/", Some(w)) + &doc("a1", "/a/", None);
+        let b = Arc::new(parse_file("b.yaml", doc("b", "/b/", Some(120)).as_bytes()));
+        let before = vec![
+            Arc::new(parse_file("a.yaml", a(10).as_bytes())),
+            Arc::clone(&b),
+        ];
+        let first = compile(&before, None);
+        let after = vec![Arc::new(parse_file("a.yaml", a(30).as_bytes())), b];
+        let quick = reweigh(&before, &first, &after).expect("a weight-only change");
+        let full = compile(&after, Some(&first.tables));
+        assert_eq!(quick.tables, full.tables);
+        assert_eq!(quick.diagnostics, full.diagnostics);
+        let shares: Vec<Bp> = default_routes(&quick)[0]
+            .backends
+            .iter()
+            .map(|b| b.weight_bp)
+            .collect();
+        assert_eq!(shares, [7000, 3000]);
+        // Anything but a weight is a full compile's work.
+        let moved = vec![
+            Arc::new(parse_file("a.yaml", a(30).replace("/a/", "/z/").as_bytes())),
+            Arc::clone(&after[1]),
+        ];
+        assert!(reweigh(&before, &first, &moved).is_none());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Whenever `reweigh` takes a change on, it gives what the full compile gives.
+        #[test]
+        fn reweighing_agrees_with_the_full_compile(
+            mappings in prop::collection::vec(reweighable(), 1..12),
+            per_file in 1usize..4,
+            changed in prop::collection::vec(prop::bool::ANY, 12),
+        ) {
+            let doc = |i: usize, body: &str, w: Option<u32>| {
+                let w = w.map(|w| format!("weight: {w}\n")).unwrap_or_default();
+                let name = if body.contains("name: dup") { String::new() } else { format!("name: m{i:02}\n") };
+                format!("---\napiVersion: ambassador/v1\nkind: Mapping\n{name}service: s{}\n{body}{w}", i % 3)
+            };
+            let files = |after: bool| -> Vec<Arc<ParsedFile>> {
+                mappings.chunks(per_file).enumerate().map(|(f, chunk)| {
+                    let text: String = chunk.iter().enumerate().map(|(j, (body, before, later))| {
+                        let i = f * per_file + j;
+                        doc(i, body, if after && changed[f] { *later } else { *before })
+                    }).collect();
+                    Arc::new(parse_file(&format!("f{f:02}.yaml"), text.as_bytes()))
+                }).collect()
+            };
+            let before = files(false);
+            let first = compile(&before, None);
+            // Unchanged files are the very same parse, as the loader gives them.
+            let after: Vec<Arc<ParsedFile>> = files(true).into_iter().zip(&before).enumerate()
+                .map(|(f, (new, old))| if changed[f] { new } else { Arc::clone(old) })
+                .collect();
+            if let Some(quick) = reweigh(&before, &first, &after) {
+                let full = compile(&after, Some(&first.tables));
+                prop_assert_eq!(&quick.tables, &full.tables);
+                prop_assert_eq!(quick.diagnostics, full.diagnostics);
+            }
         }
     }
 
