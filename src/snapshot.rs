@@ -138,7 +138,36 @@ pub struct SnapshotBuilder {
     layers: HashMap<String, Used<Arc<Resource>>>,
     /// Per fleet: the base weights of each weighted route's structure.
     bases: HashMap<String, FleetBases>,
+    /// Per fleet: its last route configurations and what they were made of.
+    built: HashMap<String, Built>,
+    /// Whether a cluster set was built since the last `retain`.
+    new_clusters: bool,
     generation: u64,
+}
+
+/// At most this many changed routes are patched into the last build (`SnapshotBuilder::patch`);
+/// more are built from scratch.
+const MAX_PATCHED_ROUTES: usize = 64;
+
+/// A fleet's last route configurations, with what they were assembled from, route by route.
+struct Built {
+    table: Arc<RouteTable>,
+    generation: u64,
+    plan: Vec<(String, Vec<usize>)>,
+    digests: Vec<[u8; 32]>,
+    /// For weighted routes, the version of everything but their weights.
+    structures: Vec<Option<[u8; 32]>>,
+    entries: Vec<bytes::Bytes>,
+    /// The runtime variant's: a weighted route's runtime id, else as above.
+    rt_digests: Vec<[u8; 32]>,
+    /// A weighted route's runtime key prefix.
+    prefixes: Vec<Option<String>>,
+    /// Whether the layer carries a weighted route's weights (they differ from its bases).
+    overrides: Vec<bool>,
+    layer: Layer,
+    plain: Arc<Resource>,
+    runtime: Arc<Resource>,
+    layer_resource: Arc<Resource>,
 }
 
 /// The base weights baked into a fleet's runtime route configuration, by route structure.
@@ -263,6 +292,8 @@ impl SnapshotBuilder {
             configs: HashMap::new(),
             layers: HashMap::new(),
             bases: HashMap::new(),
+            built: HashMap::new(),
+            new_clusters: false,
             generation: 0,
         }
     }
@@ -286,6 +317,7 @@ impl SnapshotBuilder {
                 used.value.clone()
             }
             _ => {
+                self.new_clusters = true;
                 let set = ClusterSet {
                     map: Arc::clone(&table.clusters),
                     resources: self.cluster_set(&table.clusters, &options),
@@ -385,39 +417,105 @@ impl SnapshotBuilder {
     fn route_configurations(
         &mut self,
         fleet: &str,
-        table: &RouteTable,
+        table: &Arc<RouteTable>,
         cluster_names: &Arc<[String]>,
     ) -> (Arc<Resource>, Arc<Resource>, Arc<Resource>) {
+        let built = match self.built.remove(fleet) {
+            Some(last) => match self.patch(fleet, last, table, cluster_names) {
+                Ok(built) => built,
+                Err(()) => self.assemble_all(fleet, table, cluster_names),
+            },
+            None => self.assemble_all(fleet, table, cluster_names),
+        };
+        let out = (
+            Arc::clone(&built.plain),
+            Arc::clone(&built.runtime),
+            Arc::clone(&built.layer_resource),
+        );
+        self.built.insert(fleet.to_string(), built);
+        out
+    }
+
+    /// A route's cache entry, translating and encoding it if it is not cached.
+    fn cached_route(&mut self, r: &Arc<Route>) -> &mut CachedRoute {
         let generation = self.generation;
+        let used = self
+            .routes
+            .entry(Arc::as_ptr(r) as usize)
+            .or_insert_with(|| {
+                let mut bytes = Vec::new();
+                for envoy in translate::envoy_routes(r) {
+                    prost::encoding::message::encode(3, &envoy, &mut bytes);
+                }
+                Used {
+                    value: CachedRoute {
+                        _route: Arc::clone(r),
+                        digest: content_digest(Kind::Route, &RouteModel::of(r)),
+                        structure: translate::is_weighted(r)
+                            .then(|| content_digest(Kind::Route, &RouteModel::structure_of(r))),
+                        entries: bytes::Bytes::from(bytes),
+                        runtime: None,
+                    },
+                    generation,
+                }
+            });
+        used.generation = generation;
+        &mut used.value
+    }
+
+    /// The runtime variant of weighted route `i` on base weights `base`: its id (content
+    /// version), runtime key prefix and encoded entry.
+    fn runtime_route(
+        &mut self,
+        route: &Arc<Route>,
+        structure: [u8; 32],
+        base: &[Bp],
+    ) -> ([u8; 32], String, bytes::Bytes) {
+        let generation = self.generation;
+        let cached = self.cached_route(route);
+        let (_, id, prefix) = match &mut cached.runtime {
+            Some(rt) if rt.0 == base => rt,
+            slot => {
+                let mut h = Sha256::new();
+                h.update(structure);
+                for w in base {
+                    h.update(w.to_be_bytes());
+                }
+                let id: [u8; 32] = h.finalize().into();
+                let prefix = format!("cx.{}", short_hex(&id));
+                slot.insert((base.to_vec(), id, prefix))
+            }
+        };
+        let (id, prefix) = (*id, prefix.clone());
+        let bytes = self.runtime_routes.entry(id).or_insert_with(|| {
+            let mut bytes = Vec::new();
+            let envoy = translate::weighted_route_with_runtime(route, &prefix, base);
+            prost::encoding::message::encode(3, &envoy, &mut bytes);
+            Used {
+                value: bytes::Bytes::from(bytes),
+                generation,
+            }
+        });
+        bytes.generation = generation;
+        (id, prefix, bytes.value.clone())
+    }
+
+    /// Builds a fleet's route configurations and layer from every route of its table.
+    fn assemble_all(
+        &mut self,
+        fleet: &str,
+        table: &Arc<RouteTable>,
+        cluster_names: &Arc<[String]>,
+    ) -> Built {
         let n = table.routes.len();
         let mut digests = Vec::with_capacity(n);
         let mut structures: Vec<Option<[u8; 32]>> = Vec::with_capacity(n);
         let mut entries = Vec::with_capacity(n);
         for r in &table.routes {
-            let cached = self
-                .routes
-                .entry(Arc::as_ptr(r) as usize)
-                .or_insert_with(|| {
-                    let mut bytes = Vec::new();
-                    for envoy in translate::envoy_routes(r) {
-                        prost::encoding::message::encode(3, &envoy, &mut bytes);
-                    }
-                    Used {
-                        value: CachedRoute {
-                            _route: Arc::clone(r),
-                            digest: content_digest(Kind::Route, &RouteModel::of(r)),
-                            structure: translate::is_weighted(r)
-                                .then(|| content_digest(Kind::Route, &RouteModel::structure_of(r))),
-                            entries: bytes::Bytes::from(bytes),
-                            runtime: None,
-                        },
-                        generation,
-                    }
-                });
-            cached.generation = generation;
-            digests.push(cached.value.digest);
-            structures.push(cached.value.structure);
-            entries.push(cached.value.entries.clone());
+            let cached = self.cached_route(r);
+            digests.push(cached.digest);
+            structures.push(cached.structure);
+            entries.push(cached.entries.clone());
         }
         let plan = translate::virtual_host_plan(table);
         let plain = self.assemble(cluster_names, &plan, &digests, &entries, Vec::new());
@@ -427,7 +525,7 @@ impl SnapshotBuilder {
         hash_plan(&mut h, &plan, |i| structures[i].unwrap_or(digests[i]));
         let structure: [u8; 32] = h.finalize().into();
         let weights = |i: usize| table.routes[i].backends.iter().map(|b| b.weight_bp);
-        let fleet_bases = self.bases.entry(fleet.to_string()).or_default();
+        let mut fleet_bases = self.bases.remove(fleet).unwrap_or_default();
         let mut rebase = fleet_bases.structure != structure;
         if !rebase {
             let overridden = (0..n)
@@ -450,7 +548,8 @@ impl SnapshotBuilder {
         }
         let mut rt_digests = digests.clone();
         let mut rt_entries = entries.clone();
-        let mut prefixes = Vec::new();
+        let mut prefixes: Vec<Option<String>> = vec![None; n];
+        let mut overrides = vec![false; n];
         let mut layer = Layer::new();
         for i in 0..n {
             let Some(s) = structures[i] else { continue };
@@ -459,54 +558,141 @@ impl SnapshotBuilder {
                 .bases
                 .entry(s)
                 .or_insert_with(|| weights(i).collect());
-            let cached = &mut self
-                .routes
-                .get_mut(&(Arc::as_ptr(route) as usize))
-                .expect("cached above")
-                .value;
-            let (_, id, prefix) = match &mut cached.runtime {
-                Some(rt) if &rt.0 == base => rt,
-                slot => {
-                    let mut h = Sha256::new();
-                    h.update(s);
-                    for w in base.iter() {
-                        h.update(w.to_be_bytes());
-                    }
-                    let id: [u8; 32] = h.finalize().into();
-                    let prefix = format!("cx.{}", short_hex(&id));
-                    slot.insert((base.clone(), id, prefix))
-                }
-            };
-            let bytes = self.runtime_routes.entry(*id).or_insert_with(|| {
-                let mut bytes = Vec::new();
-                let envoy = translate::weighted_route_with_runtime(route, prefix, base);
-                prost::encoding::message::encode(3, &envoy, &mut bytes);
-                Used {
-                    value: bytes::Bytes::from(bytes),
-                    generation,
-                }
-            });
-            bytes.generation = generation;
-            rt_entries[i] = bytes.value.clone();
-            rt_digests[i] = *id;
+            let (id, prefix, bytes) = self.runtime_route(route, s, base);
+            rt_entries[i] = bytes;
+            rt_digests[i] = id;
             if !base.iter().copied().eq(weights(i)) {
+                overrides[i] = true;
                 for b in &route.backends {
                     layer.insert(format!("{prefix}.{}", b.cluster), b.weight_bp);
                 }
             }
-            prefixes.push(prefix.clone());
+            prefixes[i] = Some(prefix);
         }
-        let runtime = self.assemble(cluster_names, &plan, &rt_digests, &rt_entries, prefixes);
-        let layer_version = content_version(Kind::Runtime, &layer);
-        let layer = match self.layers.get_mut(&layer_version) {
+        self.bases.insert(fleet.to_string(), fleet_bases);
+        let all_prefixes = prefixes.iter().flatten().cloned().collect();
+        let runtime = self.assemble(cluster_names, &plan, &rt_digests, &rt_entries, all_prefixes);
+        let layer_resource = self.layer(&layer);
+        Built {
+            table: Arc::clone(table),
+            generation: self.generation,
+            plan,
+            digests,
+            structures,
+            entries,
+            rt_digests,
+            prefixes,
+            overrides,
+            layer,
+            plain,
+            runtime,
+            layer_resource,
+        }
+    }
+
+    /// Builds a fleet's route configurations from its last build when its table differs in
+    /// a few routes and only in their weights (a rollout step) and the layer can carry the new
+    /// weights: the routes that did not change are not looked up again and the runtime
+    /// variant stays as it is. `Err` when this is not such a change (the caller builds
+    /// everything), so the result is always what `assemble_all` would give.
+    fn patch(
+        &mut self,
+        fleet: &str,
+        mut last: Built,
+        table: &Arc<RouteTable>,
+        cluster_names: &Arc<[String]>,
+    ) -> Result<Built, ()> {
+        let n = table.routes.len();
+        if last.table.routes.len() != n || !Arc::ptr_eq(&last.table.clusters, &table.clusters) {
+            return Err(());
+        }
+        let changed: Vec<usize> = (0..n)
+            .filter(|&i| !Arc::ptr_eq(&table.routes[i], &last.table.routes[i]))
+            .collect();
+        if changed.len() > MAX_PATCHED_ROUTES {
+            return Err(());
+        }
+        if !self.bases.contains_key(fleet) {
+            return Err(());
+        }
+        let mut overridden = last.overrides.iter().filter(|o| **o).count();
+        let mut now = Vec::with_capacity(changed.len());
+        for &i in &changed {
+            let route = &table.routes[i];
+            if route.key != last.table.routes[i].key {
+                return Err(());
+            }
+            let cached = self.cached_route(route);
+            let (digest, structure, entries) =
+                (cached.digest, cached.structure, cached.entries.clone());
+            // A new structure (not only weights) needs new bases, and so does any change to
+            // a route without weights (its digest is part of the fleet's structure): the full
+            // build decides.
+            if structure != last.structures[i] || (structure.is_none() && digest != last.digests[i])
+            {
+                return Err(());
+            }
+            let bases = self.bases.get(fleet).expect("checked above");
+            let weights = || route.backends.iter().map(|b| b.weight_bp);
+            let overrides = match structure {
+                Some(s) => match bases.bases.get(&s) {
+                    Some(base) => !base.iter().copied().eq(weights()),
+                    None => return Err(()),
+                },
+                None => false,
+            };
+            overridden = overridden + usize::from(overrides) - usize::from(last.overrides[i]);
+            now.push((i, digest, entries, overrides));
+        }
+        if overridden > MAX_LAYER_ROUTES {
+            return Err(());
+        }
+        for (i, digest, entries, overrides) in now {
+            let route = &table.routes[i];
+            last.digests[i] = digest;
+            last.entries[i] = entries;
+            // The runtime variant reads the weights from the layer: only the layer moves.
+            if let Some(prefix) = &last.prefixes[i] {
+                for b in &route.backends {
+                    let key = format!("{prefix}.{}", b.cluster);
+                    if overrides {
+                        last.layer.insert(key, b.weight_bp);
+                    } else {
+                        last.layer.remove(&key);
+                    }
+                }
+            }
+            last.overrides[i] = overrides;
+        }
+        last.plain = self.assemble(
+            cluster_names,
+            &last.plan,
+            &last.digests,
+            &last.entries,
+            Vec::new(),
+        );
+        if let Some(c) = self.configs.get_mut(&last.runtime.version) {
+            c.generation = self.generation;
+        }
+        last.layer_resource = self.layer(&last.layer);
+        last.table = Arc::clone(table);
+        last.generation = self.generation;
+        Ok(last)
+    }
+
+    /// The runtime layer resource holding `layer`.
+    fn layer(&mut self, layer: &Layer) -> Arc<Resource> {
+        let generation = self.generation;
+        let version = content_version(Kind::Runtime, layer);
+        match self.layers.get_mut(&version) {
             Some(c) => {
                 c.generation = generation;
                 Arc::clone(&c.value)
             }
             None => {
-                let r = Arc::new(Resource::runtime_layer(RUNTIME_LAYER, layer));
+                let r = Arc::new(Resource::runtime_layer(RUNTIME_LAYER, layer.clone()));
                 self.layers.insert(
-                    layer_version,
+                    version,
                     Used {
                         value: Arc::clone(&r),
                         generation,
@@ -514,8 +700,7 @@ impl SnapshotBuilder {
                 );
                 r
             }
-        };
-        (plain, runtime, layer)
+        }
     }
 
     /// One route configuration from per-route digests and encoded entries.
@@ -573,17 +758,42 @@ impl SnapshotBuilder {
     /// the size of what is served. Call once per publication, after its builds.
     pub fn retain(&mut self) {
         let g = self.generation;
+        self.built.retain(|_, b| b.generation == g);
         self.cluster_sets.retain(|_, e| e.generation == g);
         // A cluster in a reused set was not looked up, but is still served.
-        self.clusters.retain(|_, variants| {
-            variants.retain(|(_, e)| e.generation == g || Arc::strong_count(&e.value) > 1);
-            !variants.is_empty()
-        });
+        if std::mem::take(&mut self.new_clusters) {
+            self.clusters.retain(|_, variants| {
+                variants.retain(|(_, e)| e.generation == g || Arc::strong_count(&e.value) > 1);
+                !variants.is_empty()
+            });
+        }
         self.listeners.retain(|_, e| e.generation == g);
-        self.routes.retain(|_, e| e.generation == g);
-        self.runtime_routes.retain(|_, e| e.generation == g);
         self.configs.retain(|_, e| e.generation == g);
         self.layers.retain(|_, e| e.generation == g);
+        // Routes and their runtime variants live while a last build uses them (a patched build
+        // does not look up the routes it keeps). Walking every route to find the others is
+        // done once the caches hold well more than the live ones.
+        let live: usize = self.built.values().map(|b| b.table.routes.len()).sum();
+        if self.routes.len() + self.runtime_routes.len() > 2 * live + 64.max(live / 8) {
+            let routes: std::collections::HashSet<usize> = self
+                .built
+                .values()
+                .flat_map(|b| b.table.routes.iter().map(|r| Arc::as_ptr(r) as usize))
+                .collect();
+            self.routes.retain(|k, _| routes.contains(k));
+            let ids: std::collections::HashSet<[u8; 32]> = self
+                .built
+                .values()
+                .flat_map(|b| {
+                    b.prefixes
+                        .iter()
+                        .zip(&b.rt_digests)
+                        .filter(|(p, _)| p.is_some())
+                        .map(|(_, id)| *id)
+                })
+                .collect();
+            self.runtime_routes.retain(|k, _| ids.contains(k));
+        }
         self.generation += 1;
     }
 }
@@ -743,5 +953,66 @@ mod tests {
             decoded(r),
             translate::route_configuration(&table(&changed)).encode_to_vec()
         );
+    }
+
+    /// What Envoy gets from a snapshot's route configurations and layer.
+    fn served(s: &Snapshot) -> Vec<(String, Vec<u8>)> {
+        let name = translate::ROUTE_CONFIG_NAME;
+        let layer = &s.runtime.items[RUNTIME_LAYER];
+        vec![
+            (s.routes.version.clone(), decoded(&s.routes.items[name])),
+            (
+                s.routes_runtime.version.clone(),
+                decoded(&s.routes_runtime.items[name]),
+            ),
+            (layer.version.clone(), Vec::new()),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// Building from the last build (weights moved) serves what building everything serves.
+        #[test]
+        fn a_patched_build_serves_what_a_full_build_serves(
+            start in proptest::collection::vec(proptest::option::of(0u32..=100), 12),
+            steps in proptest::collection::vec((0usize..12, proptest::option::of(0u32..=100), 0u8..10), 1..12),
+        ) {
+            use crate::parse::ParsedFile;
+            use crate::table::reweigh;
+            // Four routes of three Mappings, one file each; weights last, so that moving one
+            // moves nothing else.
+            let file = |i: usize, w: Option<u32>, service: u8| {
+                let w = w.map(|w| format!("weight: {w}\n")).unwrap_or_default();
+                let yaml = format!(
+                    "apiVersion: ambassador/v1\nkind: Mapping\nname: m{i}\nprefix: /r{}/\nservice: s{i}x{service}\n{w}",
+                    i % 4
+                );
+                Arc::new(parse_file(&format!("f{i:02}.yaml"), yaml.as_bytes()))
+            };
+            let mut weights = start.clone();
+            let mut files: Vec<Arc<ParsedFile>> = (0..12).map(|i| file(i, weights[i], 0)).collect();
+            let mut compiled = compile(&files, None);
+            let listen = Listen { default: "0.0.0.0:8080".parse().unwrap(), fleets: BTreeMap::new() };
+            let mut patching = SnapshotBuilder::new(listen.clone(), None);
+            let mut full = SnapshotBuilder::new(listen, None);
+            for (i, w, other) in steps {
+                let t = Arc::clone(&compiled.tables.fleets["default"]);
+                let a = patching.build("default", Arc::clone(&t));
+                full.built.clear();
+                let b = full.build("default", t);
+                patching.retain();
+                full.retain();
+                proptest::prop_assert_eq!(served(&a), served(&b));
+                proptest::prop_assert_eq!(&a.version, &b.version);
+                // Mostly a weight; now and then an upstream (not a patch).
+                weights[i] = w;
+                let mut next = files.clone();
+                next[i] = file(i, w, u8::from(other == 0));
+                compiled = reweigh(&files, &compiled, &next)
+                    .unwrap_or_else(|| compile(&next, Some(&compiled.tables)));
+                files = next;
+            }
+        }
     }
 }

@@ -180,15 +180,21 @@ pub fn reweigh(
     let swapped = |m: &Arc<Mapping>| swap.get(&Arc::as_ptr(m)).copied();
     let (mut gone, mut came) = (Vec::new(), Vec::new());
     let mut routes: Option<Vec<Arc<Route>>> = None;
+    let mut found = 0;
     for (i, route) in table.routes.iter().enumerate() {
-        let mut members = route
+        if found == swap.len() {
+            break;
+        }
+        let members = route
             .backends
             .iter()
             .map(|b| &b.mapping)
             .chain(route.shadow.iter().map(|s| &s.mapping));
-        if swap.is_empty() || !members.any(|m| swapped(m).is_some()) {
+        let here = members.filter(|m| swapped(m).is_some()).count();
+        if here == 0 {
             continue;
         }
+        found += here;
         if route.held.is_some() {
             return None;
         }
@@ -202,6 +208,11 @@ pub fn reweigh(
             }
         }
         routes.get_or_insert_with(|| table.routes.clone())[i] = new;
+    }
+    // A Mapping in no route was left out (a duplicate, a failed split...): its new weight
+    // may bring it back, which only the full compile can tell.
+    if found < swap.len() {
+        return None;
     }
     let Some(routes) = routes else {
         return Some(compiled);
