@@ -12,55 +12,34 @@ const KEEP_GENERATIONS: u64 = 8;
 
 pub use super::resource::Items;
 
-/// Recently sent resource sets (by set version) and resources (by name and version).
+/// Recently sent resource sets, by set version. A resource is found through the sets that hold
+/// it: recording a set is then one entry whatever its size (a push of ten thousand clusters
+/// used to touch ten thousand entries under this lock), and lookups by resource, which only
+/// (re)connecting streams make, look through the few recent sets.
 #[derive(Default)]
 pub struct Archive {
     generation: u64,
-    sets: HashMap<(Kind, String), (Items, u64)>,
-    /// By kind, then by name: looked up with borrowed names, so recording a set of ten
-    /// thousand resources allocates nothing for the ones already known.
-    resources: HashMap<Kind, HashMap<String, Versions>>,
-}
-
-/// The recent versions of one resource, each with the generation that last recorded it; the
-/// one recorded last comes last.
-#[derive(Default)]
-struct Versions(Vec<(Arc<Resource>, u64)>);
-
-impl Versions {
-    fn touch(&mut self, r: &Arc<Resource>, g: u64) {
-        match self.0.iter().position(|(v, _)| v.version == r.version) {
-            Some(i) if i + 1 == self.0.len() => self.0[i].1 = g,
-            Some(i) => {
-                let (v, _) = self.0.remove(i);
-                self.0.push((v, g));
-            }
-            None => self.0.push((Arc::clone(r), g)),
-        }
-    }
+    /// Counts recordings, so that the set recorded last is known.
+    recorded: u64,
+    /// By kind and set version: the set, the generation that last recorded it and when.
+    sets: HashMap<(Kind, String), (Items, u64, u64)>,
 }
 
 impl Archive {
-    /// Records a set and its resources as sent (or about to be). A set recorded already in
-    /// this generation is not walked again: every stream records what it sends, and with a
-    /// thousand streams that was a thousand walks of the same ten thousand clusters.
+    /// Records a set as sent (or about to be). A set recorded already in this generation is
+    /// left as it is: every stream records what it sends.
     pub fn record(&mut self, kind: Kind, set: &ResourceSet) {
         let g = self.generation;
+        self.recorded += 1;
+        let recorded = self.recorded;
         match self.sets.get_mut(&(kind, set.version.clone())) {
-            Some(e) if e.1 == g => return,
-            Some(e) => e.1 = g,
+            Some(e) if e.1 == g => {}
+            Some(e) => (e.1, e.2) = (g, recorded),
             None => {
-                self.sets
-                    .insert((kind, set.version.clone()), (Arc::clone(&set.items), g));
-            }
-        }
-        let by_name = self.resources.entry(kind).or_default();
-        for r in set.items.values() {
-            match by_name.get_mut(r.name.as_str()) {
-                Some(versions) => versions.touch(r, g),
-                None => {
-                    by_name.insert(r.name.clone(), Versions(vec![(Arc::clone(r), g)]));
-                }
+                self.sets.insert(
+                    (kind, set.version.clone()),
+                    (Arc::clone(&set.items), g, recorded),
+                );
             }
         }
     }
@@ -70,20 +49,18 @@ impl Archive {
     pub fn next_generation(&mut self) {
         self.generation += 1;
         let cutoff = self.generation.saturating_sub(KEEP_GENERATIONS);
-        self.sets.retain(|_, (_, g)| *g >= cutoff);
-        for by_name in self.resources.values_mut() {
-            by_name.retain(|_, versions| {
-                versions.0.retain(|(_, g)| *g >= cutoff);
-                !versions.0.is_empty()
-            });
-        }
+        self.sets.retain(|_, (_, g, _)| *g >= cutoff);
     }
 
     /// The version of `name` recorded last: what an Envoy most likely holds under that name
     /// when its own version is not known.
     pub fn latest(&self, kind: Kind, name: &str) -> Option<Arc<Resource>> {
-        let versions = self.resources.get(&kind)?.get(name)?;
-        versions.0.last().map(|(r, _)| Arc::clone(r))
+        self.sets
+            .iter()
+            .filter(|((k, _), _)| *k == kind)
+            .filter_map(|(_, (items, _, recorded))| Some((recorded, items.get(name)?)))
+            .max_by_key(|(recorded, _)| **recorded)
+            .map(|(_, r)| Arc::clone(r))
     }
 
     /// The sets recorded in the last `generations` generations, for `--state-dir`.
@@ -94,8 +71,8 @@ impl Archive {
         let mut out: Vec<(Kind, Vec<Arc<Resource>>)> = self
             .sets
             .iter()
-            .filter(|(_, (_, g))| *g >= cutoff)
-            .map(|((k, _), (items, _))| (*k, items.values().cloned().collect()))
+            .filter(|(_, (_, g, _))| *g >= cutoff)
+            .map(|((k, _), (items, _, _))| (*k, items.values().cloned().collect()))
             .collect();
         out.sort_by(|a, b| {
             (a.0, a.1.iter().map(|r| &r.version).collect::<Vec<_>>())
@@ -108,17 +85,16 @@ impl Archive {
     pub fn set(&self, kind: Kind, version: &str) -> Option<Items> {
         self.sets
             .get(&(kind, version.to_string()))
-            .map(|(s, _)| Arc::clone(s))
+            .map(|(s, _, _)| Arc::clone(s))
     }
 
     /// The resource a delta (name, version) names.
     pub fn resource(&self, kind: Kind, name: &str, version: &str) -> Option<Arc<Resource>> {
-        let versions = self.resources.get(&kind)?.get(name)?;
-        versions
-            .0
+        self.sets
             .iter()
-            .find(|(r, _)| r.version == version)
-            .map(|(r, _)| Arc::clone(r))
+            .filter(|((k, _), _)| *k == kind)
+            .find_map(|(_, (items, _, _))| items.get(name).filter(|r| r.version == version))
+            .map(Arc::clone)
     }
 
     pub fn len(&self) -> usize {
@@ -175,7 +151,7 @@ mod tests {
         assert!(a.resource(Kind::Cluster, "a", "2").is_some());
         // Recorded again in the same generation: nothing changes.
         a.record(Kind::Cluster, &versioned("a", "1"));
-        assert_eq!(a.resources[&Kind::Cluster]["a"].0.len(), 2);
+        assert_eq!(a.len(), 2);
         for _ in 0..KEEP_GENERATIONS {
             a.next_generation();
             a.record(Kind::Cluster, &versioned("a", "1"));
