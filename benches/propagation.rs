@@ -698,6 +698,29 @@ fn histogram_delta(before: &BTreeMap<String, Hist>, after: &BTreeMap<String, His
 }
 
 /// CPU used by the three processes so far.
+/// Waits until canary-xds and both Envoys are idle - together under a tenth of a core over
+/// 20 ms - for at most 3 s, so that each change starts on a quiet machine whichever process
+/// the last one kept busy (the baseline goes on working for a while after its change is seen).
+/// Returns how long it waited.
+fn settle(s: &Setup) -> Duration {
+    let started = Instant::now();
+    let busy = || {
+        s.cp.proc.busy_ns()
+            + s.ours.proc.busy_ns()
+            + s.base.as_ref().map_or(0, |(_, e)| e.proc.busy_ns())
+    };
+    let mut last = busy();
+    while started.elapsed() < Duration::from_secs(3) {
+        thread::sleep(Duration::from_millis(20));
+        let now = busy();
+        if now.saturating_sub(last) < 2_000_000 {
+            break;
+        }
+        last = now;
+    }
+    started.elapsed()
+}
+
 fn cpu_now(s: &Setup) -> [Option<Duration>; 3] {
     [
         s.cp.proc.cpu(),
@@ -883,6 +906,7 @@ fn propagation(args: &Args, size: usize, ups: &Upstreams, samples: &mut Vec<Samp
     let cpu_before = cpu_now(&s);
     let load_before = loadavg();
     let total = args.warmup + args.changes;
+    let mut settled = Vec::new();
     for k in 0..total {
         let measured = k >= args.warmup;
         let w = weight_for(k);
@@ -931,6 +955,7 @@ fn propagation(args: &Args, size: usize, ups: &Upstreams, samples: &mut Vec<Samp
             }
         }
         thread::sleep(gap);
+        settled.push(ms(settle(&s)));
         // the baseline
         if let Some((b, e)) = s.base.as_mut() {
             let bp = w * 100;
@@ -963,6 +988,7 @@ fn propagation(args: &Args, size: usize, ups: &Upstreams, samples: &mut Vec<Samp
                 }
             }
             thread::sleep(gap);
+            settled.push(ms(settle(&s)));
         }
         s.ours.proc.check_alive(&s.ours.log.clone());
     }
@@ -1003,6 +1029,13 @@ fn propagation(args: &Args, size: usize, ups: &Upstreams, samples: &mut Vec<Samp
         out,
         "  load average before / after: {load_before} / {}",
         loadavg()
+    );
+    let settled = Dist(settled);
+    let _ = writeln!(
+        out,
+        "  before each change, waited for the processes to go idle: p50 {:.0} ms, max {:.0} ms",
+        settled.p50(),
+        settled.pct(1.0)
     );
     let _ = writeln!(out, "{HEADER}");
     let _ = writeln!(

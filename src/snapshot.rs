@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use prost::Message;
+use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
 use crate::mapping::{BackendSettings, Bp, RouteKey, RouteSettings};
@@ -217,6 +218,28 @@ struct CachedRoute {
     runtime: Option<(Vec<Bp>, [u8; 32], String)>,
 }
 
+impl CachedRoute {
+    /// Translates and encodes a route.
+    fn of(r: &Arc<Route>) -> Self {
+        let mut bytes = Vec::new();
+        for envoy in translate::envoy_routes(r) {
+            prost::encoding::message::encode(3, &envoy, &mut bytes);
+        }
+        CachedRoute {
+            _route: Arc::clone(r),
+            digest: content_digest(Kind::Route, &RouteModel::of(r)),
+            structure: translate::is_weighted(r)
+                .then(|| content_digest(Kind::Route, &RouteModel::structure_of(r))),
+            entries: bytes::Bytes::from(bytes),
+            runtime: None,
+        }
+    }
+}
+
+/// Below this many resources to translate, one thread does it: handing work to the pool costs
+/// more than a few hundred translations.
+const PARALLEL_MIN: usize = 256;
+
 /// Where each fleet's HTTP listener is: `--listen FLEET=ADDR`, else the default address.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Listen {
@@ -361,7 +384,8 @@ impl SnapshotBuilder {
         )
     }
 
-    /// The cluster resources of a table's cluster map, encoding only the clusters not cached.
+    /// The cluster resources of a table's cluster map, encoding only the clusters not cached
+    /// (on every core when there are many: a first load encodes them all).
     fn cluster_set(
         &mut self,
         table_clusters: &BTreeMap<String, Arc<ClusterSpec>>,
@@ -369,45 +393,50 @@ impl SnapshotBuilder {
     ) -> ResourceSet {
         let generation = self.generation;
         let mut clusters = BTreeMap::new();
+        let mut missing = Vec::new();
         for (name, spec) in table_clusters {
-            let variants = match self.clusters.get_mut(name.as_str()) {
-                Some(v) => v,
-                None => self.clusters.entry(name.clone()).or_default(),
-            };
-            let resource = match variants
-                .iter_mut()
-                .find(|(s, _)| Arc::ptr_eq(s, spec) || s == spec)
-            {
+            let cached = self.clusters.get_mut(name.as_str()).and_then(|variants| {
+                variants
+                    .iter_mut()
+                    .find(|(s, _)| Arc::ptr_eq(s, spec) || s == spec)
+            });
+            match cached {
                 Some((_, used)) => {
                     used.generation = generation;
-                    Arc::clone(&used.value)
+                    clusters.insert(name.clone(), Arc::clone(&used.value));
                 }
-                None => {
-                    let version = content_version(
-                        Kind::Cluster,
-                        &(name, ClusterModel::of(spec), &options.upstream_ca),
-                    );
-                    let bytes = translate::cluster(name, spec, options).encode_to_vec();
-                    let r = Arc::new(Resource::new(
-                        Kind::Cluster,
-                        name.clone(),
-                        version,
-                        bytes,
-                        Vec::new(),
-                    ));
-                    variants.push((
-                        Arc::clone(spec),
-                        Used {
-                            value: Arc::clone(&r),
-                            generation,
-                        },
-                    ));
-                    r
-                }
-            };
-            clusters.insert(name.clone(), resource);
+                None => missing.push((name, spec)),
+            }
         }
-
+        let encode = |&(name, spec): &(&String, &Arc<ClusterSpec>)| {
+            let version = content_version(
+                Kind::Cluster,
+                &(name, ClusterModel::of(spec), &options.upstream_ca),
+            );
+            let bytes = translate::cluster(name, spec, options).encode_to_vec();
+            Arc::new(Resource::new(
+                Kind::Cluster,
+                name.clone(),
+                version,
+                bytes,
+                Vec::new(),
+            ))
+        };
+        let encoded: Vec<Arc<Resource>> = if missing.len() < PARALLEL_MIN {
+            missing.iter().map(encode).collect()
+        } else {
+            missing.par_iter().map(encode).collect()
+        };
+        for ((name, spec), r) in missing.into_iter().zip(encoded) {
+            self.clusters.entry(name.clone()).or_default().push((
+                Arc::clone(spec),
+                Used {
+                    value: Arc::clone(&r),
+                    generation,
+                },
+            ));
+            clusters.insert(name.clone(), r);
+        }
         ResourceSet::new(clusters)
     }
 
@@ -442,25 +471,30 @@ impl SnapshotBuilder {
         let used = self
             .routes
             .entry(Arc::as_ptr(r) as usize)
-            .or_insert_with(|| {
-                let mut bytes = Vec::new();
-                for envoy in translate::envoy_routes(r) {
-                    prost::encoding::message::encode(3, &envoy, &mut bytes);
-                }
-                Used {
-                    value: CachedRoute {
-                        _route: Arc::clone(r),
-                        digest: content_digest(Kind::Route, &RouteModel::of(r)),
-                        structure: translate::is_weighted(r)
-                            .then(|| content_digest(Kind::Route, &RouteModel::structure_of(r))),
-                        entries: bytes::Bytes::from(bytes),
-                        runtime: None,
-                    },
-                    generation,
-                }
+            .or_insert_with(|| Used {
+                value: CachedRoute::of(r),
+                generation,
             });
         used.generation = generation;
         &mut used.value
+    }
+
+    /// Caches every route of `routes` not cached yet, translated on every core when there are
+    /// many (a first load).
+    fn cache_routes(&mut self, routes: &[Arc<Route>]) {
+        let missing: Vec<&Arc<Route>> = routes
+            .iter()
+            .filter(|r| !self.routes.contains_key(&(Arc::as_ptr(r) as usize)))
+            .collect();
+        if missing.len() < PARALLEL_MIN {
+            return; // `cached_route` does them one by one
+        }
+        let made: Vec<CachedRoute> = missing.par_iter().map(|r| CachedRoute::of(r)).collect();
+        let generation = self.generation;
+        for (r, value) in missing.into_iter().zip(made) {
+            self.routes
+                .insert(Arc::as_ptr(r) as usize, Used { value, generation });
+        }
     }
 
     /// The runtime variant of weighted route `i` on base weights `base`: its id (content
@@ -508,6 +542,7 @@ impl SnapshotBuilder {
         cluster_names: &Arc<[String]>,
     ) -> Built {
         let n = table.routes.len();
+        self.cache_routes(&table.routes);
         let mut digests = Vec::with_capacity(n);
         let mut structures: Vec<Option<[u8; 32]>> = Vec::with_capacity(n);
         let mut entries = Vec::with_capacity(n);

@@ -297,26 +297,16 @@ struct Pending {
     cached: Cached,
 }
 
-/// Parses files, split over the machine's cores when there are enough of them to be worth a
-/// thread (a full load of 10,000 Mappings spends most of its time in the YAML parser).
+/// Parses files, on every core when there is enough to parse to be worth it (a full load of
+/// 10,000 Mappings spends most of its time in the YAML parser).
 fn parse_all(files: &[Pending]) -> Vec<Arc<ParsedFile>> {
+    use rayon::prelude::*;
     let parse = |p: &Pending| Arc::new(parse_file(&p.rel, &p.bytes));
-    let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let bytes: usize = files.iter().map(|p| p.bytes.len()).sum();
-    if cores < 2 || files.len() < 2 || bytes < 256 * 1024 {
+    if files.len() < 2 || bytes < 256 * 1024 {
         return files.iter().map(parse).collect();
     }
-    let chunk = files.len().div_ceil(cores);
-    std::thread::scope(|s| {
-        let parts: Vec<_> = files
-            .chunks(chunk)
-            .map(|part| s.spawn(move || part.iter().map(parse).collect::<Vec<_>>()))
-            .collect();
-        parts
-            .into_iter()
-            .flat_map(|t| t.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-            .collect()
-    })
+    files.par_iter().map(parse).collect()
 }
 
 /// Why one file could not be read.

@@ -95,6 +95,19 @@ impl Proc {
         Some(kib / 1024.0)
     }
 
+    /// Time on a CPU so far, summed over every thread, in nanoseconds (the scheduler's own
+    /// count in /proc/PID/task/*/schedstat: finer than `cpu`'s clock ticks).
+    pub fn busy_ns(&self) -> u64 {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", self.pid())) else {
+            return 0;
+        };
+        tasks
+            .flatten()
+            .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+            .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+            .sum()
+    }
+
     /// CPU time (user + system) used so far, from /proc (clock ticks of 10 ms).
     pub fn cpu(&self) -> Option<Duration> {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).ok()?;
