@@ -16,6 +16,9 @@ use super::{MAX_DOCUMENTS, MAX_NODES, Node, Value};
 
 /// The longest key we read: serde-saphyr looks at most 1024 characters ahead for a key's `:`.
 const MAX_KEY: usize = 256;
+/// The most comment lines we read between a `key:` and its value: serde-saphyr buffers them
+/// while it looks for the value, and refuses more than 32.
+const MAX_PENDING_COMMENTS: usize = 16;
 /// The largest file we read; serde-saphyr's budget counts scalar bytes (up to 64 MiB).
 const MAX_TEXT: usize = 16 * 1024 * 1024;
 
@@ -64,6 +67,8 @@ struct Open {
     /// The indentation of the nested entries, set by the first one.
     indent: usize,
     entries: Vec<(Node, Node)>,
+    /// Comment lines read before the first nested entry.
+    comments: usize,
 }
 
 impl Reader {
@@ -71,7 +76,18 @@ impl Reader {
         let rest = line.trim_start_matches(' ');
         let indent = line.len() - rest.len();
         // Blank lines and full-line comments, at any indentation.
-        if rest.is_empty() || rest.starts_with('#') {
+        if rest.is_empty() {
+            return Some(());
+        }
+        if rest.starts_with('#') {
+            if let Some(open) = &mut self.open
+                && open.entries.is_empty()
+            {
+                open.comments += 1;
+                if open.comments > MAX_PENDING_COMMENTS {
+                    return None;
+                }
+            }
             return Some(());
         }
         if line == "---" {
@@ -88,6 +104,7 @@ impl Reader {
                         key,
                         indent: 0,
                         entries: Vec::new(),
+                        comments: 0,
                     })
                 }
             }
@@ -543,6 +560,44 @@ mod tests {
     }
 
     #[test]
+    fn long_keys_and_values_are_read() {
+        // serde-saphyr looks at most 1024 characters ahead for the `:` of a key.
+        let key = "k".repeat(MAX_KEY);
+        let value = "v".repeat(5000);
+        same(&format!("{key}: {value}\nh:\n  {key}: \"{value}\"\n"));
+    }
+
+    #[test]
+    fn long_comment_runs_stay_inside_serde_saphyr_budget() {
+        let comments = |n: usize| "# c\n\n".repeat(n);
+        // serde-saphyr buffers the comments between `key:` and what follows, up to 32 of them
+        // (the fuzzer found this).
+        for text in [
+            format!("a:\n{}b: 1\n", comments(33)),
+            format!("a:\n{}  b: 1\n", comments(33)),
+            format!("a:\n{}", comments(33)),
+        ] {
+            assert!(parse_with_saphyr(text.as_bytes()).is_err());
+            falls_back(&text);
+        }
+        falls_back(&format!("a:\n{}b: 1\n", comments(MAX_PENDING_COMMENTS + 1)));
+        same(&format!("a:\n{}b: 1\n", comments(MAX_PENDING_COMMENTS)));
+        // Anywhere else, such as a long licence header, they are no trouble.
+        for text in [
+            format!("{}a: 1\n", comments(200)),
+            format!("a: 1\n{}b: 1\n", comments(200)),
+            format!("a:\n  x: 1\n{}  b: 1\n", comments(200)),
+            format!("a:\n  x: 1\n{}b: 1\n", comments(200)),
+            format!("a: 1\n---\n{}b: 1\n", comments(200)),
+            format!("a: 1\n{}---\nb: 1\n", comments(200)),
+            format!("a: 1\n{}", comments(200)),
+            comments(200),
+        ] {
+            same(&text);
+        }
+    }
+
+    #[test]
     fn many_keys_are_checked_for_duplicates() {
         let mut text: String = (0..100).map(|i| format!("k{i}: {i}\n")).collect();
         same(&text);
@@ -646,6 +701,8 @@ mod tests {
         },
         Blank(usize),
         Comment(usize),
+        /// Many comment lines, each followed by a blank line.
+        Comments(usize, usize),
     }
 
     fn key() -> impl Strategy<Value = String> {
@@ -723,6 +780,7 @@ mod tests {
             2 => nested,
             1 => (0usize..4).prop_map(Line::Blank),
             1 => (0usize..4).prop_map(Line::Comment),
+            1 => (0usize..4, 10usize..40).prop_map(|(indent, n)| Line::Comments(indent, n)),
         ]
     }
 
@@ -747,6 +805,9 @@ mod tests {
                 }
                 Line::Blank(n) => out.push_str(&format!("{}\n", " ".repeat(*n))),
                 Line::Comment(n) => out.push_str(&format!("{}# note: x\n", " ".repeat(*n))),
+                Line::Comments(indent, n) => {
+                    out.push_str(&format!("{}#\n\n", " ".repeat(*indent)).repeat(*n));
+                }
             }
         }
         out
