@@ -208,6 +208,19 @@ pub fn parse_documents(bytes: &[u8]) -> Result<Vec<Node>, YamlError> {
     parse_with_saphyr(bytes)
 }
 
+/// For the `yaml_fast` fuzz target: panics when the fast path reads `bytes` differently from
+/// serde-saphyr (it may leave them to serde-saphyr, never misread them).
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub fn check_fast_path(bytes: &[u8]) {
+    if let Ok(text) = std::str::from_utf8(bytes)
+        && let Some(docs) = fast::parse_simple(text)
+    {
+        let saphyr = format!("{:?}", parse_with_saphyr(bytes));
+        assert_eq!(format!("Ok({docs:?})"), saphyr, "{text:?}");
+    }
+}
+
 /// Parses any YAML with serde-saphyr, within our budget.
 fn parse_with_saphyr(bytes: &[u8]) -> Result<Vec<Node>, YamlError> {
     let options = serde_saphyr::options! {
