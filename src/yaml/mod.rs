@@ -2,7 +2,11 @@
 //!
 //! serde-saphyr does the parsing (with its budget against alias bombs and deep nesting); we read
 //! every document into this generic tree first, so that field validation in `parse` can name the
-//! exact line of any key or value and can tell a quoted `"10"` from a number `10`.
+//! exact line of any key or value and can tell a quoted `"10"` from a number `10`. Files in the
+//! plain subset that Mapping files nearly always are take a faster path (`fast`) that builds the
+//! same tree.
+
+mod fast;
 
 use std::fmt;
 
@@ -182,20 +186,48 @@ pub struct YamlError {
 /// Parses every document of a (possibly multi-document) YAML file, in file order. Empty
 /// documents are dropped. The parser's budget bounds the work an alias bomb or deep nesting can
 /// cause, so this returns an error for such input instead of hanging.
+///
+/// A file in the simple subset of YAML (flat `key: value` Mappings) is read by `fast`, which
+/// gives the very tree serde-saphyr would give at a fraction of the cost; anything else, and
+/// every error, is serde-saphyr's.
 pub fn parse_documents(bytes: &[u8]) -> Result<Vec<Node>, YamlError> {
-    if let Err(e) = std::str::from_utf8(bytes) {
-        let (line, column) = position_of(bytes, e.valid_up_to());
-        return Err(YamlError {
-            line,
-            column,
-            message: "the file is not valid UTF-8".into(),
-        });
+    let text = match std::str::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => {
+            let (line, column) = position_of(bytes, e.valid_up_to());
+            return Err(YamlError {
+                line,
+                column,
+                message: "the file is not valid UTF-8".into(),
+            });
+        }
+    };
+    if let Some(docs) = fast::parse_simple(text) {
+        return Ok(docs);
     }
+    parse_with_saphyr(bytes)
+}
+
+/// For the `yaml_fast` fuzz target: panics when the fast path reads `bytes` differently from
+/// serde-saphyr (it may leave them to serde-saphyr, never misread them).
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub fn check_fast_path(bytes: &[u8]) {
+    if let Ok(text) = std::str::from_utf8(bytes)
+        && let Some(docs) = fast::parse_simple(text)
+    {
+        let saphyr = format!("{:?}", parse_with_saphyr(bytes));
+        assert_eq!(format!("Ok({docs:?})"), saphyr, "{text:?}");
+    }
+}
+
+/// Parses any YAML with serde-saphyr, within our budget.
+fn parse_with_saphyr(bytes: &[u8]) -> Result<Vec<Node>, YamlError> {
     let options = serde_saphyr::options! {
         budget: serde_saphyr::budget! {
             max_depth: MAX_DEPTH,
             // The file size limit bounds the documents; the node budget bounds the work.
-            max_documents: 100_000,
+            max_documents: MAX_DOCUMENTS,
             max_nodes: MAX_NODES,
         },
         // Alias replays are counted on their own: bound them by the same number.
@@ -229,6 +261,8 @@ pub fn parse_documents(bytes: &[u8]) -> Result<Vec<Node>, YamlError> {
 pub const MAX_DEPTH: usize = 32;
 /// The most nodes (scalars, lists, mappings, counting those an alias repeats) in one file.
 pub const MAX_NODES: usize = 250_000;
+/// The most documents in one file (the file size limit bounds them first).
+pub const MAX_DOCUMENTS: usize = 100_000;
 
 /// A parser error as a sentence for a person: budget breaches get our own words.
 fn explain(mut e: &serde_saphyr::Error) -> String {
