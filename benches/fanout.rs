@@ -25,7 +25,6 @@
 //! Targets are reported as met or missed, never asserted; the exit code is non-zero only when a
 //! stream does not reach the version it must (a correctness failure).
 
-use std::alloc::System;
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -40,11 +39,13 @@ use canary_xds::serve::{Running, Settings, start};
 use canary_xds::snapshot::Snapshot;
 use canary_xds::xds::resource::ResourceSet;
 use canary_xds::xds::server::Hub;
-use stats_alloc::{INSTRUMENTED_SYSTEM, StatsAlloc};
+use mimalloc::MiMalloc;
+use stats_alloc::StatsAlloc;
 
 /// Counts heap bytes (the counting is stats_alloc's): a steadier gauge than RSS.
 #[global_allocator]
-static ALLOC: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+static ALLOC: &StatsAlloc<MiMalloc> = &COUNTED;
+static COUNTED: StatsAlloc<MiMalloc> = StatsAlloc::new(MiMalloc);
 
 /// The route configuration every stream subscribes to.
 const ROUTE_NAME: &str = "canary-xds";

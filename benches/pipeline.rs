@@ -5,7 +5,6 @@
 //! changed file among all the others, and peak heap memory. Every figure is the median and p99
 //! of repeated runs on the same machine.
 
-use std::alloc::System;
 use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -14,15 +13,17 @@ use canary_xds::reload::Reloader;
 use canary_xds::snapshot::{Listen, SnapshotBuilder};
 use canary_xds::source::{DEFAULT_MAX_FILE_SIZE, Loader};
 use canary_xds::table::compile;
-use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
+use mimalloc::MiMalloc;
+use stats_alloc::{Region, StatsAlloc};
 
 /// Counts heap bytes (the counting is stats_alloc's): a steadier gauge than RSS.
 #[global_allocator]
-static ALLOC: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+static ALLOC: &StatsAlloc<MiMalloc> = &COUNTED;
+static COUNTED: StatsAlloc<MiMalloc> = StatsAlloc::new(MiMalloc);
 
 /// Bytes allocated and not freed since `region` started (stats_alloc counts a realloc's growth
 /// in `bytes_allocated` already). Peak is tracked by sampling at the end of each stage.
-fn live(region: &Region<'_, System>) -> isize {
+fn live(region: &Region<'_, MiMalloc>) -> isize {
     let s = region.change();
     s.bytes_allocated as isize - s.bytes_deallocated as isize
 }
@@ -156,6 +157,9 @@ fn run(n: usize, reps: usize) {
         );
     }
 
+    if std::env::var_os("ONLY_FULL").is_some() {
+        return;
+    }
     // One changed file among the others, through the incremental reloader serve uses.
     let mut reloader = Reloader::new(
         Loader::new(&dir, DEFAULT_MAX_FILE_SIZE),

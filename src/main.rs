@@ -8,6 +8,12 @@ use clap::Parser;
 use canary_xds::cli::{Cli, Command};
 use canary_xds::{bootstrap, check, serve};
 
+/// mimalloc rather than the system allocator: a reload allocates many small values on both
+/// cores, where glibc's malloc cost a full rebuild of 10,000 Mappings a quarter of its time
+/// (BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
