@@ -141,6 +141,9 @@ fn run(n: usize, reps: usize) {
         compile_t.push(t2 - t1);
         build_t.push(t3 - t2);
         full_t.push(t3 - t0);
+        if std::env::var_os("SHOW_REPS").is_some() {
+            eprintln!("rep: {:.1} ms", ms(t3 - t0));
+        }
     }
     if !only_incremental {
         println!("{}", Times(full_t).show("full rebuild (read..encode)", n));

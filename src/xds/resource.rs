@@ -302,9 +302,8 @@ pub fn content_digest(kind: Kind, model: &impl serde::Serialize) -> [u8; 32] {
     h.update(kind.short().as_bytes());
     h.update([0]);
     // serde_json writes struct fields in declaration order and our maps are BTreeMaps, so the
-    // bytes are canonical.
-    let json = serde_json::to_vec(model).expect("models serialize");
-    h.update(&json);
+    // bytes are canonical. They go to the hash as they are written, never held whole.
+    serde_json::to_writer(&mut h, model).expect("models serialize");
     h.finalize().into()
 }
 
