@@ -497,15 +497,14 @@ impl SnapshotBuilder {
         }
     }
 
-    /// The runtime variant of weighted route `i` on base weights `base`: its id (content
-    /// version), runtime key prefix and encoded entry.
-    fn runtime_route(
+    /// The runtime variant of a weighted route on base weights `base`: its id (content
+    /// version) and runtime key prefix, remembered with the route.
+    fn runtime_key(
         &mut self,
         route: &Arc<Route>,
         structure: [u8; 32],
         base: &[Bp],
-    ) -> ([u8; 32], String, bytes::Bytes) {
-        let generation = self.generation;
+    ) -> ([u8; 32], String) {
         let cached = self.cached_route(route);
         let (_, id, prefix) = match &mut cached.runtime {
             Some(rt) if rt.0 == base => rt,
@@ -520,18 +519,7 @@ impl SnapshotBuilder {
                 slot.insert((base.to_vec(), id, prefix))
             }
         };
-        let (id, prefix) = (*id, prefix.clone());
-        let bytes = self.runtime_routes.entry(id).or_insert_with(|| {
-            let mut bytes = Vec::new();
-            let envoy = translate::weighted_route_with_runtime(route, &prefix, base);
-            prost::encoding::message::encode(3, &envoy, &mut bytes);
-            Used {
-                value: bytes::Bytes::from(bytes),
-                generation,
-            }
-        });
-        bytes.generation = generation;
-        (id, prefix, bytes.value.clone())
+        (*id, prefix.clone())
     }
 
     /// Builds a fleet's route configurations and layer from every route of its table.
@@ -586,23 +574,55 @@ impl SnapshotBuilder {
         let mut prefixes: Vec<Option<String>> = vec![None; n];
         let mut overrides = vec![false; n];
         let mut layer = Layer::new();
+        // Each weighted route's runtime variant: its key first, then the entries not cached,
+        // translated together (on every core for a first load).
+        let mut missing = Vec::new();
         for i in 0..n {
             let Some(s) = structures[i] else { continue };
-            let route = &table.routes[i];
             let base = fleet_bases
                 .bases
                 .entry(s)
                 .or_insert_with(|| weights(i).collect());
-            let (id, prefix, bytes) = self.runtime_route(route, s, base);
-            rt_entries[i] = bytes;
+            let (id, prefix) = self.runtime_key(&table.routes[i], s, base);
+            if !self.runtime_routes.contains_key(&id) {
+                missing.push((i, id, prefix.clone(), base.clone()));
+            }
             rt_digests[i] = id;
+            prefixes[i] = Some(prefix);
+        }
+        let encode = |(i, _, prefix, base): &(usize, [u8; 32], String, Vec<Bp>)| {
+            let mut bytes = Vec::new();
+            let envoy = translate::weighted_route_with_runtime(&table.routes[*i], prefix, base);
+            prost::encoding::message::encode(3, &envoy, &mut bytes);
+            bytes::Bytes::from(bytes)
+        };
+        let made: Vec<bytes::Bytes> = if missing.len() < PARALLEL_MIN {
+            missing.iter().map(encode).collect()
+        } else {
+            missing.par_iter().map(encode).collect()
+        };
+        let generation = self.generation;
+        for ((_, id, _, _), value) in missing.iter().zip(made) {
+            self.runtime_routes.insert(*id, Used { value, generation });
+        }
+        for i in 0..n {
+            let (Some(s), Some(prefix)) = (structures[i], &prefixes[i]) else {
+                continue;
+            };
+            let route = &table.routes[i];
+            let base = &fleet_bases.bases[&s];
+            let bytes = self
+                .runtime_routes
+                .get_mut(&rt_digests[i])
+                .expect("cached above");
+            bytes.generation = generation;
+            rt_entries[i] = bytes.value.clone();
             if !base.iter().copied().eq(weights(i)) {
                 overrides[i] = true;
                 for b in &route.backends {
                     layer.insert(format!("{prefix}.{}", b.cluster), b.weight_bp);
                 }
             }
-            prefixes[i] = Some(prefix);
         }
         self.bases.insert(fleet.to_string(), fleet_bases);
         let all_prefixes = prefixes.iter().flatten().cloned().collect();

@@ -1,0 +1,226 @@
+//! The pipeline benchmark's body, shared by `pipeline` (timings, with the allocator the binary
+//! uses) and `pipeline_heap` (peak heap, with a counting allocator whose shared counters would
+//! slow every allocation down on two cores, so it is never timed).
+
+use std::fs;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use canary_xds::reload::Reloader;
+use canary_xds::snapshot::{Listen, SnapshotBuilder};
+use canary_xds::source::{DEFAULT_MAX_FILE_SIZE, Loader};
+use canary_xds::table::compile;
+
+/// Live heap bytes now, when a counting allocator is installed.
+pub type Live = fn() -> isize;
+
+/// Writes `n` Mappings over files of 10: groups of 1 to 3 backends, mixed weights, a few
+/// hosts and header canaries.
+fn generate(dir: &Path, n: usize) {
+    fs::create_dir_all(dir).unwrap();
+    let mut docs = Vec::new();
+    let mut file = 0;
+    for i in 0..n {
+        let group = i / 3 + (i % 7 == 0) as usize;
+        let host = if group.is_multiple_of(5) {
+            format!("host: h{}.example.com\n", group % 7)
+        } else {
+            String::new()
+        };
+        let header = if group.is_multiple_of(11) {
+            "headers:\n  x-canary: \"true\"\n".to_string()
+        } else {
+            String::new()
+        };
+        let weight = match i % 3 {
+            0 => String::new(),
+            1 => format!("weight: {}\n", 1 + i % 30),
+            _ => format!("weight: {}.{}\n", i % 20, i % 10),
+        };
+        docs.push(format!(
+            "apiVersion: ambassador/v1\nkind: Mapping\nname: m{i}\nprefix: /svc{group}/\nservice: s{i}.ns:8080\n{host}{header}{weight}"
+        ));
+        if docs.len() == 10 || i + 1 == n {
+            fs::write(dir.join(format!("f{file:05}.yaml")), docs.join("---\n")).unwrap();
+            docs.clear();
+            file += 1;
+        }
+    }
+}
+
+fn listen() -> Listen {
+    Listen {
+        default: "0.0.0.0:8080".parse().unwrap(),
+        fleets: Default::default(),
+    }
+}
+
+struct Times(Vec<Duration>);
+
+impl Times {
+    fn pct(&self, p: f64) -> Duration {
+        let mut v = self.0.clone();
+        v.sort();
+        v[((v.len() - 1) as f64 * p).round() as usize]
+    }
+    fn show(&self, what: &str, per: usize) -> String {
+        let p50 = self.pct(0.5);
+        format!(
+            "{what:<34} p50 {:>9.2} ms  p99 {:>9.2} ms  ({:.2} us per Mapping)",
+            ms(p50),
+            ms(self.pct(0.99)),
+            p50.as_secs_f64() * 1e6 / per as f64
+        )
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn run(n: usize, reps: usize, live: Option<Live>) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("m");
+    generate(&dir, n);
+    println!("== {n} Mappings in {} files", n.div_ceil(10));
+
+    let only_incremental = std::env::var_os("ONLY_INCREMENTAL").is_some();
+    // Stages, each from a cold loader.
+    let (mut scan_t, mut compile_t, mut build_t, mut full_t) = (vec![], vec![], vec![], vec![]);
+    let mut peak = 0isize;
+    let mut encoded = 0;
+    for _ in 0..if only_incremental { 0 } else { reps } {
+        let base = live.map_or(0, |f| f());
+        let now = || live.map_or(0, |f| f() - base);
+        let mut high = 0isize;
+        let t0 = Instant::now();
+        let mut loader = Loader::new(&dir, DEFAULT_MAX_FILE_SIZE);
+        let scan = loader.scan(false).unwrap();
+        let t1 = Instant::now();
+        high = high.max(now());
+        let files: Vec<_> = scan.files.iter().map(|f| (*f.parsed).clone()).collect();
+        let compiled = compile(&files, None);
+        let t2 = Instant::now();
+        high = high.max(now());
+        let mut builder = SnapshotBuilder::new(listen(), None);
+        let snaps: Vec<_> = compiled
+            .tables
+            .fleets
+            .iter()
+            .map(|(f, t)| builder.build(f, std::sync::Arc::clone(t)))
+            .collect();
+        let t3 = Instant::now();
+        encoded = snaps
+            .iter()
+            .map(|s| {
+                s.routes.items.values().map(|r| r.any.len()).sum::<usize>()
+                    + s.clusters
+                        .items
+                        .values()
+                        .map(|r| r.any.len())
+                        .sum::<usize>()
+            })
+            .sum();
+        high = high.max(now());
+        peak = peak.max(high);
+        drop(snaps);
+        scan_t.push(t1 - t0);
+        compile_t.push(t2 - t1);
+        build_t.push(t3 - t2);
+        full_t.push(t3 - t0);
+    }
+    if live.is_some() {
+        println!(
+            "heap held at the end of a stage, at most: {:.1} MiB; encoded resources {:.1} MiB",
+            peak as f64 / 1048576.0,
+            encoded as f64 / 1048576.0
+        );
+        return;
+    }
+    if !only_incremental {
+        println!("{}", Times(full_t).show("full rebuild (read..encode)", n));
+        println!("{}", Times(scan_t).show("  read + parse", n));
+        println!(
+            "{}",
+            Times(compile_t).show("  groups + weights + clusters", n)
+        );
+        println!("{}", Times(build_t).show("  translate + encode + hash", n));
+    }
+    if std::env::var_os("ONLY_FULL").is_some() {
+        return;
+    }
+    // One changed file among the others, through the incremental reloader serve uses.
+    let mut reloader = Reloader::new(
+        Loader::new(&dir, DEFAULT_MAX_FILE_SIZE),
+        SnapshotBuilder::new(listen(), None),
+        Duration::from_secs(1),
+    );
+    reloader.reload(false, Instant::now());
+    // Let the files age out of the "racy" window, as they would on a real system.
+    std::thread::sleep(Duration::from_millis(2100));
+    reloader.reload(false, Instant::now());
+    let target = dir.join("f00003.yaml");
+    let original = fs::read_to_string(&target).unwrap();
+    assert!(original.contains("weight: 2\n"));
+    // `serve` reloads the paths its watcher names; `stat all` is the scan it falls back on.
+    for (mode, named) in [("watcher paths", true), ("stat all", false)] {
+        let mut one = vec![];
+        let (mut t_scan, mut t_compile, mut t_snap) = (vec![], vec![], vec![]);
+        for rep in 0..if only_incremental { 300 } else { reps.max(20) } {
+            // A canary's weight moves, as in a rollout.
+            let text = original.replace("weight: 2\n", &format!("weight: {}\n", 3 + rep % 40));
+            let tmp = dir.join(".edit.tmp");
+            fs::write(&tmp, &text).unwrap();
+            fs::rename(&tmp, &target).unwrap();
+            let t = Instant::now();
+            let o = if named {
+                reloader.reload_paths(&[tmp, target.clone()], Instant::now())
+            } else {
+                reloader.reload(false, Instant::now())
+            };
+            one.push(t.elapsed());
+            t_scan.push(o.stats.took_scan);
+            t_compile.push(o.stats.took_compile);
+            t_snap.push(o.stats.took_snapshot);
+            assert!(o.changed);
+        }
+        println!(
+            "{}",
+            Times(one).show(&format!("one changed file ({mode})"), n)
+        );
+        println!("{}", Times(t_scan).show("  scan", n));
+        println!(
+            "{}",
+            Times(t_compile).show("  groups + weights + clusters", n)
+        );
+        println!(
+            "{}",
+            Times(t_snap).show("  snapshots (cached translation)", n)
+        );
+    }
+}
+
+/// Runs every size given on the command line (default 1k, 10k, 50k).
+pub fn main(live: Option<Live>) {
+    let sizes: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let sizes = if sizes.is_empty() {
+        vec![1_000, 10_000, 50_000]
+    } else {
+        sizes
+    };
+    for n in sizes {
+        let reps = if live.is_some() {
+            3
+        } else if n >= 50_000 {
+            5
+        } else if n >= 10_000 {
+            10
+        } else {
+            30
+        };
+        run(n, reps, live);
+    }
+}
