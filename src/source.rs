@@ -287,6 +287,21 @@ fn read_open(mut file: fs::File, max_size: u64) -> Result<Vec<u8>, ReadError> {
     Ok(bytes)
 }
 
+/// What a look at one listed file found (`Loader::look`).
+enum Looked {
+    /// Its metadata did not change: the cached state holds.
+    Unchanged,
+    Read {
+        stamp: Stamp,
+        racy: bool,
+        digest: [u8; 32],
+        bytes: Vec<u8>,
+    },
+    /// Deleted, or no longer a regular file inside the directory, since it was listed.
+    Gone,
+    Unreadable(String),
+}
+
 /// A file read with new content, waiting to be parsed.
 struct Pending {
     /// Where its state is in `Scan::files`.
@@ -427,14 +442,9 @@ impl Loader {
             read: 0,
             parsed: 0,
         };
-        let mut seen = HashSet::with_capacity(found.len());
+        let mut seen: HashSet<String> = found.iter().map(|f| f.rel.clone()).collect();
         let mut to_parse = Vec::new();
-        for f in found {
-            seen.insert(f.rel.clone());
-            if let Some(state) = self.load(&f, &root, verify, &mut scan, &mut to_parse) {
-                scan.files.push(state);
-            }
-        }
+        self.load_all(&found, &root, verify, &mut scan, &mut to_parse);
         self.parse_pending(&mut scan, to_parse);
         // The files last seen in a subdirectory that cannot be read now are not deleted: each
         // is reported unreadable, so that `serve` keeps its last good content.
@@ -616,10 +626,43 @@ impl Loader {
         scan: &mut Scan,
         to_parse: &mut Vec<Pending>,
     ) -> Option<FileState> {
+        let looked = self.look(f, root, verify);
+        self.settle(f, looked, scan, to_parse)
+    }
+
+    /// Loads every listed file: looked at on every core when there are many (the reads of a
+    /// first load), then settled in the cache in path order.
+    fn load_all(
+        &mut self,
+        found: &[Found],
+        root: &Path,
+        verify: bool,
+        scan: &mut Scan,
+        to_parse: &mut Vec<Pending>,
+    ) {
+        use rayon::prelude::*;
+        let looked: Vec<Looked> = if found.len() < 64 {
+            found.iter().map(|f| self.look(f, root, verify)).collect()
+        } else {
+            found
+                .par_iter()
+                .map(|f| self.look(f, root, verify))
+                .collect()
+        };
+        for (f, looked) in found.iter().zip(looked) {
+            if let Some(state) = self.settle(f, looked, scan, to_parse) {
+                scan.files.push(state);
+            }
+        }
+    }
+
+    /// What the file system says about a listed file, without changing anything: the
+    /// cached state still holds, or the content read now, or why there is none.
+    fn look(&self, f: &Found, root: &Path, verify: bool) -> Looked {
         let meta = match fs::metadata(&f.path) {
             Ok(m) => m,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return None, // deleted meanwhile
-            Err(e) => return Some(self.unreadable(f, &e.to_string())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Looked::Gone, // deleted meanwhile
+            Err(e) => return Looked::Unreadable(e.to_string()),
         };
         let stamp = Stamp::of(&meta);
         if let Some(c) = self.cache.get(&f.rel)
@@ -627,28 +670,58 @@ impl Loader {
             && !c.racy
             && !verify
         {
-            return Some(FileState {
-                rel: f.rel.clone(),
-                parsed: Arc::clone(&c.parsed),
-                digest: Some(c.digest),
-            });
+            return Looked::Unchanged;
         }
         let read_at = SystemTime::now();
         let file = match open_inside(&f.path, root) {
             Ok(Some(file)) => file,
             // Gone, or no longer a regular file inside the directory since it was listed.
-            Ok(None) => return None,
-            Err(e) => return Some(self.unreadable(f, &e.to_string())),
+            Ok(None) => return Looked::Gone,
+            Err(e) => return Looked::Unreadable(e.to_string()),
         };
         let bytes = match read_open(file, self.max_file_size) {
             Ok(b) => b,
-            Err(e) => return Some(self.unreadable(f, &e.to_string())),
+            Err(e) => return Looked::Unreadable(e.to_string()),
         };
-        scan.read += 1;
         let digest: [u8; 32] = Sha256::digest(&bytes).into();
         let racy = stamp
             .modified
             .is_none_or(|m| read_at.duration_since(m).map_or(true, |d| d < RACY_WINDOW));
+        Looked::Read {
+            stamp,
+            racy,
+            digest,
+            bytes,
+        }
+    }
+
+    /// Turns what `look` saw into the file's state, updating the cache.
+    fn settle(
+        &mut self,
+        f: &Found,
+        looked: Looked,
+        scan: &mut Scan,
+        to_parse: &mut Vec<Pending>,
+    ) -> Option<FileState> {
+        let (stamp, racy, digest, bytes) = match looked {
+            Looked::Gone => return None,
+            Looked::Unreadable(why) => return Some(self.unreadable(f, &why)),
+            Looked::Unchanged => {
+                let c = self.cache.get(&f.rel).expect("looked up in the cache");
+                return Some(FileState {
+                    rel: f.rel.clone(),
+                    parsed: Arc::clone(&c.parsed),
+                    digest: Some(c.digest),
+                });
+            }
+            Looked::Read {
+                stamp,
+                racy,
+                digest,
+                bytes,
+            } => (stamp, racy, digest, bytes),
+        };
+        scan.read += 1;
         let parsed = match self.cache.get(&f.rel) {
             Some(c) if c.digest == digest => Arc::clone(&c.parsed),
             _ => {
