@@ -291,37 +291,16 @@ fn read_open(mut file: fs::File, max_size: u64) -> Result<Vec<u8>, ReadError> {
 enum Looked {
     /// Its metadata did not change: the cached state holds.
     Unchanged,
+    /// Read now; `parsed` unless the cache holds the parse of these very bytes.
     Read {
         stamp: Stamp,
         racy: bool,
         digest: [u8; 32],
-        bytes: Vec<u8>,
+        parsed: Option<Arc<ParsedFile>>,
     },
     /// Deleted, or no longer a regular file inside the directory, since it was listed.
     Gone,
     Unreadable(String),
-}
-
-/// A file read with new content, waiting to be parsed.
-struct Pending {
-    /// Where its state is in `Scan::files`.
-    index: usize,
-    rel: String,
-    bytes: Vec<u8>,
-    /// Its cache entry, but for the parsed content.
-    cached: Cached,
-}
-
-/// Parses files, on every core when there is enough to parse to be worth it (a full load of
-/// 10,000 Mappings spends most of its time in the YAML parser).
-fn parse_all(files: &[Pending]) -> Vec<Arc<ParsedFile>> {
-    use rayon::prelude::*;
-    let parse = |p: &Pending| Arc::new(parse_file(&p.rel, &p.bytes));
-    let bytes: usize = files.iter().map(|p| p.bytes.len()).sum();
-    if files.len() < 2 || bytes < 256 * 1024 {
-        return files.iter().map(parse).collect();
-    }
-    files.par_iter().map(parse).collect()
 }
 
 /// Why one file could not be read.
@@ -443,9 +422,7 @@ impl Loader {
             parsed: 0,
         };
         let mut seen: HashSet<String> = found.iter().map(|f| f.rel.clone()).collect();
-        let mut to_parse = Vec::new();
-        self.load_all(&found, &root, verify, &mut scan, &mut to_parse);
-        self.parse_pending(&mut scan, to_parse);
+        self.load_all(&found, &root, verify, &mut scan);
         // The files last seen in a subdirectory that cannot be read now are not deleted: each
         // is reported unreadable, so that `serve` keeps its last good content.
         if !unreadable.is_empty() {
@@ -484,23 +461,6 @@ impl Loader {
             files: scan.files.clone(),
         });
         Ok(scan)
-    }
-
-    /// Parses the files read with new content, together and on every core, and completes
-    /// their states in `scan` and the cache.
-    fn parse_pending(&mut self, scan: &mut Scan, to_parse: Vec<Pending>) {
-        let parsed = parse_all(&to_parse);
-        for (pending, parsed) in to_parse.into_iter().zip(parsed) {
-            let state = &mut scan.files[pending.index];
-            state.parsed = Arc::clone(&parsed);
-            self.cache.insert(
-                state.rel.clone(),
-                Cached {
-                    parsed,
-                    ..pending.cached
-                },
-            );
-        }
     }
 
     /// Scans after a watcher named `paths` as changed: when the last listing was plain and
@@ -580,19 +540,17 @@ impl Loader {
             read: 0,
             parsed: 0,
         };
-        let mut to_parse = Vec::new();
         let mut gone = Vec::new();
         for rel in rels {
             let found = Found {
                 path: self.dir.join(&rel),
                 rel,
             };
-            match self.load(&found, &listing.root, false, &mut part, &mut to_parse) {
+            match self.load(&found, &listing.root, false, &mut part) {
                 Some(state) => part.files.push(state),
                 None => gone.push(found.rel),
             }
         }
-        self.parse_pending(&mut part, to_parse);
         for rel in gone {
             self.cache.remove(&rel);
             if let Ok(i) = listing.position(&rel) {
@@ -616,30 +574,16 @@ impl Loader {
     }
 
     /// The state of one listed file: from the cache when its metadata (or content) did not
-    /// change; otherwise read, and left in `to_parse` when its content is new (its state is
-    /// then pushed next, at `scan.files.len()`, and completed once parsed).
-    fn load(
-        &mut self,
-        f: &Found,
-        root: &Path,
-        verify: bool,
-        scan: &mut Scan,
-        to_parse: &mut Vec<Pending>,
-    ) -> Option<FileState> {
+    /// change; otherwise read, and parsed if its content is new.
+    fn load(&mut self, f: &Found, root: &Path, verify: bool, scan: &mut Scan) -> Option<FileState> {
         let looked = self.look(f, root, verify);
-        self.settle(f, looked, scan, to_parse)
+        self.settle(f, looked, scan)
     }
 
-    /// Loads every listed file: looked at on every core when there are many (the reads of a
-    /// first load), then settled in the cache in path order.
-    fn load_all(
-        &mut self,
-        found: &[Found],
-        root: &Path,
-        verify: bool,
-        scan: &mut Scan,
-        to_parse: &mut Vec<Pending>,
-    ) {
+    /// Loads every listed file: looked at (read and parsed) on every core when there are
+    /// many - a first load of 10,000 Mappings spends most of its time there - then settled in
+    /// the cache in path order.
+    fn load_all(&mut self, found: &[Found], root: &Path, verify: bool, scan: &mut Scan) {
         use rayon::prelude::*;
         let looked: Vec<Looked> = if found.len() < 64 {
             found.iter().map(|f| self.look(f, root, verify)).collect()
@@ -650,14 +594,15 @@ impl Loader {
                 .collect()
         };
         for (f, looked) in found.iter().zip(looked) {
-            if let Some(state) = self.settle(f, looked, scan, to_parse) {
+            if let Some(state) = self.settle(f, looked, scan) {
                 scan.files.push(state);
             }
         }
     }
 
     /// What the file system says about a listed file, without changing anything: the
-    /// cached state still holds, or the content read now, or why there is none.
+    /// cached state still holds, or the content read now (parsed unless the cache has parsed
+    /// the same bytes), or why there is none.
     fn look(&self, f: &Found, root: &Path, verify: bool) -> Looked {
         let meta = match fs::metadata(&f.path) {
             Ok(m) => m,
@@ -665,7 +610,8 @@ impl Loader {
             Err(e) => return Looked::Unreadable(e.to_string()),
         };
         let stamp = Stamp::of(&meta);
-        if let Some(c) = self.cache.get(&f.rel)
+        let cached = self.cache.get(&f.rel);
+        if let Some(c) = cached
             && c.stamp == stamp
             && !c.racy
             && !verify
@@ -687,23 +633,21 @@ impl Loader {
         let racy = stamp
             .modified
             .is_none_or(|m| read_at.duration_since(m).map_or(true, |d| d < RACY_WINDOW));
+        let parsed = match cached {
+            Some(c) if c.digest == digest => None,
+            _ => Some(Arc::new(parse_file(&f.rel, &bytes))),
+        };
         Looked::Read {
             stamp,
             racy,
             digest,
-            bytes,
+            parsed,
         }
     }
 
     /// Turns what `look` saw into the file's state, updating the cache.
-    fn settle(
-        &mut self,
-        f: &Found,
-        looked: Looked,
-        scan: &mut Scan,
-        to_parse: &mut Vec<Pending>,
-    ) -> Option<FileState> {
-        let (stamp, racy, digest, bytes) = match looked {
+    fn settle(&mut self, f: &Found, looked: Looked, scan: &mut Scan) -> Option<FileState> {
+        let (stamp, racy, digest, parsed) = match looked {
             Looked::Gone => return None,
             Looked::Unreadable(why) => return Some(self.unreadable(f, &why)),
             Looked::Unchanged => {
@@ -718,31 +662,16 @@ impl Loader {
                 stamp,
                 racy,
                 digest,
-                bytes,
-            } => (stamp, racy, digest, bytes),
+                parsed,
+            } => (stamp, racy, digest, parsed),
         };
         scan.read += 1;
-        let parsed = match self.cache.get(&f.rel) {
-            Some(c) if c.digest == digest => Arc::clone(&c.parsed),
-            _ => {
+        let parsed = match parsed {
+            Some(p) => {
                 scan.parsed += 1;
-                to_parse.push(Pending {
-                    index: scan.files.len(),
-                    rel: f.rel.clone(),
-                    bytes,
-                    cached: Cached {
-                        stamp,
-                        racy,
-                        digest,
-                        parsed: Arc::default(),
-                    },
-                });
-                return Some(FileState {
-                    rel: f.rel.clone(),
-                    parsed: Arc::default(),
-                    digest: Some(digest),
-                });
+                p
             }
+            None => Arc::clone(&self.cache.get(&f.rel).expect("parsed unless cached").parsed),
         };
         self.cache.insert(
             f.rel.clone(),
@@ -944,11 +873,7 @@ mod tests {
             read: 0,
             parsed: 0,
         };
-        assert!(
-            loader
-                .load(&w.found[0], &w.root, true, &mut scan, &mut Vec::new())
-                .is_none()
-        );
+        assert!(loader.load(&w.found[0], &w.root, true, &mut scan).is_none());
         assert_eq!(scan.read, 0);
     }
 
@@ -978,7 +903,7 @@ mod tests {
                 read: 0,
                 parsed: 0,
             };
-            let state = loader.load(&w.found[0], &w.root, true, &mut scan, &mut Vec::new());
+            let state = loader.load(&w.found[0], &w.root, true, &mut scan);
             let _ = tx.send(state.is_none());
         });
         let skipped = rx.recv_timeout(std::time::Duration::from_secs(10));
