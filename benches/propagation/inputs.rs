@@ -305,8 +305,8 @@ impl Baseline {
 
     /// The Envoy bootstrap: LDS and CDS from files, the same admin, overload and stats
     /// settings as `canary-xds bootstrap` prints.
-    pub fn bootstrap(&self, admin_port: u16) -> String {
-        let doc = json!({
+    pub fn bootstrap(&self, admin_port: u16, stats_flush: Option<&str>) -> String {
+        let mut doc = json!({
             "node": {"id": "baseline", "cluster": "default"},
             "dynamic_resources": {
                 "cds_config": self.source("cds"),
@@ -327,6 +327,9 @@ impl Baseline {
                             30000, 60000],
             }]},
         });
+        if let Some(d) = stats_flush {
+            doc["stats_flush_interval"] = json!(d);
+        }
         self.format.render(&doc)
     }
 
