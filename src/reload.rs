@@ -15,7 +15,7 @@ use crate::diagnostic::{Counts, Diagnostic, Location, Severity};
 use crate::parse::ParsedFile;
 use crate::snapshot::SnapshotBuilder;
 use crate::source::{Loader, Scan, SourceError};
-use crate::table::{Compiled, Tables, compile, reweigh};
+use crate::table::{Compiled, Tables, compile, diagnostic_order, reweigh};
 use crate::xds::server::Published;
 
 /// The outcome of a reload.
@@ -285,10 +285,7 @@ impl Reloader {
         let compiled_at = Instant::now();
         // The compiler re-reports the served files' own diagnostics: sorting drops the repeats.
         diagnostics.extend(compiled.diagnostics.iter().cloned());
-        diagnostics.sort_by(|a, b| {
-            (&a.file, a.line, a.column, a.severity, &a.message)
-                .cmp(&(&b.file, b.line, b.column, b.severity, &b.message))
-        });
+        diagnostics.sort_by(diagnostic_order);
         diagnostics.dedup();
 
         let tables = &compiled.tables;

@@ -8,7 +8,8 @@
 //! is not followed out), and only regular files are read (opened without blocking, so a FIFO
 //! swapped in cannot hang a scan). `Loader` remembers what it read, so that a rescan re-reads
 //! only files whose size, modification time or inode changed, and re-parses only files whose
-//! content changed.
+//! content changed; and in a plain tree (no symlink, nothing skipped) a scan after a watcher
+//! event looks only at the paths the event named.
 
 use std::collections::{HashMap, HashSet};
 use std::fs;

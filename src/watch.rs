@@ -51,6 +51,8 @@ impl DirWatch {
                     {
                         Signal::RootGone
                     }
+                    // An event that names no path cannot narrow the reload.
+                    Ok(event) if event.paths.is_empty() => Signal::Rescan,
                     Ok(event) => Signal::Changed(event.paths),
                     Err(_) => Signal::Rescan,
                 };
