@@ -79,9 +79,10 @@ pub struct Mapping {
 }
 
 impl Mapping {
-    /// Whether `other` is this Mapping with at most its weight changed (same name, place,
-    /// route, upstream and settings): then it takes the very same place in every table.
-    pub fn same_but_weight(&self, other: &Mapping) -> bool {
+    /// Whether `other` is this Mapping with at most what its route carries changed (its weight,
+    /// route and backend settings): the same name, place, route key, upstream and cluster
+    /// settings, so that it takes the very same place in every table and cluster.
+    pub fn same_place(&self, other: &Mapping) -> bool {
         // Destructured so that a new field cannot be forgotten here.
         let Mapping {
             id,
@@ -92,8 +93,8 @@ impl Mapping {
             weight: _,
             shadow,
             cluster,
-            route,
-            backend,
+            route: _,
+            backend: _,
             fields,
             cluster_base,
             key_hash,
@@ -105,8 +106,6 @@ impl Mapping {
             && *key == other.key
             && *service == other.service
             && *cluster == other.cluster
-            && *route == other.route
-            && *backend == other.backend
             && *fields == other.fields
             && *cluster_base == other.cluster_base
             && *fleets == other.fleets

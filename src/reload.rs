@@ -15,7 +15,7 @@ use crate::diagnostic::{Counts, Diagnostic, Location, Severity};
 use crate::parse::ParsedFile;
 use crate::snapshot::SnapshotBuilder;
 use crate::source::{Loader, Scan, SourceError};
-use crate::table::{Compiled, Tables, compile, diagnostic_order, reweigh};
+use crate::table::{Compiled, Tables, compile, diagnostic_order, recompile_routes};
 use crate::xds::server::Published;
 
 /// The outcome of a reload.
@@ -71,7 +71,7 @@ pub struct Reloader {
     builder: SnapshotBuilder,
     files: HashMap<String, FileMemory>,
     /// The files of the last compile and what it gave: the tables to fall back on, and the
-    /// start of a weight-only recompile (`table::reweigh`).
+    /// start of a recompile of only the routes that changed (`table::recompile_routes`).
     last_compile: Option<(Vec<Arc<ParsedFile>>, Compiled)>,
     last: Option<Published>,
     empty_grace: Duration,
@@ -278,7 +278,7 @@ impl Reloader {
         let removed_files = before - self.files.len();
 
         let compiled = match &self.last_compile {
-            Some((files, last)) => reweigh(files, last, &effective)
+            Some((files, last)) => recompile_routes(files, last, &effective)
                 .unwrap_or_else(|| compile(&effective, Some(&last.tables))),
             None => compile(&effective, None),
         };

@@ -1034,7 +1034,7 @@ mod tests {
             steps in proptest::collection::vec((0usize..12, proptest::option::of(0u32..=100), 0u8..10), 1..12),
         ) {
             use crate::parse::ParsedFile;
-            use crate::table::reweigh;
+            use crate::table::recompile_routes;
             // Four routes of three Mappings, one file each; weights last, so that moving one
             // moves nothing else.
             let file = |i: usize, w: Option<u32>, service: u8| {
@@ -1064,7 +1064,7 @@ mod tests {
                 weights[i] = w;
                 let mut next = files.clone();
                 next[i] = file(i, w, u8::from(other == 0));
-                compiled = reweigh(&files, &compiled, &next)
+                compiled = recompile_routes(&files, &compiled, &next)
                     .unwrap_or_else(|| compile(&next, Some(&compiled.tables)));
                 files = next;
             }

@@ -137,16 +137,16 @@ pub fn compile<F: Borrow<ParsedFile>>(files: &[F], fallback: Option<&Tables>) ->
 }
 
 /// The compile of `files` when they are `last_files` with some files replaced by ones whose
-/// Mappings differ from theirs in weight alone (see `Mapping::same_but_weight`), given `last`,
-/// the compile of `last_files`. Then every route and cluster keeps its place and only the
-/// routes of those Mappings are split again: moving a canary, what a rollout does all day,
-/// costs its route instead of a regrouping of every Mapping. Equal to `compile(files,
-/// Some(&last.tables))`.
+/// Mappings differ from theirs only in what their routes carry - weights, route and backend
+/// settings (see `Mapping::same_place`) - given `last`, the compile of `last_files`. Then every
+/// route and cluster keeps its place and only the routes of those Mappings are rebuilt: moving
+/// a canary, what a rollout does all day, or changing a timeout costs its route instead of a
+/// regrouping of every Mapping. Equal to `compile(files, Some(&last.tables))`.
 ///
 /// `None` when the change is anything else, or needs the full compile's care: a split that
 /// fails (and holds its route), a held route, a Mapping in another fleet than the default one,
 /// a left-out Mapping whose error names the route's weights.
-pub fn reweigh(
+pub fn recompile_routes(
     last_files: &[Arc<ParsedFile>],
     last: &Compiled,
     files: &[Arc<ParsedFile>],
@@ -167,7 +167,7 @@ pub fn reweigh(
             return None;
         }
         for (o, n) in old.mappings.iter().zip(&new.mappings) {
-            if !(o.same_but_weight(n) && is_default_only(&o.fleets)) {
+            if !(o.same_place(n) && is_default_only(&o.fleets)) {
                 return None;
             }
             swap.insert(Arc::as_ptr(o), n);
@@ -198,7 +198,7 @@ pub fn reweigh(
         if route.held.is_some() {
             return None;
         }
-        let new = reweigh_route(route, &swapped)?;
+        let new = rebuild_route(route, &swapped)?;
         let label = describe(&route.key);
         for (r, out) in [(route, &mut gone), (&new, &mut came)] {
             if let Some(remark) = &r.remark {
@@ -260,9 +260,9 @@ pub fn reweigh(
     Some(compiled)
 }
 
-/// A route with some of its Mappings replaced by new weights of themselves; `None` when the
-/// new weights cannot be split.
-fn reweigh_route<'m>(
+/// A route with some of its Mappings replaced by new versions of themselves (`same_place`);
+/// `None` when their weights cannot be split.
+fn rebuild_route<'m>(
     route: &Route,
     swapped: &impl Fn(&Arc<Mapping>) -> Option<&'m Arc<Mapping>>,
 ) -> Option<Arc<Route>> {
@@ -2202,9 +2202,9 @@ mod tests {
         }
     }
 
-    /// A Mapping whose weight may move: its weight line comes last, so that moving it moves
-    /// nothing else. `None` for the weight leaves the line out.
-    fn reweighable() -> impl Strategy<Value = (String, Option<u32>, Option<u32>)> {
+    /// A Mapping whose weight and timeout may move: its weight line comes last, so that moving
+    /// it moves nothing else. `None` for the weight leaves the line out.
+    fn movable() -> impl Strategy<Value = (String, Option<u32>, Option<u32>, u32, u32)> {
         (
             prop::sample::select(vec!["/a/", "/b/", "/c/"]),
             prop::option::of(prop::sample::select(vec!["foo.com", "bar.com"])),
@@ -2218,10 +2218,18 @@ mod tests {
             ]),
             prop::option::of(0u32..=120),
             prop::option::of(0u32..=120),
+            1000u32..1003,
+            1000u32..1003,
         )
-            .prop_map(|(prefix, host, extra, before, after)| {
+            .prop_map(|(prefix, host, extra, before, after, t1, t2)| {
                 let host = host.map(|h| format!("host: {h}\n")).unwrap_or_default();
-                (format!("prefix: {prefix}\n{host}{extra}"), before, after)
+                (
+                    format!("prefix: {prefix}\n{host}{extra}"),
+                    before,
+                    after,
+                    t1,
+                    t2,
+                )
             })
     }
 
@@ -2241,7 +2249,7 @@ mod tests {
         ];
         let first = compile(&before, None);
         let after = vec![Arc::new(parse_file("a.yaml", a(30).as_bytes())), b];
-        let quick = reweigh(&before, &first, &after).expect("a weight-only change");
+        let quick = recompile_routes(&before, &first, &after).expect("a weight-only change");
         let full = compile(&after, Some(&first.tables));
         assert_eq!(quick.tables, full.tables);
         assert_eq!(quick.diagnostics, full.diagnostics);
@@ -2256,29 +2264,29 @@ mod tests {
             Arc::new(parse_file("a.yaml", a(30).replace("/a/", "/z/").as_bytes())),
             Arc::clone(&after[1]),
         ];
-        assert!(reweigh(&before, &first, &moved).is_none());
+        assert!(recompile_routes(&before, &first, &moved).is_none());
     }
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(512))]
 
-        /// Whenever `reweigh` takes a change on, it gives what the full compile gives.
+        /// Whenever `recompile_routes` takes a change on, it gives what the full compile gives.
         #[test]
-        fn reweighing_agrees_with_the_full_compile(
-            mappings in prop::collection::vec(reweighable(), 1..12),
+        fn recompiling_routes_agrees_with_the_full_compile(
+            mappings in prop::collection::vec(movable(), 1..12),
             per_file in 1usize..4,
             changed in prop::collection::vec(prop::bool::ANY, 12),
         ) {
-            let doc = |i: usize, body: &str, w: Option<u32>| {
+            let doc = |i: usize, body: &str, w: Option<u32>, t: u32| {
                 let w = w.map(|w| format!("weight: {w}\n")).unwrap_or_default();
                 let name = if body.contains("name: dup") { String::new() } else { format!("name: m{i:02}\n") };
-                format!("---\napiVersion: ambassador/v1\nkind: Mapping\n{name}service: s{}\n{body}{w}", i % 3)
+                format!("---\napiVersion: ambassador/v1\nkind: Mapping\n{name}service: s{}\n{body}timeout_ms: {t}\n{w}", i % 3)
             };
             let files = |after: bool| -> Vec<Arc<ParsedFile>> {
                 mappings.chunks(per_file).enumerate().map(|(f, chunk)| {
-                    let text: String = chunk.iter().enumerate().map(|(j, (body, before, later))| {
+                    let text: String = chunk.iter().enumerate().map(|(j, (body, before, later, t1, t2))| {
                         let i = f * per_file + j;
-                        doc(i, body, if after && changed[f] { *later } else { *before })
+                        if after && changed[f] { doc(i, body, *later, *t2) } else { doc(i, body, *before, *t1) }
                     }).collect();
                     Arc::new(parse_file(&format!("f{f:02}.yaml"), text.as_bytes()))
                 }).collect()
@@ -2289,7 +2297,7 @@ mod tests {
             let after: Vec<Arc<ParsedFile>> = files(true).into_iter().zip(&before).enumerate()
                 .map(|(f, (new, old))| if changed[f] { new } else { Arc::clone(old) })
                 .collect();
-            if let Some(quick) = reweigh(&before, &first, &after) {
+            if let Some(quick) = recompile_routes(&before, &first, &after) {
                 let full = compile(&after, Some(&first.tables));
                 prop_assert_eq!(&quick.tables, &full.tables);
                 prop_assert_eq!(quick.diagnostics, full.diagnostics);
