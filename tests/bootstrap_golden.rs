@@ -4,7 +4,8 @@
 //!
 //! Run with `UPDATE_GOLDEN=1` to rewrite the golden files and `envoy/`, then review the diff.
 
-use std::io::Write as _;
+mod common;
+
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command as Process;
@@ -217,35 +218,7 @@ fn envoy_validate(yaml: &str) -> Option<Result<String, String>> {
         eprintln!("note: envoy is not on PATH; skipping the Envoy validation");
         return None;
     }
-    let mut file = tempfile::Builder::new()
-        .prefix("canary-xds-bootstrap-")
-        .suffix(".yaml")
-        .tempfile()
-        .unwrap();
-    file.write_all(yaml.as_bytes()).unwrap();
-    file.flush().unwrap();
-    let out = Process::new("envoy")
-        .args([
-            "--mode",
-            "validate",
-            "--disable-hot-restart",
-            "-l",
-            "warn",
-            "-c",
-        ])
-        .arg(file.path())
-        .output()
-        .expect("envoy runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Some(if out.status.success() {
-        Ok(text)
-    } else {
-        Err(text)
-    })
+    Some(common::envoy_validate(yaml.as_bytes(), ".yaml"))
 }
 
 /// Certificates where the TLS cases name them: a CA, a server certificate and Envoy's client

@@ -45,12 +45,18 @@ pub fn envoy_validate_pb(
 ) -> Result<String, String> {
     use prost::Message;
     // Envoy reads a bootstrap as binary proto when its name ends in .pb.
+    envoy_validate(&bootstrap.encode_to_vec(), ".pb")
+}
+
+/// `envoy --mode validate` on a bootstrap's bytes, written to a file whose name ends in
+/// `suffix` (`.pb`, `.yaml`: how Envoy decides to read it). As `envoy_validate_pb`.
+pub fn envoy_validate(bytes: &[u8], suffix: &str) -> Result<String, String> {
     let mut file = tempfile::Builder::new()
         .prefix("canary-xds-")
-        .suffix(".pb")
+        .suffix(suffix)
         .tempfile()
         .unwrap();
-    file.write_all(&bootstrap.encode_to_vec()).unwrap();
+    file.write_all(bytes).unwrap();
     file.flush().unwrap();
     let out = Command::new("envoy")
         .args([
