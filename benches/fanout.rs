@@ -42,6 +42,10 @@ use canary_xds::xds::server::Hub;
 use mimalloc::MiMalloc;
 use stats_alloc::StatsAlloc;
 
+#[path = "shared/mapping_doc.rs"]
+mod mapping_doc;
+use mapping_doc::mapping_doc;
+
 /// Counts heap bytes (the counting is stats_alloc's): a steadier gauge than RSS.
 #[global_allocator]
 static ALLOC: &StatsAlloc<MiMalloc> = &COUNTED;
@@ -275,25 +279,7 @@ fn generate(dir: &Path, n: usize) {
     let mut file = 0;
     let generated = n - 2;
     for i in 0..generated {
-        let group = i / 3 + (i % 7 == 0) as usize;
-        let host = if group.is_multiple_of(5) {
-            format!("host: h{}.example.com\n", group % 7)
-        } else {
-            String::new()
-        };
-        let header = if group.is_multiple_of(11) {
-            "headers:\n  x-canary: \"true\"\n".to_string()
-        } else {
-            String::new()
-        };
-        let weight = match i % 3 {
-            0 => String::new(),
-            1 => format!("weight: {}\n", 1 + i % 30),
-            _ => format!("weight: {}.{}\n", i % 20, i % 10),
-        };
-        docs.push(format!(
-            "apiVersion: ambassador/v1\nkind: Mapping\nname: m{i}\nprefix: /svc{group}/\nservice: s{i}.ns:8080\n{host}{header}{weight}"
-        ));
+        docs.push(mapping_doc(i));
         if docs.len() == 10 || i + 1 == generated {
             fs::write(dir.join(format!("f{file:05}.yaml")), docs.join("---\n")).unwrap();
             docs.clear();

@@ -15,6 +15,10 @@
 
 use super::{MAX_DOCUMENTS, MAX_NODES, Node, Value};
 
+#[cfg(test)]
+#[path = "../../benches/shared/mapping_doc.rs"]
+mod bench_docs;
+
 /// The longest key we read: serde-saphyr looks at most 1024 characters ahead for a key's `:`.
 const MAX_KEY: usize = 256;
 /// The most comment lines we read between a `key:` and its value: serde-saphyr buffers them
@@ -616,31 +620,9 @@ mod tests {
         falls_back(&big);
     }
 
-    /// Mapping documents like those of `benches/pipeline.rs`.
+    /// The Mapping documents the benches generate (`benches/shared/mapping_doc.rs`).
     fn generated(n: usize) -> String {
-        let mut docs = Vec::new();
-        for i in 0..n {
-            let group = i / 3 + (i % 7 == 0) as usize;
-            let host = if group.is_multiple_of(5) {
-                format!("host: h{}.example.com\n", group % 7)
-            } else {
-                String::new()
-            };
-            let header = if group.is_multiple_of(11) {
-                "headers:\n  x-canary: \"true\"\n".to_string()
-            } else {
-                String::new()
-            };
-            let weight = match i % 3 {
-                0 => String::new(),
-                1 => format!("weight: {}\n", 1 + i % 30),
-                _ => format!("weight: {}.{}\n", i % 20, i % 10),
-            };
-            docs.push(format!(
-                "apiVersion: ambassador/v1\nkind: Mapping\nname: m{i}\nprefix: /svc{group}/\n\
-                 service: s{i}.ns:8080\n{host}{header}{weight}"
-            ));
-        }
+        let docs: Vec<String> = (0..n).map(bench_docs::mapping_doc).collect();
         docs.join("---\n")
     }
 
