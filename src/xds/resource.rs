@@ -301,10 +301,35 @@ pub fn content_digest(kind: Kind, model: &impl serde::Serialize) -> [u8; 32] {
     h.update(concat!("canary-xds/", env!("CARGO_PKG_VERSION"), "/").as_bytes());
     h.update(kind.short().as_bytes());
     h.update([0]);
-    // serde_json writes struct fields in declaration order and our maps are BTreeMaps, so the
-    // bytes are canonical. They go to the hash as they are written, never held whole.
-    serde_json::to_writer(&mut h, model).expect("models serialize");
-    h.finalize().into()
+    // postcard writes struct fields in declaration order, lengths before contents and our maps
+    // are BTreeMaps, so the bytes are canonical and tell any two models apart (they decode back
+    // to the model). They go to the hash as they are written, never held whole: a quarter of
+    // the bytes serde_json would write, field names and escapes left out.
+    postcard::serialize_with_flavor(model, Hashing(h))
+        .expect("models serialize")
+        .finalize()
+        .into()
+}
+
+/// A postcard output that feeds a hash.
+struct Hashing(Sha256);
+
+impl postcard::ser_flavors::Flavor for Hashing {
+    type Output = Sha256;
+
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.0.update(data);
+        Ok(())
+    }
+
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.0.update([data]);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<Sha256> {
+        Ok(self.0)
+    }
 }
 
 #[cfg(test)]
