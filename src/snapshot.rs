@@ -218,22 +218,68 @@ struct CachedRoute {
     runtime: Option<(Vec<Bp>, [u8; 32], String)>,
 }
 
+/// A weighted route's runtime variant: its id and its entries.
+type RuntimeVariant = ([u8; 32], bytes::Bytes);
+
 impl CachedRoute {
-    /// Translates and encodes a route.
-    fn of(r: &Arc<Route>) -> Self {
-        let mut bytes = Vec::new();
-        for envoy in translate::envoy_routes(r) {
-            prost::encoding::message::encode(3, &envoy, &mut bytes);
-        }
-        CachedRoute {
+    /// Translates and encodes a route. With `with_runtime`, a weighted route's runtime variant
+    /// on its own weights too (what a first load serves: the bases are the table's weights),
+    /// from the same translation.
+    fn of(r: &Arc<Route>, with_runtime: bool) -> (Self, Option<RuntimeVariant>) {
+        let mut envoy = translate::envoy_routes(r);
+        let structure = translate::is_weighted(r)
+            .then(|| content_digest(Kind::Route, &RouteModel::structure_of(r)));
+        let weights: Vec<Bp> = r.backends.iter().map(|b| b.weight_bp).collect();
+        let mut cached = CachedRoute {
             _route: Arc::clone(r),
-            digest: content_digest(Kind::Route, &RouteModel::of(r)),
-            structure: translate::is_weighted(r)
-                .then(|| content_digest(Kind::Route, &RouteModel::structure_of(r))),
-            entries: bytes::Bytes::from(bytes),
+            // A weighted route's content is its structure and its weights.
+            digest: match structure {
+                Some(s) => hash_weights(b"plain", s, &weights),
+                None => content_digest(Kind::Route, &RouteModel::of(r)),
+            },
+            structure,
+            entries: encode_entries(&envoy),
             runtime: None,
-        }
+        };
+        let variant = match (structure, envoy.as_mut_slice()) {
+            (Some(s), [route]) if with_runtime => {
+                let (id, prefix) = runtime_id(s, &weights);
+                translate::read_weights_from_runtime(route, &prefix);
+                cached.runtime = Some((weights, id, prefix));
+                Some((id, encode_entries(&envoy)))
+            }
+            _ => None,
+        };
+        (cached, variant)
     }
+}
+
+/// Envoy routes as entries of `VirtualHost.routes` (field 3).
+fn encode_entries(routes: &[impl prost::Message]) -> bytes::Bytes {
+    let mut bytes = Vec::new();
+    for envoy in routes {
+        prost::encoding::message::encode(3, envoy, &mut bytes);
+    }
+    bytes::Bytes::from(bytes)
+}
+
+/// A digest of a route structure and weights, `tag` telling apart what it names.
+fn hash_weights(tag: &[u8], structure: [u8; 32], weights: &[Bp]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(tag);
+    h.update(structure);
+    for w in weights {
+        h.update(w.to_be_bytes());
+    }
+    h.finalize().into()
+}
+
+/// The id (content version) of a weighted route's runtime variant on base weights `base`,
+/// and the prefix of its runtime keys.
+fn runtime_id(structure: [u8; 32], base: &[Bp]) -> ([u8; 32], String) {
+    let id = hash_weights(b"runtime", structure, base);
+    let prefix = format!("cx.{}", short_hex(&id));
+    (id, prefix)
 }
 
 /// Below this many resources to translate, one thread does it: handing work to the pool costs
@@ -472,7 +518,7 @@ impl SnapshotBuilder {
             .routes
             .entry(Arc::as_ptr(r) as usize)
             .or_insert_with(|| Used {
-                value: CachedRoute::of(r),
+                value: CachedRoute::of(r, false).0,
                 generation,
             });
         used.generation = generation;
@@ -480,7 +526,7 @@ impl SnapshotBuilder {
     }
 
     /// Caches every route of `routes` not cached yet, translated on every core when there are
-    /// many (a first load).
+    /// many (a first load), with the runtime variants on their own weights.
     fn cache_routes(&mut self, routes: &[Arc<Route>]) {
         let missing: Vec<&Arc<Route>> = routes
             .iter()
@@ -489,11 +535,19 @@ impl SnapshotBuilder {
         if missing.len() < PARALLEL_MIN {
             return; // `cached_route` does them one by one
         }
-        let made: Vec<CachedRoute> = missing.par_iter().map(|r| CachedRoute::of(r)).collect();
+        let made: Vec<_> = missing
+            .par_iter()
+            .map(|r| CachedRoute::of(r, true))
+            .collect();
         let generation = self.generation;
-        for (r, value) in missing.into_iter().zip(made) {
+        for (r, (value, variant)) in missing.into_iter().zip(made) {
             self.routes
                 .insert(Arc::as_ptr(r) as usize, Used { value, generation });
+            if let Some((id, value)) = variant {
+                self.runtime_routes
+                    .entry(id)
+                    .or_insert(Used { value, generation });
+            }
         }
     }
 
@@ -509,13 +563,7 @@ impl SnapshotBuilder {
         let (_, id, prefix) = match &mut cached.runtime {
             Some(rt) if rt.0 == base => rt,
             slot => {
-                let mut h = Sha256::new();
-                h.update(structure);
-                for w in base {
-                    h.update(w.to_be_bytes());
-                }
-                let id: [u8; 32] = h.finalize().into();
-                let prefix = format!("cx.{}", short_hex(&id));
+                let (id, prefix) = runtime_id(structure, base);
                 slot.insert((base.to_vec(), id, prefix))
             }
         };
@@ -929,6 +977,38 @@ mod tests {
             .map(|(f, y)| parse_file(f, y.as_bytes()))
             .collect();
         Arc::clone(&compile(&files, None).tables.fleets["default"])
+    }
+
+    #[test]
+    fn a_runtime_variant_made_with_the_plain_one_is_the_runtime_translation() {
+        let t = table(&[
+            (
+                "a.yaml",
+                "apiVersion: ambassador/v1\nkind: Mapping\nname: a\nprefix: /a/\nservice: a\n",
+            ),
+            (
+                "b.yaml",
+                "apiVersion: ambassador/v1\nkind: Mapping\nname: b\nprefix: /a/\nservice: b\nweight: 30\n",
+            ),
+        ]);
+        let r = &t.routes[0];
+        assert!(translate::is_weighted(r));
+        let (cached, variant) = CachedRoute::of(r, true);
+        let (id, entries) = variant.expect("a weighted route has a runtime variant");
+        let weights: Vec<Bp> = r.backends.iter().map(|b| b.weight_bp).collect();
+        let (want, prefix) = runtime_id(cached.structure.expect("weighted"), &weights);
+        assert_eq!(id, want);
+        let runtime = translate::weighted_route_with_runtime(r, &prefix, &weights);
+        assert_eq!(entries, encode_entries(&[runtime]));
+        assert_ne!(entries, cached.entries);
+        assert_ne!(
+            id, cached.digest,
+            "the two variants have different versions"
+        );
+        // Without asking, and for a route with one backend, there is none.
+        assert!(CachedRoute::of(r, false).1.is_none());
+        let single = table(&[RICH[2]]);
+        assert!(CachedRoute::of(&single.routes[0], true).1.is_none());
     }
 
     const RICH: &[(&str, &str)] = &[

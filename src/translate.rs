@@ -392,12 +392,18 @@ pub fn weighted_route_with_runtime(route: &Route, prefix: &str, base: &[Bp]) -> 
         .collect();
     let mirrors: Vec<RequestMirrorPolicy> = route.shadow.iter().map(mirror_policy).collect();
     let mut r = weighted_route(route_match(&route.key), &backends, &mirrors);
-    if let Some(XdsRouteKind::Route(action)) = &mut r.action
+    read_weights_from_runtime(&mut r, prefix);
+    r
+}
+
+/// Makes a route with `weighted_clusters` read its weights from runtime keys under `prefix`
+/// (its base weights stay as they are, for keys the runtime does not hold).
+pub fn read_weights_from_runtime(route: &mut XdsRoute, prefix: &str) {
+    if let Some(XdsRouteKind::Route(action)) = &mut route.action
         && let Some(ClusterSpecifier::WeightedClusters(w)) = &mut action.cluster_specifier
     {
         w.runtime_key_prefix = prefix.to_string();
     }
-    r
 }
 
 /// A route to one cluster, with the backend's route-level and per-backend settings on it.
