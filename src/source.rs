@@ -244,7 +244,7 @@ pub fn read_limited(path: &Path, max_size: u64) -> Result<Vec<u8>, ReadError> {
 /// the file actually opened says (a symlink swapped since the listing is caught here).
 /// `Ok(None)` when it is not (any more): gone, moved out of reach, or not a regular file; the
 /// next listing says why.
-fn open_inside(path: &Path, root: &Path) -> io::Result<Option<fs::File>> {
+fn open_inside(path: &Path, root: &Path) -> io::Result<Option<(fs::File, fs::Metadata)>> {
     use std::os::unix::fs::OpenOptionsExt;
     // Linux's O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer.
     const O_NONBLOCK: i32 = 0o4000;
@@ -257,7 +257,8 @@ fn open_inside(path: &Path, root: &Path) -> io::Result<Option<fs::File>> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
-    if !file.metadata()?.is_file() {
+    let meta = file.metadata()?;
+    if !meta.is_file() {
         return Ok(None);
     }
     let real = {
@@ -265,12 +266,12 @@ fn open_inside(path: &Path, root: &Path) -> io::Result<Option<fs::File>> {
         fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
             .or_else(|_| fs::canonicalize(path))?
     };
-    Ok(real.starts_with(root).then_some(file))
+    Ok(real.starts_with(root).then_some((file, meta)))
 }
 
-/// Reads an open file, refusing one over `max_size` bytes without reading it all.
-fn read_open(mut file: fs::File, max_size: u64) -> Result<Vec<u8>, ReadError> {
-    let len = file.metadata().map_err(ReadError::Io)?.len();
+/// Reads an open file of `len` bytes (as its metadata said when it was opened), refusing one
+/// over `max_size` bytes without reading it all.
+fn read_open(mut file: fs::File, len: u64, max_size: u64) -> Result<Vec<u8>, ReadError> {
     if len > max_size {
         return Err(ReadError::TooLarge { len, max_size });
     }
@@ -605,28 +606,33 @@ impl Loader {
     /// cached state still holds, or the content read now (parsed unless the cache has parsed
     /// the same bytes), or why there is none.
     fn look(&self, f: &Found, root: &Path, verify: bool) -> Looked {
-        let meta = match fs::metadata(&f.path) {
-            Ok(m) => m,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Looked::Gone, // deleted meanwhile
-            Err(e) => return Looked::Unreadable(e.to_string()),
+        let gone_or_unreadable = |e: io::Error| match e.kind() {
+            io::ErrorKind::NotFound => Looked::Gone, // deleted meanwhile
+            _ => Looked::Unreadable(e.to_string()),
         };
-        let stamp = Stamp::of(&meta);
         let cached = self.cache.get(&f.rel);
+        // A stat by path first only when it can spare the read: a first load opens at once
+        // and takes the stamp from the open file.
         if let Some(c) = cached
-            && c.stamp == stamp
             && !c.racy
             && !verify
         {
-            return Looked::Unchanged;
+            match fs::metadata(&f.path) {
+                Ok(meta) if Stamp::of(&meta) == c.stamp => return Looked::Unchanged,
+                Ok(_) => {}
+                Err(e) => return gone_or_unreadable(e),
+            }
         }
         let read_at = SystemTime::now();
-        let file = match open_inside(&f.path, root) {
-            Ok(Some(file)) => file,
+        let (file, meta) = match open_inside(&f.path, root) {
+            Ok(Some(opened)) => opened,
             // Gone, or no longer a regular file inside the directory since it was listed.
             Ok(None) => return Looked::Gone,
-            Err(e) => return Looked::Unreadable(e.to_string()),
+            Err(e) => return gone_or_unreadable(e),
         };
-        let bytes = match read_open(file, self.max_file_size) {
+        // Taken before reading, from the file read: a write after this changes the stamp.
+        let stamp = Stamp::of(&meta);
+        let bytes = match read_open(file, meta.len(), self.max_file_size) {
             Ok(b) => b,
             Err(e) => return Looked::Unreadable(e.to_string()),
         };
