@@ -69,8 +69,9 @@ pub struct Mapping {
     pub cluster: ClusterSettings,
     pub route: RouteSettings,
     pub backend: BackendSettings,
-    /// Where each field given in the YAML was, for diagnostics about it.
-    pub fields: BTreeMap<&'static str, Location>,
+    /// Where each field given in the YAML was (line and column in the Mapping's file), for
+    /// diagnostics about it.
+    pub fields: BTreeMap<&'static str, (u64, u64)>,
     /// The base of its cluster's name (see `cluster_base_name`), computed once.
     pub cluster_base: String,
     /// `key`'s hash (`RouteKey::hash_once`), computed once: grouping thousands of Mappings on
@@ -113,10 +114,10 @@ impl Mapping {
 
     /// The location of `field` if the YAML gave it, else of the Mapping itself.
     pub fn field_location(&self, field: &str) -> Location {
-        self.fields
-            .get(field)
-            .cloned()
-            .unwrap_or_else(|| self.origin.location())
+        match self.fields.get(field) {
+            Some(&(line, column)) => Location::new(self.origin.file.clone(), line, column),
+            None => self.origin.location(),
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 //! is left out (with an error diagnostic naming the file, line and field); a field we do not
 //! support is ignored with a warning. Nothing is dropped silently.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
@@ -324,7 +325,7 @@ impl Cx<'_> {
         &mut self,
         field: &str,
         n: &'n Node,
-    ) -> Option<Vec<(String, &'n Node, &'n Node)>> {
+    ) -> Option<Vec<(Cow<'n, str>, &'n Node, &'n Node)>> {
         let Value::Map(entries) = &n.value else {
             self.wrong_type(n, field, "a mapping");
             return None;
@@ -452,17 +453,17 @@ fn read_mapping(cx: &mut Cx<'_>, doc: &Node, origin: Origin) -> Result<Mapping, 
     let kubernetes = doc.get("spec").is_some() || doc.get("metadata").is_some();
     let mut name_node: Option<&Node> = None;
     let mut namespace_node: Option<&Node> = None;
-    let mut spec: Vec<(String, &Node, &Node)> = Vec::new();
+    let mut spec: Vec<(Cow<str>, &Node, &Node)> = Vec::new();
     let Some(top) = cx.entries("document", doc) else {
         return Err(Box::new(Rejected::unknown(origin)));
     };
     if kubernetes {
         for (key, k, v) in top {
-            match key.as_str() {
+            match &*key {
                 "apiVersion" | "kind" | "status" => {}
                 "metadata" => {
                     for (mk, mkn, mv) in cx.entries("metadata", v).unwrap_or_default() {
-                        match mk.as_str() {
+                        match &*mk {
                             "name" => name_node = Some(mv),
                             "namespace" => namespace_node = Some(mv),
                             m if K8S_METADATA.contains(&m) => {}
@@ -487,7 +488,7 @@ fn read_mapping(cx: &mut Cx<'_>, doc: &Node, origin: Origin) -> Result<Mapping, 
         }
     } else {
         for (key, k, v) in top {
-            match key.as_str() {
+            match &*key {
                 "apiVersion" | "kind" => {}
                 _ => spec.push((key, k, v)),
             }
@@ -535,8 +536,8 @@ fn read_mapping(cx: &mut Cx<'_>, doc: &Node, origin: Origin) -> Result<Mapping, 
 
     let mut b = Builder::default();
     for (key, k, v) in &spec {
-        if let Some(&field) = FIELDS.iter().find(|f| **f == key.as_str()) {
-            b.fields.insert(field, cx.at(k));
+        if let Some(&field) = FIELDS.iter().find(|f| **f == &**key) {
+            b.fields.insert(field, (k.line, k.column));
             read_field(cx, &mut b, field, v);
         } else if !(kubernetes && (key == "name" || key == "namespace")) {
             let key = clip(key);
@@ -673,9 +674,9 @@ const SHADOW_IGNORED: &[&str] = &[
     "use_websocket",
 ];
 
-fn warn_shadow_fields(cx: &mut Cx<'_>, b: &Builder, spec: &[(String, &Node, &Node)]) {
+fn warn_shadow_fields(cx: &mut Cx<'_>, b: &Builder, spec: &[(Cow<str>, &Node, &Node)]) {
     for (key, k, _) in spec {
-        if SHADOW_IGNORED.contains(&key.as_str()) && b.fields.contains_key(key.as_str()) {
+        if SHADOW_IGNORED.contains(&key.as_ref()) && b.fields.contains_key(key.as_ref()) {
             cx.warning(
                 k,
                 key,
@@ -691,7 +692,7 @@ fn warn_shadow_fields(cx: &mut Cx<'_>, b: &Builder, spec: &[(String, &Node, &Nod
 /// The fields of one Mapping as they are read, before defaults.
 #[derive(Default)]
 struct Builder {
-    fields: BTreeMap<&'static str, Location>,
+    fields: BTreeMap<&'static str, (u64, u64)>,
     prefix: Option<String>,
     prefix_regex: Option<bool>,
     service: Option<Service>,
@@ -786,7 +787,7 @@ fn read_field(cx: &mut Cx<'_>, b: &mut Builder, field: &'static str, v: &Node) {
                     continue;
                 }
                 if let Some(m) = match_value(cx, field, val) {
-                    b.query_parameters.insert(name, m);
+                    b.query_parameters.insert(name.into_owned(), m);
                 }
             }
         }
@@ -886,7 +887,11 @@ fn read_field(cx: &mut Cx<'_>, b: &mut Builder, field: &'static str, v: &Node) {
 
 impl Builder {
     /// Checks the route's matchers together and builds its key.
-    fn route_key(&mut self, cx: &mut Cx<'_>, spec: &[(String, &Node, &Node)]) -> Option<RouteKey> {
+    fn route_key(
+        &mut self,
+        cx: &mut Cx<'_>,
+        spec: &[(Cow<str>, &Node, &Node)],
+    ) -> Option<RouteKey> {
         let node_of = |field: &str| {
             spec.iter()
                 .find(|(k, _, _)| k == field)
@@ -1104,7 +1109,7 @@ fn read_add_headers(cx: &mut Cx<'_>, field: &str, v: &Node) -> BTreeMap<String, 
                 let mut value = None;
                 let mut append = true;
                 for (k, kn2, x) in cx.entries(field, val).unwrap_or_default() {
-                    match k.as_str() {
+                    match &*k {
                         "value" => {
                             value = x
                                 .scalar_text()
@@ -1123,7 +1128,10 @@ fn read_add_headers(cx: &mut Cx<'_>, field: &str, v: &Node) -> BTreeMap<String, 
                     }
                 }
                 match value {
-                    Some(value) => Some(AddHeader { value, append }),
+                    Some(value) => Some(AddHeader {
+                        value: value.into_owned(),
+                        append,
+                    }),
                     None => {
                         cx.error(val, field, format!("{field}.{} needs a value", clip(&name)));
                         None
@@ -1193,7 +1201,7 @@ fn read_retry_policy(cx: &mut Cx<'_>, v: &Node) -> Option<RetryPolicy> {
         per_try_timeout_ms: None,
     };
     for (k, kn, x) in cx.entries(field, v)? {
-        match k.as_str() {
+        match &*k {
             "retry_on" => {
                 if let Some(s) = cx.non_empty_string("retry_policy.retry_on", x) {
                     let bad: Vec<&str> = s

@@ -8,6 +8,7 @@
 
 mod fast;
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -57,13 +58,13 @@ impl Node {
     }
 
     /// The node's text when it is a scalar (`10`, `true`, `"x"`), for keys and messages.
-    pub fn scalar_text(&self) -> Option<String> {
+    pub fn scalar_text(&self) -> Option<Cow<'_, str>> {
         match &self.value {
-            Value::Str(s) => Some(s.clone()),
-            Value::Bool(b) => Some(b.to_string()),
-            Value::Int(i) => Some(i.to_string()),
-            Value::Float(f) => Some(f.to_string()),
-            Value::Null => Some(String::new()),
+            Value::Str(s) => Some(Cow::Borrowed(s)),
+            Value::Bool(b) => Some(Cow::Owned(b.to_string())),
+            Value::Int(i) => Some(Cow::Owned(i.to_string())),
+            Value::Float(f) => Some(Cow::Owned(f.to_string())),
+            Value::Null => Some(Cow::Borrowed("")),
             Value::Seq(_) | Value::Map(_) => None,
         }
     }
