@@ -6,7 +6,7 @@
 //! the first reload fails or the first NACK arrives. The ADS server's own counters and its
 //! connected Envoys are read from the hub at scrape time, so they cannot drift from it.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 use std::sync::atomic::Ordering;
 
@@ -19,7 +19,7 @@ use prometheus_client::registry::Registry;
 
 use crate::reload::{Outcome, overall_version};
 use crate::xds::resource::Kind;
-use crate::xds::server::{EnvoyStatus, Hub, Observed, Published};
+use crate::xds::server::{EnvoyStatus, Hub, Observed};
 use crate::xds::stream::Variant;
 
 /// The `Content-Type` of what `render` returns (Prometheus text format 0.0.4).
@@ -81,9 +81,6 @@ struct ScrapeState {
     envoy_series: BTreeSet<EnvoyLabels>,
 }
 
-/// An ACK that would measure how long a change took to reach an Envoy: (node id, fleet, type).
-type AckKey = (String, String, Kind);
-
 /// The registry and every metric handle.
 pub struct Metrics {
     registry: Registry,
@@ -104,8 +101,6 @@ pub struct Metrics {
     /// Scrapes copy the hub's counters by difference: one at a time, or two would add the
     /// same difference twice.
     scrape: Mutex<ScrapeState>,
-    /// The ACKs still expected for the last change (see `expect_acks`).
-    pending: Mutex<HashSet<AckKey>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -239,7 +234,6 @@ impl Metrics {
             nacks,
             change_to_ack,
             scrape: Mutex::new(ScrapeState::default()),
-            pending: Mutex::new(HashSet::new()),
         }
     }
 
@@ -272,30 +266,16 @@ impl Metrics {
         }
     }
 
-    /// Call just before `new` replaces `old`: from now on, the first ACK of each changed type
-    /// from each Envoy already connected measures how long the change took to reach it. Envoys
-    /// that connect later, and types that did not change, are not counted: their ACKs say when
-    /// they connected, not how fast a change travels.
-    pub fn expect_acks(&self, old: &Published, new: &Published, envoys: &[EnvoyStatus]) {
-        let expected = expected_acks(old, new, envoys);
-        *self.pending.lock().expect("pending lock") = expected;
-    }
-
-    /// Hears what the ADS server observed (pass it to `Hub::observe`).
+    /// Hears what the ADS server observed (pass it to `Hub::observe`). The hub reports the
+    /// first ACK of each changed type from each Envoy connected when the change was published:
+    /// Envoys that connect later, and types that did not change, are not counted, since their
+    /// ACKs say when they connected, not how fast a change travels.
     pub fn observed(&self, o: &Observed) {
         match o {
-            Observed::Ack {
-                node_id,
-                fleet,
-                kind,
-                since_change,
-            } => {
-                let key = (node_id.clone(), fleet.clone(), *kind);
-                if self.pending.lock().expect("pending lock").remove(&key) {
-                    self.change_to_ack
-                        .get_or_create(&type_label(*kind))
-                        .observe(since_change.as_secs_f64());
-                }
+            Observed::ChangeAcked { kind, since_change } => {
+                self.change_to_ack
+                    .get_or_create(&type_label(*kind))
+                    .observe(since_change.as_secs_f64());
             }
         }
     }
@@ -379,19 +359,6 @@ fn envoy_counts(envoys: &[EnvoyStatus]) -> BTreeMap<EnvoyLabels, usize> {
 
 /// The ACKs that will tell how long the change from `old` to `new` took to reach each Envoy
 /// connected now: one per Envoy and resource type whose set changed in its fleet.
-fn expected_acks(old: &Published, new: &Published, envoys: &[EnvoyStatus]) -> HashSet<AckKey> {
-    let mut out = HashSet::new();
-    for e in envoys {
-        let (before, after) = (old.fleet(&e.fleet), new.fleet(&e.fleet));
-        for kind in Kind::ALL {
-            if before.set_for(kind, e.runtime).version != after.set_for(kind, e.runtime).version {
-                out.insert((e.node_id.clone(), e.fleet.clone(), kind));
-            }
-        }
-    }
-    out
-}
-
 fn as_i64(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
@@ -405,6 +372,7 @@ pub(crate) mod tests {
     use crate::parse::parse_file;
     use crate::snapshot::{Listen, SnapshotBuilder};
     use crate::table::compile;
+    use crate::xds::server::Published;
 
     /// The snapshots for `files` ((path, YAML) pairs), as the reloader would publish them.
     pub(crate) fn published(files: &[(&str, &str)]) -> Published {
@@ -447,6 +415,7 @@ pub(crate) mod tests {
             types: BTreeMap::new(),
             synced_version: None,
             in_sync: false,
+            awaiting: 0,
         }
     }
 
@@ -586,41 +555,20 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn change_to_ack_counts_the_first_ack_of_each_changed_type_from_envoys_already_there() {
+    fn a_change_acked_is_a_sample_of_its_type() {
         let m = Metrics::new();
-        let old = published(&[("a.yaml", MAIN)]);
-        let new = published(&[("a.yaml", MAIN), ("b.yaml", CANARY)]);
-        let hub = Hub::new(old.clone());
-        let there = envoy("there", "default", Variant::Sotw);
-        m.expect_acks(&old, &new, std::slice::from_ref(&there));
-        let ack = |node: &str, kind| Observed::Ack {
-            node_id: node.into(),
-            fleet: "default".into(),
-            kind,
-            since_change: Duration::from_millis(3),
-        };
-        m.observed(&ack("there", Kind::Cluster));
-        m.observed(&ack("there", Kind::Route));
-        // A second ACK of the same type, and an Envoy that connected after the change: no
-        // samples.
-        m.observed(&ack("there", Kind::Route));
-        m.observed(&ack("later", Kind::Route));
+        let hub = Hub::new(published(&[("a.yaml", MAIN)]));
+        for kind in [Kind::Cluster, Kind::Route] {
+            m.observed(&Observed::ChangeAcked {
+                kind,
+                since_change: Duration::from_millis(3),
+            });
+        }
         let text = m.render(&hub);
-        assert_eq!(
-            sample(
-                &text,
-                "canary_xds_change_to_ack_seconds_count{type=\"rds\"}"
-            ),
-            Some(1.0),
-            "{text}"
-        );
-        assert_eq!(
-            sample(
-                &text,
-                "canary_xds_change_to_ack_seconds_count{type=\"cds\"}"
-            ),
-            Some(1.0)
-        );
+        for t in ["rds", "cds"] {
+            let series = format!("canary_xds_change_to_ack_seconds_count{{type=\"{t}\"}}");
+            assert_eq!(sample(&text, &series), Some(1.0), "{text}");
+        }
         assert!(
             text.lines()
                 .any(|l| l.starts_with("canary_xds_change_to_ack_seconds_bucket")
@@ -629,22 +577,6 @@ pub(crate) mod tests {
                     && l.ends_with(" 1")),
             "{text}"
         );
-    }
-
-    #[test]
-    fn only_the_types_that_changed_in_the_envoys_fleet_are_expected() {
-        let edge = "apiVersion: ambassador/v1\nkind: Mapping\nname: edge\nprefix: /edge/\nservice: edge\nambassador_id: edge\n";
-        let old = published(&[("a.yaml", MAIN), ("e.yaml", edge)]);
-        let new = published(&[("a.yaml", MAIN), ("b.yaml", CANARY), ("e.yaml", edge)]);
-        let envoys = [
-            envoy("d", "default", Variant::Sotw),
-            envoy("e", "edge", Variant::Delta),
-        ];
-        let expected = expected_acks(&old, &new, &envoys);
-        assert!(expected.contains(&("d".into(), "default".into(), Kind::Route)));
-        assert!(expected.contains(&("d".into(), "default".into(), Kind::Cluster)));
-        assert!(!expected.contains(&("d".into(), "default".into(), Kind::Listener)));
-        assert!(expected.iter().all(|(node, _, _)| node == "d"));
     }
 
     #[test]

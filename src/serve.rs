@@ -25,7 +25,7 @@ use crate::source::{DEFAULT_MAX_FILE_SIZE, Loader};
 use crate::state::{Saved, StateDir};
 use crate::tls::{AllowRule, Security, TlsFiles};
 use crate::watch::{DirWatch, Signal};
-use crate::xds::server::{Hub, Published};
+use crate::xds::server::Hub;
 use sha2::Digest;
 
 /// The flags of `serve`; each is also read from the environment (`CANARY_XDS_<FLAG>`).
@@ -664,7 +664,7 @@ async fn watch_loop(
             Some(p) if outcome.changed && outcome.removed_files > 0 => {
                 let tries = if confirming { removal_tries + 1 } else { 1 };
                 if tries * REMOVAL_SETTLE >= REMOVAL_SETTLE_MAX {
-                    publish(&admin, p);
+                    admin.hub().publish(p);
                     removal_tries = 0;
                 } else {
                     pending_removal = true;
@@ -673,7 +673,7 @@ async fn watch_loop(
                 }
             }
             Some(p) if outcome.changed || confirming => {
-                publish(&admin, p);
+                admin.hub().publish(p);
                 removal_tries = 0;
             }
             _ => removal_tries = 0,
@@ -689,14 +689,6 @@ async fn watch_loop(
 }
 
 /// Serves `p`, telling the metrics first which ACKs will measure how fast it spreads.
-fn publish(admin: &AdminState, p: Published) {
-    let hub = admin.hub();
-    admin
-        .metrics()
-        .expect_acks(&hub.current(), &p, &hub.envoys());
-    hub.publish(p);
-}
-
 /// How many generations of served sets `--state-dir` keeps: the current one and the one before,
 /// which covers an Envoy caught in the middle of a change.
 const PERSISTED_GENERATIONS: u64 = 2;

@@ -28,6 +28,11 @@ impl Kind {
     /// Every kind, in push order.
     pub const ALL: [Kind; 4] = [Kind::Cluster, Kind::Runtime, Kind::Listener, Kind::Route];
 
+    /// This kind's bit in a set of kinds.
+    pub fn bit(self) -> u8 {
+        1 << self as u8
+    }
+
     pub fn type_url(self) -> &'static str {
         match self {
             Kind::Cluster => "type.googleapis.com/envoy.config.cluster.v3.Cluster",

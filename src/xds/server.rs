@@ -74,6 +74,11 @@ pub struct EnvoyStatus {
     pub synced_version: Option<String>,
     /// Whether it holds the fleet's current snapshot.
     pub in_sync: bool,
+    /// The kinds (`Kind::bit`) the last change moved for this Envoy that it has not ACKed yet:
+    /// its first ACK of each is the change's propagation time. Kept here, with the rest of
+    /// the Envoy's status, so that a change allocates nothing per Envoy.
+    #[serde(skip)]
+    pub awaiting: u8,
 }
 
 /// Counters of what the server did, for logs and metrics.
@@ -88,11 +93,9 @@ pub struct Counters {
 /// Something an observer (metrics, logs) may want to hear of as it happens.
 #[derive(Clone, Debug)]
 pub enum Observed {
-    /// An Envoy ACKed `version` of `kind`; `since_change` is the time from the file change that
-    /// produced the snapshot being served.
-    Ack {
-        node_id: String,
-        fleet: String,
+    /// An Envoy that was connected when the last change was published ACKed the `kind` that
+    /// change moved, for the first time: `since_change` is the time from the file change.
+    ChangeAcked {
         kind: Kind,
         since_change: std::time::Duration,
     },
@@ -134,7 +137,33 @@ impl Hub {
             archive.next_generation();
             record(&mut archive, &p);
         }
+        // Which kinds each connected Envoy is now to ACK, for the change's propagation time.
+        {
+            let old = self.current();
+            let mut envoys = self.envoys.lock().expect("envoys lock");
+            for e in envoys.values_mut() {
+                let (before, after) = (old.fleet(&e.fleet), p.fleet(&e.fleet));
+                e.awaiting = Kind::ALL
+                    .iter()
+                    .filter(|k| {
+                        before.set_for(**k, e.runtime).version
+                            != after.set_for(**k, e.runtime).version
+                    })
+                    .fold(0, |bits, k| bits | k.bit());
+            }
+        }
         self.snapshots.send_replace(Arc::new(p));
+    }
+
+    /// Whether stream `id` was awaited for `kind` (and is no longer).
+    fn take_awaited(&self, id: u64, kind: Kind) -> bool {
+        let mut envoys = self.envoys.lock().expect("envoys lock");
+        let Some(e) = envoys.get_mut(&id) else {
+            return false;
+        };
+        let awaited = e.awaiting & kind.bit() != 0;
+        e.awaiting &= !kind.bit();
+        awaited
     }
 
     pub fn current(&self) -> Arc<Published> {
@@ -413,6 +442,8 @@ async fn run_stream<R: AdsRequest>(
     let mut state = StreamState::new(variant);
     let connected_since = SystemTime::now();
     let mut synced: Option<String> = None;
+    // The change (`Published::since`) the last responses were planned from.
+    let mut planned_since: Option<Instant> = None;
     // Nothing is planned before the node is known, and the node's fleet is checked against the
     // peer's certificate as soon as it is: a refused stream is sent nothing.
     let mut authorized = false;
@@ -427,6 +458,9 @@ async fn run_stream<R: AdsRequest>(
                 state.plan(&snap, &mut archive)
             };
             let sent_any = !responses.is_empty();
+            if sent_any {
+                planned_since = Some(published.since);
+            }
             for r in responses {
                 tracing::debug!(
                     node = state.node_id().unwrap_or(""),
@@ -487,7 +521,7 @@ async fn run_stream<R: AdsRequest>(
                     match applied {
                         Ok(events) => {
                             let published = Arc::clone(&snapshots.borrow());
-                            on_events(&hub, &state, &published, events);
+                            on_events(&hub, id, planned_since, &state, &published, events);
                         }
                         Err(e) => {
                             tracing::warn!(error = %e, "refusing an ADS stream");
@@ -513,7 +547,14 @@ async fn run_stream<R: AdsRequest>(
     }
 }
 
-fn on_events(hub: &Hub, state: &StreamState, published: &Arc<Published>, events: Vec<Event>) {
+fn on_events(
+    hub: &Hub,
+    id: u64,
+    planned_since: Option<Instant>,
+    state: &StreamState,
+    published: &Arc<Published>,
+    events: Vec<Event>,
+) {
     let node = state.node_id().unwrap_or("");
     let fleet = state.fleet().unwrap_or("");
     for e in events {
@@ -521,12 +562,14 @@ fn on_events(hub: &Hub, state: &StreamState, published: &Arc<Published>, events:
             Event::Ack { kind, version } => {
                 hub.counters.acks.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(node, fleet, %kind, version, "ack");
-                hub.notify(Observed::Ack {
-                    node_id: node.to_string(),
-                    fleet: fleet.to_string(),
-                    kind,
-                    since_change: published.since.elapsed(),
-                });
+                // Only the ACK of a response planned from what is served now counts for the
+                // change, not a late ACK of the one before it.
+                if planned_since == Some(published.since) && hub.take_awaited(id, kind) {
+                    hub.notify(Observed::ChangeAcked {
+                        kind,
+                        since_change: published.since.elapsed(),
+                    });
+                }
             }
             Event::Nack {
                 kind,
@@ -572,20 +615,25 @@ fn update_status(
     synced_version: Option<String>,
     in_sync: bool,
 ) {
-    let status = EnvoyStatus {
-        synced_version,
-        in_sync,
+    let mut envoys = hub.envoys.lock().expect("envoys lock");
+    let status = envoys.entry(id).or_insert_with(|| EnvoyStatus {
         node_id: state.node_id().unwrap_or("").to_string(),
         fleet: state.fleet().unwrap_or("").to_string(),
         variant: state.variant(),
         runtime: state.runtime(),
         connected_since,
-        types: Kind::ALL
-            .iter()
-            .map(|k| (k.short(), state.status(*k)))
-            .collect(),
-    };
-    hub.envoys.lock().expect("envoys lock").insert(id, status);
+        types: BTreeMap::new(),
+        synced_version: None,
+        in_sync: false,
+        // Not connected when the change was published: not part of its propagation.
+        awaiting: 0,
+    });
+    status.runtime = state.runtime();
+    status.synced_version = synced_version;
+    status.in_sync = in_sync;
+    for k in Kind::ALL {
+        status.types.insert(k.short(), state.status(k));
+    }
 }
 
 /// Decodes requests with prost.
@@ -599,5 +647,44 @@ impl<R: prost::Message + Default> Decoder for ProstDecoder<R> {
         R::decode(src)
             .map(Some)
             .map_err(|e| Status::invalid_argument(format!("cannot decode the request: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::tests::{CANARY, MAIN, envoy, published};
+
+    #[test]
+    fn a_change_awaits_the_first_ack_of_each_type_it_moved_from_envoys_already_there() {
+        let edge = "apiVersion: ambassador/v1\nkind: Mapping\nname: edge\nprefix: /edge/\nservice: edge\nambassador_id: edge\n";
+        let hub = Hub::new(published(&[("a.yaml", MAIN), ("e.yaml", edge)]));
+        {
+            let mut envoys = hub.envoys.lock().unwrap();
+            envoys.insert(1, envoy("d", "default", Variant::Sotw));
+            envoys.insert(2, envoy("e", "edge", Variant::Delta));
+        }
+        hub.publish(published(&[
+            ("a.yaml", MAIN),
+            ("b.yaml", CANARY),
+            ("e.yaml", edge),
+        ]));
+        assert!(hub.take_awaited(1, Kind::Route));
+        assert!(
+            !hub.take_awaited(1, Kind::Route),
+            "only the first ACK counts"
+        );
+        assert!(hub.take_awaited(1, Kind::Cluster));
+        assert!(
+            !hub.take_awaited(1, Kind::Listener),
+            "listeners did not change"
+        );
+        for kind in Kind::ALL {
+            assert!(!hub.take_awaited(2, kind), "the edge fleet did not change");
+        }
+        assert!(
+            !hub.take_awaited(3, Kind::Route),
+            "an Envoy that connected after the change is not counted"
+        );
     }
 }
