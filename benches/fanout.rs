@@ -946,12 +946,21 @@ fn print_summary(results: &[FanoutResult], mappings: usize) {
             );
         }
         for r in &of {
+            // The issue sets the budget at 1,000 streams; with fewer, a push's fixed cost (the
+            // reload, about 0.5 MiB) weighs more per stream, so smaller runs are shown, not judged.
+            let judge = |met: bool| {
+                if r.n >= 1_000 {
+                    verdict(met)
+                } else {
+                    "shown (the target is set at 1,000 streams)"
+                }
+            };
             println!(
                 "{variant:<5} {:>5} streams: <= 64 KiB per stream idle: {} ({:.1} KiB); during a push: {} ({:.1} KiB)",
                 r.n,
-                verdict(r.per_stream_idle() <= STREAM_BUDGET),
+                judge(r.per_stream_idle() <= STREAM_BUDGET),
                 kib(r.per_stream_idle()),
-                verdict(r.per_stream_push() <= STREAM_BUDGET),
+                judge(r.per_stream_push() <= STREAM_BUDGET),
                 kib(r.per_stream_push()),
             );
         }
