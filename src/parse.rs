@@ -349,6 +349,15 @@ impl Cx<'_> {
 const YAML11_TRUE: &[&str] = &["yes", "Yes", "YES", "on", "On", "ON"];
 const YAML11_FALSE: &[&str] = &["no", "No", "NO", "off", "Off", "OFF"];
 
+/// `quote` as a `Display`, so that it costs nothing until a message is written.
+struct Quoted<'a>(&'a str);
+
+impl std::fmt::Display for Quoted<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&quote(self.0))
+    }
+}
+
 /// What a value is, for "expected X, found Y": strings and numbers are quoted in full (short
 /// ones), so that the user recognizes them.
 fn found(v: &Value) -> String {
@@ -1317,8 +1326,8 @@ pub fn weight_from_float(f: f64) -> Result<Bp, String> {
 
 /// `[scheme://]host[:port]`.
 pub fn parse_service(raw: &str) -> Result<Service, String> {
-    // What messages show of the service: a huge one is cut short.
-    let shown = quote(raw);
+    // What messages show of the service (a huge one is cut short), quoted only for a message.
+    let shown = Quoted(raw);
     let raw_trimmed = raw.trim();
     let (scheme, rest) = match raw_trimmed.split_once("://") {
         Some((s, rest)) => match s.to_ascii_lowercase().as_str() {

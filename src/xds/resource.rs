@@ -290,7 +290,13 @@ fn concat(chunks: impl Iterator<Item = Bytes>) -> Bytes {
 
 /// The first 16 hex digits of a digest: 64 bits name a version well enough.
 pub fn short_hex(digest: &[u8]) -> String {
-    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut hex = String::with_capacity(16);
+    for b in digest.iter().take(8) {
+        hex.push(char::from(HEX[usize::from(b >> 4)]));
+        hex.push(char::from(HEX[usize::from(b & 15)]));
+    }
+    hex
 }
 
 /// A content version for `model`, salted with what decides how a model becomes Envoy config
@@ -393,6 +399,14 @@ mod tests {
         assert_eq!(a.version, b.version);
         assert_ne!(a.version, c.version);
         assert_eq!(a.version.len(), 16);
+    }
+
+    #[test]
+    fn short_hex_is_the_first_eight_bytes_in_lowercase_hex() {
+        let digest: Vec<u8> = (0..32u8).map(|i| i.wrapping_mul(37)).collect();
+        let want: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(short_hex(&digest), want);
+        assert_eq!(short_hex(&[0x0f, 0xa0]), "0fa0");
     }
 
     #[test]
