@@ -49,6 +49,8 @@ const CASES: &[(&str, &[&str])] = &[
             "--delta",
             "--static-listener",
             "[::]:8080",
+            "--stats-flush-interval",
+            "60",
         ],
     ),
     (
