@@ -61,9 +61,9 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = DEFAULT_MAX_FILE_SIZE, env = "CANARY_XDS_MAX_FILE_SIZE")]
     pub max_file_size: u64,
     /// Verify TLS upstreams (`https://` services) against this CA file instead of the
-    /// system trust store.
+    /// system trust store. A UTF-8 path: Envoy's config names files by string.
     #[arg(long, env = "CANARY_XDS_UPSTREAM_CA")]
-    pub upstream_ca: Option<PathBuf>,
+    pub upstream_ca: Option<String>,
     /// Milliseconds a file that suddenly became empty keeps its content (editors truncate
     /// before they write).
     #[arg(long, default_value_t = 1000, env = "CANARY_XDS_EMPTY_GRACE_MS")]
@@ -220,7 +220,7 @@ impl Settings {
             state_dir: args.state_dir.clone(),
             rescan_interval: Duration::from_secs(args.rescan_interval.max(1)),
             max_file_size: args.max_file_size,
-            upstream_ca: args.upstream_ca.clone(),
+            upstream_ca: args.upstream_ca.clone().map(PathBuf::from),
             empty_grace: Duration::from_millis(args.empty_grace_ms),
             envoy_admin: args
                 .envoy_admin
@@ -886,6 +886,19 @@ mod tests {
 
     fn parse(flags: &[&str]) -> Result<ServeArgs, clap::Error> {
         Cmd::try_parse_from(["serve", "--dir", "d"].iter().chain(flags)).map(|c| c.args)
+    }
+
+    #[test]
+    fn an_upstream_ca_path_that_is_not_utf8_is_refused_at_start() {
+        use std::os::unix::ffi::OsStrExt;
+        let bad = std::ffi::OsStr::from_bytes(b"/etc/ca-\xff.pem");
+        let argv = ["serve".as_ref(), "--dir".as_ref(), "d".as_ref()]
+            .into_iter()
+            .chain(["--upstream-ca".as_ref(), bad]);
+        assert!(Cmd::try_parse_from::<_, &std::ffi::OsStr>(argv).is_err());
+        let args = parse(&["--upstream-ca", "/etc/ca.pem"]).unwrap();
+        let settings = Settings::from_args(&args).unwrap();
+        assert_eq!(settings.upstream_ca, Some(PathBuf::from("/etc/ca.pem")));
     }
 
     #[test]
