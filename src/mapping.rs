@@ -190,8 +190,16 @@ impl fmt::Display for HeaderMatch {
 }
 
 impl Serialize for HeaderMatch {
-    /// `true` for presence, the string for an exact match: the shape of the YAML.
+    /// `true` for presence, the string for an exact match: the shape of the YAML. Binary
+    /// formats (the content version's postcard) name the variant instead, since without a
+    /// type on the wire `true` and a one-byte string could read the same.
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if !s.is_human_readable() {
+            return match self {
+                HeaderMatch::Exact(v) => s.serialize_newtype_variant("HeaderMatch", 0, "exact", v),
+                HeaderMatch::Present => s.serialize_unit_variant("HeaderMatch", 1, "present"),
+            };
+        }
         match self {
             HeaderMatch::Exact(v) => s.serialize_str(v),
             HeaderMatch::Present => s.serialize_bool(true),

@@ -410,6 +410,18 @@ mod tests {
     }
 
     #[test]
+    fn header_matches_of_different_kinds_never_share_a_version() {
+        use crate::mapping::HeaderMatch;
+        // Untagged, `true` and the string "\u{1}" would encode as the same bytes here.
+        let present = (HeaderMatch::Present, "\0");
+        let exact = (HeaderMatch::Exact("\u{1}".into()), "");
+        assert_ne!(
+            content_digest(Kind::Route, &present),
+            content_digest(Kind::Route, &exact)
+        );
+    }
+
+    #[test]
     fn content_versions_are_stable() {
         // A fixed input must give a fixed version across runs and machines (no random hasher).
         let v = content_version(Kind::Route, &("qotm", 9000u32));
