@@ -593,7 +593,7 @@ impl SnapshotBuilder {
 
         // The runtime variant: weighted routes keep base weights and read runtime keys.
         let mut h = Sha256::new();
-        hash_plan(&mut h, &plan, |i| structures[i].unwrap_or(digests[i]));
+        hash_plan(&mut h, &plan, n, |i| structures[i].unwrap_or(digests[i]));
         let structure: [u8; 32] = h.finalize().into();
         let weights = |i: usize| table.routes[i].backends.iter().map(|b| b.weight_bp);
         let mut fleet_bases = self.bases.remove(fleet).unwrap_or_default();
@@ -817,7 +817,7 @@ impl SnapshotBuilder {
     ) -> Arc<Resource> {
         let generation = self.generation;
         let mut h = Sha256::new();
-        hash_plan(&mut h, plan, |i| digests[i]);
+        hash_plan(&mut h, plan, digests.len(), |i| digests[i]);
         // The runtime variant differs from the plain one even when no route is weighted.
         h.update(if prefixes.is_empty() { [0] } else { [1] });
         let version = short_hex(&h.finalize());
@@ -901,16 +901,33 @@ impl SnapshotBuilder {
     }
 }
 
-/// Hashes the virtual hosts and the digest of each route they hold, in order.
-fn hash_plan(h: &mut Sha256, plan: &[(String, Vec<usize>)], digest: impl Fn(usize) -> [u8; 32]) {
+/// Hashes the virtual hosts with the indices of the routes each holds, in order, then the
+/// digest of each of the `n` routes once: a route without a host is in every virtual host, so
+/// hashing digests per entry would hash most of them once per host.
+fn hash_plan(
+    h: &mut Sha256,
+    plan: &[(String, Vec<usize>)],
+    n: usize,
+    digest: impl Fn(usize) -> [u8; 32],
+) {
+    // Written out first and hashed in one call: tens of thousands of small updates cost more
+    // than the bytes.
+    let entries: usize = plan.iter().map(|(_, routes)| routes.len()).sum();
+    let mut bytes = Vec::with_capacity(8 + plan.len() * 64 + entries * 4 + 8 + n * 32);
+    bytes.extend_from_slice(&(plan.len() as u64).to_be_bytes());
     for (domain, routes) in plan {
-        h.update(domain.as_bytes());
-        h.update([0]);
+        bytes.extend_from_slice(&(domain.len() as u64).to_be_bytes());
+        bytes.extend_from_slice(domain.as_bytes());
+        bytes.extend_from_slice(&(routes.len() as u64).to_be_bytes());
         for &i in routes {
-            h.update(digest(i));
+            bytes.extend_from_slice(&(i as u32).to_be_bytes());
         }
-        h.update([1]);
     }
+    bytes.extend_from_slice(&(n as u64).to_be_bytes());
+    for i in 0..n {
+        bytes.extend_from_slice(&digest(i));
+    }
+    h.update(&bytes);
 }
 
 /// Encodes a `RouteConfiguration` from pre-encoded `VirtualHost.routes` entries: the same
