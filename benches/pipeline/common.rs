@@ -152,13 +152,26 @@ fn run(n: usize, reps: usize, live: Option<Live>) {
     let target = dir.join("f00003.yaml");
     let original = fs::read_to_string(&target).unwrap();
     assert!(original.contains("weight: 2\n"));
-    // `serve` reloads the paths its watcher names; `stat all` is the scan it falls back on.
-    for (mode, named) in [("watcher paths", true), ("stat all", false)] {
+    // `serve` reloads the paths its watcher names; `stat all` is the scan it falls back on. A
+    // weight is what a rollout moves; a timeout is a route setting, which the snapshot cannot
+    // patch in place (the route's structure changes).
+    for (mode, named, weight) in [
+        ("watcher paths", true, true),
+        ("stat all", false, true),
+        ("a timeout, watcher paths", true, false),
+    ] {
         let mut one = vec![];
         let (mut t_scan, mut t_compile, mut t_snap) = (vec![], vec![], vec![]);
         for rep in 0..if only_incremental { 300 } else { reps.max(20) } {
-            // A canary's weight moves, as in a rollout.
-            let text = original.replace("weight: 2\n", &format!("weight: {}\n", 3 + rep % 40));
+            let text = if weight {
+                // A canary's weight moves, as in a rollout.
+                original.replace("weight: 2\n", &format!("weight: {}\n", 3 + rep % 40))
+            } else {
+                original.replace(
+                    "weight: 2\n",
+                    &format!("weight: 2\ntimeout_ms: {}\n", 1000 + rep),
+                )
+            };
             let tmp = dir.join(".edit.tmp");
             fs::write(&tmp, &text).unwrap();
             fs::rename(&tmp, &target).unwrap();
