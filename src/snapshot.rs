@@ -37,6 +37,10 @@ pub struct Snapshot {
     pub runtime: ResourceSet,
     /// The route table the resources were made from.
     pub table: Arc<RouteTable>,
+    /// Whether every cluster the route configurations name is in `clusters`, as in every
+    /// snapshot `SnapshotBuilder` makes: an Envoy holding `clusters` itself can then take them
+    /// without a lookup per cluster. False unless the maker knows.
+    pub routes_within_clusters: bool,
 }
 
 /// The name of the runtime layer, in the bootstrap and over RTDS.
@@ -67,6 +71,7 @@ impl Snapshot {
             routes_runtime,
             runtime,
             table,
+            routes_within_clusters: false,
         }
     }
 
@@ -419,15 +424,19 @@ impl SnapshotBuilder {
 
         let (route, route_runtime, layer) = self.route_configurations(fleet, &table, &names);
         let one = |r: Arc<Resource>| ResourceSet::new(BTreeMap::from([(r.name.clone(), r)]));
-        Snapshot::new(
-            fleet.to_string(),
-            resources,
-            one(listener),
-            one(route),
-            one(route_runtime),
-            one(layer),
-            table,
-        )
+        Snapshot {
+            // Both route configurations name exactly the clusters of `resources` (`names`).
+            routes_within_clusters: true,
+            ..Snapshot::new(
+                fleet.to_string(),
+                resources,
+                one(listener),
+                one(route),
+                one(route_runtime),
+                one(layer),
+                table,
+            )
+        }
     }
 
     /// The cluster resources of a table's cluster map, encoding only the clusters not cached
@@ -1076,6 +1085,22 @@ mod tests {
             translate::route_configuration(&t).encode_to_vec()
         );
         assert_eq!(r.refs.len(), t.clusters.len());
+    }
+
+    #[test]
+    fn built_route_configurations_name_only_the_snapshots_clusters() {
+        let listen = Listen {
+            default: "0.0.0.0:8080".parse().unwrap(),
+            fleets: BTreeMap::new(),
+        };
+        let snap = SnapshotBuilder::new(listen, None).build("default", table(RICH));
+        assert!(snap.routes_within_clusters);
+        for set in [&snap.routes, &snap.routes_runtime] {
+            for r in set.items.values() {
+                assert!(!r.refs.is_empty());
+                assert!(r.refs.iter().all(|c| snap.clusters.items.contains_key(c)));
+            }
+        }
     }
 
     #[test]

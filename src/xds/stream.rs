@@ -683,10 +683,14 @@ impl StreamState {
         // Routes: only once Envoy holds every cluster they name and, for a runtime Envoy, the
         // runtime values they read.
         let held = &self.types[index(Kind::Cluster)].acked;
-        let mut ready = routes
-            .items()
-            .values()
-            .all(|r| r.refs.iter().all(|c| held.contains_key(c)));
+        // Holding the snapshot's very cluster map, Envoy holds every cluster its routes name;
+        // else each is looked up.
+        let mut ready = (snap.routes_within_clusters
+            && Arc::ptr_eq(&held.known, &snap.clusters.items))
+            || routes
+                .items()
+                .values()
+                .all(|r| r.refs.iter().all(|c| held.contains_key(c)));
         if rt {
             ready &= self.layer_ready(&target_layer, &target_prefixes);
         }
