@@ -44,7 +44,7 @@ use stats_alloc::StatsAlloc;
 
 #[path = "shared/mapping_doc.rs"]
 mod mapping_doc;
-use mapping_doc::mapping_doc;
+use mapping_doc::write_mapping_files;
 
 /// Counts heap bytes (the counting is stats_alloc's): a steadier gauge than RSS.
 #[global_allocator]
@@ -274,18 +274,7 @@ impl Options {
 /// Writes `n` Mappings over files of 10 (the generator of `benches/pipeline.rs`: groups of 1 to
 /// 3 backends, mixed weights, a few hosts and header canaries), two of them in `EDIT_FILE`.
 fn generate(dir: &Path, n: usize) {
-    fs::create_dir_all(dir).unwrap();
-    let mut docs = Vec::new();
-    let mut file = 0;
-    let generated = n - 2;
-    for i in 0..generated {
-        docs.push(mapping_doc(i));
-        if docs.len() == 10 || i + 1 == generated {
-            fs::write(dir.join(format!("f{file:05}.yaml")), docs.join("---\n")).unwrap();
-            docs.clear();
-            file += 1;
-        }
-    }
+    write_mapping_files(dir, n - 2);
     fs::write(dir.join(EDIT_FILE), edit_text(5)).unwrap();
 }
 

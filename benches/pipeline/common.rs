@@ -3,7 +3,6 @@
 //! slow every allocation down on two cores, so it is never timed).
 
 use std::fs;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use canary_xds::reload::Reloader;
@@ -13,26 +12,10 @@ use canary_xds::table::compile;
 
 #[path = "../shared/mapping_doc.rs"]
 mod mapping_doc;
-use mapping_doc::mapping_doc;
+use mapping_doc::write_mapping_files;
 
 /// Live heap bytes now, when a counting allocator is installed.
 pub type Live = fn() -> isize;
-
-/// Writes `n` Mappings over files of 10: groups of 1 to 3 backends, mixed weights, a few
-/// hosts and header canaries.
-fn generate(dir: &Path, n: usize) {
-    fs::create_dir_all(dir).unwrap();
-    let mut docs = Vec::new();
-    let mut file = 0;
-    for i in 0..n {
-        docs.push(mapping_doc(i));
-        if docs.len() == 10 || i + 1 == n {
-            fs::write(dir.join(format!("f{file:05}.yaml")), docs.join("---\n")).unwrap();
-            docs.clear();
-            file += 1;
-        }
-    }
-}
 
 fn listen() -> Listen {
     Listen {
@@ -67,7 +50,7 @@ fn ms(d: Duration) -> f64 {
 fn run(n: usize, reps: usize, live: Option<Live>) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("m");
-    generate(&dir, n);
+    write_mapping_files(&dir, n);
     println!("== {n} Mappings in {} files", n.div_ceil(10));
 
     let only_incremental = std::env::var_os("ONLY_INCREMENTAL").is_some();

@@ -23,3 +23,20 @@ pub fn mapping_doc(i: usize) -> String {
         "apiVersion: ambassador/v1\nkind: Mapping\nname: m{i}\nprefix: /svc{group}/\nservice: s{i}.ns:8080\n{host}{header}{weight}"
     )
 }
+
+/// Writes Mappings `0..n` over files of 10 (`f00000.yaml`, ...), as the benches serve them.
+// The fast YAML path's test includes this file for `mapping_doc` alone.
+#[allow(dead_code)]
+pub fn write_mapping_files(dir: &std::path::Path, n: usize) {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut docs = Vec::new();
+    let mut file = 0;
+    for i in 0..n {
+        docs.push(mapping_doc(i));
+        if docs.len() == 10 || i + 1 == n {
+            std::fs::write(dir.join(format!("f{file:05}.yaml")), docs.join("---\n")).unwrap();
+            docs.clear();
+            file += 1;
+        }
+    }
+}
