@@ -35,8 +35,8 @@ use std::sync::mpsc as std_mpsc;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use canary_xds::envoy::snapshot::Snapshot;
 use canary_xds::serve::{Running, Settings, start};
-use canary_xds::snapshot::Snapshot;
 use canary_xds::xds::resource::ResourceSet;
 use canary_xds::xds::server::Hub;
 use mimalloc::MiMalloc;

@@ -12,27 +12,12 @@
 //! Envoys' stats and the configured weights (`live`) and judges each canary (`stats`).
 
 pub mod admin;
-pub mod bootstrap;
-pub mod check;
-pub mod cli;
-pub mod diagnostic;
-pub mod live;
-pub mod mapping;
-pub mod metrics;
-pub mod parse;
-pub mod regex_check;
+pub mod canary;
+pub mod cmd;
+pub mod envoy;
+pub mod input;
+pub mod model;
 pub mod reload;
-pub mod report;
+pub mod routes;
 pub mod serve;
-pub mod snapshot;
-pub mod source;
-pub mod state;
-pub mod stats;
-pub mod status;
-pub mod table;
-pub mod tls;
-pub mod translate;
-pub mod watch;
-pub mod weights;
 pub mod xds;
-pub mod yaml;

@@ -5,8 +5,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use canary_xds::cli::{Cli, Command};
-use canary_xds::{bootstrap, check, serve};
+use canary_xds::cmd::check;
+use canary_xds::cmd::{Cli, Command};
+use canary_xds::envoy::bootstrap;
+use canary_xds::serve;
 
 /// mimalloc rather than the system allocator: a reload allocates many small values on both
 /// cores, where glibc's malloc cost a full rebuild of 10,000 Mappings a quarter of its time
@@ -45,6 +47,6 @@ fn main() -> ExitCode {
             print!("{}", bootstrap::render(&args));
             ExitCode::SUCCESS
         }
-        Command::Status(args) => ExitCode::from(canary_xds::status::run(&args)),
+        Command::Status(args) => ExitCode::from(canary_xds::cmd::status::run(&args)),
     }
 }

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command as Process;
 use std::time::{Duration, Instant};
 
-use canary_xds::bootstrap::{self, BootstrapArgs};
-use canary_xds::cli::{Cli, Command};
+use canary_xds::cmd::{Cli, Command};
+use canary_xds::envoy::bootstrap::{self, BootstrapArgs};
 use clap::Parser;
 
 /// Every flag combination with a golden file: (file name, flags).

@@ -18,11 +18,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use canary_xds::diagnostic::{Diagnostic, Severity};
+use canary_xds::envoy::snapshot::SnapshotBuilder;
+use canary_xds::input::source::{DEFAULT_MAX_FILE_SIZE, Loader};
+use canary_xds::model::diagnostic::{Diagnostic, Severity};
 use canary_xds::reload::Reloader;
 use canary_xds::serve::{Running, Settings, parse_listen, start};
-use canary_xds::snapshot::SnapshotBuilder;
-use canary_xds::source::{DEFAULT_MAX_FILE_SIZE, Loader};
 use canary_xds::xds::server::Hub;
 use common::*;
 use tokio::net::TcpListener;

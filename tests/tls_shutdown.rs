@@ -10,8 +10,8 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use canary_xds::serve::tls::TlsFiles;
 use canary_xds::serve::{Listeners, Running, Settings, start};
-use canary_xds::tls::TlsFiles;
 use common::*;
 use prost::Message;
 use tokio::net::TcpListener;

@@ -10,10 +10,10 @@ use std::io::Write as _;
 use std::net::SocketAddr;
 use std::process::Command;
 
-use canary_xds::diagnostic::Severity;
-use canary_xds::parse::parse_file;
-use canary_xds::table::{RouteTable, compile};
-use canary_xds::translate::{self, Options, Translated};
+use canary_xds::envoy::translate::{self, Options, Translated};
+use canary_xds::input::parse::parse_file;
+use canary_xds::model::diagnostic::Severity;
+use canary_xds::routes::table::{RouteTable, compile};
 use common::envoy_validate_pb;
 use envoy_types::pb::envoy::config::bootstrap::v3::bootstrap::StaticResources;
 use envoy_types::pb::envoy::config::bootstrap::v3::{Admin, Bootstrap};
@@ -337,6 +337,6 @@ fn envoy_rejects_broken_translations() {
     }
 }
 
-fn spec_of(name: &str) -> canary_xds::table::ClusterSpec {
-    canary_xds::table::ClusterSpec::clone(&rich_table().clusters[name])
+fn spec_of(name: &str) -> canary_xds::routes::table::ClusterSpec {
+    canary_xds::routes::table::ClusterSpec::clone(&rich_table().clusters[name])
 }

@@ -5,10 +5,10 @@
 use std::fs;
 use std::time::{Duration, Instant};
 
+use canary_xds::envoy::snapshot::{Listen, SnapshotBuilder};
+use canary_xds::input::source::{DEFAULT_MAX_FILE_SIZE, Loader};
 use canary_xds::reload::Reloader;
-use canary_xds::snapshot::{Listen, SnapshotBuilder};
-use canary_xds::source::{DEFAULT_MAX_FILE_SIZE, Loader};
-use canary_xds::table::compile;
+use canary_xds::routes::table::compile;
 
 #[path = "../shared/mapping_doc.rs"]
 mod mapping_doc;

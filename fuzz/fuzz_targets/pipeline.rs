@@ -5,10 +5,10 @@
 
 use std::sync::Arc;
 
-use canary_xds::parse::parse_file;
+use canary_xds::input::parse::parse_file;
 use canary_xds::serve::parse_listen;
-use canary_xds::snapshot::SnapshotBuilder;
-use canary_xds::table::compile;
+use canary_xds::envoy::snapshot::SnapshotBuilder;
+use canary_xds::routes::table::compile;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

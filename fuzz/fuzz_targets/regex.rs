@@ -5,7 +5,7 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|pattern: &str| {
-    if let Ok(size) = canary_xds::regex_check::program_size_estimate(pattern) {
+    if let Ok(size) = canary_xds::input::regex_check::program_size_estimate(pattern) {
         assert!(size > 0);
     }
 });

@@ -6,5 +6,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    canary_xds::yaml::check_fast_path(data);
+    canary_xds::input::yaml::check_fast_path(data);
 });

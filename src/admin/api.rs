@@ -8,9 +8,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 
 use super::LastReload;
-use crate::diagnostic::{Counts, Diagnostic};
+use crate::model::diagnostic::{Counts, Diagnostic};
 use crate::reload::overall_version;
-use crate::report::{FORMAT, RouteJson, routes_json};
+use crate::routes::render::{FORMAT, RouteJson, routes_json};
 use crate::xds::server::{EnvoyStatus, Published};
 use crate::xds::stream::{TypeStatus, Variant};
 
@@ -271,7 +271,7 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::tests::{CANARY, MAIN, envoy, published};
+    use crate::admin::metrics::tests::{CANARY, MAIN, envoy, published};
     use std::time::Duration;
 
     #[test]
@@ -295,7 +295,7 @@ mod tests {
     fn routes_are_the_check_shape_plus_versions_and_held_notes() {
         let p = published(&[("qotm.yaml", MAIN), ("qotmv2.yaml", CANARY)]);
         let held = Diagnostic::warning(
-            &crate::diagnostic::Location::new("qotmv2.yaml", 0, 0),
+            &crate::model::diagnostic::Location::new("qotmv2.yaml", 0, 0),
             "it has errors, so its last good content keeps serving: 1 Mapping (qotmv2)",
         )
         .field("file");
@@ -324,9 +324,9 @@ mod tests {
     /// The held notes are recognised in what a real reload says about a broken file.
     #[test]
     fn a_real_reload_s_hold_notes_are_found() {
+        use crate::envoy::snapshot::{Listen, SnapshotBuilder};
+        use crate::input::source::{DEFAULT_MAX_FILE_SIZE, Loader};
         use crate::reload::Reloader;
-        use crate::snapshot::{Listen, SnapshotBuilder};
-        use crate::source::{DEFAULT_MAX_FILE_SIZE, Loader};
         let t = tempfile::tempdir().unwrap();
         std::fs::write(t.path().join("a.yaml"), MAIN).unwrap();
         std::fs::write(t.path().join("b.yaml"), CANARY).unwrap();

@@ -10,7 +10,7 @@ use tokio::sync::watch;
 
 use super::AdminState;
 use super::traffic::{LiveBackend, LiveRoute, LiveTraffic, Verdict};
-use crate::live::{self, AdminClient, Role, Sample, Thresholds};
+use crate::canary::live::{self, AdminClient, Role, Sample, Thresholds};
 use crate::xds::server::Hub;
 
 /// How often the Envoys are read.

@@ -9,6 +9,7 @@
 
 pub mod api;
 pub mod live_task;
+pub mod metrics;
 pub mod page;
 pub mod traffic;
 
@@ -27,8 +28,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tokio::net::TcpListener;
 
-use crate::diagnostic::Diagnostic;
-use crate::metrics::Metrics;
+use crate::admin::metrics::Metrics;
+use crate::model::diagnostic::Diagnostic;
 use crate::reload::{Outcome, Stats};
 use crate::xds::server::Hub;
 pub use traffic::LiveTraffic;
@@ -271,7 +272,7 @@ async fn metrics(State(state): State<Arc<AdminState>>) -> Response {
     let text = state.metrics.render(&state.hub);
     (
         [
-            (header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE),
+            (header::CONTENT_TYPE, crate::admin::metrics::CONTENT_TYPE),
             (header::CACHE_CONTROL, "no-store"),
         ],
         text,

@@ -19,10 +19,10 @@ use std::time::{Duration, SystemTime};
 use super::LastReload;
 use super::api::{EnvoyState, envoy_state, held_notes, rejected, rfc3339, sorted, variant_name};
 use super::traffic::{LiveTraffic, Verdict};
-use crate::diagnostic::{Counts, Diagnostic, Severity};
-use crate::mapping::{HeaderMatch, MappingId, RouteKey};
+use crate::model::diagnostic::{Counts, Diagnostic, Severity};
+use crate::model::mapping::{HeaderMatch, MappingId, RouteKey};
 use crate::reload::overall_version;
-use crate::table::Route;
+use crate::routes::table::Route;
 use crate::xds::server::{EnvoyStatus, Published};
 
 /// How often the page refreshes itself, in seconds.
@@ -354,7 +354,7 @@ fn write_route(out: &mut String, n: usize, r: &Route, held: &BTreeMap<&str, &str
     for b in &r.backends {
         let m = &b.mapping;
         let written = match m.weight {
-            Some(w) => format!("weight {}", crate::weights::percent(w)),
+            Some(w) => format!("weight {}", crate::model::weights::percent(w)),
             None => "no weight".into(),
         };
         let held_tag = held_tag(held, &m.origin.file);
@@ -389,7 +389,7 @@ fn write_route(out: &mut String, n: usize, r: &Route, held: &BTreeMap<&str, &str
             name = esc(&m.id.name),
             id = esc(&mapping_name(&m.id)),
             service = esc(&m.service.raw),
-            pct = crate::weights::percent(s.percent_bp),
+            pct = crate::model::weights::percent(s.percent_bp),
             cluster = esc(&s.cluster),
             file = esc(&m.origin.file),
             line = m.origin.line,
@@ -863,9 +863,9 @@ pub const SCRIPT: &str = r#"
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::admin::metrics::tests::{CANARY, MAIN, envoy, published};
     use crate::admin::traffic::{LiveBackend, LiveRoute};
-    use crate::diagnostic::Location;
-    use crate::metrics::tests::{CANARY, MAIN, envoy, published};
+    use crate::model::diagnostic::Location;
     use crate::xds::stream::{TypeStatus, Variant};
 
     fn data(files: &[(&str, &str)]) -> PageData {

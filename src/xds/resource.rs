@@ -411,7 +411,7 @@ mod tests {
 
     #[test]
     fn header_matches_of_different_kinds_never_share_a_version() {
-        use crate::mapping::HeaderMatch;
+        use crate::model::mapping::HeaderMatch;
         // Untagged, `true` and the string "\u{1}" would encode as the same bytes here.
         let present = (HeaderMatch::Present, "\0");
         let exact = (HeaderMatch::Exact("\u{1}".into()), "");

@@ -25,8 +25,8 @@ use tonic::{Status, Streaming};
 use super::archive::Archive;
 use super::resource::Kind;
 use super::stream::{Encoded, Event, ProtocolError, StreamState, TypeStatus, Variant};
-use crate::snapshot::Snapshot;
-use crate::tls::{Access, San};
+use crate::envoy::snapshot::Snapshot;
+use crate::serve::tls::{Access, San};
 
 /// The gRPC service name Envoy calls.
 pub const SERVICE_NAME: &str = "envoy.service.discovery.v3.AggregatedDiscoveryService";
@@ -298,7 +298,7 @@ impl Peer {
                     .extensions()
                     .get::<TlsConnectInfo<TcpConnectInfo>>()?
                     .peer_certs()?;
-                match crate::tls::sans(certs.first()?) {
+                match crate::serve::tls::sans(certs.first()?) {
                     Ok(sans) => Some(sans),
                     Err(e) => {
                         tracing::warn!(peer = ?addr, error = %e, "cannot read the client certificate's names");
@@ -504,7 +504,7 @@ async fn run_stream<R: AdsRequest>(
                             tracing::warn!(
                                 node = state.node_id().unwrap_or(""),
                                 fleet,
-                                sans = crate::tls::san_list(peer.sans.as_deref().unwrap_or_default()),
+                                sans = crate::serve::tls::san_list(peer.sans.as_deref().unwrap_or_default()),
                                 peer = peer.addr.map(|a| a.to_string()).unwrap_or_default(),
                                 reason = %why,
                                 "refused an xDS stream: its client certificate does not allow this fleet"
@@ -653,7 +653,7 @@ impl<R: prost::Message + Default> Decoder for ProstDecoder<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::tests::{CANARY, MAIN, envoy, published};
+    use crate::admin::metrics::tests::{CANARY, MAIN, envoy, published};
 
     #[test]
     fn a_change_awaits_the_first_ack_of_each_type_it_moved_from_envoys_already_there() {

@@ -2,7 +2,7 @@
 //! primary with a verdict, as a table for people or JSON for pipelines; the exit code gates a
 //! deploy.
 //!
-//! The reading and the statistics live in [`crate::live`] and [`crate::stats`]; this module is
+//! The reading and the statistics live in [`crate::canary::live`] and [`crate::canary::statistics`]; this module is
 //! the command: flags, the loop over windows, and the two renderings. It reads flags only,
 //! never the environment, so a daemon's `CANARY_XDS_*` never changes what it says.
 
@@ -14,12 +14,12 @@ use std::time::Duration;
 use clap::Args;
 use serde::Serialize;
 
-use crate::cli::Format;
-use crate::live::{
+use crate::canary::live::{
     AdminClient, BackendReport, Config, LiveError, Report, Summary, Thresholds, Verdict,
     WeightsFrom, config_from_tables, ms, trim_float,
 };
-use crate::source::DEFAULT_MAX_FILE_SIZE;
+use crate::cmd::Format;
+use crate::input::source::DEFAULT_MAX_FILE_SIZE;
 
 /// The version of `status --format json`.
 pub const FORMAT: u32 = 1;
@@ -212,7 +212,7 @@ async fn watch(args: &StatusArgs) -> u8 {
                 return 1;
             }
         };
-        let report = crate::live::compare(&config, &before, &after, &thresholds);
+        let report = crate::canary::live::compare(&config, &before, &after, &thresholds);
         let code = report.exit_code(args.require_decision);
         let text = match args.format {
             Format::Table => table(&report, &config, args),
@@ -239,10 +239,10 @@ async fn read_config(client: &AdminClient, args: &StatusArgs) -> Result<Config, 
         return Ok(client.control_plane_config(cp, &args.fleet).await?);
     }
     if let Some(dir) = &args.dir {
-        let compiled = crate::check::check_dir(dir, args.max_file_size);
+        let compiled = crate::cmd::check::check_dir(dir, args.max_file_size);
         // A directory that cannot be read at all is reported as an error diagnostic on ".".
         if let Some(d) = compiled.diagnostics.iter().find(|d| {
-            d.severity == crate::diagnostic::Severity::Error && d.file == "." && d.line == 0
+            d.severity == crate::model::diagnostic::Severity::Error && d.file == "." && d.line == 0
         }) {
             return Err(StatusError::Dir {
                 dir: dir.clone(),
@@ -427,9 +427,9 @@ fn wrap(out: &mut String, text: &str, indent: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::{Cli, Command};
-    use crate::live::{BackendConfig, ClusterWindow, RouteConfig, compare_windows};
-    use crate::stats::{Bucket, Histogram};
+    use crate::canary::live::{BackendConfig, ClusterWindow, RouteConfig, compare_windows};
+    use crate::canary::statistics::{Bucket, Histogram};
+    use crate::cmd::{Cli, Command};
     use clap::Parser;
     use std::collections::BTreeMap;
 

@@ -11,7 +11,7 @@
 //!    histograms are cumulative since it started, so only differences describe the window; an
 //!    Envoy that restarted in between counts from zero, as Prometheus' `rate()` does.
 //! 3. **Compare** (pure, [`compare`]): per route, the primary and its canaries side by side,
-//!    with a verdict per canary from the tests in [`crate::stats`], corrected across routes.
+//!    with a verdict per canary from the tests in [`crate::canary::statistics`], corrected across routes.
 //!
 //! A page keeps a rolling buffer of samples and calls [`compare`] on the oldest and newest; the
 //! CLI takes two samples a window apart.
@@ -27,8 +27,8 @@ use hyper_util::rt::TokioExecutor;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::stats::{self, Bucket, Counts, Histogram, Method};
-use crate::table::{RouteTable, Tables, describe};
+use crate::canary::statistics::{self, Bucket, Counts, Histogram, Method};
+use crate::routes::table::{RouteTable, Tables, describe};
 
 /// Everything that can go wrong reading Envoy or the control plane.
 #[derive(Debug, thiserror::Error)]
@@ -987,7 +987,7 @@ pub fn compare_windows(
             backends,
         });
     }
-    let adjusted = stats::holm_adjust(&tests.iter().map(|t| t.2).collect::<Vec<_>>());
+    let adjusted = statistics::holm_adjust(&tests.iter().map(|t| t.2).collect::<Vec<_>>());
     for ((r, b, _), adj) in tests.into_iter().zip(adjusted) {
         if let Some(e) = &mut routes[r].backends[b].error_test {
             e.adjusted_p_value = adj;
@@ -1039,7 +1039,7 @@ fn measure(
         in_envoy,
         verdict: if primary {
             Verdict::Primary
-        } else if b.weight_bp >= crate::mapping::FULL {
+        } else if b.weight_bp >= crate::model::mapping::FULL {
             Verdict::Promoted
         } else {
             // Until judged.
@@ -1069,7 +1069,7 @@ fn judge(
         errors: w.errors_5xx.min(w.requests),
     };
     canary.error_test =
-        stats::error_test(counts(canary_w), counts(primary_w)).map(|e| ErrorTestReport {
+        statistics::error_test(counts(canary_w), counts(primary_w)).map(|e| ErrorTestReport {
             method: e.method,
             p_value: e.p_value,
             adjusted_p_value: e.p_value,
@@ -1385,17 +1385,18 @@ fn query_escape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::parse::parse_file;
-    use crate::table::compile;
+    use crate::input::parse::parse_file;
+    use crate::routes::table::compile;
 
     /// What Envoy 1.40 printed for `/stats?format=prometheus&filter=<STATS_FILTER>` with
     /// `canary-xds bootstrap`'s buckets (trimmed to two clusters; the per-origin copies kept
     /// in part, to show they are skipped).
-    const ENVOY_STATS: &str = include_str!("../tests/fixtures/status/envoy-1.40-stats.prom");
+    const ENVOY_STATS: &str = include_str!("../../tests/fixtures/status/envoy-1.40-stats.prom");
     /// Envoy 1.40's `/config_dump?resource=dynamic_route_configs` for a weighted route
     /// (`/qotm/` 70/30), a runtime-fraction chain (`/chain/` 80/20, the Mappings differ in
     /// `timeout_ms`) and a host route with a header matcher (`/foo/`, 87.5/12.5).
-    const CONFIG_DUMP: &str = include_str!("../tests/fixtures/status/envoy-1.40-config-dump.json");
+    const CONFIG_DUMP: &str =
+        include_str!("../../tests/fixtures/status/envoy-1.40-config-dump.json");
 
     const QOTM: &str = "127_0_0_1_19001__qotm";
     const QOTMV2: &str = "127_0_0_1_19002__qotmv2";
@@ -1941,7 +1942,7 @@ service: edge
             from_tables.routes[0].route,
             "/qotm/ (host foo.com, GET, x-beta: present, x-canary: \"true\")"
         );
-        let doc = crate::report::json(&compiled.tables, None, &compiled.diagnostics);
+        let doc = crate::routes::render::json(&compiled.tables, None, &compiled.diagnostics);
         let mut value: Value = serde_json::from_str(&doc).unwrap();
         value["version"] = Value::from("v42");
         let text = value.to_string();
@@ -1953,7 +1954,7 @@ service: edge
         assert_eq!(beta.label(), "beta.canary");
         assert_eq!((beta.weight_bp, beta.weighted), (2500, Some(true)));
         // One fleet's document, and another fleet of the all-fleets one.
-        let one = crate::report::json(&compiled.tables, Some("default"), &[]);
+        let one = crate::routes::render::json(&compiled.tables, Some("default"), &[]);
         assert_eq!(
             config_from_routes_json(&one, "default", "cp")
                 .unwrap()

@@ -369,9 +369,9 @@ pub(crate) mod tests {
     use std::sync::Arc;
     use std::time::{Duration, Instant, SystemTime};
 
-    use crate::parse::parse_file;
-    use crate::snapshot::{Listen, SnapshotBuilder};
-    use crate::table::compile;
+    use crate::envoy::snapshot::{Listen, SnapshotBuilder};
+    use crate::input::parse::parse_file;
+    use crate::routes::table::compile;
     use crate::xds::server::Published;
 
     /// The snapshots for `files` ((path, YAML) pairs), as the reloader would publish them.
@@ -495,7 +495,7 @@ pub(crate) mod tests {
                 routes: 1,
                 clusters: 2,
                 took: Duration::from_micros(300),
-                counts: crate::diagnostic::Counts {
+                counts: crate::model::diagnostic::Counts {
                     errors: 0,
                     warnings: 1,
                     infos: 2,
@@ -510,7 +510,7 @@ pub(crate) mod tests {
         m.reload(&outcome);
         outcome.published = None;
         outcome.stats = crate::reload::Stats {
-            counts: crate::diagnostic::Counts {
+            counts: crate::model::diagnostic::Counts {
                 errors: 1,
                 warnings: 0,
                 infos: 0,

@@ -4,11 +4,14 @@
 //! configured; `check` takes them from `CANARY_XDS_CHECK_<FLAG>`, so a daemon's environment never
 //! changes what a one-off command does; `bootstrap` and `status` read flags only.
 
+pub mod check;
+pub mod status;
+
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::source::DEFAULT_MAX_FILE_SIZE;
+use crate::input::source::DEFAULT_MAX_FILE_SIZE;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -28,9 +31,9 @@ pub enum Command {
     /// Watch a directory of Mappings and serve it to Envoy over ADS.
     Serve(crate::serve::ServeArgs),
     /// Print an Envoy bootstrap that points Envoy at canary-xds.
-    Bootstrap(crate::bootstrap::BootstrapArgs),
+    Bootstrap(crate::envoy::bootstrap::BootstrapArgs),
     /// Compare each canary's traffic with its primary's over a window, from Envoy's stats.
-    Status(crate::status::StatusArgs),
+    Status(crate::cmd::status::StatusArgs),
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]

@@ -4,7 +4,7 @@
 //! exactly 10000. `Split` can only be built here and cannot hold any other sum, so later stages
 //! trust it without checking.
 
-use crate::mapping::{Bp, FULL, MappingId};
+use crate::model::mapping::{Bp, FULL, MappingId};
 
 /// One Mapping of a route, as the arithmetic sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]

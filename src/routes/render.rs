@@ -9,10 +9,10 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::diagnostic::{Counts, Diagnostic};
-use crate::mapping::{Bp, HeaderMatch};
-use crate::table::{Route, RouteTable, Tables};
-use crate::weights::percent;
+use crate::model::diagnostic::{Counts, Diagnostic};
+use crate::model::mapping::{Bp, HeaderMatch};
+use crate::model::weights::percent;
+use crate::routes::table::{Route, RouteTable, Tables};
 
 /// The version of the JSON format.
 pub const FORMAT: u32 = 1;

@@ -10,7 +10,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::diagnostic::Location;
+use crate::model::diagnostic::Location;
 
 /// The fleet a Mapping belongs to when it names no `ambassador_id`.
 pub const DEFAULT_FLEET: &str = "default";

@@ -13,9 +13,9 @@ use prost::Message;
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
-use crate::mapping::{BackendSettings, Bp, RouteKey, RouteSettings};
-use crate::table::{ClusterSpec, Route, RouteTable};
-use crate::translate;
+use crate::envoy::translate;
+use crate::model::mapping::{BackendSettings, Bp, RouteKey, RouteSettings};
+use crate::routes::table::{ClusterSpec, Route, RouteTable};
 use crate::xds::resource::{
     Kind, Layer, Resource, ResourceSet, content_digest, content_version, short_hex,
 };
@@ -973,10 +973,10 @@ fn assemble_route_configuration(
 /// Our model of a cluster for its version: the upstream without the text as written.
 #[derive(serde::Serialize)]
 struct ClusterModel<'a> {
-    scheme: crate::mapping::Scheme,
+    scheme: crate::model::mapping::Scheme,
     host: &'a str,
     port: u16,
-    settings: &'a crate::mapping::ClusterSettings,
+    settings: &'a crate::model::mapping::ClusterSettings,
 }
 
 impl<'a> ClusterModel<'a> {
@@ -993,8 +993,8 @@ impl<'a> ClusterModel<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::parse::parse_file;
-    use crate::table::compile;
+    use crate::input::parse::parse_file;
+    use crate::routes::table::compile;
     use envoy_types::pb::google::protobuf::Any;
 
     fn table(yaml: &[(&str, &str)]) -> Arc<RouteTable> {
@@ -1155,8 +1155,8 @@ mod tests {
             start in proptest::collection::vec(proptest::option::of(0u32..=100), 12),
             steps in proptest::collection::vec((0usize..12, proptest::option::of(0u32..=100), 0u8..10), 1..12),
         ) {
-            use crate::parse::ParsedFile;
-            use crate::table::recompile_routes;
+            use crate::input::parse::ParsedFile;
+            use crate::routes::table::recompile_routes;
             // Four routes of three Mappings, one file each; weights last, so that moving one
             // moves nothing else.
             let file = |i: usize, w: Option<u32>, service: u8| {

@@ -20,8 +20,8 @@ use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
 
-use crate::diagnostic::{Diagnostic, Location};
-use crate::parse::{ParsedFile, parse_file};
+use crate::input::parse::{ParsedFile, parse_file};
+use crate::model::diagnostic::{Diagnostic, Location};
 
 /// The default largest file we read: Mapping files are small, and a huge one is a mistake.
 pub const DEFAULT_MAX_FILE_SIZE: u64 = 1024 * 1024;

@@ -4,12 +4,12 @@
 
 use std::path::Path;
 
-use crate::cli::{CheckArgs, Format};
-use crate::diagnostic::{Diagnostic, Severity};
-use crate::parse::ParsedFile;
-use crate::report;
-use crate::source::Loader;
-use crate::table::{Compiled, compile, directory_location};
+use crate::cmd::{CheckArgs, Format};
+use crate::input::parse::ParsedFile;
+use crate::input::source::Loader;
+use crate::model::diagnostic::{Diagnostic, Severity};
+use crate::routes::render;
+use crate::routes::table::{Compiled, compile, directory_location};
 
 /// Runs `check` as the command line asked: the text to print and the exit code (0 without
 /// errors, 1 with any).
@@ -32,8 +32,8 @@ pub fn run(args: &CheckArgs) -> (String, u8) {
         );
     }
     let text = match args.format {
-        Format::Table => report::table(&compiled.tables, fleet, &compiled.diagnostics),
-        Format::Json => report::json(&compiled.tables, fleet, &compiled.diagnostics),
+        Format::Table => render::table(&compiled.tables, fleet, &compiled.diagnostics),
+        Format::Json => render::json(&compiled.tables, fleet, &compiled.diagnostics),
     };
     (text, exit_code(&compiled))
 }

@@ -16,7 +16,7 @@
 use super::{MAX_DOCUMENTS, MAX_NODES, Node, Value};
 
 #[cfg(test)]
-#[path = "../../benches/shared/mapping_doc.rs"]
+#[path = "../../../benches/shared/mapping_doc.rs"]
 mod bench_docs;
 
 /// The longest key we read: serde-saphyr looks at most 1024 characters ahead for a key's `:`.
@@ -330,7 +330,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::yaml::parse_with_saphyr;
+    use crate::input::yaml::parse_with_saphyr;
 
     /// serde-saphyr's reading of `text`, for comparison. `Debug` tells `-0.0` from `0.0`.
     fn saphyr(text: &str) -> String {
@@ -891,7 +891,7 @@ mod tests {
             runs[5]
         };
         let before = time(&|b| parse_with_saphyr(b).unwrap().len());
-        let after = time(&|b| crate::yaml::parse_documents(b).unwrap().len());
+        let after = time(&|b| crate::input::yaml::parse_documents(b).unwrap().len());
         println!(
             "10,000 Mappings: serde-saphyr {:.2} ms ({:.2} us each), parse_documents {:.2} ms \
              ({:.2} us each)",

@@ -12,12 +12,12 @@ use std::sync::Arc;
 
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
-use crate::diagnostic::{Diagnostic, Location, Severity};
-use crate::mapping::{
+use crate::input::parse::{ParsedFile, Rejected};
+use crate::model::diagnostic::{Diagnostic, Location, Severity};
+use crate::model::mapping::{
     Bp, ClusterSettings, DEFAULT_FLEET, FULL, Mapping, MappingId, Origin, RouteKey, Scheme, Service,
 };
-use crate::parse::{ParsedFile, Rejected};
-use crate::weights::{self, Member, Remark, SplitError, percent};
+use crate::model::weights::{self, Member, Remark, SplitError, percent};
 
 /// Cluster names Envoy already uses for its own purposes (the bootstrap's xDS cluster).
 pub const RESERVED_CLUSTER_NAMES: &[&str] = &["xds_cluster"];
@@ -1098,7 +1098,7 @@ fn assign_clusters(
     specs
 }
 
-pub use crate::mapping::sanitize;
+pub use crate::model::mapping::sanitize;
 
 /// The naming rule (published in the README, since users read stats by these names):
 /// 1. every cluster has a base name from its upstream (`base_name`);
@@ -1259,7 +1259,7 @@ pub fn directory_location() -> Location {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::parse::parse_file;
+    use crate::input::parse::parse_file;
     use proptest::prelude::*;
 
     fn mapping_yaml(name: &str, extra: &str) -> String {

@@ -23,7 +23,7 @@ use envoy_types::pb::google::protobuf::Any;
 use prost::Message;
 use sha2::{Digest, Sha256};
 
-use crate::snapshot::FleetBases;
+use crate::envoy::snapshot::FleetBases;
 use crate::xds::resource::{Kind, Resource, ResourceSet};
 
 const FILE_HEADER: &str = "# canary-xds last good content of: ";

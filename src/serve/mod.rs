@@ -4,6 +4,10 @@
 //! `start` takes bound listeners (xDS, and the admin server's unless it is off) and a shutdown
 //! future (tests bind port 0 and read the addresses back) and returns what is running.
 
+pub mod dir_watch;
+pub mod state_dir;
+pub mod tls;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -16,15 +20,15 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use crate::admin::metrics::Metrics;
 use crate::admin::{AdminAddr, AdminState, LastReload};
-use crate::diagnostic::{Diagnostic, Severity};
-use crate::metrics::Metrics;
+use crate::envoy::snapshot::{Listen, SnapshotBuilder};
+use crate::input::source::{DEFAULT_MAX_FILE_SIZE, Loader};
+use crate::model::diagnostic::{Diagnostic, Severity};
 use crate::reload::{Outcome, Reloader};
-use crate::snapshot::{Listen, SnapshotBuilder};
-use crate::source::{DEFAULT_MAX_FILE_SIZE, Loader};
-use crate::state::{Saved, StateDir};
-use crate::tls::{AllowRule, Security, TlsFiles};
-use crate::watch::{DirWatch, Signal};
+use crate::serve::dir_watch::{DirWatch, Signal};
+use crate::serve::state_dir::{Saved, StateDir};
+use crate::serve::tls::{AllowRule, Security, TlsFiles};
 use crate::xds::server::Hub;
 use sha2::Digest;
 
@@ -153,9 +157,9 @@ pub enum ServeError {
     #[error(transparent)]
     Admin(#[from] crate::admin::AdminError),
     #[error(transparent)]
-    State(#[from] crate::state::StateError),
+    State(#[from] crate::serve::state_dir::StateError),
     #[error(transparent)]
-    Tls(#[from] crate::tls::TlsError),
+    Tls(#[from] crate::serve::tls::TlsError),
 }
 
 /// Parses `--listen` values.
@@ -316,7 +320,7 @@ pub async fn start(
     if let Some(tls) = security.tls {
         server = server
             .tls_config(tls)
-            .map_err(|e| crate::tls::TlsError::refused(&e))?;
+            .map_err(|e| crate::serve::tls::TlsError::refused(&e))?;
     }
     // Envoy's admin has no authentication and the client sends no user information, so
     // credentials or a query in an --envoy-admin URL serve nothing; they could only leak (the
@@ -350,7 +354,7 @@ pub async fn start(
     };
     reloader.restore_bases(std::mem::take(&mut saved.bases));
     for (rel, bytes) in &saved.files {
-        let parsed = crate::parse::parse_file(rel, bytes);
+        let parsed = crate::input::parse::parse_file(rel, bytes);
         if !parsed.has_errors() {
             reloader.remember(rel.clone(), Arc::new(parsed));
         }
@@ -382,10 +386,11 @@ pub async fn start(
             let other = Arc::new(builder.build("", Arc::new(Default::default())));
             crate::xds::server::Published {
                 fleets: BTreeMap::from([(
-                    crate::mapping::DEFAULT_FLEET.to_string(),
-                    Arc::new(
-                        builder.build(crate::mapping::DEFAULT_FLEET, Arc::new(Default::default())),
-                    ),
+                    crate::model::mapping::DEFAULT_FLEET.to_string(),
+                    Arc::new(builder.build(
+                        crate::model::mapping::DEFAULT_FLEET,
+                        Arc::new(Default::default()),
+                    )),
                 )]),
                 other,
                 since,
@@ -527,13 +532,13 @@ fn warn_about_exposure(
     if security.tls.is_some() {
         tracing::info!(
             xds = %xds,
-            certificate = crate::tls::san_list(&security.server_names),
+            certificate = crate::serve::tls::san_list(&security.server_names),
             client_certificates = security.access.is_mutual(),
             "xDS over TLS"
         );
     }
     if security.tls.is_none() {
-        if crate::tls::check_plaintext(xds, settings.insecure)? {
+        if crate::serve::tls::check_plaintext(xds, settings.insecure)? {
             tracing::warn!(
                 xds = %xds,
                 "serving xDS in plaintext on a non-loopback address (--insecure): anyone who \
@@ -541,7 +546,7 @@ fn warn_about_exposure(
                  talks to canary-xds"
             );
         }
-    } else if !security.access.is_mutual() && !crate::tls::is_loopback(xds) {
+    } else if !security.access.is_mutual() && !crate::serve::tls::is_loopback(xds) {
         tracing::warn!(
             xds = %xds,
             "xDS over TLS without client certificates (--xds-client-ca): anyone who reaches \
@@ -549,7 +554,7 @@ fn warn_about_exposure(
         );
     }
     if let Some(admin) = admin
-        && !crate::tls::is_loopback(admin)
+        && !crate::serve::tls::is_loopback(admin)
     {
         tracing::warn!(
             admin = %admin,
@@ -905,7 +910,7 @@ mod tests {
     fn both_servers_stay_on_loopback_and_in_plaintext_by_default() {
         let args = parse(&[]).unwrap();
         assert_eq!(args.xds, "127.0.0.1:18000".parse().unwrap());
-        assert!(crate::tls::is_loopback(args.xds));
+        assert!(crate::serve::tls::is_loopback(args.xds));
         match args.admin {
             AdminAddr::At(addr) => assert_eq!(addr, "127.0.0.1:8877".parse().unwrap()),
             AdminAddr::Off => panic!("the admin server is on by default"),

@@ -22,8 +22,8 @@ use envoy_types::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions
 use prost::Name;
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 
-use crate::mapping::DEFAULT_FLEET;
-use crate::translate;
+use crate::envoy::translate;
+use crate::model::mapping::DEFAULT_FLEET;
 
 /// Where canary-xds serves xDS unless told otherwise (its `serve` default).
 pub const DEFAULT_XDS: &str = "127.0.0.1:18000";
@@ -341,11 +341,11 @@ fn bootstrap(args: &BootstrapArgs) -> Yaml {
             map([(
                 "layers",
                 seq([map([
-                    ("name", s(crate::snapshot::RUNTIME_LAYER)),
+                    ("name", s(crate::envoy::snapshot::RUNTIME_LAYER)),
                     (
                         "rtds_layer",
                         map([
-                            ("name", s(crate::snapshot::RUNTIME_LAYER)),
+                            ("name", s(crate::envoy::snapshot::RUNTIME_LAYER)),
                             ("rtds_config", ads()),
                         ]),
                     ),
@@ -841,7 +841,7 @@ mod tests {
 
     #[test]
     fn mappings_can_never_take_the_xds_cluster_name() {
-        assert!(crate::table::RESERVED_CLUSTER_NAMES.contains(&XDS_CLUSTER));
+        assert!(crate::routes::table::RESERVED_CLUSTER_NAMES.contains(&XDS_CLUSTER));
     }
 
     #[test]

@@ -8,13 +8,13 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use crate::diagnostic::{Diagnostic, Location, Severity};
-use crate::mapping::{
+use crate::input::regex_check;
+use crate::input::yaml::{self, Node, Value};
+use crate::model::diagnostic::{Diagnostic, Location, Severity};
+use crate::model::mapping::{
     AddHeader, BackendSettings, Bp, ClusterSettings, DEFAULT_FLEET, HeaderMatch, Mapping,
     MappingId, Origin, RetryPolicy, RouteKey, RouteSettings, Scheme, Service,
 };
-use crate::regex_check;
-use crate::yaml::{self, Node, Value};
 
 /// The apiVersions whose Mappings we read.
 pub const API_VERSIONS: &[&str] = &[
@@ -616,7 +616,7 @@ fn read_mapping(cx: &mut Cx<'_>, doc: &Node, origin: Origin) -> Result<Mapping, 
             diagnostic: None,
         }));
     };
-    let cluster_base = crate::mapping::cluster_base_name(&service, b.cluster_tag.as_deref());
+    let cluster_base = crate::model::mapping::cluster_base_name(&service, b.cluster_tag.as_deref());
     let key_hash = key.hash_once();
     Ok(Mapping {
         id: MappingId { namespace, name },
@@ -1848,7 +1848,7 @@ mod tests {
                 yaml.push_str(&format!("{indent}{field}: {value}\n"));
             }
             let p = parse_file("f.yaml", yaml.as_bytes());
-            let c = crate::table::compile(std::slice::from_ref(&p), None);
+            let c = crate::routes::table::compile(std::slice::from_ref(&p), None);
             for d in &c.diagnostics {
                 prop_assert!(!d.message.is_empty());
             }

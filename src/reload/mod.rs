@@ -11,11 +11,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::diagnostic::{Counts, Diagnostic, Location, Severity};
-use crate::parse::ParsedFile;
-use crate::snapshot::SnapshotBuilder;
-use crate::source::{Loader, Scan, SourceError};
-use crate::table::{Compiled, Tables, compile, diagnostic_order, recompile_routes};
+use crate::envoy::snapshot::SnapshotBuilder;
+use crate::input::parse::ParsedFile;
+use crate::input::source::{Loader, Scan, SourceError};
+use crate::model::diagnostic::{Counts, Diagnostic, Location, Severity};
+use crate::routes::table::{Compiled, Tables, compile, diagnostic_order, recompile_routes};
 use crate::xds::server::Published;
 
 /// The outcome of a reload.
@@ -127,14 +127,14 @@ impl Reloader {
     }
 
     /// The snapshot builder's base weights (for `--state-dir`).
-    pub fn bases(&self) -> &std::collections::HashMap<String, crate::snapshot::FleetBases> {
+    pub fn bases(&self) -> &std::collections::HashMap<String, crate::envoy::snapshot::FleetBases> {
         self.builder.bases()
     }
 
     /// Restores base weights kept by `--state-dir`, before the first reload.
     pub fn restore_bases(
         &mut self,
-        bases: std::collections::HashMap<String, crate::snapshot::FleetBases>,
+        bases: std::collections::HashMap<String, crate::envoy::snapshot::FleetBases>,
     ) {
         self.builder.restore_bases(bases);
     }
@@ -367,7 +367,7 @@ impl Reloader {
 /// Takes a file's current content as its last good one.
 fn accept(
     m: &mut FileMemory,
-    f: &crate::source::FileState,
+    f: &crate::input::source::FileState,
     accepted: &mut Vec<(String, [u8; 32])>,
 ) {
     m.good = Arc::clone(&f.parsed);
@@ -428,8 +428,8 @@ pub fn has_errors(diagnostics: &[Diagnostic]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snapshot::Listen;
-    use crate::source::DEFAULT_MAX_FILE_SIZE;
+    use crate::envoy::snapshot::Listen;
+    use crate::input::source::DEFAULT_MAX_FILE_SIZE;
     use std::fs;
 
     const MAIN: &str =

@@ -72,8 +72,10 @@ use envoy_types::pb::envoy::r#type::v3::fractional_percent::DenominatorType;
 use envoy_types::pb::google::protobuf::{BoolValue, Duration, UInt32Value};
 use envoy_types::util::pack_any;
 
-use crate::mapping::{AddHeader, Bp, HeaderMatch, RetryPolicy, RouteKey, RouteSettings, Scheme};
-use crate::table::{Backend, ClusterSpec, Route, RouteTable, Shadow};
+use crate::model::mapping::{
+    AddHeader, Bp, HeaderMatch, RetryPolicy, RouteKey, RouteSettings, Scheme,
+};
+use crate::routes::table::{Backend, ClusterSpec, Route, RouteTable, Shadow};
 
 /// The name of the one route configuration every listener asks for over RDS.
 pub const ROUTE_CONFIG_NAME: &str = "canary-xds";
@@ -765,9 +767,9 @@ fn upstream_tls(host: &str, ip: bool, grpc: bool, ca: Option<&Path>) -> Transpor
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::diagnostic::Severity;
-    use crate::parse::parse_file;
-    use crate::table::compile;
+    use crate::input::parse::parse_file;
+    use crate::model::diagnostic::Severity;
+    use crate::routes::table::compile;
     use prost::Message;
 
     fn mapping(name: &str, body: &str) -> String {

@@ -1,0 +1,4 @@
+//! Judging canaries: Envoy's stats read over a window, each canary compared with its primary.
+
+pub mod live;
+pub mod statistics;
