@@ -35,10 +35,10 @@ use std::sync::mpsc as std_mpsc;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use canary_xds::envoy::snapshot::Snapshot;
 use canary_xds::serve::{Running, Settings, start};
+use canary_xds::xds::Hub;
+use canary_xds::xds::Snapshot;
 use canary_xds::xds::resource::ResourceSet;
-use canary_xds::xds::server::Hub;
 use mimalloc::MiMalloc;
 use stats_alloc::StatsAlloc;
 
@@ -328,15 +328,19 @@ impl Server {
     fn wait_weight(&self, weight: u32, timeout: Duration) -> Result<Arc<Snapshot>, String> {
         let deadline = Instant::now() + timeout;
         loop {
+            // The admin state takes what is served just before the hub does.
+            let tables = self.running.admin.served();
             let snap = self.running.hub.current().fleet("default");
-            let served = snap
-                .table
-                .routes
-                .iter()
+            let served = tables
+                .tables
+                .fleet("default")
+                .into_iter()
+                .flat_map(|t| &t.routes)
                 .flat_map(|r| &r.backends)
                 .find(|b| b.mapping.id.name == EDITED_MAPPING)
                 .map(|b| b.weight_bp);
-            if served == Some(weight * 100) {
+            let in_hub = tables.published.fleet("default").version == snap.version;
+            if in_hub && served == Some(weight * 100) {
                 return Ok(snap);
             }
             if Instant::now() > deadline {

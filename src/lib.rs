@@ -21,3 +21,6 @@ pub mod reload;
 pub mod routes;
 pub mod serve;
 pub mod xds;
+
+#[cfg(test)]
+mod test_util;

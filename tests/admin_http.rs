@@ -134,7 +134,7 @@ async fn every_endpoint_answers_and_stops_with_the_server() {
     let routes = get(addr, "/api/routes").await.unwrap();
     assert_eq!(routes.header("content-type"), Some("application/json"));
     let doc: serde_json::Value = serde_json::from_str(&routes.body).unwrap();
-    let version = canary_xds::reload::overall_version(&running.hub.current());
+    let version = running.hub.current().version();
     assert_eq!(doc["version"], version.as_str());
     assert_eq!(
         doc["fleets"]["default"]["routes"][0]["backends"][1]["weight_bp"],

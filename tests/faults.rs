@@ -18,12 +18,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use canary_xds::admin::AdminState;
 use canary_xds::envoy::snapshot::SnapshotBuilder;
 use canary_xds::input::source::{DEFAULT_MAX_FILE_SIZE, Loader};
 use canary_xds::model::diagnostic::{Diagnostic, Severity};
 use canary_xds::reload::Reloader;
 use canary_xds::serve::{Running, Settings, parse_listen, start};
-use canary_xds::xds::server::Hub;
 use common::*;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -44,11 +44,12 @@ fn reloader(dir: &Path) -> Reloader {
 }
 
 /// The Mappings served to the default fleet, by name, with their share.
-fn served(hub: &Hub) -> Vec<(String, u32)> {
-    let p = hub.current();
-    let mut out: Vec<(String, u32)> = p
+fn served(admin: &AdminState) -> Vec<(String, u32)> {
+    let served = admin.served();
+    let mut out: Vec<(String, u32)> = served
+        .tables
         .fleet("default")
-        .table
+        .expect("the default fleet")
         .routes
         .iter()
         .flat_map(|r| {
@@ -62,10 +63,11 @@ fn served(hub: &Hub) -> Vec<(String, u32)> {
 }
 
 fn names(outcome: &canary_xds::reload::Outcome) -> Vec<String> {
-    let p = outcome.published.as_ref().expect("published");
-    let mut out: Vec<String> = p
+    let served = outcome.served.as_ref().expect("served");
+    let mut out: Vec<String> = served
+        .tables
         .fleet("default")
-        .table
+        .expect("the default fleet")
         .routes
         .iter()
         .flat_map(|r| r.backends.iter().map(|b| b.mapping.id.name.clone()))
@@ -102,14 +104,14 @@ async fn stop(running: Running, stop: oneshot::Sender<()>) {
         .unwrap();
 }
 
-async fn wait_served(hub: &Hub, expected: &[(&str, u32)]) {
+async fn wait_served(admin: &AdminState, expected: &[(&str, u32)]) {
     let expected: Vec<(String, u32)> = expected.iter().map(|(n, w)| (n.to_string(), *w)).collect();
     let deadline = Instant::now() + WAIT;
-    while served(hub) != expected {
+    while served(admin) != expected {
         assert!(
             Instant::now() < deadline,
             "timed out: {:?} is not {expected:?}",
-            served(hub)
+            served(admin)
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -515,7 +517,7 @@ async fn the_directory_deleted_and_recreated_over_and_over_serves_each_last_vers
     fs::write(dir.join("canary.yaml"), doc("canary", "/qotm/", Some(1))).unwrap();
     let (running, stopper) = serve(Settings::for_dir(&dir)).await;
     let hub = Arc::clone(&running.hub);
-    wait_served(&hub, &[("canary", 100), ("qotm", 9900)]).await;
+    wait_served(&running.admin, &[("canary", 100), ("qotm", 9900)]).await;
     for round in 2..=11u32 {
         let before = hub.current().fleet("default").version.clone();
         // The directory goes at once (renamed away, then deleted): `rm -rf` on the directory
@@ -554,11 +556,15 @@ async fn the_directory_deleted_and_recreated_over_and_over_serves_each_last_vers
             .unwrap();
         }
         let share = round * 100;
-        wait_served(&hub, &[("canary", share), ("qotm", 10000 - share)]).await;
+        wait_served(
+            &running.admin,
+            &[("canary", share), ("qotm", 10000 - share)],
+        )
+        .await;
     }
     // And it is watched again: an edit goes live without waiting for a rescan (30 s).
     write_atomically(&dir.join("canary.yaml"), &doc("canary", "/qotm/", Some(50)));
-    wait_served(&hub, &[("canary", 5000), ("qotm", 5000)]).await;
+    wait_served(&running.admin, &[("canary", 5000), ("qotm", 5000)]).await;
     stop(running, stopper).await;
 }
 
@@ -584,11 +590,13 @@ async fn ten_thousand_files_load_and_an_edit_rereads_only_its_file() {
     let started = Instant::now();
     let (running, stopper) = serve(Settings::for_dir(&dir)).await;
     let first = started.elapsed();
-    let hub = Arc::clone(&running.hub);
     let count = || {
-        hub.current()
+        running
+            .admin
+            .served()
+            .tables
             .fleet("default")
-            .table
+            .expect("the default fleet")
             .routes
             .iter()
             .map(|r| r.backends.len())
@@ -602,10 +610,12 @@ async fn ten_thousand_files_load_and_an_edit_rereads_only_its_file() {
     write_atomically(&dir.join("team00/m1.yaml"), &doc("m1", "/r0/", Some(40)));
     let deadline = Instant::now() + WAIT;
     loop {
-        let weight = hub
-            .current()
+        let weight = running
+            .admin
+            .served()
+            .tables
             .fleet("default")
-            .table
+            .expect("the default fleet")
             .routes
             .iter()
             .flat_map(|r| r.backends.iter())
@@ -640,8 +650,7 @@ async fn a_tree_deleted_slowly_file_by_file_is_not_served_half_deleted() {
     fs::write(dir.join("a-qotm.yaml"), doc("qotm", "/qotm/", None)).unwrap();
     fs::write(dir.join("b-canary.yaml"), doc("canary", "/qotm/", Some(10))).unwrap();
     let (running, stopper) = serve(Settings::for_dir(&dir)).await;
-    let hub = Arc::clone(&running.hub);
-    wait_served(&hub, &[("canary", 1000), ("qotm", 9000)]).await;
+    wait_served(&running.admin, &[("canary", 1000), ("qotm", 9000)]).await;
     // rm -rf, paused for 100 ms between its two files (a busy machine, a large tree).
     fs::remove_file(dir.join("a-qotm.yaml")).unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -649,7 +658,7 @@ async fn a_tree_deleted_slowly_file_by_file_is_not_served_half_deleted() {
     fs::remove_dir(&dir).unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
-        served(&hub),
+        served(&running.admin),
         [("canary".to_string(), 1000), ("qotm".to_string(), 9000)]
     );
     stop(running, stopper).await;

@@ -219,7 +219,7 @@ fn churn(streams: usize, duration: Duration) {
     // Then ten versions, each until it is served, with no stream connected. The same sequence runs before the second measure: every cache that
     // keeps recent versions (the hub's archive keeps eight generations) is then in the same
     // state at both measures, and what differs is what the streams left behind.
-    let version = || canary_xds::reload::overall_version(&running.hub.current());
+    let version = || running.hub.current().version();
     let cycle = || {
         // Versions 10 to 19: never the editor's (0 to 9), so each write is a change.
         for s in 10..20 {

@@ -15,10 +15,12 @@ fn mapping(name: &str, weight: &str) -> String {
 }
 
 /// The default fleet's weights, by Mapping.
-fn weights(hub: &canary_xds::xds::server::Hub) -> Vec<(String, u32)> {
-    let p = hub.current();
-    let snap = p.fleet("default");
-    snap.table
+fn weights(admin: &canary_xds::admin::AdminState) -> Vec<(String, u32)> {
+    let served = admin.served();
+    served
+        .tables
+        .fleet("default")
+        .expect("the default fleet")
         .routes
         .iter()
         .flat_map(|r| {
@@ -29,17 +31,17 @@ fn weights(hub: &canary_xds::xds::server::Hub) -> Vec<(String, u32)> {
         .collect()
 }
 
-async fn wait_weights(hub: &canary_xds::xds::server::Hub, expected: &[(&str, u32)]) {
+async fn wait_weights(admin: &canary_xds::admin::AdminState, expected: &[(&str, u32)]) {
     let expected: Vec<(String, u32)> = expected.iter().map(|(n, w)| (n.to_string(), *w)).collect();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        if weights(hub) == expected {
+        if weights(admin) == expected {
             return;
         }
         assert!(
             Instant::now() < deadline,
             "timed out: {:?} is not {expected:?}",
-            weights(hub)
+            weights(admin)
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -66,13 +68,14 @@ async fn edits_deletions_and_a_replaced_directory_reach_the_snapshot() {
     .await
     .unwrap();
     let hub = running.hub.clone();
-    wait_weights(&hub, &[("qotm", 9000), ("qotmv2", 1000)]).await;
+    let admin = running.admin.clone();
+    wait_weights(&admin, &[("qotm", 9000), ("qotmv2", 1000)]).await;
 
     write(&dir, "qotmv2.yaml", &mapping("qotmv2", "weight: 50\n"));
-    wait_weights(&hub, &[("qotm", 5000), ("qotmv2", 5000)]).await;
+    wait_weights(&admin, &[("qotm", 5000), ("qotmv2", 5000)]).await;
 
     fs::remove_file(dir.join("qotmv2.yaml")).unwrap();
-    wait_weights(&hub, &[("qotm", 10000)]).await;
+    wait_weights(&admin, &[("qotm", 10000)]).await;
 
     // The directory goes away, files first (rm -rf): the last good config stays, never half.
     for (name, w) in [("a", 10), ("b", 20), ("c", 30)] {
@@ -83,7 +86,7 @@ async fn edits_deletions_and_a_replaced_directory_reach_the_snapshot() {
         );
     }
     let full = [("a", 1000), ("b", 2000), ("c", 3000), ("qotm", 4000)];
-    wait_weights(&hub, &full).await;
+    wait_weights(&admin, &full).await;
     let version = hub.current().fleet("default").version.clone();
     fs::remove_dir_all(&dir).unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -93,11 +96,11 @@ async fn edits_deletions_and_a_replaced_directory_reach_the_snapshot() {
     fs::create_dir(&dir).unwrap();
     write(&dir, "qotm.yaml", &mapping("qotm", ""));
     write(&dir, "qotmv3.yaml", &mapping("qotmv3", "weight: 20\n"));
-    wait_weights(&hub, &[("qotm", 8000), ("qotmv3", 2000)]).await;
+    wait_weights(&admin, &[("qotm", 8000), ("qotmv3", 2000)]).await;
 
     // And it is watched again: a later edit goes live without waiting for a rescan.
     write(&dir, "qotmv3.yaml", &mapping("qotmv3", "weight: 30\n"));
-    wait_weights(&hub, &[("qotm", 7000), ("qotmv3", 3000)]).await;
+    wait_weights(&admin, &[("qotm", 7000), ("qotmv3", 3000)]).await;
 
     stop_tx.send(()).unwrap();
     tokio::time::timeout(Duration::from_secs(10), running.done)

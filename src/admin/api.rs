@@ -9,10 +9,10 @@ use serde::Serialize;
 
 use super::LastReload;
 use crate::model::diagnostic::{Counts, Diagnostic};
-use crate::reload::overall_version;
+use crate::reload::Served;
 use crate::routes::render::{FORMAT, RouteJson, routes_json};
-use crate::xds::server::{EnvoyStatus, Published};
 use crate::xds::stream::{TypeStatus, Variant};
+use crate::xds::{EnvoyStatus, Published};
 
 /// The words every note about held content carries (`reload` writes them): a file held at its
 /// last good content, a directory that emptied or cannot be read.
@@ -49,20 +49,19 @@ struct RoutesDoc<'a> {
 
 /// `/api/routes`: every fleet's served routes with its version, what is held and why, and the
 /// last reload's diagnostics.
-pub fn routes(published: &Published, diagnostics: &[Diagnostic]) -> String {
+pub fn routes(served: &Served, diagnostics: &[Diagnostic]) -> String {
     let doc = RoutesDoc {
         format: FORMAT,
-        version: overall_version(published),
+        version: served.published.version(),
         fleet: None,
-        fleets: published
-            .fleets
-            .iter()
-            .map(|(name, snap)| {
+        fleets: served
+            .fleets()
+            .map(|(name, snap, table)| {
                 (
                     name.as_str(),
                     FleetDoc {
                         version: &snap.version,
-                        routes: routes_json(&snap.table),
+                        routes: routes_json(table),
                     },
                 )
             })
@@ -100,7 +99,7 @@ pub fn diagnostics(published: &Published, last: &LastReload) -> String {
     let c = Counts::of(&last.diagnostics);
     to_json(&DiagnosticsDoc {
         format: FORMAT,
-        version: overall_version(published),
+        version: published.version(),
         reloaded_at: rfc3339(last.at),
         reload_ok: last.ok,
         counts: CountsDoc {
@@ -220,7 +219,7 @@ pub fn envoys(published: &Published, envoys: &[EnvoyStatus]) -> String {
         .collect();
     to_json(&EnvoysDoc {
         format: FORMAT,
-        version: overall_version(published),
+        version: published.version(),
         envoys: docs,
     })
 }
@@ -271,7 +270,7 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::admin::metrics::tests::{CANARY, MAIN, envoy, published};
+    use crate::test_util::{CANARY, MAIN, envoy, published, served};
     use std::time::Duration;
 
     #[test]
@@ -293,17 +292,18 @@ mod tests {
 
     #[test]
     fn routes_are_the_check_shape_plus_versions_and_held_notes() {
-        let p = published(&[("qotm.yaml", MAIN), ("qotmv2.yaml", CANARY)]);
+        let served = served(&[("qotm.yaml", MAIN), ("qotmv2.yaml", CANARY)]);
+        let p = &served.published;
         let held = Diagnostic::warning(
             &crate::model::diagnostic::Location::new("qotmv2.yaml", 0, 0),
             "it has errors, so its last good content keeps serving: 1 Mapping (qotmv2)",
         )
         .field("file");
         let doc: serde_json::Value =
-            serde_json::from_str(&routes(&p, std::slice::from_ref(&held))).unwrap();
+            serde_json::from_str(&routes(&served, std::slice::from_ref(&held))).unwrap();
         assert_eq!(doc["format"], 1);
         assert_eq!(doc["fleet"], serde_json::Value::Null);
-        assert_eq!(doc["version"], overall_version(&p));
+        assert_eq!(doc["version"], p.version());
         let fleet = &doc["fleets"]["default"];
         assert_eq!(fleet["version"], p.fleet("default").version);
         let backends = &fleet["routes"][0]["backends"];

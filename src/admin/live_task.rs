@@ -11,7 +11,6 @@ use tokio::sync::watch;
 use super::AdminState;
 use super::traffic::{LiveBackend, LiveRoute, LiveTraffic, Verdict};
 use crate::canary::live::{self, AdminClient, Role, Sample, Thresholds};
-use crate::xds::server::Hub;
 
 /// How often the Envoys are read.
 pub const TICK: Duration = Duration::from_secs(5);
@@ -19,12 +18,7 @@ pub const TICK: Duration = Duration::from_secs(5);
 pub const WINDOW: Duration = Duration::from_secs(60);
 
 /// Reads `urls` until `stop`, publishing each window's comparison to `admin`.
-pub async fn run(
-    urls: Vec<String>,
-    hub: Arc<Hub>,
-    admin: Arc<AdminState>,
-    mut stop: watch::Receiver<bool>,
-) {
+pub async fn run(urls: Vec<String>, admin: Arc<AdminState>, mut stop: watch::Receiver<bool>) {
     let client = AdminClient::new(Duration::from_secs(2));
     let mut samples: VecDeque<Sample> = VecDeque::new();
     let mut tick = tokio::time::interval(TICK);
@@ -52,11 +46,11 @@ pub async fn run(
             continue;
         }
         let window = last.at.duration_since(first.at);
-        let published = hub.current();
+        let served = admin.served();
         let thresholds = Thresholds::default();
         let mut routes = Vec::new();
-        for (fleet, snap) in &published.fleets {
-            let config = live::config_from_table(&snap.table, "control plane");
+        for (fleet, _, table) in served.fleets() {
+            let config = live::config_from_table(table, "control plane");
             let report = live::compare(&config, first, last, &thresholds);
             for r in report.routes {
                 if !r.backends.iter().any(|b| b.in_envoy) {

@@ -17,10 +17,10 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::reload::{Outcome, overall_version};
+use crate::reload::Outcome;
 use crate::xds::resource::Kind;
-use crate::xds::server::{EnvoyStatus, Hub, Observed};
 use crate::xds::stream::Variant;
+use crate::xds::{EnvoyStatus, Hub, Observed};
 
 /// The `Content-Type` of what `render` returns (Prometheus text format 0.0.4).
 pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
@@ -240,7 +240,7 @@ impl Metrics {
     /// Records one reload: its result and duration, its diagnostics, and (when it read the
     /// directory) the size of what it built.
     pub fn reload(&self, outcome: &Outcome) {
-        let ok = outcome.published.is_some();
+        let ok = outcome.served.is_some();
         self.reloads
             .get_or_create(&ResultLabel {
                 result: if ok { "ok" } else { "failed" },
@@ -306,7 +306,7 @@ impl Metrics {
         }
 
         let published = hub.current();
-        let version = overall_version(&published);
+        let version = published.version();
         if scrape.version.as_deref() != Some(version.as_str()) {
             // The new series first, so that no scrape ever sees no version at all.
             self.version
@@ -364,60 +364,12 @@ fn as_i64(n: usize) -> i64 {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-    use std::sync::Arc;
-    use std::time::{Duration, Instant, SystemTime};
 
-    use crate::envoy::snapshot::{Listen, SnapshotBuilder};
-    use crate::input::parse::parse_file;
-    use crate::routes::table::compile;
-    use crate::xds::server::Published;
+    use std::time::Duration;
 
-    /// The snapshots for `files` ((path, YAML) pairs), as the reloader would publish them.
-    pub(crate) fn published(files: &[(&str, &str)]) -> Published {
-        let parsed: Vec<_> = files
-            .iter()
-            .map(|(rel, text)| parse_file(rel, text.as_bytes()))
-            .collect();
-        let tables = compile(&parsed, None).tables;
-        let mut builder = SnapshotBuilder::new(
-            Listen {
-                default: "127.0.0.1:8080".parse().unwrap(),
-                fleets: BTreeMap::new(),
-            },
-            None,
-        );
-        let fleets = tables
-            .fleets
-            .iter()
-            .map(|(name, t)| (name.clone(), Arc::new(builder.build(name, Arc::clone(t)))))
-            .collect();
-        let other = Arc::new(builder.build("", Arc::new(Default::default())));
-        Published {
-            fleets,
-            other,
-            since: Instant::now(),
-        }
-    }
-
-    pub(crate) const MAIN: &str =
-        "apiVersion: ambassador/v1\nkind: Mapping\nname: qotm\nprefix: /qotm/\nservice: qotm\n";
-    pub(crate) const CANARY: &str = "apiVersion: ambassador/v1\nkind: Mapping\nname: qotmv2\nprefix: /qotm/\nservice: qotmv2\nweight: 10\n";
-
-    pub(crate) fn envoy(node: &str, fleet: &str, variant: Variant) -> EnvoyStatus {
-        EnvoyStatus {
-            node_id: node.into(),
-            fleet: fleet.into(),
-            variant,
-            runtime: false,
-            connected_since: SystemTime::UNIX_EPOCH,
-            types: BTreeMap::new(),
-            synced_version: None,
-            in_sync: false,
-            awaiting: 0,
-        }
-    }
+    use crate::test_util::{CANARY, MAIN, envoy, published, served};
 
     /// The value of the sample line `series` (name and labels exactly as printed).
     fn sample(text: &str, series: &str) -> Option<f64> {
@@ -462,7 +414,7 @@ pub(crate) mod tests {
         ] {
             assert_eq!(sample(&text, series), Some(value), "{series} in\n{text}");
         }
-        let version = overall_version(&hub.current());
+        let version = hub.current().version();
         assert_eq!(
             sample(
                 &text,
@@ -488,7 +440,7 @@ pub(crate) mod tests {
         let m = Metrics::new();
         let hub = Hub::new(published(&[("a.yaml", MAIN)]));
         let mut outcome = Outcome {
-            published: Some(published(&[("a.yaml", MAIN), ("b.yaml", CANARY)])),
+            served: Some(served(&[("a.yaml", MAIN), ("b.yaml", CANARY)])),
             changed: true,
             stats: crate::reload::Stats {
                 mappings: 2,
@@ -508,7 +460,7 @@ pub(crate) mod tests {
             removed_files: 0,
         };
         m.reload(&outcome);
-        outcome.published = None;
+        outcome.served = None;
         outcome.stats = crate::reload::Stats {
             counts: crate::model::diagnostic::Counts {
                 errors: 1,
@@ -537,12 +489,12 @@ pub(crate) mod tests {
     fn the_hub_is_read_at_scrape_time_and_the_version_label_moves() {
         let m = Metrics::new();
         let hub = Hub::new(published(&[("a.yaml", MAIN)]));
-        let first = overall_version(&hub.current());
+        let first = hub.current().version();
         let _ = m.render(&hub);
         hub.counters.responses.fetch_add(3, Ordering::Relaxed);
         hub.counters.nacks.fetch_add(1, Ordering::Relaxed);
         hub.publish(published(&[("a.yaml", MAIN), ("b.yaml", CANARY)]));
-        let second = overall_version(&hub.current());
+        let second = hub.current().version();
         assert_ne!(first, second);
         let text = m.render(&hub);
         assert_eq!(sample(&text, "canary_xds_xds_responses_total"), Some(3.0));

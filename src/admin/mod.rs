@@ -30,8 +30,8 @@ use tokio::net::TcpListener;
 
 use crate::admin::metrics::Metrics;
 use crate::model::diagnostic::Diagnostic;
-use crate::reload::{Outcome, Stats};
-use crate::xds::server::Hub;
+use crate::reload::{Outcome, Served, Stats};
+use crate::xds::Hub;
 pub use traffic::LiveTraffic;
 
 /// The default `--admin` address: loopback, since the page and the API are for operators on
@@ -93,7 +93,7 @@ impl LastReload {
     pub fn of(outcome: &Outcome, at: SystemTime) -> LastReload {
         LastReload {
             at,
-            ok: outcome.published.is_some(),
+            ok: outcome.served.is_some(),
             stats: outcome.stats.clone(),
             diagnostics: outcome.diagnostics.iter().cloned().collect(),
         }
@@ -105,6 +105,8 @@ impl LastReload {
 pub struct AdminState {
     hub: Arc<Hub>,
     metrics: Arc<Metrics>,
+    /// What is served now, with the route tables it was built from.
+    served: RwLock<Arc<Served>>,
     last: RwLock<LastReload>,
     /// A config has been loaded: from the directory, or from `--state-dir` while the directory
     /// cannot be read.
@@ -127,10 +129,12 @@ impl fmt::Debug for AdminState {
 }
 
 impl AdminState {
-    /// `first` is the first reload; `loaded` whether it (or `--state-dir`) gave a config.
+    /// `first` is the first reload and `served` what serve started with; `loaded` whether the
+    /// first reload (or `--state-dir`) gave a config.
     pub fn new(
         hub: Arc<Hub>,
         metrics: Arc<Metrics>,
+        served: Arc<Served>,
         first: LastReload,
         loaded: bool,
         dir: &std::path::Path,
@@ -139,6 +143,7 @@ impl AdminState {
         Arc::new(AdminState {
             hub,
             metrics,
+            served: RwLock::new(served),
             last: RwLock::new(first),
             loaded: AtomicBool::new(loaded),
             serving: AtomicBool::new(false),
@@ -148,17 +153,19 @@ impl AdminState {
         })
     }
 
-    pub fn hub(&self) -> &Arc<Hub> {
-        &self.hub
+    /// Takes in what serve publishes, as it publishes it.
+    pub fn set_served(&self, served: Arc<Served>) {
+        *self.served.write().expect("served lock") = served;
     }
 
-    pub fn metrics(&self) -> &Arc<Metrics> {
-        &self.metrics
+    /// What is served now.
+    pub fn served(&self) -> Arc<Served> {
+        Arc::clone(&self.served.read().expect("served lock"))
     }
 
     /// Takes in a reload's outcome (the watch loop calls this after every reload).
     pub fn reloaded(&self, outcome: &Outcome) {
-        if outcome.published.is_some() {
+        if outcome.served.is_some() {
             self.loaded.store(true, Ordering::Relaxed);
         }
         *self.last.write().expect("last reload lock") = LastReload::of(outcome, SystemTime::now());
@@ -200,7 +207,7 @@ impl AdminState {
         page::PageData {
             now: SystemTime::now(),
             dir: self.dir.clone(),
-            published: self.hub.current(),
+            served: self.served(),
             last: self.last_reload(),
             envoys: self.hub.envoys(),
             envoy_admin: self.envoy_admin.clone(),
@@ -293,7 +300,7 @@ fn json(body: String) -> Response {
 
 async fn api_routes(State(state): State<Arc<AdminState>>) -> Response {
     let last = state.last_reload();
-    json(api::routes(&state.hub.current(), &last.diagnostics))
+    json(api::routes(&state.served(), &last.diagnostics))
 }
 
 async fn api_diagnostics(State(state): State<Arc<AdminState>>) -> Response {

@@ -21,9 +21,9 @@ use super::api::{EnvoyState, envoy_state, held_notes, rejected, rfc3339, sorted,
 use super::traffic::{LiveTraffic, Verdict};
 use crate::model::diagnostic::{Counts, Diagnostic, Severity};
 use crate::model::mapping::{HeaderMatch, MappingId, RouteKey};
-use crate::reload::overall_version;
+use crate::reload::Served;
 use crate::routes::table::Route;
-use crate::xds::server::{EnvoyStatus, Published};
+use crate::xds::EnvoyStatus;
 
 /// How often the page refreshes itself, in seconds.
 pub const REFRESH_SECS: u64 = 5;
@@ -34,7 +34,8 @@ pub struct PageData {
     pub now: SystemTime,
     /// The watched directory.
     pub dir: String,
-    pub published: Arc<Published>,
+    /// What is served, with the route tables it was built from.
+    pub served: Arc<Served>,
     pub last: LastReload,
     pub envoys: Vec<EnvoyStatus>,
     /// `--envoy-admin` URLs (credentials already taken out).
@@ -81,7 +82,7 @@ pub struct Summary {
 pub fn summary(d: &PageData) -> Summary {
     let counts = Counts::of(&d.last.diagnostics);
     let held_files = held_notes(&d.last.diagnostics).count();
-    let held_routes = held_routes(&d.published);
+    let held_routes = held_routes(&d.served);
     let (mut in_sync, mut rejected, mut syncing) = (0, 0, 0);
     for e in &d.envoys {
         match envoy_state(e) {
@@ -172,10 +173,10 @@ fn worse_canary(live: Option<&LiveTraffic>) -> Option<(&str, &str, &str)> {
     })
 }
 
-fn held_routes(p: &Published) -> usize {
-    p.fleets
-        .values()
-        .map(|s| s.table.routes.iter().filter(|r| r.held.is_some()).count())
+fn held_routes(served: &Served) -> usize {
+    served
+        .fleets()
+        .map(|(_, _, t)| t.routes.iter().filter(|r| r.held.is_some()).count())
         .sum()
 }
 
@@ -227,25 +228,13 @@ pub fn render(d: &PageData) -> String {
 }
 
 fn write_summary(out: &mut String, d: &PageData, s: &Summary) {
-    let version = overall_version(&d.published);
+    let version = d.served.published.version();
     let counts = Counts::of(&d.last.diagnostics);
-    let routes: usize = d
-        .published
-        .fleets
-        .values()
-        .map(|f| f.table.routes.len())
-        .sum();
+    let routes: usize = d.served.fleets().map(|(_, _, t)| t.routes.len()).sum();
     let canaries: usize = d
-        .published
-        .fleets
-        .values()
-        .map(|f| {
-            f.table
-                .routes
-                .iter()
-                .filter(|r| r.backends.len() > 1)
-                .count()
-        })
+        .served
+        .fleets()
+        .map(|(_, _, t)| t.routes.iter().filter(|r| r.backends.len() > 1).count())
         .sum();
     let _ = writeln!(
         out,
@@ -283,8 +272,7 @@ fn write_routes(out: &mut String, d: &PageData) {
     let held: BTreeMap<&str, &str> = held_notes(&d.last.diagnostics)
         .map(|n| (n.file.as_str(), n.message.as_str()))
         .collect();
-    for (fleet, snap) in &d.published.fleets {
-        let t = &snap.table;
+    for (fleet, snap, t) in d.served.fleets() {
         let _ = writeln!(
             out,
             "<h3>fleet <b>{}</b> <span class=\"sub\">version <code>{}</code> · {} · {}</span></h3>",
@@ -607,7 +595,7 @@ fn write_envoys(out: &mut String, d: &PageData) {
     );
     for e in sorted(&d.envoys) {
         let state = envoy_state(e);
-        let fleet_version = d.published.fleet(&e.fleet).version.clone();
+        let fleet_version = d.served.published.fleet(&e.fleet).version.clone();
         let (cls, label) = match state {
             EnvoyState::InSync => ("good", "in sync"),
             EnvoyState::Rejected => ("bad", "NACK: rejected"),
@@ -863,9 +851,9 @@ pub const SCRIPT: &str = r#"
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::admin::metrics::tests::{CANARY, MAIN, envoy, published};
     use crate::admin::traffic::{LiveBackend, LiveRoute};
     use crate::model::diagnostic::Location;
+    use crate::test_util::{CANARY, MAIN, envoy, served};
     use crate::xds::stream::{TypeStatus, Variant};
 
     fn data(files: &[(&str, &str)]) -> PageData {
@@ -873,7 +861,7 @@ mod tests {
         PageData {
             now,
             dir: "/etc/canary-xds/mappings".into(),
-            published: Arc::new(published(files)),
+            served: Arc::new(served(files)),
             last: LastReload {
                 at: now - Duration::from_secs(12),
                 ok: true,
@@ -890,7 +878,7 @@ mod tests {
     fn in_sync(d: &PageData, node: &str) -> EnvoyStatus {
         let mut e = envoy(node, "default", Variant::Sotw);
         e.in_sync = true;
-        e.synced_version = Some(d.published.fleet("default").version.clone());
+        e.synced_version = Some(d.served.published.fleet("default").version.clone());
         e.connected_since = d.now - Duration::from_secs(185);
         for k in ["cds", "lds", "rds"] {
             e.types.insert(

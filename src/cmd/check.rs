@@ -2,18 +2,56 @@
 //!
 //! `check` is a pure function of the files: no last good state, no fallback.
 
-use std::path::Path;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
-use crate::cmd::{CheckArgs, Format};
+use clap::Args;
+
+use crate::cmd::Format;
 use crate::input::parse::ParsedFile;
-use crate::input::source::Loader;
+use crate::input::source::{DEFAULT_MAX_FILE_SIZE, Loader};
 use crate::model::diagnostic::{Diagnostic, Severity};
 use crate::routes::render;
 use crate::routes::table::{Compiled, compile, directory_location};
 
+/// The flags of `check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The directory of Mapping YAML files (read recursively).
+    #[arg(env = "CANARY_XDS_CHECK_DIR")]
+    pub dir: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t, env = "CANARY_XDS_CHECK_FORMAT")]
+    pub format: Format,
+    /// The fleet (ambassador_id) to show.
+    #[arg(
+        long,
+        default_value = "default",
+        env = "CANARY_XDS_CHECK_FLEET",
+        conflicts_with = "all_fleets"
+    )]
+    pub fleet: String,
+    /// Show every fleet.
+    #[arg(long, env = "CANARY_XDS_CHECK_ALL_FLEETS")]
+    pub all_fleets: bool,
+    /// The largest file read, in bytes.
+    #[arg(long, default_value_t = DEFAULT_MAX_FILE_SIZE, env = "CANARY_XDS_CHECK_MAX_FILE_SIZE")]
+    pub max_file_size: u64,
+}
+
+/// Runs `check` and prints its output: exit code 0 without errors, 1 with any.
+pub fn run(args: &CheckArgs) -> ExitCode {
+    let (text, code) = output(args);
+    if std::io::stdout().write_all(text.as_bytes()).is_err() {
+        return ExitCode::from(1);
+    }
+    ExitCode::from(code)
+}
+
 /// Runs `check` as the command line asked: the text to print and the exit code (0 without
 /// errors, 1 with any).
-pub fn run(args: &CheckArgs) -> (String, u8) {
+pub fn output(args: &CheckArgs) -> (String, u8) {
     let mut compiled = check_dir(&args.dir, args.max_file_size);
     let fleet = (!args.all_fleets).then_some(args.fleet.as_str());
     if let Some(fleet) = fleet

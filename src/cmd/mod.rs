@@ -4,14 +4,14 @@
 //! configured; `check` takes them from `CANARY_XDS_CHECK_<FLAG>`, so a daemon's environment never
 //! changes what a one-off command does; `bootstrap` and `status` read flags only.
 
+pub mod bootstrap;
 pub mod check;
+pub mod serve;
 pub mod status;
 
-use std::path::PathBuf;
+use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
-
-use crate::input::source::DEFAULT_MAX_FILE_SIZE;
+use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -27,7 +27,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Show the route table a directory of Mappings describes, with every diagnostic.
-    Check(CheckArgs),
+    Check(check::CheckArgs),
     /// Watch a directory of Mappings and serve it to Envoy over ADS.
     Serve(crate::serve::ServeArgs),
     /// Print an Envoy bootstrap that points Envoy at canary-xds.
@@ -43,26 +43,14 @@ pub enum Format {
     Json,
 }
 
-#[derive(Debug, Args)]
-pub struct CheckArgs {
-    /// The directory of Mapping YAML files (read recursively).
-    #[arg(env = "CANARY_XDS_CHECK_DIR")]
-    pub dir: PathBuf,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t, env = "CANARY_XDS_CHECK_FORMAT")]
-    pub format: Format,
-    /// The fleet (ambassador_id) to show.
-    #[arg(
-        long,
-        default_value = "default",
-        env = "CANARY_XDS_CHECK_FLEET",
-        conflicts_with = "all_fleets"
-    )]
-    pub fleet: String,
-    /// Show every fleet.
-    #[arg(long, env = "CANARY_XDS_CHECK_ALL_FLEETS")]
-    pub all_fleets: bool,
-    /// The largest file read, in bytes.
-    #[arg(long, default_value_t = DEFAULT_MAX_FILE_SIZE, env = "CANARY_XDS_CHECK_MAX_FILE_SIZE")]
-    pub max_file_size: u64,
+impl Cli {
+    /// Runs the subcommand; the exit code says how it went.
+    pub fn run(self) -> ExitCode {
+        match self.command {
+            Command::Check(args) => check::run(&args),
+            Command::Serve(args) => serve::run(args),
+            Command::Bootstrap(args) => bootstrap::run(&args),
+            Command::Status(args) => ExitCode::from(status::run(&args)),
+        }
+    }
 }

@@ -341,11 +341,11 @@ fn bootstrap(args: &BootstrapArgs) -> Yaml {
             map([(
                 "layers",
                 seq([map([
-                    ("name", s(crate::envoy::snapshot::RUNTIME_LAYER)),
+                    ("name", s(crate::xds::RUNTIME_LAYER)),
                     (
                         "rtds_layer",
                         map([
-                            ("name", s(crate::envoy::snapshot::RUNTIME_LAYER)),
+                            ("name", s(crate::xds::RUNTIME_LAYER)),
                             ("rtds_config", ads()),
                         ]),
                     ),

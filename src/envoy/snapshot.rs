@@ -19,108 +19,7 @@ use crate::routes::table::{ClusterSpec, Route, RouteTable};
 use crate::xds::resource::{
     Kind, Layer, Resource, ResourceSet, content_digest, content_version, short_hex,
 };
-
-/// Everything one fleet's Envoys should have.
-#[derive(Clone, Debug)]
-pub struct Snapshot {
-    pub fleet: String,
-    /// A version for the whole snapshot, for logs and status: a hash of the set versions.
-    pub version: String,
-    pub clusters: ResourceSet,
-    pub listeners: ResourceSet,
-    /// The route configuration for Envoys without canary-xds's runtime layer: every weight in it.
-    pub routes: ResourceSet,
-    /// For Envoys with the runtime layer: weighted routes read their weights from runtime keys
-    /// (defaulting to base weights), so weight changes go in `runtime` alone.
-    pub routes_runtime: ResourceSet,
-    /// The runtime layer (RTDS): weights that differ from the base weights.
-    pub runtime: ResourceSet,
-    /// The route table the resources were made from.
-    pub table: Arc<RouteTable>,
-    /// Whether every cluster the route configurations name is in `clusters`, as in every
-    /// snapshot `SnapshotBuilder` makes: an Envoy holding `clusters` itself can then take them
-    /// without a lookup per cluster. False unless the maker knows.
-    pub routes_within_clusters: bool,
-}
-
-/// The name of the runtime layer, in the bootstrap and over RTDS.
-pub const RUNTIME_LAYER: &str = "canary-xds";
-
-impl Snapshot {
-    /// A snapshot for Envoys with and without the runtime layer. Its version names what both
-    /// kinds of Envoy are sent.
-    pub fn new(
-        fleet: String,
-        clusters: ResourceSet,
-        listeners: ResourceSet,
-        routes: ResourceSet,
-        routes_runtime: ResourceSet,
-        runtime: ResourceSet,
-        table: Arc<RouteTable>,
-    ) -> Self {
-        let mut h = Sha256::new();
-        for set in [&clusters, &listeners, &routes, &routes_runtime, &runtime] {
-            h.update(set.version.as_bytes());
-        }
-        Snapshot {
-            fleet,
-            version: short_hex(&h.finalize()),
-            clusters,
-            listeners,
-            routes,
-            routes_runtime,
-            runtime,
-            table,
-            routes_within_clusters: false,
-        }
-    }
-
-    /// A snapshot without a runtime variant (the runtime route configuration is the plain one,
-    /// the layer empty): for tests and for Envoys that all lack the layer.
-    pub fn plain(
-        fleet: String,
-        clusters: ResourceSet,
-        listeners: ResourceSet,
-        routes: ResourceSet,
-        table: Arc<RouteTable>,
-    ) -> Self {
-        let empty = ResourceSet::new(BTreeMap::from([(
-            RUNTIME_LAYER.to_string(),
-            Arc::new(Resource::runtime_layer(RUNTIME_LAYER, Layer::new())),
-        )]));
-        Snapshot::new(
-            fleet,
-            clusters,
-            listeners,
-            routes.clone(),
-            routes,
-            empty,
-            table,
-        )
-    }
-
-    /// What an Envoy of this fleet gets of `kind`: with `runtime`, the runtime variant.
-    pub fn set_for(&self, kind: Kind, runtime: bool) -> &ResourceSet {
-        match kind {
-            Kind::Cluster => &self.clusters,
-            Kind::Runtime => &self.runtime,
-            Kind::Listener => &self.listeners,
-            Kind::Route if runtime => &self.routes_runtime,
-            Kind::Route => &self.routes,
-        }
-    }
-
-    /// Every set, for archiving what was published.
-    pub fn sets(&self) -> [(Kind, &ResourceSet); 5] {
-        [
-            (Kind::Cluster, &self.clusters),
-            (Kind::Runtime, &self.runtime),
-            (Kind::Listener, &self.listeners),
-            (Kind::Route, &self.routes),
-            (Kind::Route, &self.routes_runtime),
-        ]
-    }
-}
+use crate::xds::{RUNTIME_LAYER, Snapshot};
 
 /// Turns route tables into snapshots, translating and encoding only what changed since the
 /// last build: clusters are cached by content, each route's Envoy routes are cached encoded,
@@ -434,7 +333,6 @@ impl SnapshotBuilder {
                 one(route),
                 one(route_runtime),
                 one(layer),
-                table,
             )
         }
     }

@@ -15,14 +15,34 @@ use crate::envoy::snapshot::SnapshotBuilder;
 use crate::input::parse::ParsedFile;
 use crate::input::source::{Loader, Scan, SourceError};
 use crate::model::diagnostic::{Counts, Diagnostic, Location, Severity};
-use crate::routes::table::{Compiled, Tables, compile, diagnostic_order, recompile_routes};
-use crate::xds::server::Published;
+use crate::routes::table::{
+    Compiled, RouteTable, Tables, compile, diagnostic_order, recompile_routes,
+};
+use crate::xds::{Published, Snapshot};
+
+/// What a good reload gives to serve: the snapshots for the hub, and the route tables they
+/// were built from, for the admin page and API (the snapshots carry only Envoy's bytes).
+#[derive(Clone, Debug)]
+pub struct Served {
+    pub published: Published,
+    pub tables: Tables,
+}
+
+impl Served {
+    /// Each fleet's name, snapshot and route table.
+    pub fn fleets(&self) -> impl Iterator<Item = (&String, &Arc<Snapshot>, &Arc<RouteTable>)> {
+        self.published
+            .fleets
+            .iter()
+            .filter_map(|(name, snap)| Some((name, snap, self.tables.fleets.get(name)?)))
+    }
+}
 
 /// The outcome of a reload.
 #[derive(Debug)]
 pub struct Outcome {
-    /// The snapshots to serve, when the directory could be read.
-    pub published: Option<Published>,
+    /// What to serve, when the directory could be read.
+    pub served: Option<Served>,
     /// Whether the content served changed.
     pub changed: bool,
     pub stats: Stats,
@@ -73,7 +93,7 @@ pub struct Reloader {
     /// The files of the last compile and what it gave: the tables to fall back on, and the
     /// start of a recompile of only the routes that changed (`table::recompile_routes`).
     last_compile: Option<(Vec<Arc<ParsedFile>>, Compiled)>,
-    last: Option<Published>,
+    last: Option<Served>,
     empty_grace: Duration,
     /// When the directory was first seen without any Mapping file, while it used to have some.
     dir_empty_since: Option<Instant>,
@@ -111,7 +131,7 @@ impl Reloader {
 
     /// Compiles only the remembered good files: what `serve` falls back on when it starts with
     /// `--state-dir` and the directory cannot be read.
-    pub fn from_memory(&mut self, since: Instant) -> Option<Published> {
+    pub fn from_memory(&mut self, since: Instant) -> Option<Served> {
         if self.files.is_empty() {
             return None;
         }
@@ -120,10 +140,10 @@ impl Reloader {
         let effective: Vec<Arc<ParsedFile>> =
             files.iter().map(|(_, m)| Arc::clone(&m.good)).collect();
         let compiled = compile(&effective, None);
-        let published = self.publish(&compiled.tables, since);
+        let served = self.publish(&compiled.tables, since);
         self.last_compile = Some((effective, compiled));
-        self.last = Some(published.clone());
-        Some(published)
+        self.last = Some(served.clone());
+        Some(served)
     }
 
     /// The snapshot builder's base weights (for `--state-dir`).
@@ -140,7 +160,7 @@ impl Reloader {
     }
 
     /// What is being served now.
-    pub fn last(&self) -> Option<&Published> {
+    pub fn last(&self) -> Option<&Served> {
         self.last.as_ref()
     }
 
@@ -187,7 +207,7 @@ impl Reloader {
                      until it stays empty",
                 );
                 return Outcome {
-                    published: self.last.clone(),
+                    served: self.last.clone(),
                     changed: false,
                     stats: Stats {
                         took: started.elapsed(),
@@ -289,12 +309,12 @@ impl Reloader {
         diagnostics.dedup();
 
         let tables = &compiled.tables;
-        let published = self.publish(tables, since);
+        let served = self.publish(tables, since);
         let built_at = Instant::now();
         let changed = self
             .last
             .as_ref()
-            .is_none_or(|old| versions(old) != versions(&published));
+            .is_none_or(|old| old.published.fleet_versions() != served.published.fleet_versions());
         let stats = Stats {
             files: scan.files.len(),
             files_read: scan.read,
@@ -302,7 +322,7 @@ impl Reloader {
             mappings: tables.fleets.values().map(|t| t.mapping_count()).sum(),
             routes: tables.fleets.values().map(|t| t.routes.len()).sum(),
             clusters: tables.fleets.values().map(|t| t.clusters.len()).sum(),
-            version: overall_version(&published),
+            version: served.published.version(),
             took: started.elapsed(),
             took_scan: scanned_at - started,
             took_compile: compiled_at - scanned_at,
@@ -312,11 +332,11 @@ impl Reloader {
         };
         self.last_compile = Some((effective, compiled));
         if changed {
-            self.last = Some(published.clone());
+            self.last = Some(served.clone());
         }
         Outcome {
-            published: Some(if changed {
-                published
+            served: Some(if changed {
+                served
             } else {
                 self.last.clone().expect("set when first published")
             }),
@@ -329,7 +349,7 @@ impl Reloader {
         }
     }
 
-    fn publish(&mut self, tables: &Tables, since: Instant) -> Published {
+    fn publish(&mut self, tables: &Tables, since: Instant) -> Served {
         let mut fleets = BTreeMap::new();
         for (name, table) in &tables.fleets {
             let snap = self.builder.build(name, Arc::clone(table));
@@ -338,10 +358,13 @@ impl Reloader {
         // Envoys of a fleet no Mapping names get the default listener and no routes.
         let other = Arc::new(self.builder.build("", Arc::new(Default::default())));
         self.builder.retain();
-        Published {
-            fleets,
-            other,
-            since,
+        Served {
+            published: Published {
+                fleets,
+                other,
+                since,
+            },
+            tables: tables.clone(),
         }
     }
 
@@ -349,7 +372,7 @@ impl Reloader {
         let mut d = e.to_diagnostic();
         d.message.push_str("; the last good config keeps serving");
         Outcome {
-            published: None,
+            served: None,
             changed: false,
             stats: Stats {
                 took: started.elapsed(),
@@ -394,32 +417,6 @@ fn hold_note(rel: &str, good: &ParsedFile, why: &str) -> Diagnostic {
     .field("file")
 }
 
-fn versions(p: &Published) -> Vec<(&str, &str)> {
-    p.fleets
-        .iter()
-        .map(|(k, s)| (k.as_str(), s.version.as_str()))
-        .chain([("", p.other.version.as_str())])
-        .collect()
-}
-
-/// One version for everything served: the default fleet's snapshot version when it is the only
-/// fleet, else a hash of every fleet's.
-pub fn overall_version(p: &Published) -> String {
-    if p.fleets.len() == 1
-        && let Some(s) = p.fleets.values().next()
-    {
-        return s.version.clone();
-    }
-    use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    for (k, v) in versions(p) {
-        h.update(k.as_bytes());
-        h.update([0]);
-        h.update(v.as_bytes());
-    }
-    crate::xds::resource::short_hex(&h.finalize())
-}
-
 /// Only errors stop a file from being served; this says whether any diagnostic is one.
 pub fn has_errors(diagnostics: &[Diagnostic]) -> bool {
     diagnostics.iter().any(|d| d.severity == Severity::Error)
@@ -451,8 +448,8 @@ mod tests {
     }
 
     fn weights(o: &Outcome) -> Vec<(String, u32)> {
-        let p = o.published.as_ref().unwrap();
-        p.fleet("default").table.routes[0]
+        let served = o.served.as_ref().unwrap();
+        served.tables.fleet("default").unwrap().routes[0]
             .backends
             .iter()
             .map(|b| (b.mapping.id.name.clone(), b.weight_bp))
@@ -561,13 +558,12 @@ mod tests {
         std::thread::sleep(Duration::from_millis(250));
         let o = r.reload(false, Instant::now());
         assert!(o.changed);
+        let served = o.served.unwrap();
         assert!(
-            o.published
-                .unwrap()
+            served
+                .tables
                 .fleet("default")
-                .table
-                .routes
-                .is_empty()
+                .is_none_or(|t| t.routes.is_empty())
         );
     }
 
@@ -585,13 +581,12 @@ mod tests {
         std::thread::sleep(Duration::from_millis(250));
         let o = r.reload(false, Instant::now());
         assert!(o.changed);
+        let served = o.served.unwrap();
         assert!(
-            o.published
-                .unwrap()
+            served
+                .tables
                 .fleet("default")
-                .table
-                .routes
-                .is_empty()
+                .is_none_or(|t| t.routes.is_empty())
         );
     }
 
@@ -618,11 +613,11 @@ mod tests {
         let first = r.reload(false, Instant::now());
         fs::remove_dir_all(&dir).unwrap();
         let gone = r.reload(false, Instant::now());
-        assert!(gone.published.is_none());
+        assert!(gone.served.is_none());
         assert!(gone.diagnostics[0].message.contains("keeps serving"));
         assert_eq!(
-            r.last().unwrap().fleet("default").version,
-            first.published.unwrap().fleet("default").version
+            r.last().unwrap().published.fleet("default").version,
+            first.served.unwrap().published.fleet("default").version
         );
         fs::create_dir(&dir).unwrap();
         fs::write(dir.join("a.yaml"), MAIN).unwrap();

@@ -10,7 +10,7 @@
 //!
 //! Every write goes to a temporary file renamed into place, so a crash never leaves half a file.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -24,6 +24,8 @@ use prost::Message;
 use sha2::{Digest, Sha256};
 
 use crate::envoy::snapshot::FleetBases;
+use crate::reload::Reloader;
+use crate::xds::Hub;
 use crate::xds::resource::{Kind, Resource, ResourceSet};
 
 const FILE_HEADER: &str = "# canary-xds last good content of: ";
@@ -306,6 +308,65 @@ fn decode_sets(mut bytes: &[u8]) -> Result<Vec<(Kind, ResourceSet)>, String> {
         }
     }
     Ok(sets)
+}
+
+/// How many generations of served sets `--state-dir` keeps: the current one and the one before,
+/// which covers an Envoy caught in the middle of a change.
+const PERSISTED_GENERATIONS: u64 = 2;
+
+/// Writes the last good files and the sets served to `--state-dir`, off the async threads.
+/// A failure is logged, never fatal: serving goes on.
+pub(super) async fn persist(
+    mut state: StateDir,
+    reloader: &Reloader,
+    hub: &Hub,
+    accepted: Vec<(String, [u8; 32])>,
+    dir: &std::path::Path,
+) -> Option<StateDir> {
+    let present: BTreeSet<String> = reloader
+        .good_files()
+        .map(|(rel, _)| rel.to_string())
+        .collect();
+    let sets = hub.with_archive(|a| a.recent(PERSISTED_GENERATIONS));
+    let bases = reloader.bases().clone();
+    let dir = dir.to_path_buf();
+    let result = tokio::task::spawn_blocking(move || {
+        let mut errors = Vec::new();
+        for (rel, digest) in accepted {
+            // Keep the content only if it is still what was accepted.
+            match std::fs::read(dir.join(&rel)) {
+                Ok(bytes) if <[u8; 32]>::from(sha2::Sha256::digest(&bytes)) == digest => {
+                    if let Err(e) = state.keep_file(&rel, &bytes) {
+                        errors.push(e.to_string());
+                    }
+                }
+                _ => {}
+            }
+        }
+        if let Err(e) = state.retain_files(&|rel| present.contains(rel)) {
+            errors.push(e.to_string());
+        }
+        if let Err(e) = state.keep_sets(&sets) {
+            errors.push(e.to_string());
+        }
+        if let Err(e) = state.keep_bases(&bases) {
+            errors.push(e.to_string());
+        }
+        (state, errors)
+    })
+    .await;
+    match result {
+        Ok((state, errors)) => {
+            for e in errors {
+                tracing::warn!("cannot keep the state: {e}");
+            }
+            Some(state)
+        }
+        Err(e) => {
+            tracing::error!("keeping the state failed ({e}); --state-dir is no longer updated");
+            None
+        }
+    }
 }
 
 #[cfg(test)]

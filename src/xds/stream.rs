@@ -26,7 +26,7 @@ use sha2::{Digest, Sha256};
 
 use super::archive::Archive;
 use super::resource::{Items, Kind, Layer, Resource, ResourceSet, short_hex};
-use crate::envoy::snapshot::Snapshot;
+use super::snapshot::Snapshot;
 
 /// State of the world or incremental ADS.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
@@ -653,7 +653,7 @@ impl StreamState {
             let desired = if snap_layer.and_then(|r| r.layer.as_deref()) == Some(&layer) {
                 self.wanted(Kind::Runtime, &snap.runtime)
             } else {
-                let r = Resource::runtime_layer(crate::envoy::snapshot::RUNTIME_LAYER, layer);
+                let r = Resource::runtime_layer(super::snapshot::RUNTIME_LAYER, layer);
                 let set = ResourceSet::new(BTreeMap::from([(r.name.clone(), Arc::new(r))]));
                 self.wanted(Kind::Runtime, &set)
             };
@@ -1039,7 +1039,6 @@ mod tests {
 
     /// The kinds an Envoy without the runtime layer asks for.
     const PLAIN: [Kind; 3] = [Kind::Cluster, Kind::Listener, Kind::Route];
-    use crate::routes::table::RouteTable;
     use envoy_types::pb::envoy::config::core::v3::Node;
     use envoy_types::pb::google::rpc::Status;
 
@@ -1071,7 +1070,6 @@ mod tests {
                 route_version,
                 refs,
             )]),
-            Arc::new(RouteTable::default()),
         )
     }
 
@@ -1599,30 +1597,16 @@ mod tests {
     impl Built {
         fn new() -> Self {
             Built {
-                builder: crate::envoy::snapshot::SnapshotBuilder::new(
-                    crate::envoy::snapshot::Listen {
-                        default: "127.0.0.1:8080".parse().unwrap(),
-                        fleets: Default::default(),
-                    },
-                    None,
-                ),
+                builder: crate::test_util::builder(),
             }
         }
 
         fn snap(&mut self, canary_weight: u32, canary_service: &str) -> Snapshot {
-            let files = [
-                crate::input::parse::parse_file("a.yaml", b"apiVersion: ambassador/v1\nkind: Mapping\nname: main\nprefix: /q/\nservice: main\n"),
-                crate::input::parse::parse_file(
-                    "b.yaml",
-                    format!("apiVersion: ambassador/v1\nkind: Mapping\nname: canary\nprefix: /q/\nservice: {canary_service}\nweight: {canary_weight}\n").as_bytes(),
-                ),
-            ];
-            let t = crate::routes::table::compile(&files, None).tables;
-            let snap = self
-                .builder
-                .build("default", Arc::clone(&t.fleets["default"]));
-            self.builder.retain();
-            snap
+            let canary = format!(
+                "apiVersion: ambassador/v1\nkind: Mapping\nname: canary\nprefix: /q/\nservice: {canary_service}\nweight: {canary_weight}\n"
+            );
+            let main = "apiVersion: ambassador/v1\nkind: Mapping\nname: main\nprefix: /q/\nservice: main\n";
+            crate::test_util::snapshot(&mut self.builder, &[("a.yaml", main), ("b.yaml", &canary)])
         }
     }
 

@@ -1,0 +1,339 @@
+//! The flags of `serve` and the settings they fill.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+use super::tls::TlsFiles;
+use crate::admin::AdminAddr;
+use crate::envoy::snapshot::Listen;
+use crate::input::source::DEFAULT_MAX_FILE_SIZE;
+use crate::xds::identity::AllowRule;
+
+use super::ServeError;
+
+/// The flags of `serve`; each is also read from the environment (`CANARY_XDS_<FLAG>`).
+#[derive(Clone, Debug, Args)]
+pub struct ServeArgs {
+    /// The directory of Mapping YAML files to watch (read recursively).
+    #[arg(long, env = "CANARY_XDS_DIR")]
+    pub dir: PathBuf,
+    /// Where the xDS (ADS) server listens. Loopback by default: exposing the control plane is
+    /// an explicit choice.
+    #[arg(long, default_value = "127.0.0.1:18000", env = "CANARY_XDS_XDS")]
+    pub xds: SocketAddr,
+    /// The address of the HTTP listener Envoy opens: `ADDR` for every fleet, or `FLEET=ADDR`
+    /// for one fleet. Repeatable.
+    #[arg(
+        long,
+        value_name = "[FLEET=]ADDR",
+        env = "CANARY_XDS_LISTEN",
+        value_delimiter = ','
+    )]
+    pub listen: Vec<String>,
+    /// Keep the last good state here, so a restart with a broken file still serves its last
+    /// good content and resumes make-before-break where it stopped.
+    #[arg(long, env = "CANARY_XDS_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "CANARY_XDS_LOG_FORMAT")]
+    pub log_format: LogFormat,
+    /// Seconds between full rescans of the directory (the safety net for missed events).
+    #[arg(long, default_value_t = 30, env = "CANARY_XDS_RESCAN_INTERVAL")]
+    pub rescan_interval: u64,
+    /// The largest file read, in bytes.
+    #[arg(long, default_value_t = DEFAULT_MAX_FILE_SIZE, env = "CANARY_XDS_MAX_FILE_SIZE")]
+    pub max_file_size: u64,
+    /// Verify TLS upstreams (`https://` services) against this CA file instead of the
+    /// system trust store. A UTF-8 path: Envoy's config names files by string.
+    #[arg(long, env = "CANARY_XDS_UPSTREAM_CA")]
+    pub upstream_ca: Option<String>,
+    /// Milliseconds a file that suddenly became empty keeps its content (editors truncate
+    /// before they write).
+    #[arg(long, default_value_t = 1000, env = "CANARY_XDS_EMPTY_GRACE_MS")]
+    pub empty_grace_ms: u64,
+    /// Where the admin HTTP server listens (health, metrics, the JSON API and the diagnostics
+    /// page), or `off`. Loopback by default.
+    #[arg(
+        long,
+        value_name = "ADDR|off",
+        default_value = crate::admin::DEFAULT_ADMIN,
+        env = "CANARY_XDS_ADMIN"
+    )]
+    pub admin: AdminAddr,
+    /// An Envoy admin endpoint (`http://127.0.0.1:9901`) whose stats show live traffic per
+    /// backend on the page. Repeatable.
+    #[arg(
+        long = "envoy-admin",
+        value_name = "URL",
+        env = "CANARY_XDS_ENVOY_ADMIN",
+        value_delimiter = ','
+    )]
+    pub envoy_admin: Vec<String>,
+    /// Serve xDS over TLS with this certificate chain (PEM, the server's own certificate
+    /// first). Needs --xds-tls-key.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "CANARY_XDS_XDS_TLS_CERT",
+        requires = "xds_tls_key"
+    )]
+    pub xds_tls_cert: Option<PathBuf>,
+    /// The private key of --xds-tls-cert (PEM). Read once at start; never logged.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "CANARY_XDS_XDS_TLS_KEY",
+        requires = "xds_tls_cert"
+    )]
+    pub xds_tls_key: Option<PathBuf>,
+    /// Require client certificates signed by this CA (PEM): mTLS. Each certificate then
+    /// receives only the fleets --allow gives it.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "CANARY_XDS_XDS_CLIENT_CA",
+        requires = "xds_tls_cert"
+    )]
+    pub xds_client_ca: Option<PathBuf>,
+    /// With mTLS, a client certificate with a URI or DNS SAN matching the glob may receive
+    /// FLEET (`*` for every fleet): `edge=spiffe://corp/ns/*/sa/edge`. Repeatable; a fleet no
+    /// rule names is refused.
+    #[arg(
+        long,
+        value_name = "FLEET=SAN-PATTERN",
+        env = "CANARY_XDS_ALLOW",
+        value_delimiter = ',',
+        requires = "xds_client_ca"
+    )]
+    pub allow: Vec<AllowRule>,
+    /// Serve plaintext xDS on a --xds address that is not loopback. Anyone who reaches the
+    /// port can then read every fleet's routes.
+    #[arg(long, env = "CANARY_XDS_INSECURE")]
+    pub insecure: bool,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// The default address of the HTTP listener served to Envoy.
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
+
+/// Parses `--listen` values.
+pub fn parse_listen(values: &[String]) -> Result<Listen, ServeError> {
+    let mut default: Option<SocketAddr> = None;
+    let mut fleets = BTreeMap::new();
+    for v in values {
+        match v.split_once('=') {
+            Some((fleet, addr)) if !fleet.is_empty() => {
+                let addr = addr.parse().map_err(|_| ServeError::BadListen(v.clone()))?;
+                if fleets.insert(fleet.to_string(), addr).is_some() {
+                    return Err(ServeError::DuplicateListen(fleet.to_string()));
+                }
+            }
+            Some(_) => return Err(ServeError::BadListen(v.clone())),
+            None => {
+                let addr = v.parse().map_err(|_| ServeError::BadListen(v.clone()))?;
+                if default.replace(addr).is_some() {
+                    return Err(ServeError::DuplicateListen("(every other fleet)".into()));
+                }
+            }
+        }
+    }
+    Ok(Listen {
+        default: default.unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default")),
+        fleets,
+    })
+}
+
+/// What `serve` runs with.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub dir: PathBuf,
+    pub listen: Listen,
+    pub state_dir: Option<PathBuf>,
+    pub rescan_interval: Duration,
+    pub max_file_size: u64,
+    pub upstream_ca: Option<PathBuf>,
+    pub empty_grace: Duration,
+    /// Envoy admin endpoints to read live traffic from (`--envoy-admin`).
+    pub envoy_admin: Vec<String>,
+    /// TLS on the xDS port (`--xds-tls-cert`, `--xds-tls-key`, `--xds-client-ca`); `None`
+    /// for plaintext.
+    pub xds_tls: Option<TlsFiles>,
+    /// With mTLS, which certificates may receive which fleet (`--allow`).
+    pub allow: Vec<AllowRule>,
+    /// Plaintext xDS on a non-loopback address is accepted (`--insecure`).
+    pub insecure: bool,
+    /// After a shutdown signal, how long open streams and connections get to finish before
+    /// they are dropped and `serve` exits.
+    pub drain: Duration,
+}
+
+/// How long `serve` waits, after SIGTERM, for responses in flight and connections to close.
+pub const DRAIN: Duration = Duration::from_secs(3);
+
+impl Settings {
+    pub fn from_args(args: &ServeArgs) -> Result<Settings, ServeError> {
+        Ok(Settings {
+            dir: args.dir.clone(),
+            listen: parse_listen(&args.listen)?,
+            state_dir: args.state_dir.clone(),
+            rescan_interval: Duration::from_secs(args.rescan_interval.max(1)),
+            max_file_size: args.max_file_size,
+            upstream_ca: args.upstream_ca.clone().map(PathBuf::from),
+            empty_grace: Duration::from_millis(args.empty_grace_ms),
+            envoy_admin: args
+                .envoy_admin
+                .iter()
+                .map(|u| u.trim().to_string())
+                .filter(|u| !u.is_empty())
+                .collect(),
+            xds_tls: match (&args.xds_tls_cert, &args.xds_tls_key) {
+                (Some(cert), Some(key)) => Some(TlsFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                    client_ca: args.xds_client_ca.clone(),
+                }),
+                _ => None,
+            },
+            allow: args.allow.clone(),
+            insecure: args.insecure,
+            drain: DRAIN,
+        })
+    }
+
+    /// Settings for `dir` with every default (for tests and embedding).
+    pub fn for_dir(dir: impl Into<PathBuf>) -> Settings {
+        Settings {
+            dir: dir.into(),
+            listen: parse_listen(&[]).expect("defaults parse"),
+            state_dir: None,
+            rescan_interval: Duration::from_secs(30),
+            max_file_size: DEFAULT_MAX_FILE_SIZE,
+            upstream_ca: None,
+            empty_grace: Duration::from_millis(1000),
+            envoy_admin: Vec::new(),
+            xds_tls: None,
+            allow: Vec::new(),
+            insecure: false,
+            drain: DRAIN,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cmd {
+        #[command(flatten)]
+        args: ServeArgs,
+    }
+
+    fn parse(flags: &[&str]) -> Result<ServeArgs, clap::Error> {
+        Cmd::try_parse_from(["serve", "--dir", "d"].iter().chain(flags)).map(|c| c.args)
+    }
+
+    #[test]
+    fn an_upstream_ca_path_that_is_not_utf8_is_refused_at_start() {
+        use std::os::unix::ffi::OsStrExt;
+        let bad = std::ffi::OsStr::from_bytes(b"/etc/ca-\xff.pem");
+        let argv = ["serve".as_ref(), "--dir".as_ref(), "d".as_ref()]
+            .into_iter()
+            .chain(["--upstream-ca".as_ref(), bad]);
+        assert!(Cmd::try_parse_from::<_, &std::ffi::OsStr>(argv).is_err());
+        let args = parse(&["--upstream-ca", "/etc/ca.pem"]).unwrap();
+        let settings = Settings::from_args(&args).unwrap();
+        assert_eq!(settings.upstream_ca, Some(PathBuf::from("/etc/ca.pem")));
+    }
+
+    #[test]
+    fn both_servers_stay_on_loopback_and_in_plaintext_by_default() {
+        let args = parse(&[]).unwrap();
+        assert_eq!(args.xds, "127.0.0.1:18000".parse().unwrap());
+        assert!(crate::serve::tls::is_loopback(args.xds));
+        match args.admin {
+            AdminAddr::At(addr) => assert_eq!(addr, "127.0.0.1:8877".parse().unwrap()),
+            AdminAddr::Off => panic!("the admin server is on by default"),
+        }
+        let settings = Settings::from_args(&args).unwrap();
+        assert_eq!(settings.xds_tls, None);
+        assert!(settings.allow.is_empty() && !settings.insecure);
+        assert_eq!(settings.drain, DRAIN);
+    }
+
+    #[test]
+    fn the_tls_flags_fill_the_settings() {
+        let args = parse(&[
+            "--xds-tls-cert",
+            "c.pem",
+            "--xds-tls-key",
+            "k.pem",
+            "--xds-client-ca",
+            "ca.pem",
+            "--allow",
+            "edge=spiffe://corp/ns/*/sa/edge,internal=*.internal.corp",
+            "--allow",
+            "*=spiffe://corp/ns/ops/sa/*",
+        ])
+        .unwrap();
+        let settings = Settings::from_args(&args).unwrap();
+        assert_eq!(
+            settings.xds_tls,
+            Some(TlsFiles {
+                cert: "c.pem".into(),
+                key: "k.pem".into(),
+                client_ca: Some("ca.pem".into()),
+            })
+        );
+        let rules: Vec<String> = settings.allow.iter().map(|r| r.to_string()).collect();
+        assert_eq!(
+            rules,
+            [
+                "edge=spiffe://corp/ns/*/sa/edge",
+                "internal=*.internal.corp",
+                "*=spiffe://corp/ns/ops/sa/*"
+            ]
+        );
+        assert!(parse(&["--insecure"]).unwrap().insecure);
+    }
+
+    #[test]
+    fn tls_flags_that_make_no_sense_alone_are_refused() {
+        for flags in [
+            &["--xds-tls-cert", "c.pem"][..],
+            &["--xds-tls-key", "k.pem"],
+            &["--xds-client-ca", "ca.pem"],
+            &[
+                "--xds-tls-cert",
+                "c",
+                "--xds-tls-key",
+                "k",
+                "--allow",
+                "a=b",
+            ],
+            &[
+                "--xds-tls-cert",
+                "c",
+                "--xds-tls-key",
+                "k",
+                "--xds-client-ca",
+                "ca",
+                "--allow",
+                "no-equals-sign",
+            ],
+        ] {
+            assert!(parse(flags).is_err(), "{flags:?}");
+        }
+    }
+}

@@ -1,0 +1,88 @@
+//! Fixtures shared by unit tests across modules: Mapping text, what a reload would serve for
+//! it, and a connected Envoy's status. Test-only; every module's tests may use it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use crate::envoy::snapshot::{Listen, SnapshotBuilder};
+use crate::input::parse::parse_file;
+use crate::reload::Served;
+use crate::routes::table::{Tables, compile};
+use crate::xds::stream::Variant;
+use crate::xds::{EnvoyStatus, Published, Snapshot};
+
+/// The docs' primary Mapping, alone on `/qotm/`.
+pub const MAIN: &str =
+    "apiVersion: ambassador/v1\nkind: Mapping\nname: qotm\nprefix: /qotm/\nservice: qotm\n";
+/// The docs' canary beside `MAIN`, at 10%.
+pub const CANARY: &str = "apiVersion: ambassador/v1\nkind: Mapping\nname: qotmv2\nprefix: /qotm/\nservice: qotmv2\nweight: 10\n";
+
+/// The route tables `files` ((path, YAML) pairs) compile to.
+pub fn tables(files: &[(&str, &str)]) -> Tables {
+    let parsed: Vec<_> = files
+        .iter()
+        .map(|(rel, text)| parse_file(rel, text.as_bytes()))
+        .collect();
+    compile(&parsed, None).tables
+}
+
+/// A snapshot builder with the default listener on 127.0.0.1:8080.
+pub fn builder() -> SnapshotBuilder {
+    SnapshotBuilder::new(
+        Listen {
+            default: "127.0.0.1:8080".parse().unwrap(),
+            fleets: BTreeMap::new(),
+        },
+        None,
+    )
+}
+
+/// What the reloader would serve for `files`.
+pub fn served(files: &[(&str, &str)]) -> Served {
+    let tables = tables(files);
+    let mut builder = builder();
+    let fleets = tables
+        .fleets
+        .iter()
+        .map(|(name, t)| (name.clone(), Arc::new(builder.build(name, Arc::clone(t)))))
+        .collect();
+    let other = Arc::new(builder.build("", Arc::new(Default::default())));
+    Served {
+        published: Published {
+            fleets,
+            other,
+            since: Instant::now(),
+        },
+        tables,
+    }
+}
+
+/// The snapshots for `files`, as the reloader would publish them.
+pub fn published(files: &[(&str, &str)]) -> Published {
+    served(files).published
+}
+
+/// The default fleet's snapshot for `files`, from `builder` (which keeps its caches, as the
+/// reloader's does).
+pub fn snapshot(builder: &mut SnapshotBuilder, files: &[(&str, &str)]) -> Snapshot {
+    let t = tables(files);
+    let snap = builder.build("default", Arc::clone(&t.fleets["default"]));
+    builder.retain();
+    snap
+}
+
+/// A connected Envoy that has not ACKed anything.
+pub fn envoy(node: &str, fleet: &str, variant: Variant) -> EnvoyStatus {
+    EnvoyStatus {
+        node_id: node.into(),
+        fleet: fleet.into(),
+        variant,
+        runtime: false,
+        connected_since: SystemTime::UNIX_EPOCH,
+        types: BTreeMap::new(),
+        synced_version: None,
+        in_sync: false,
+        awaiting: 0,
+    }
+}
