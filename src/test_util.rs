@@ -8,7 +8,7 @@ use std::time::{Instant, SystemTime};
 use crate::envoy::snapshot::{Listen, SnapshotBuilder};
 use crate::input::parse::parse_file;
 use crate::reload::Served;
-use crate::routes::table::{Tables, compile};
+use crate::routes::{Tables, compile};
 use crate::xds::stream::Variant;
 use crate::xds::{EnvoyStatus, Published, Snapshot};
 

@@ -28,7 +28,7 @@ use canary_xds::input::parse::{ParsedFile, parse_file};
 use canary_xds::input::regex_check;
 use canary_xds::input::source::{DEFAULT_MAX_FILE_SIZE, Loader};
 use canary_xds::model::diagnostic::{Diagnostic, Severity};
-use canary_xds::routes::table::{Tables, compile};
+use canary_xds::routes::{Tables, compile};
 use canary_xds::xds::RUNTIME_LAYER;
 use common::envoy_validate_pb;
 use envoy_types::pb::envoy::config::bootstrap::v3::bootstrap::StaticResources;

@@ -13,7 +13,7 @@ use std::process::Command;
 use canary_xds::envoy::translate::{self, Options, Translated};
 use canary_xds::input::parse::parse_file;
 use canary_xds::model::diagnostic::Severity;
-use canary_xds::routes::table::{RouteTable, compile};
+use canary_xds::routes::{RouteTable, compile};
 use common::envoy_validate_pb;
 use envoy_types::pb::envoy::config::bootstrap::v3::bootstrap::StaticResources;
 use envoy_types::pb::envoy::config::bootstrap::v3::{Admin, Bootstrap};
@@ -337,6 +337,6 @@ fn envoy_rejects_broken_translations() {
     }
 }
 
-fn spec_of(name: &str) -> canary_xds::routes::table::ClusterSpec {
-    canary_xds::routes::table::ClusterSpec::clone(&rich_table().clusters[name])
+fn spec_of(name: &str) -> canary_xds::routes::ClusterSpec {
+    canary_xds::routes::ClusterSpec::clone(&rich_table().clusters[name])
 }

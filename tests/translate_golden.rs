@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use canary_xds::envoy::translate::{self, Options};
 use canary_xds::input::parse::parse_file;
 use canary_xds::model::diagnostic::Severity;
-use canary_xds::routes::table::{RouteTable, compile};
+use canary_xds::routes::{RouteTable, compile};
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::UpstreamTlsContext;

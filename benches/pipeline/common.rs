@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use canary_xds::envoy::snapshot::{Listen, SnapshotBuilder};
 use canary_xds::input::source::{DEFAULT_MAX_FILE_SIZE, Loader};
 use canary_xds::reload::Reloader;
-use canary_xds::routes::table::compile;
+use canary_xds::routes::compile;
 
 #[path = "../shared/mapping_doc.rs"]
 mod mapping_doc;

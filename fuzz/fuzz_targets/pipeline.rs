@@ -8,7 +8,7 @@ use std::sync::Arc;
 use canary_xds::input::parse::parse_file;
 use canary_xds::serve::parse_listen;
 use canary_xds::envoy::snapshot::SnapshotBuilder;
-use canary_xds::routes::table::compile;
+use canary_xds::routes::compile;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

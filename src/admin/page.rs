@@ -22,7 +22,7 @@ use super::traffic::{LiveTraffic, Verdict};
 use crate::model::diagnostic::{Counts, Diagnostic, Severity};
 use crate::model::mapping::{HeaderMatch, MappingId, RouteKey};
 use crate::reload::Served;
-use crate::routes::table::Route;
+use crate::routes::Route;
 use crate::xds::EnvoyStatus;
 
 /// How often the page refreshes itself, in seconds.

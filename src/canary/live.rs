@@ -28,7 +28,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::canary::statistics::{self, Bucket, Counts, Histogram, Method};
-use crate::routes::table::{RouteTable, Tables, describe};
+use crate::routes::{RouteTable, Tables, describe};
 
 /// Everything that can go wrong reading Envoy or the control plane.
 #[derive(Debug, thiserror::Error)]
@@ -1386,7 +1386,7 @@ fn query_escape(s: &str) -> String {
 mod tests {
     use super::*;
     use crate::input::parse::parse_file;
-    use crate::routes::table::compile;
+    use crate::routes::compile;
 
     /// What Envoy 1.40 printed for `/stats?format=prometheus&filter=<STATS_FILTER>` with
     /// `canary-xds bootstrap`'s buckets (trimmed to two clusters; the per-origin copies kept

@@ -13,7 +13,7 @@ use crate::input::parse::ParsedFile;
 use crate::input::source::{DEFAULT_MAX_FILE_SIZE, Loader};
 use crate::model::diagnostic::{Diagnostic, Severity};
 use crate::routes::render;
-use crate::routes::table::{Compiled, compile, directory_location};
+use crate::routes::{Compiled, compile, directory_location};
 
 /// The flags of `check`.
 #[derive(Debug, Args)]

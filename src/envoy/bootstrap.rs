@@ -841,7 +841,7 @@ mod tests {
 
     #[test]
     fn mappings_can_never_take_the_xds_cluster_name() {
-        assert!(crate::routes::table::RESERVED_CLUSTER_NAMES.contains(&XDS_CLUSTER));
+        assert!(crate::routes::RESERVED_CLUSTER_NAMES.contains(&XDS_CLUSTER));
     }
 
     #[test]

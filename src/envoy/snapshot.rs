@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 
 use crate::envoy::translate;
 use crate::model::mapping::{BackendSettings, Bp, RouteKey, RouteSettings};
-use crate::routes::table::{ClusterSpec, Route, RouteTable};
+use crate::routes::{ClusterSpec, Route, RouteTable};
 use crate::xds::resource::{
     Kind, Layer, Resource, ResourceSet, content_digest, content_version, short_hex,
 };
@@ -892,7 +892,7 @@ impl<'a> ClusterModel<'a> {
 mod tests {
     use super::*;
     use crate::input::parse::parse_file;
-    use crate::routes::table::compile;
+    use crate::routes::compile;
     use envoy_types::pb::google::protobuf::Any;
 
     fn table(yaml: &[(&str, &str)]) -> Arc<RouteTable> {
@@ -1054,7 +1054,7 @@ mod tests {
             steps in proptest::collection::vec((0usize..12, proptest::option::of(0u32..=100), 0u8..10), 1..12),
         ) {
             use crate::input::parse::ParsedFile;
-            use crate::routes::table::recompile_routes;
+            use crate::routes::recompile_routes;
             // Four routes of three Mappings, one file each; weights last, so that moving one
             // moves nothing else.
             let file = |i: usize, w: Option<u32>, service: u8| {

@@ -75,7 +75,7 @@ use envoy_types::util::pack_any;
 use crate::model::mapping::{
     AddHeader, Bp, HeaderMatch, RetryPolicy, RouteKey, RouteSettings, Scheme,
 };
-use crate::routes::table::{Backend, ClusterSpec, Route, RouteTable, Shadow};
+use crate::routes::{Backend, ClusterSpec, Route, RouteTable, Shadow};
 
 /// The name of the one route configuration every listener asks for over RDS.
 pub const ROUTE_CONFIG_NAME: &str = "canary-xds";
@@ -769,7 +769,7 @@ mod tests {
     use super::*;
     use crate::input::parse::parse_file;
     use crate::model::diagnostic::Severity;
-    use crate::routes::table::compile;
+    use crate::routes::compile;
     use prost::Message;
 
     fn mapping(name: &str, body: &str) -> String {

@@ -1848,7 +1848,7 @@ mod tests {
                 yaml.push_str(&format!("{indent}{field}: {value}\n"));
             }
             let p = parse_file("f.yaml", yaml.as_bytes());
-            let c = crate::routes::table::compile(std::slice::from_ref(&p), None);
+            let c = crate::routes::compile(std::slice::from_ref(&p), None);
             for d in &c.diagnostics {
                 prop_assert!(!d.message.is_empty());
             }

@@ -15,9 +15,7 @@ use crate::envoy::snapshot::SnapshotBuilder;
 use crate::input::parse::ParsedFile;
 use crate::input::source::{Loader, Scan, SourceError};
 use crate::model::diagnostic::{Counts, Diagnostic, Location, Severity};
-use crate::routes::table::{
-    Compiled, RouteTable, Tables, compile, diagnostic_order, recompile_routes,
-};
+use crate::routes::{Compiled, RouteTable, Tables, compile, diagnostic_order, recompile_routes};
 use crate::xds::{Published, Snapshot};
 
 /// What a good reload gives to serve: the snapshots for the hub, and the route tables they

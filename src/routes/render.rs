@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::model::diagnostic::{Counts, Diagnostic};
 use crate::model::mapping::{Bp, HeaderMatch};
 use crate::model::weights::percent;
-use crate::routes::table::{Route, RouteTable, Tables};
+use crate::routes::{Route, RouteTable, Tables};
 
 /// The version of the JSON format.
 pub const FORMAT: u32 = 1;

@@ -17,8 +17,8 @@ use std::future::Future;
 
 use tokio::net::TcpListener;
 
-use tls::TlsFiles;
 use crate::admin::AdminAddr;
+use tls::TlsFiles;
 
 /// Why `serve` cannot start.
 #[derive(Debug, thiserror::Error)]

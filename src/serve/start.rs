@@ -20,7 +20,7 @@ use crate::envoy::snapshot::SnapshotBuilder;
 use crate::input::source::Loader;
 use crate::model::mapping::DEFAULT_FLEET;
 use crate::reload::{Reloader, Served};
-use crate::routes::table::{RouteTable, Tables};
+use crate::routes::{RouteTable, Tables};
 use crate::xds::identity;
 use crate::xds::{Hub, Published};
 
