@@ -1,6 +1,6 @@
 //! The JSON documents of the admin API: `/api/routes` (what is served, in the shape of
 //! `check --format json --all-fleets`, plus versions and what is held back), `/api/diagnostics`
-//! and `/api/envoys`. Pure functions from state to text; the shapes are documented in the README.
+//! and `/api/envoys`. Pure functions from state to text; the shapes are documented in docs/admin.md.
 
 use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -110,7 +110,7 @@ pub struct BootstrapArgs {
     /// Envoy's stats flush interval, in seconds (Envoy's default: 5). With thousands of
     /// clusters each flush stops Envoy's main thread, which applies xDS updates, for up to
     /// ~100 ms; a longer interval spares most changes that wait, and histograms and stats
-    /// sinks update less often (README, "Limits worth knowing").
+    /// sinks update less often (docs/serving.md, "Limits worth knowing").
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u32).range(1..=299))]
     pub stats_flush_interval: Option<u32>,
 }

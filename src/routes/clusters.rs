@@ -136,7 +136,7 @@ struct Cluster<'a> {
 }
 
 /// Gives every backend and shadow its cluster and checks that Mappings sharing a cluster
-/// agree on its settings. The naming rule is in the README: users read stats by these names.
+/// agree on its settings. The naming rule is in docs/mappings.md: users read stats by these names.
 /// A cluster the last table had with the same name and spec keeps its spec (shared).
 pub(super) fn assign_clusters(
     routes: &mut Vec<Arc<Route>>,
@@ -298,7 +298,7 @@ pub(super) fn assign_clusters(
     specs
 }
 
-/// The naming rule (published in the README, since users read stats by these names):
+/// The naming rule (published in docs/mappings.md, since users read stats by these names):
 /// 1. every cluster has a base name from its upstream (`base_name`);
 /// 2. a dedicated cluster (a backend of a route with several, or a shadow) takes the base name
 ///    when it is the only dedicated one with it, else adds `__<mapping>` (and `_<namespace>`

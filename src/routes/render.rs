@@ -1,7 +1,7 @@
 //! The route table as people and programs read it: the stable JSON of `check --format json`
 //! (also served by the admin API) and the human table of `check`.
 //!
-//! The JSON shape is documented in the README; fields may be added, never renamed or removed,
+//! The JSON shape is documented in docs/check.md; fields may be added, never renamed or removed,
 //! without bumping `format`.
 
 use std::collections::BTreeMap;
