@@ -1124,3 +1124,77 @@ proptest! {
         }
     }
 }
+
+/// A YAML value of any shape, written as JSON (which YAML reads): strings of any
+/// characters, numbers, booleans, null, lists and mappings.
+fn any_value() -> impl Strategy<Value = String> {
+    let leaf = prop_oneof![
+        "\\PC{0,24}".prop_map(|s| serde_json::to_string(&s).unwrap()),
+        prop::sample::select(vec![
+            "/",
+            "/qotm/",
+            "^/a.*$",
+            "[é]",
+            "x:99999",
+            "https://h",
+            "::1",
+            "*",
+            "GET",
+            "true",
+            "5xx",
+            "1s",
+            "websocket",
+            "0.29",
+            "100",
+            "-1",
+            "1e400",
+            ".nan",
+        ])
+        .prop_map(|s| serde_json::to_string(s).unwrap()),
+        any::<i64>().prop_map(|i| i.to_string()),
+        any::<f64>().prop_map(|f| format!("{f:?}")),
+        Just("true".to_string()),
+        Just("null".to_string()),
+    ];
+    leaf.prop_recursive(3, 24, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(|v| format!("[{}]", v.join(", "))),
+            prop::collection::vec(("\\PC{0,8}", inner), 0..4).prop_map(|v| {
+                let entries: Vec<String> = v
+                    .into_iter()
+                    .map(|(k, v)| format!("{}: {v}", serde_json::to_string(&k).unwrap()))
+                    .collect();
+                format!("{{{}}}", entries.join(", "))
+            }),
+        ]
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Every field, given any value: a Mapping or diagnostics, never a panic, from parsing
+    /// through the compile.
+    #[test]
+    fn any_value_in_any_field_is_read_or_refused(
+        fields in prop::collection::btree_map(prop::sample::select(crate::input::parse::FIELDS.to_vec()), any_value(), 1..6),
+        kubernetes in any::<bool>(),
+    ) {
+        let mut yaml = String::from("apiVersion: getambassador.io/v2\nkind: Mapping\n");
+        let indent = if kubernetes {
+            yaml.push_str("metadata: {name: m}\nspec:\n");
+            "  "
+        } else {
+            yaml.push_str("name: m\n");
+            ""
+        };
+        for (field, value) in &fields {
+            yaml.push_str(&format!("{indent}{field}: {value}\n"));
+        }
+        let p = parse_file("f.yaml", yaml.as_bytes());
+        let c = compile(std::slice::from_ref(&p), None);
+        for d in &c.diagnostics {
+            prop_assert!(!d.message.is_empty());
+        }
+    }
+}
