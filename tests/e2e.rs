@@ -12,7 +12,8 @@ use common::*;
 
 const WAIT: Duration = Duration::from_secs(20);
 
-/// One Envoy fed by one canary-xds over a directory of Mappings.
+/// One Envoy fed by one canary-xds over a directory of Mappings. The caller has checked for
+/// Envoy (`require_envoy!`).
 struct Rig {
     _lock: std::sync::MutexGuard<'static, ()>,
     dir: PathBuf,
@@ -46,7 +47,6 @@ impl Rig {
         boot_extra: &[&str],
     ) -> Rig {
         let lock = envoy_lock();
-        require_envoy();
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("mappings");
         fs::create_dir(&dir).unwrap();
@@ -127,6 +127,7 @@ fn clusters(main: &Upstream, canary: &Upstream) -> (String, String) {
 
 #[test]
 fn split_90_10_matches_the_weights_and_envoys_counters() {
+    require_envoy!();
     let main = Upstream::start("main");
     let canary = Upstream::start("canary");
     let rig = Rig::start(&canary_files(&main, &canary, 10), false, &[]);
@@ -163,6 +164,7 @@ fn split_90_10_matches_the_weights_and_envoys_counters() {
 
 #[test]
 fn a_weight_change_and_a_deleted_canary_go_live() {
+    require_envoy!();
     let main = Upstream::start("main");
     let canary = Upstream::start("canary");
     let rig = Rig::start(&canary_files(&main, &canary, 10), false, &[]);
@@ -280,21 +282,25 @@ fn zero_failures(delta: bool, runtime: bool) {
 
 #[test]
 fn zero_failed_requests_while_weights_change_sotw() {
+    require_envoy!();
     zero_failures(false, true);
 }
 
 #[test]
 fn zero_failed_requests_while_weights_change_sotw_without_the_runtime_layer() {
+    require_envoy!();
     zero_failures(false, false);
 }
 
 #[test]
 fn zero_failed_requests_while_weights_change_delta() {
+    require_envoy!();
     zero_failures(true, true);
 }
 
 #[test]
 fn edits_as_people_make_them_never_show_a_transient_table() {
+    require_envoy!();
     let main = Upstream::start("main");
     let canary = Upstream::start("canary");
     // Both Mappings in one file, so a truncated file would take the whole route away.
@@ -382,6 +388,7 @@ fn edits_as_people_make_them_never_show_a_transient_table() {
 
 #[test]
 fn bad_yaml_keeps_the_last_good_split_and_names_the_line() {
+    require_envoy!();
     let main = Upstream::start("main");
     let canary = Upstream::start("canary");
     let rig = Rig::start(&canary_files(&main, &canary, 10), false, &[]);
@@ -414,6 +421,7 @@ fn bad_yaml_keeps_the_last_good_split_and_names_the_line() {
 
 #[test]
 fn envoy_keeps_serving_through_a_control_plane_restart() {
+    require_envoy!();
     let main = Upstream::start("main");
     let canary = Upstream::start("canary");
     let mut rig = Rig::start(&canary_files(&main, &canary, 10), false, &[]);
@@ -464,9 +472,9 @@ fn envoy_keeps_serving_through_a_control_plane_restart() {
 
 #[test]
 fn a_nack_is_not_resent_and_the_previous_config_keeps_serving() {
+    require_envoy!();
     let main = Upstream::start("main");
     let lock = envoy_lock();
-    require_envoy();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("mappings");
     fs::create_dir(&dir).unwrap();
@@ -543,10 +551,10 @@ fn a_nack_is_not_resent_and_the_previous_config_keeps_serving() {
 
 #[test]
 fn two_fleets_get_their_own_routes() {
+    require_envoy!();
     let main = Upstream::start("main");
     let edge = Upstream::start("edge");
     let lock = envoy_lock();
-    require_envoy();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("mappings");
     fs::create_dir(&dir).unwrap();
@@ -599,9 +607,9 @@ fn two_fleets_get_their_own_routes() {
 
 #[test]
 fn the_static_listener_bootstrap_works() {
+    require_envoy!();
     let main = Upstream::start("main");
     let lock = envoy_lock();
-    require_envoy();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("mappings");
     fs::create_dir(&dir).unwrap();
@@ -637,6 +645,7 @@ fn the_static_listener_bootstrap_works() {
 
 #[test]
 fn a_restart_with_state_dir_serves_the_last_good_content_and_moves_safely() {
+    require_envoy!();
     let main = Upstream::start("main");
     let canary = Upstream::start("canary");
     let third = Upstream::start("third");
@@ -693,6 +702,7 @@ fn a_restart_with_state_dir_serves_the_last_good_content_and_moves_safely() {
 
 #[test]
 fn a_restart_with_state_dir_keeps_runtime_weights_as_they_are() {
+    require_envoy!();
     let main = Upstream::start("main");
     let canary = Upstream::start("canary");
     let state = tempfile::tempdir().unwrap();

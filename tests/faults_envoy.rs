@@ -15,7 +15,8 @@ use common::*;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-/// A directory of Mappings, canary-xds serving it and one Envoy fed by it.
+/// A directory of Mappings, canary-xds serving it and one Envoy fed by it. The caller has
+/// checked for Envoy (`require_envoy!`).
 struct Rig {
     _lock: std::sync::MutexGuard<'static, ()>,
     tmp: Option<tempfile::TempDir>,
@@ -41,7 +42,6 @@ impl Rig {
     /// Serves `dir` (filled by `fill`) with `extra` flags to one Envoy, node `e1`.
     fn start(fill: impl FnOnce(&Path), extra: &[&str]) -> Rig {
         let lock = envoy_lock();
-        require_envoy();
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("mappings");
         fs::create_dir(&dir).unwrap();
@@ -158,6 +158,7 @@ fn pushes(cp: &ControlPlane) -> usize {
 
 #[test]
 fn sigkill_in_the_middle_of_a_push_then_a_restart_serves_the_same_config() {
+    require_envoy!();
     let main = Upstream::start("main");
     let can = Upstream::start("canary");
     let files = canary(&main, &can, 10);
@@ -218,6 +219,7 @@ fn sigkill_in_the_middle_of_a_push_then_a_restart_serves_the_same_config() {
 
 #[test]
 fn envoy_killed_and_restarted_reconnects_and_gets_its_config() {
+    require_envoy!();
     let main = Upstream::start("main");
     let can = Upstream::start("canary");
     let files = canary(&main, &can, 10);
@@ -349,6 +351,7 @@ fn propagation(rig: &Rig, main: &Upstream, can: &Upstream, weight: u32) -> Durat
 
 #[test]
 fn a_client_that_never_reads_does_not_delay_other_envoys() {
+    require_envoy!();
     let main = Upstream::start("main");
     let can = Upstream::start("canary");
     let files = canary(&main, &can, 10);
@@ -397,6 +400,7 @@ fn a_client_that_never_reads_does_not_delay_other_envoys() {
 
 #[test]
 fn sigterm_with_a_stuck_client_and_a_push_in_flight_exits_in_bounded_time() {
+    require_envoy!();
     let main = Upstream::start("main");
     let can = Upstream::start("canary");
     let files = canary(&main, &can, 10);
@@ -489,6 +493,7 @@ impl ConfigMap {
 
 #[test]
 fn a_configmap_swapped_a_hundred_times_under_traffic_fails_no_request() {
+    require_envoy!();
     let main = Upstream::start("main");
     let can = Upstream::start("canary");
     let other = Upstream::start("other");

@@ -8,8 +8,8 @@
 //! the runtime layer, in a static bootstrap; no network), and Envoy must accept it: a NACK there
 //! means our validation let through something Envoy refuses.
 //!
-//! CI installs Envoy; without it on PATH these tests fail under CI (`CI` set) and skip the
-//! Envoy half elsewhere, with a note.
+//! CI installs Envoy; without it on PATH these tests fail under CI (`CI` set and not empty) and
+//! skip the Envoy half elsewhere, with a note (`common::have_envoy`).
 
 mod common;
 
@@ -18,7 +18,6 @@ use std::fs;
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,7 +29,7 @@ use canary_xds::input::source::{DEFAULT_MAX_FILE_SIZE, Loader};
 use canary_xds::model::diagnostic::{Diagnostic, Severity};
 use canary_xds::routes::table::{Tables, compile};
 use canary_xds::xds::RUNTIME_LAYER;
-use common::envoy_validate_pb;
+use common::{envoy_validate_pb, have_envoy};
 use envoy_types::pb::envoy::config::bootstrap::v3::bootstrap::StaticResources;
 use envoy_types::pb::envoy::config::bootstrap::v3::runtime_layer::LayerSpecifier;
 use envoy_types::pb::envoy::config::bootstrap::v3::{
@@ -590,23 +589,9 @@ fn a_50_mb_file_is_refused_by_its_size_without_being_read() {
 // ---------------------------------------------------------------------------------------------
 // Envoy
 
-/// Whether Envoy can be run here. CI installs it, so there a missing Envoy fails the test.
-fn have_envoy() -> bool {
-    static FOUND: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    if *FOUND.get_or_init(|| Command::new("envoy").arg("--version").output().is_ok()) {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "envoy is not on PATH: scripts/test.sh installs Envoy 1.40"
-    );
-    eprintln!("note: envoy is not on PATH; skipping the Envoy validation");
-    false
-}
-
 /// Runs `envoy --mode validate` on a binary bootstrap, with `runtime_layer` as a static runtime
 /// layer: `Ok` with Envoy's log when Envoy accepts it, `Err` with its last words when it
-/// refuses, `None` when Envoy is not installed (outside CI).
+/// refuses, `None` when Envoy is not installed (outside CI: `have_envoy`).
 fn envoy_validate(
     bootstrap: &Bootstrap,
     runtime_layer: Option<Struct>,

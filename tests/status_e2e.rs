@@ -26,6 +26,7 @@ const WAIT: Duration = Duration::from_secs(20);
 const WINDOW: &str = "6s";
 
 /// A main service and a canary at `weight`% on `/qotm/`, canary-xds serving them, one Envoy.
+/// The caller has checked for Envoy (`require_envoy!`).
 struct Rig {
     _lock: std::sync::MutexGuard<'static, ()>,
     tmp: Option<tempfile::TempDir>,
@@ -50,7 +51,6 @@ impl Drop for Rig {
 impl Rig {
     fn start(weight: u32) -> Rig {
         let lock = envoy_lock();
-        require_envoy();
         let main = Upstream::start("main");
         let canary = Upstream::start("canary");
         let tmp = tempfile::tempdir().unwrap();
@@ -182,6 +182,7 @@ fn explain(out: &Output) -> String {
 
 #[test]
 fn a_canary_failing_20_percent_is_worse_and_exits_3() {
+    require_envoy!();
     let rig = Rig::start(50);
     rig.canary.fail_every.store(5, Ordering::Relaxed);
     let traffic = Traffic::start(rig.listen, "/qotm/", 300);
@@ -236,6 +237,7 @@ fn a_canary_failing_20_percent_is_worse_and_exits_3() {
 /// `/config_dump`, canary-xds's own `/api/routes`), run side by side over the same traffic.
 #[test]
 fn both_healthy_exit_0_whatever_the_source_of_weights() {
+    require_envoy!();
     let rig = Rig::start(50);
     let traffic = Traffic::start(rig.listen, "/qotm/", 300);
     traffic.pass(100);
@@ -317,6 +319,7 @@ fn both_healthy_exit_0_whatever_the_source_of_weights() {
 /// reading, and none since, is healthy.
 #[test]
 fn a_canary_that_failed_before_the_window_is_healthy_inside_it() {
+    require_envoy!();
     let rig = Rig::start(50);
     let (_, canary_cluster) = rig.clusters();
     rig.canary.fail_every.store(3, Ordering::Relaxed);
@@ -365,6 +368,7 @@ fn a_canary_that_failed_before_the_window_is_healthy_inside_it() {
 /// carried it.
 #[test]
 fn the_envoys_of_a_fleet_are_added_up() {
+    require_envoy!();
     let rig = Rig::start(50);
     // A second Envoy with a listener of its own (static, so it does not fight the first
     // over the LDS listener's port).
@@ -426,6 +430,7 @@ fn the_envoys_of_a_fleet_are_added_up() {
 /// JSON document per window, one per line.
 #[test]
 fn no_traffic_is_undecided_and_watch_repeats() {
+    require_envoy!();
     let rig = Rig::start(10);
     let admin = rig.admin();
     let out = status(&["--envoy-admin", &admin, "--window", "1s"]);

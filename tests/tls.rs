@@ -81,8 +81,8 @@ fn runtime() -> tokio::runtime::Runtime {
 
 #[test]
 fn envoy_gets_its_routes_over_mtls() {
+    require_envoy!();
     let lock = envoy_lock();
-    require_envoy();
     let main = Upstream::start("main");
     let s = Setup::new(&main.by_ip());
     let envoy_cert = s.pki.issue("envoy", &[EDGE_ID]);
@@ -141,8 +141,8 @@ fn envoy_gets_its_routes_over_mtls() {
 /// handshake on Envoy's side.
 #[test]
 fn envoy_checks_the_name_of_canary_xds() {
+    require_envoy!();
     let lock = envoy_lock();
-    require_envoy();
     let s = Setup::new("127.0.0.1:9");
     let envoy_cert = s.pki.issue("envoy", &[EDGE_ID]);
     let cp = s.control_plane(&s.mtls_flags(&["default=spiffe://corp/ns/*/sa/edge"]));

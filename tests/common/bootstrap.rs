@@ -64,7 +64,7 @@ pub fn strict_regex(boot: &str) -> String {
 
 /// `envoy --mode validate` on a binary bootstrap (no network, no listener bound): Envoy's
 /// output, `Ok` when it accepts the bootstrap and `Err` when it refuses it. Envoy must be on
-/// PATH; callers decide what its absence means.
+/// PATH: callers check first (`require_envoy!`, `have_envoy`).
 pub fn envoy_validate_pb(
     bootstrap: &envoy_types::pb::envoy::config::bootstrap::v3::Bootstrap,
 ) -> Result<String, String> {

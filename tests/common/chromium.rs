@@ -7,7 +7,9 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// Where tests leave files for people to look at (gitignored).
+use super::tools::{on_path, tool_available};
+
+/// Where tests leave files for people to look at (`tests/artifacts/`, gitignored).
 pub fn artifacts_dir() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/artifacts");
     std::fs::create_dir_all(&dir).unwrap();
@@ -20,32 +22,18 @@ pub struct Chromium {
 }
 
 impl Chromium {
-    /// Finds Chromium on PATH. Without it, a test fails under CI (`CI` set: `.ci/run` installs
-    /// it) and is skipped with a note elsewhere.
+    /// Finds Chromium on PATH (`chromium`, or `chromium-browser`). Without it, the policy of
+    /// `tool_available`: a failure under CI (`.ci/run` installs it), a note and `None` elsewhere.
     pub fn find() -> Option<Chromium> {
-        let found = ["chromium", "chromium-browser"].iter().find_map(|name| {
-            Command::new(name)
-                .arg("--version")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .ok()
-                .filter(|s| s.success())
-                .map(|_| PathBuf::from(name))
-        });
-        match found {
-            Some(bin) => Some(Chromium { bin }),
-            None if std::env::var_os("CI").is_some() => {
-                panic!("chromium is not on PATH: .ci/run installs it (apt-get install chromium)")
-            }
-            None => {
-                eprintln!(
-                    "note: chromium is not on PATH; skipping the browser check (apt-get install \
-                     chromium to run it)"
-                );
-                None
-            }
+        let found = ["chromium", "chromium-browser"]
+            .into_iter()
+            .find(|name| on_path(name))
+            .map(PathBuf::from);
+        let installer = ".ci/run (apt-get install chromium)";
+        if !tool_available("chromium", found.is_some(), installer) {
+            return None;
         }
+        found.map(|bin| Chromium { bin })
     }
 
     /// Runs Chromium headless with `args` (after the usual flags) and returns what it printed.

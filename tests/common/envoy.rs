@@ -19,20 +19,6 @@ pub fn envoy_lock() -> MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Whether Envoy can be run here; CI installs it, so a missing Envoy fails there.
-pub fn require_envoy() {
-    let ok = Command::new("envoy")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        ok,
-        "envoy is not on PATH: run scripts/test.sh, which installs Envoy 1.40"
-    );
-}
-
 /// A real Envoy as a child process.
 pub struct Envoy {
     pub child: Child,

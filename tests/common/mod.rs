@@ -4,7 +4,7 @@
 //!
 //! Each test binary uses part of this (`mod common;`), hence the `allow`s.
 
-#![allow(dead_code, unused_imports)]
+#![allow(dead_code, unused_imports, unused_macros)]
 
 pub mod admin;
 pub mod ads;
@@ -15,6 +15,7 @@ pub mod envoy;
 pub mod http;
 pub mod mapping;
 pub mod pki;
+pub mod tools;
 pub mod traffic;
 pub mod upstream;
 pub mod wait;
@@ -26,10 +27,12 @@ pub use bootstrap::{
 };
 pub use chromium::{Chromium, artifacts_dir};
 pub use control_plane::ControlPlane;
-pub use envoy::{Envoy, envoy_lock, require_envoy};
+pub use envoy::{Envoy, envoy_lock};
 pub use http::{Client, Reply, free_port, get_json, http_get};
 pub use mapping::{mapping, write_atomically};
 pub use pki::{CertFiles, Pki};
+pub use tools::{have_envoy, tool_available, under_ci};
+pub(crate) use tools::{require_chromium, require_envoy};
 pub use traffic::{Traffic, binomial_interval, tally};
 pub use upstream::Upstream;
 pub use wait::wait_for;
