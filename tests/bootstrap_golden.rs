@@ -7,14 +7,14 @@
 mod common;
 
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command as Process;
 use std::time::{Duration, Instant};
 
 use canary_xds::cmd::{Cli, Command};
 use canary_xds::envoy::bootstrap::{self, BootstrapArgs};
 use clap::Parser;
-use common::{envoy_validate, require_envoy};
+use common::{assert_golden, envoy_validate, golden_path, repo_root, require_envoy};
 
 /// Every flag combination with a golden file: (file name, flags).
 const CASES: &[(&str, &[&str])] = &[
@@ -116,53 +116,19 @@ fn args(flags: &[&str]) -> BootstrapArgs {
     }
 }
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Compares `path` with `actual`, or rewrites it with `UPDATE_GOLDEN=1`.
-fn golden(path: &Path, actual: &str) {
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, actual).unwrap();
-        return;
-    }
-    let expected = std::fs::read_to_string(path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}; run with UPDATE_GOLDEN=1 to create it",
-            path.display()
-        )
-    });
-    if expected != actual {
-        let line = expected
-            .lines()
-            .zip(actual.lines())
-            .position(|(e, a)| e != a)
-            .unwrap_or_else(|| expected.lines().count().min(actual.lines().count()));
-        panic!(
-            "{} is out of date at line {}:\n  expected: {:?}\n  actual:   {:?}\n\
-             run with UPDATE_GOLDEN=1 and review the diff",
-            path.display(),
-            line + 1,
-            expected.lines().nth(line).unwrap_or("<end>"),
-            actual.lines().nth(line).unwrap_or("<end>"),
-        );
-    }
-}
-
 #[test]
 fn golden_files_for_each_flag_combination() {
     for (name, flags) in CASES {
-        let path = root().join(format!("tests/golden/bootstrap/{name}.yaml"));
-        golden(&path, &bootstrap::render(&args(flags)));
+        let path = golden_path(&format!("bootstrap/{name}.yaml"));
+        assert_golden(path, &bootstrap::render(&args(flags)));
     }
 }
 
 #[test]
 fn the_examples_in_envoy_are_what_the_command_prints() {
     for (file, flags) in EXAMPLES {
-        golden(
-            &root().join("envoy").join(file),
+        assert_golden(
+            repo_root().join("envoy").join(file),
             &bootstrap::render(&args(flags)),
         );
     }

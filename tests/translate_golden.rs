@@ -5,13 +5,15 @@
 //! are not on the wire) are left out. Run with `UPDATE_GOLDEN=1` to rewrite the files, then
 //! review the diff like code.
 
+mod common;
+
 use std::fmt::Write as _;
-use std::path::PathBuf;
 
 use canary_xds::envoy::translate::{self, Options};
 use canary_xds::input::parse::parse_file;
 use canary_xds::model::diagnostic::Severity;
 use canary_xds::routes::table::{RouteTable, compile};
+use common::{assert_golden, golden_path};
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::UpstreamTlsContext;
@@ -403,39 +405,6 @@ fn render(table: &RouteTable, options: &Options) -> String {
     out
 }
 
-/// Compares with `tests/golden/translate/<name>.yaml`, or rewrites it with `UPDATE_GOLDEN=1`.
-fn golden(name: &str, actual: &str) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden/translate")
-        .join(format!("{name}.yaml"));
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, actual).unwrap();
-        return;
-    }
-    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}; run with UPDATE_GOLDEN=1 to create it",
-            path.display()
-        )
-    });
-    if expected != actual {
-        let line = expected
-            .lines()
-            .zip(actual.lines())
-            .position(|(e, a)| e != a)
-            .unwrap_or_else(|| expected.lines().count().min(actual.lines().count()));
-        panic!(
-            "{} is out of date at line {}:\n  expected: {:?}\n  actual:   {:?}\n\
-             run with UPDATE_GOLDEN=1 and review the diff",
-            path.display(),
-            line + 1,
-            expected.lines().nth(line).unwrap_or("<end>"),
-            actual.lines().nth(line).unwrap_or("<end>"),
-        );
-    }
-}
-
 // ----------------------------------------------------------------------------------------------
 // Cases
 
@@ -455,12 +424,15 @@ fn seed() -> Vec<(&'static str, String)> {
 #[test]
 fn listener() {
     let t = translate::translate(&RouteTable::default(), &options());
-    golden("listener", &yaml(&t.listener));
+    assert_golden(golden_path("translate/listener.yaml"), &yaml(&t.listener));
 }
 
 #[test]
 fn seed_example() {
-    golden("seed", &render(&table(&seed()), &options()));
+    assert_golden(
+        golden_path("translate/seed.yaml"),
+        &render(&table(&seed()), &options()),
+    );
 }
 
 #[test]
@@ -473,7 +445,10 @@ fn header_canary() {
             "prefix: /qotm/\nservice: qotmv2\nheaders:\n  x-canary: \"true\"\n",
         ),
     ));
-    golden("header-canary", &render(&table(&files), &options()));
+    assert_golden(
+        golden_path("translate/header-canary.yaml"),
+        &render(&table(&files), &options()),
+    );
 }
 
 #[test]
@@ -517,7 +492,10 @@ fn hosts_wildcards_and_host_regex() {
             ),
         ),
     ];
-    golden("hosts", &render(&table(&files), &options()));
+    assert_golden(
+        golden_path("translate/hosts.yaml"),
+        &render(&table(&files), &options()),
+    );
 }
 
 #[test]
@@ -539,7 +517,10 @@ fn chain_when_route_settings_differ() {
             mapping("c", "prefix: /chain/\nservice: c\nweight: 0\n"),
         ),
     ];
-    golden("chain", &render(&table(&files), &options()));
+    assert_golden(
+        golden_path("translate/chain.yaml"),
+        &render(&table(&files), &options()),
+    );
 }
 
 #[test]
@@ -570,7 +551,10 @@ fn shadow_on_a_route_and_on_a_chain() {
             mapping("mirror-c", "prefix: /c/\nservice: mirror\nshadow: true\n"),
         ),
     ];
-    golden("shadow", &render(&table(&files), &options()));
+    assert_golden(
+        golden_path("translate/shadow.yaml"),
+        &render(&table(&files), &options()),
+    );
 }
 
 fn cluster_files() -> Vec<(&'static str, String)> {
@@ -610,7 +594,10 @@ fn cluster_files() -> Vec<(&'static str, String)> {
 
 #[test]
 fn grpc_https_and_ip_clusters() {
-    golden("clusters", &render(&table(&cluster_files()), &options()));
+    assert_golden(
+        golden_path("translate/clusters.yaml"),
+        &render(&table(&cluster_files()), &options()),
+    );
 }
 
 #[test]
@@ -623,7 +610,10 @@ fn https_clusters_with_our_own_ca() {
         upstream_ca: Some("/etc/canary-xds/upstream-ca.pem".into()),
         ..options()
     };
-    golden("clusters-own-ca", &render(&table(&files), &options));
+    assert_golden(
+        golden_path("translate/clusters-own-ca.yaml"),
+        &render(&table(&files), &options),
+    );
 }
 
 #[test]
@@ -654,7 +644,10 @@ fn every_matcher_kind() {
             ),
         ),
     ];
-    golden("matchers", &render(&table(&files), &options()));
+    assert_golden(
+        golden_path("translate/matchers.yaml"),
+        &render(&table(&files), &options()),
+    );
 }
 
 #[test]
@@ -690,7 +683,10 @@ fn route_and_backend_settings() {
             ),
         ),
     ];
-    golden("settings", &render(&table(&files), &options()));
+    assert_golden(
+        golden_path("translate/settings.yaml"),
+        &render(&table(&files), &options()),
+    );
 }
 
 // ----------------------------------------------------------------------------------------------

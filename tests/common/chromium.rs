@@ -7,11 +7,12 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use super::golden::repo_root;
 use super::tools::{on_path, tool_available};
 
 /// Where tests leave files for people to look at (`tests/artifacts/`, gitignored).
 pub fn artifacts_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/artifacts");
+    let dir = repo_root().join("tests/artifacts");
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }

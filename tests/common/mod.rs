@@ -12,6 +12,7 @@ pub mod bootstrap;
 pub mod chromium;
 pub mod control_plane;
 pub mod envoy;
+pub mod golden;
 pub mod http;
 pub mod mapping;
 pub mod pki;
@@ -28,6 +29,7 @@ pub use bootstrap::{
 pub use chromium::{Chromium, artifacts_dir};
 pub use control_plane::ControlPlane;
 pub use envoy::{Envoy, envoy_lock};
+pub use golden::{assert_golden, golden_path, repo_root};
 pub use http::{Client, Reply, free_port, get_json, http_get};
 pub use mapping::{mapping, write_atomically};
 pub use pki::{CertFiles, Pki};
