@@ -2,17 +2,16 @@
 //! then every endpoint over real HTTP: health, readiness before and after the first config,
 //! metrics, the JSON API, the page and its headers, and a clean stop.
 
+mod common;
+
 use std::fs;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use canary_xds::serve::{Listeners, Settings, start};
+use common::{Mapping, write_atomically};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-
-const MAIN: &str =
-    "apiVersion: ambassador/v1\nkind: Mapping\nname: qotm\nprefix: /qotm/\nservice: qotm\n";
-const CANARY: &str = "apiVersion: ambassador/v1\nkind: Mapping\nname: qotmv2\nprefix: /qotm/\nservice: qotmv2\nweight: 10\n";
 
 /// A response: status, headers (lower-case names) and body.
 struct Reply {
@@ -103,8 +102,16 @@ async fn start_with_admin(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_endpoint_answers_and_stops_with_the_server() {
     let t = tempfile::tempdir().unwrap();
-    fs::write(t.path().join("qotm.yaml"), MAIN).unwrap();
-    fs::write(t.path().join("qotmv2.yaml"), CANARY).unwrap();
+    fs::write(
+        t.path().join("qotm.yaml"),
+        Mapping::named("qotm", "/qotm/").text(),
+    )
+    .unwrap();
+    fs::write(
+        t.path().join("qotmv2.yaml"),
+        Mapping::named("qotmv2", "/qotm/").weight(10).text(),
+    )
+    .unwrap();
     let mut settings = Settings::for_dir(t.path());
     settings.envoy_admin = vec!["http://admin:secret@127.0.0.1:9901".into()];
     let (running, addr, stop) = start_with_admin(settings).await;
@@ -168,9 +175,10 @@ async fn every_endpoint_answers_and_stops_with_the_server() {
     assert_eq!(get(addr, "/nope").await.unwrap().status, 404);
 
     // A change reaches the API.
-    let tmp = t.path().join(".qotmv2.yaml.tmp");
-    fs::write(&tmp, CANARY.replace("weight: 10", "weight: 30")).unwrap();
-    fs::rename(&tmp, t.path().join("qotmv2.yaml")).unwrap();
+    write_atomically(
+        &t.path().join("qotmv2.yaml"),
+        &Mapping::named("qotmv2", "/qotm/").weight(30).text(),
+    );
     wait_until("the new weights in /api/routes", async || {
         get(addr, "/api/routes")
             .await
@@ -217,7 +225,11 @@ async fn not_ready_until_the_directory_can_be_read() {
 
     // The directory appears: a config is loaded, and the server is ready.
     fs::create_dir(&dir).unwrap();
-    fs::write(dir.join("qotm.yaml"), MAIN).unwrap();
+    fs::write(
+        dir.join("qotm.yaml"),
+        Mapping::named("qotm", "/qotm/").text(),
+    )
+    .unwrap();
     wait_until("ready", async || {
         get(addr, "/readyz").await.is_ok_and(|r| r.status == 200)
     })
@@ -230,7 +242,11 @@ async fn not_ready_until_the_directory_can_be_read() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_an_admin_listener_there_is_no_admin_server() {
     let t = tempfile::tempdir().unwrap();
-    fs::write(t.path().join("qotm.yaml"), MAIN).unwrap();
+    fs::write(
+        t.path().join("qotm.yaml"),
+        Mapping::named("qotm", "/qotm/").text(),
+    )
+    .unwrap();
     let xds = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let running = start(Settings::for_dir(t.path()), xds, async {

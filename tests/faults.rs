@@ -30,11 +30,6 @@ use tokio::sync::oneshot;
 
 const WAIT: Duration = Duration::from_secs(20);
 
-fn doc(name: &str, prefix: &str, weight: Option<u32>) -> String {
-    let weight = weight.map(|w| format!("weight: {w}\n")).unwrap_or_default();
-    mapping(name, prefix, name, &weight)
-}
-
 fn reloader(dir: &Path) -> Reloader {
     Reloader::new(
         Loader::new(dir, DEFAULT_MAX_FILE_SIZE),
@@ -154,12 +149,24 @@ fn an_unreadable_file_or_directory_keeps_serving_its_last_good_content() {
     let dir = tmp.path().join("mappings");
     fs::create_dir(&dir).unwrap();
     fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
-    fs::write(dir.join("qotm.yaml"), doc("qotm", "/qotm/", None)).unwrap();
-    fs::write(dir.join("qotmv2.yaml"), doc("qotmv2", "/qotm/", Some(10))).unwrap();
+    fs::write(
+        dir.join("qotm.yaml"),
+        Mapping::named("qotm", "/qotm/").text(),
+    )
+    .unwrap();
+    fs::write(
+        dir.join("qotmv2.yaml"),
+        Mapping::named("qotmv2", "/qotm/").weight(10).text(),
+    )
+    .unwrap();
     let team = dir.join("team");
     fs::create_dir(&team).unwrap();
     fs::set_permissions(&team, fs::Permissions::from_mode(0o755)).unwrap();
-    fs::write(team.join("search.yaml"), doc("search", "/search/", None)).unwrap();
+    fs::write(
+        team.join("search.yaml"),
+        Mapping::named("search", "/search/").text(),
+    )
+    .unwrap();
     let (xds, admin) = (free_port(), free_port());
     let mut cmd = if as_nobody {
         let mut c = Command::new("setpriv");
@@ -270,7 +277,10 @@ fn an_unreadable_file_or_directory_keeps_serving_its_last_good_content() {
     fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
     fs::set_permissions(&team, fs::Permissions::from_mode(0o755)).unwrap();
     fs::set_permissions(dir.join("qotmv2.yaml"), fs::Permissions::from_mode(0o644)).unwrap();
-    write_atomically(&dir.join("qotmv2.yaml"), &doc("qotmv2", "/qotm/", Some(30)));
+    write_atomically(
+        &dir.join("qotmv2.yaml"),
+        &Mapping::named("qotmv2", "/qotm/").weight(30).text(),
+    );
     let moved = vec![
         ("qotm".to_string(), 7000),
         ("qotmv2".to_string(), 3000),
@@ -292,7 +302,11 @@ fn an_unreadable_file_or_directory_keeps_serving_its_last_good_content() {
 fn files_vanishing_while_the_directory_is_read_are_gone_not_errors() {
     let t = tempfile::tempdir().unwrap();
     let dir = t.path().to_path_buf();
-    fs::write(dir.join("stable.yaml"), doc("stable", "/stable/", None)).unwrap();
+    fs::write(
+        dir.join("stable.yaml"),
+        Mapping::named("stable", "/stable/").text(),
+    )
+    .unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     // Files (and symlinks to them) appear and vanish as fast as the disk allows.
     let churn = {
@@ -302,7 +316,7 @@ fn files_vanishing_while_the_directory_is_read_are_gone_not_errors() {
             while !stop.load(Ordering::Relaxed) {
                 let name = format!("v{}.yaml", i % 8);
                 let path = dir.join(&name);
-                write_atomically(&path, &doc(&format!("v{}", i % 8), "/v/", None));
+                write_atomically(&path, &Mapping::named(&format!("v{}", i % 8), "/v/").text());
                 let link = dir.join(format!("l{}.yaml", i % 8));
                 let _ = symlink(&name, &link);
                 if i.is_multiple_of(3) {
@@ -318,7 +332,7 @@ fn files_vanishing_while_the_directory_is_read_are_gone_not_errors() {
                     // Whole files only (a file half written is another fault): write, rename.
                     let _ = fs::create_dir(&sub);
                     let tmp = sub.join(".x.tmp");
-                    if fs::write(&tmp, doc("sub", "/sub/", None)).is_ok() {
+                    if fs::write(&tmp, Mapping::named("sub", "/sub/").text()).is_ok() {
                         let _ = fs::rename(&tmp, sub.join("x.yaml"));
                     }
                 }
@@ -365,12 +379,20 @@ fn files_vanishing_while_the_directory_is_read_are_gone_not_errors() {
 fn symlink_loops_are_skipped_with_a_warning_and_the_rest_serves() {
     let t = tempfile::tempdir().unwrap();
     let dir = t.path();
-    fs::write(dir.join("good.yaml"), doc("good", "/good/", None)).unwrap();
+    fs::write(
+        dir.join("good.yaml"),
+        Mapping::named("good", "/good/").text(),
+    )
+    .unwrap();
     symlink("self.yaml", dir.join("self.yaml")).unwrap();
     symlink("pong.yaml", dir.join("ping.yaml")).unwrap();
     symlink("ping.yaml", dir.join("pong.yaml")).unwrap();
     fs::create_dir(dir.join("sub")).unwrap();
-    fs::write(dir.join("sub/inner.yaml"), doc("inner", "/inner/", None)).unwrap();
+    fs::write(
+        dir.join("sub/inner.yaml"),
+        Mapping::named("inner", "/inner/").text(),
+    )
+    .unwrap();
     symlink("..", dir.join("sub/up")).unwrap();
     symlink("../sub", dir.join("sub/again")).unwrap();
     // A chain of forty directory links, each to the next, the last back to the first.
@@ -401,25 +423,41 @@ fn symlinks_are_followed_only_inside_the_directory() {
     let outside = tempfile::tempdir().unwrap();
     fs::write(
         outside.path().join("secret.yaml"),
-        doc("secret", "/secret/", None),
+        Mapping::named("secret", "/secret/").text(),
     )
     .unwrap();
     fs::create_dir(outside.path().join("more")).unwrap();
     fs::write(
         outside.path().join("more/also.yaml"),
-        doc("also", "/also/", None),
+        Mapping::named("also", "/also/").text(),
     )
     .unwrap();
     let t = tempfile::tempdir().unwrap();
     let dir = t.path().join("mappings");
     fs::create_dir(&dir).unwrap();
-    fs::write(dir.join("real.yaml"), doc("real", "/real/", None)).unwrap();
+    fs::write(
+        dir.join("real.yaml"),
+        Mapping::named("real", "/real/").text(),
+    )
+    .unwrap();
     // Inside: followed (to a file, to a directory, hidden ones, by an absolute path).
     fs::create_dir(dir.join(".hidden")).unwrap();
     fs::create_dir(dir.join(".hidden/dir")).unwrap();
-    fs::write(dir.join(".hidden/a.yaml"), doc("a", "/a/", None)).unwrap();
-    fs::write(dir.join(".hidden/dir/b.yaml"), doc("b", "/b/", None)).unwrap();
-    fs::write(dir.join(".hidden/c.yaml"), doc("c", "/c/", None)).unwrap();
+    fs::write(
+        dir.join(".hidden/a.yaml"),
+        Mapping::named("a", "/a/").text(),
+    )
+    .unwrap();
+    fs::write(
+        dir.join(".hidden/dir/b.yaml"),
+        Mapping::named("b", "/b/").text(),
+    )
+    .unwrap();
+    fs::write(
+        dir.join(".hidden/c.yaml"),
+        Mapping::named("c", "/c/").text(),
+    )
+    .unwrap();
     symlink(".hidden/a.yaml", dir.join("linked.yaml")).unwrap();
     symlink(".hidden/dir", dir.join("linked-dir")).unwrap();
     symlink(dir.join(".hidden/c.yaml"), dir.join("absolute.yaml")).unwrap();
@@ -453,12 +491,16 @@ fn a_symlink_swapped_to_point_outside_is_never_read() {
     let outside = tempfile::tempdir().unwrap();
     fs::write(
         outside.path().join("secret.yaml"),
-        doc("secret", "/secret/", None),
+        Mapping::named("secret", "/secret/").text(),
     )
     .unwrap();
     let t = tempfile::tempdir().unwrap();
     let dir = t.path().to_path_buf();
-    fs::write(dir.join(".inside.yaml"), doc("inside", "/inside/", None)).unwrap();
+    fs::write(
+        dir.join(".inside.yaml"),
+        Mapping::named("inside", "/inside/").text(),
+    )
+    .unwrap();
     symlink(".inside.yaml", dir.join("link.yaml")).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     // The link flips between a file inside and one outside, atomically (a rename), as fast
@@ -513,8 +555,16 @@ async fn the_directory_deleted_and_recreated_over_and_over_serves_each_last_vers
     let t = tempfile::tempdir().unwrap();
     let dir = t.path().join("m");
     fs::create_dir(&dir).unwrap();
-    fs::write(dir.join("qotm.yaml"), doc("qotm", "/qotm/", None)).unwrap();
-    fs::write(dir.join("canary.yaml"), doc("canary", "/qotm/", Some(1))).unwrap();
+    fs::write(
+        dir.join("qotm.yaml"),
+        Mapping::named("qotm", "/qotm/").text(),
+    )
+    .unwrap();
+    fs::write(
+        dir.join("canary.yaml"),
+        Mapping::named("canary", "/qotm/").weight(1).text(),
+    )
+    .unwrap();
     let (running, stopper) = serve(Settings::for_dir(&dir)).await;
     let hub = Arc::clone(&running.hub);
     wait_served(&running.admin, &[("canary", 100), ("qotm", 9900)]).await;
@@ -539,19 +589,27 @@ async fn the_directory_deleted_and_recreated_over_and_over_serves_each_last_vers
         if round % 2 == 0 {
             let staged = t.path().join("staged");
             fs::create_dir(&staged).unwrap();
-            fs::write(staged.join("qotm.yaml"), doc("qotm", "/qotm/", None)).unwrap();
+            fs::write(
+                staged.join("qotm.yaml"),
+                Mapping::named("qotm", "/qotm/").text(),
+            )
+            .unwrap();
             fs::write(
                 staged.join("canary.yaml"),
-                doc("canary", "/qotm/", Some(round)),
+                Mapping::named("canary", "/qotm/").weight(round).text(),
             )
             .unwrap();
             fs::rename(&staged, &dir).unwrap();
         } else {
             fs::create_dir(&dir).unwrap();
-            fs::write(dir.join("qotm.yaml"), doc("qotm", "/qotm/", None)).unwrap();
+            fs::write(
+                dir.join("qotm.yaml"),
+                Mapping::named("qotm", "/qotm/").text(),
+            )
+            .unwrap();
             fs::write(
                 dir.join("canary.yaml"),
-                doc("canary", "/qotm/", Some(round)),
+                Mapping::named("canary", "/qotm/").weight(round).text(),
             )
             .unwrap();
         }
@@ -563,7 +621,10 @@ async fn the_directory_deleted_and_recreated_over_and_over_serves_each_last_vers
         .await;
     }
     // And it is watched again: an edit goes live without waiting for a rescan (30 s).
-    write_atomically(&dir.join("canary.yaml"), &doc("canary", "/qotm/", Some(50)));
+    write_atomically(
+        &dir.join("canary.yaml"),
+        &Mapping::named("canary", "/qotm/").weight(50).text(),
+    );
     wait_served(&running.admin, &[("canary", 5000), ("qotm", 5000)]).await;
     stop(running, stopper).await;
 }
@@ -580,9 +641,9 @@ async fn ten_thousand_files_load_and_an_edit_rereads_only_its_file() {
             let i = d * 100 + f;
             let route = format!("/r{}/", i / 2);
             let text = if i % 2 == 1 && i % 10 == 1 {
-                doc(&format!("m{i}"), &route, Some(10))
+                Mapping::named(&format!("m{i}"), &route).weight(10).text()
             } else {
-                doc(&format!("m{i}"), &route, None)
+                Mapping::named(&format!("m{i}"), &route).text()
             };
             fs::write(sub.join(format!("m{i}.yaml")), text).unwrap();
         }
@@ -607,7 +668,10 @@ async fn ten_thousand_files_load_and_an_edit_rereads_only_its_file() {
     assert_eq!((stats.files, stats.mappings), (10_000, 10_000));
 
     let started = Instant::now();
-    write_atomically(&dir.join("team00/m1.yaml"), &doc("m1", "/r0/", Some(40)));
+    write_atomically(
+        &dir.join("team00/m1.yaml"),
+        &Mapping::named("m1", "/r0/").weight(40).text(),
+    );
     let deadline = Instant::now() + WAIT;
     loop {
         let weight = running
@@ -647,8 +711,16 @@ async fn a_tree_deleted_slowly_file_by_file_is_not_served_half_deleted() {
     let t = tempfile::tempdir().unwrap();
     let dir = t.path().join("m");
     fs::create_dir(&dir).unwrap();
-    fs::write(dir.join("a-qotm.yaml"), doc("qotm", "/qotm/", None)).unwrap();
-    fs::write(dir.join("b-canary.yaml"), doc("canary", "/qotm/", Some(10))).unwrap();
+    fs::write(
+        dir.join("a-qotm.yaml"),
+        Mapping::named("qotm", "/qotm/").text(),
+    )
+    .unwrap();
+    fs::write(
+        dir.join("b-canary.yaml"),
+        Mapping::named("canary", "/qotm/").weight(10).text(),
+    )
+    .unwrap();
     let (running, stopper) = serve(Settings::for_dir(&dir)).await;
     wait_served(&running.admin, &[("canary", 1000), ("qotm", 9000)]).await;
     // rm -rf, paused for 100 ms between its two files (a busy machine, a large tree).

@@ -14,12 +14,15 @@
 //! connected, so the caches of recent versions are in the same state at both: a warm-up alone
 //! left them part full, and their filling up (+13%) once failed the check.
 
+mod common;
+
 use std::alloc::System;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use canary_xds::serve::{Running, Settings, start};
+use common::mapping;
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
@@ -126,14 +129,8 @@ fn churn(streams: usize, duration: Duration) {
     let mappings = |salt: usize| {
         (0..200)
             .map(|i| {
-                format!(
-                    "apiVersion: ambassador/v1\nkind: Mapping\nname: m{i}\nprefix: /m{}/\n\
-                     service: 127.0.{}.{}:{}\n",
-                    i / 2,
-                    i / 250,
-                    i % 250 + 1,
-                    8000 + salt % 100
-                )
+                let service = format!("127.0.{}.{}:{}", i / 250, i % 250 + 1, 8000 + salt % 100);
+                mapping(&format!("m{i}"), &format!("/m{}/", i / 2), &service, "")
             })
             .collect::<Vec<_>>()
             .join("---\n")

@@ -1,18 +1,14 @@
 //! The watch loop of `serve`, in process and without Envoy: edits, deletions and a directory
 //! that goes away and comes back all reach the published snapshot.
 
+mod common;
+
 use std::fs;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use canary_xds::serve::{Settings, start};
+use common::{Mapping, write_atomically};
 use tokio::net::TcpListener;
-
-fn mapping(name: &str, weight: &str) -> String {
-    format!(
-        "apiVersion: ambassador/v1\nkind: Mapping\nname: {name}\nprefix: /qotm/\nservice: {name}\n{weight}"
-    )
-}
 
 /// The default fleet's weights, by Mapping.
 fn weights(admin: &canary_xds::admin::AdminState) -> Vec<(String, u32)> {
@@ -47,19 +43,14 @@ async fn wait_weights(admin: &canary_xds::admin::AdminState, expected: &[(&str, 
     }
 }
 
-fn write(dir: &Path, name: &str, text: &str) {
-    let tmp = dir.join(format!(".{name}.tmp"));
-    fs::write(&tmp, text).unwrap();
-    fs::rename(&tmp, dir.join(name)).unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn edits_deletions_and_a_replaced_directory_reach_the_snapshot() {
     let t = tempfile::tempdir().unwrap();
     let dir = t.path().join("m");
     fs::create_dir(&dir).unwrap();
-    write(&dir, "qotm.yaml", &mapping("qotm", ""));
-    write(&dir, "qotmv2.yaml", &mapping("qotmv2", "weight: 10\n"));
+    let qotm = |name: &str| Mapping::named(name, "/qotm/");
+    write_atomically(&dir.join("qotm.yaml"), &qotm("qotm").text());
+    write_atomically(&dir.join("qotmv2.yaml"), &qotm("qotmv2").weight(10).text());
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let running = start(Settings::for_dir(&dir), listener, async {
@@ -71,7 +62,7 @@ async fn edits_deletions_and_a_replaced_directory_reach_the_snapshot() {
     let admin = running.admin.clone();
     wait_weights(&admin, &[("qotm", 9000), ("qotmv2", 1000)]).await;
 
-    write(&dir, "qotmv2.yaml", &mapping("qotmv2", "weight: 50\n"));
+    write_atomically(&dir.join("qotmv2.yaml"), &qotm("qotmv2").weight(50).text());
     wait_weights(&admin, &[("qotm", 5000), ("qotmv2", 5000)]).await;
 
     fs::remove_file(dir.join("qotmv2.yaml")).unwrap();
@@ -79,10 +70,9 @@ async fn edits_deletions_and_a_replaced_directory_reach_the_snapshot() {
 
     // The directory goes away, files first (rm -rf): the last good config stays, never half.
     for (name, w) in [("a", 10), ("b", 20), ("c", 30)] {
-        write(
-            &dir,
-            &format!("{name}.yaml"),
-            &mapping(name, &format!("weight: {w}\n")),
+        write_atomically(
+            &dir.join(format!("{name}.yaml")),
+            &qotm(name).weight(w).text(),
         );
     }
     let full = [("a", 1000), ("b", 2000), ("c", 3000), ("qotm", 4000)];
@@ -94,12 +84,12 @@ async fn edits_deletions_and_a_replaced_directory_reach_the_snapshot() {
 
     // It comes back with other content: the watch starts again and the change goes live.
     fs::create_dir(&dir).unwrap();
-    write(&dir, "qotm.yaml", &mapping("qotm", ""));
-    write(&dir, "qotmv3.yaml", &mapping("qotmv3", "weight: 20\n"));
+    write_atomically(&dir.join("qotm.yaml"), &qotm("qotm").text());
+    write_atomically(&dir.join("qotmv3.yaml"), &qotm("qotmv3").weight(20).text());
     wait_weights(&admin, &[("qotm", 8000), ("qotmv3", 2000)]).await;
 
     // And it is watched again: a later edit goes live without waiting for a rescan.
-    write(&dir, "qotmv3.yaml", &mapping("qotmv3", "weight: 30\n"));
+    write_atomically(&dir.join("qotmv3.yaml"), &qotm("qotmv3").weight(30).text());
     wait_weights(&admin, &[("qotm", 7000), ("qotmv3", 3000)]).await;
 
     stop_tx.send(()).unwrap();

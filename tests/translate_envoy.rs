@@ -14,7 +14,7 @@ use canary_xds::envoy::translate::{self, Options, Translated};
 use canary_xds::input::parse::parse_file;
 use canary_xds::model::diagnostic::Severity;
 use canary_xds::routes::table::{RouteTable, compile};
-use common::{envoy_validate_pb, require_envoy};
+use common::{envoy_validate_pb, mapping_body, require_envoy};
 use envoy_types::pb::envoy::config::bootstrap::v3::bootstrap::StaticResources;
 use envoy_types::pb::envoy::config::bootstrap::v3::{Admin, Bootstrap};
 use envoy_types::pb::envoy::config::core::v3::address::Address as XdsAddressKind;
@@ -44,92 +44,85 @@ F5fAcwxvUZ1GwnXDrXOaMDRlc0yH
 -----END CERTIFICATE-----
 ";
 
-fn mapping(name: &str, body: &str) -> (String, String) {
-    (
-        format!("{name}.yaml"),
-        format!("---\napiVersion: ambassador/v1\nkind: Mapping\nname: {name}\n{body}"),
-    )
-}
-
 /// Every feature translate knows, in one table.
 fn rich_table() -> RouteTable {
     let files = [
         // The seed: 90/10 on /qotm/.
-        mapping("qotm", "prefix: /qotm/\nservice: qotm\n"),
-        mapping("qotmv2", "prefix: /qotm/\nservice: qotmv2\nweight: 10\n"),
-        mapping(
+        ("qotm", "prefix: /qotm/\nservice: qotm\n"),
+        ("qotmv2", "prefix: /qotm/\nservice: qotmv2\nweight: 10\n"),
+        (
             "qotm-header-canary",
             "prefix: /qotm/\nservice: qotmv2\nheaders:\n  x-canary: \"true\"\n",
         ),
         // Hosts, wildcards and a host regex.
-        mapping(
+        (
             "exact",
             "prefix: /a/\nservice: localhost:9001\nhost: a.foo.com\n",
         ),
-        mapping(
+        (
             "suffix",
             "prefix: /s/\nservice: localhost:9002\nhost: \"*.foo.com\"\n",
         ),
-        mapping(
+        (
             "prefixed",
             "prefix: /p/\nservice: localhost:9003\nhost: \"a.*\"\n",
         ),
-        mapping(
+        (
             "host-regex",
             "prefix: /r/\nservice: localhost:9004\nhost: \"^(www\\\\.)?example\\\\.com$\"\nhost_regex: true\n",
         ),
         // A chain (different timeouts), with a zero-weight link and a shadow.
-        mapping(
+        (
             "chain-a",
             "prefix: /chain/\nservice: chain-a\ntimeout_ms: 1000\nhost_rewrite: a.internal\n",
         ),
-        mapping(
+        (
             "chain-b",
             "prefix: /chain/\nservice: chain-b\nweight: 30\ntimeout_ms: 0\nrewrite: \"\"\n",
         ),
-        mapping(
+        (
             "chain-c",
             "prefix: /chain/\nservice: chain-c\nweight: 0\nidle_timeout_ms: 5000\n",
         ),
-        mapping(
+        (
             "chain-mirror",
             "prefix: /chain/\nservice: mirror\nshadow: true\nweight: 5\n",
         ),
         // A weighted route with per-backend settings and a shadow.
-        mapping(
+        (
             "w1",
             "prefix: /weighted/\nservice: w1\nuse_websocket: true\nhost_rewrite: w1.internal\n\
              add_request_headers:\n  x-backend: w1\nremove_response_headers: [x-debug]\n\
              retry_policy:\n  retry_on: 5xx\n  num_retries: 2\n  per_try_timeout: 1s\n",
         ),
-        mapping(
+        (
             "w2",
             "prefix: /weighted/\nservice: w2\nweight: 25\nuse_websocket: true\n\
              add_response_headers:\n  x-canary: {value: \"yes\", append: false}\n\
              remove_request_headers: [cookie]\n\
              retry_policy:\n  retry_on: 5xx\n  num_retries: 2\n  per_try_timeout: 1s\n",
         ),
-        mapping(
+        (
             "w-mirror",
             "prefix: /weighted/\nservice: mirror\nshadow: true\n",
         ),
         // A weighted route where one backend gets exactly 0 (sent as an explicit weight 0).
-        mapping("zero-a", "prefix: /zero/\nservice: zero-a\nweight: 100\n"),
-        mapping("zero-b", "prefix: /zero/\nservice: zero-b\n"),
+        ("zero-a", "prefix: /zero/\nservice: zero-a\nweight: 100\n"),
+        ("zero-b", "prefix: /zero/\nservice: zero-b\n"),
         // Every matcher kind.
-        mapping(
+        (
             "matchers",
             "prefix: /m/\nservice: m\nmethod: POST\ncase_sensitive: false\n\
              headers:\n  x-exact: \"yes\"\n  x-present: true\n\
              regex_headers:\n  x-version: \"^v[0-9]+$\"\n\
              query_parameters:\n  debug: \"1\"\n  trace: true\n",
         ),
-        mapping(
+        (
             "regex-path",
             "prefix: \"/(v1|v2)/qotm/.*\"\nprefix_regex: true\nservice: rp\nprecedence: 5\n",
         ),
         // A single backend with every route and backend setting.
-        mapping(
+        (
             "single",
             "prefix: /single/\nservice: single\ntimeout_ms: 2500\nidle_timeout_ms: 30000\n\
              retry_policy:\n  retry_on: gateway-error,reset\n  num_retries: 3\n  per_try_timeout: 250ms\n\
@@ -139,22 +132,24 @@ fn rich_table() -> RouteTable {
              remove_request_headers: [x-secret]\nremove_response_headers: [server]\n",
         ),
         // Cluster kinds: gRPC, https by name and by IP, gRPC over TLS, IPv4 and IPv6 literals.
-        mapping(
+        (
             "grpc",
             "prefix: /grpc/\nservice: grpc-svc:9000\ngrpc: true\nconnect_timeout_ms: 250\n",
         ),
-        mapping("https", "prefix: /tls/\nservice: https://api.example.com\n"),
-        mapping(
+        ("https", "prefix: /tls/\nservice: https://api.example.com\n"),
+        (
             "grpcs",
             "prefix: /grpcs/\nservice: https://grpc.example.com:8443\ngrpc: true\n",
         ),
-        mapping("ip", "prefix: /ip/\nservice: 127.0.0.1:9001\n"),
-        mapping("ips", "prefix: /ips/\nservice: https://10.0.0.7:8443\n"),
-        mapping("v6", "prefix: /v6/\nservice: \"[::1]:9002\"\n"),
+        ("ip", "prefix: /ip/\nservice: 127.0.0.1:9001\n"),
+        ("ips", "prefix: /ips/\nservice: https://10.0.0.7:8443\n"),
+        ("v6", "prefix: /v6/\nservice: \"[::1]:9002\"\n"),
     ];
     let parsed: Vec<_> = files
         .iter()
-        .map(|(f, y)| parse_file(f, y.as_bytes()))
+        .map(|(name, body)| {
+            parse_file(&format!("{name}.yaml"), mapping_body(name, body).as_bytes())
+        })
         .collect();
     let compiled = compile(&parsed, None);
     let errors: Vec<_> = compiled

@@ -31,7 +31,7 @@ pub use control_plane::ControlPlane;
 pub use envoy::{Envoy, envoy_lock};
 pub use golden::{assert_golden, golden_path, repo_root};
 pub use http::{Client, Reply, free_port, get_json, http_get};
-pub use mapping::{mapping, write_atomically};
+pub use mapping::{Mapping, mapping, mapping_body, write_atomically};
 pub use pki::{CertFiles, Pki};
 pub use tools::{have_envoy, tool_available, under_ci};
 pub(crate) use tools::{require_chromium, require_envoy};
