@@ -6,12 +6,14 @@ mod common;
 
 use std::fs;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use canary_xds::serve::{Listeners, Settings, start};
-use common::{Mapping, write_atomically};
+use common::{Mapping, metric, wait_until, write_atomically};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+
+const WAIT: Duration = Duration::from_secs(10);
 
 /// A response: status, headers (lower-case names) and body.
 struct Reply {
@@ -54,22 +56,6 @@ async fn get(addr: SocketAddr, path: &str) -> std::io::Result<Reply> {
         status,
         headers,
         body: body.to_string(),
-    })
-}
-
-async fn wait_until(what: &str, mut ok: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !ok().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-fn metric(text: &str, series: &str) -> Option<f64> {
-    text.lines().find_map(|l| {
-        l.strip_prefix(series)
-            .and_then(|rest| rest.strip_prefix(' '))
-            .and_then(|v| v.parse().ok())
     })
 }
 
@@ -118,7 +104,7 @@ async fn every_endpoint_answers_and_stops_with_the_server() {
 
     let health = get(addr, "/healthz").await.unwrap();
     assert_eq!((health.status, health.body.as_str()), (200, "ok\n"));
-    wait_until("ready", async || {
+    wait_until("ready", WAIT, async || {
         get(addr, "/readyz").await.is_ok_and(|r| r.status == 200)
     })
     .await;
@@ -179,7 +165,7 @@ async fn every_endpoint_answers_and_stops_with_the_server() {
         &t.path().join("qotmv2.yaml"),
         &Mapping::named("qotmv2", "/qotm/").weight(30).text(),
     );
-    wait_until("the new weights in /api/routes", async || {
+    wait_until("the new weights in /api/routes", WAIT, async || {
         get(addr, "/api/routes")
             .await
             .is_ok_and(|r| r.body.contains("\"weight_bp\": 3000"))
@@ -230,7 +216,7 @@ async fn not_ready_until_the_directory_can_be_read() {
         Mapping::named("qotm", "/qotm/").text(),
     )
     .unwrap();
-    wait_until("ready", async || {
+    wait_until("ready", WAIT, async || {
         get(addr, "/readyz").await.is_ok_and(|r| r.status == 200)
     })
     .await;

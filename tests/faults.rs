@@ -18,7 +18,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use canary_xds::admin::AdminState;
 use canary_xds::envoy::snapshot::SnapshotBuilder;
 use canary_xds::input::source::{DEFAULT_MAX_FILE_SIZE, Loader};
 use canary_xds::model::diagnostic::{Diagnostic, Severity};
@@ -36,25 +35,6 @@ fn reloader(dir: &Path) -> Reloader {
         SnapshotBuilder::new(parse_listen(&[]).unwrap(), None),
         Duration::ZERO,
     )
-}
-
-/// The Mappings served to the default fleet, by name, with their share.
-fn served(admin: &AdminState) -> Vec<(String, u32)> {
-    let served = admin.served();
-    let mut out: Vec<(String, u32)> = served
-        .tables
-        .fleet("default")
-        .expect("the default fleet")
-        .routes
-        .iter()
-        .flat_map(|r| {
-            r.backends
-                .iter()
-                .map(|b| (b.mapping.id.name.clone(), b.weight_bp))
-        })
-        .collect();
-    out.sort();
-    out
 }
 
 fn names(outcome: &canary_xds::reload::Outcome) -> Vec<String> {
@@ -97,19 +77,6 @@ async fn stop(running: Running, stop: oneshot::Sender<()>) {
         .expect("shuts down in time")
         .unwrap()
         .unwrap();
-}
-
-async fn wait_served(admin: &AdminState, expected: &[(&str, u32)]) {
-    let expected: Vec<(String, u32)> = expected.iter().map(|(n, w)| (n.to_string(), *w)).collect();
-    let deadline = Instant::now() + WAIT;
-    while served(admin) != expected {
-        assert!(
-            Instant::now() < deadline,
-            "timed out: {:?} is not {expected:?}",
-            served(admin)
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -567,7 +534,13 @@ async fn the_directory_deleted_and_recreated_over_and_over_serves_each_last_vers
     .unwrap();
     let (running, stopper) = serve(Settings::for_dir(&dir)).await;
     let hub = Arc::clone(&running.hub);
-    wait_served(&running.admin, &[("canary", 100), ("qotm", 9900)]).await;
+    wait_served(
+        &running.admin,
+        &[("canary", 100), ("qotm", 9900)],
+        Order::ByName,
+        WAIT,
+    )
+    .await;
     for round in 2..=11u32 {
         let before = hub.current().fleet("default").version.clone();
         // The directory goes at once (renamed away, then deleted): `rm -rf` on the directory
@@ -617,6 +590,8 @@ async fn the_directory_deleted_and_recreated_over_and_over_serves_each_last_vers
         wait_served(
             &running.admin,
             &[("canary", share), ("qotm", 10000 - share)],
+            Order::ByName,
+            WAIT,
         )
         .await;
     }
@@ -625,7 +600,13 @@ async fn the_directory_deleted_and_recreated_over_and_over_serves_each_last_vers
         &dir.join("canary.yaml"),
         &Mapping::named("canary", "/qotm/").weight(50).text(),
     );
-    wait_served(&running.admin, &[("canary", 5000), ("qotm", 5000)]).await;
+    wait_served(
+        &running.admin,
+        &[("canary", 5000), ("qotm", 5000)],
+        Order::ByName,
+        WAIT,
+    )
+    .await;
     stop(running, stopper).await;
 }
 
@@ -722,7 +703,13 @@ async fn a_tree_deleted_slowly_file_by_file_is_not_served_half_deleted() {
     )
     .unwrap();
     let (running, stopper) = serve(Settings::for_dir(&dir)).await;
-    wait_served(&running.admin, &[("canary", 1000), ("qotm", 9000)]).await;
+    wait_served(
+        &running.admin,
+        &[("canary", 1000), ("qotm", 9000)],
+        Order::ByName,
+        WAIT,
+    )
+    .await;
     // rm -rf, paused for 100 ms between its two files (a busy machine, a large tree).
     fs::remove_file(dir.join("a-qotm.yaml")).unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -730,7 +717,7 @@ async fn a_tree_deleted_slowly_file_by_file_is_not_served_half_deleted() {
     fs::remove_dir(&dir).unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
-        served(&running.admin),
+        served_weights(&running.admin, Order::ByName),
         [("canary".to_string(), 1000), ("qotm".to_string(), 9000)]
     );
     stop(running, stopper).await;

@@ -4,44 +4,13 @@
 mod common;
 
 use std::fs;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use canary_xds::serve::{Settings, start};
-use common::{Mapping, write_atomically};
+use common::{Mapping, Order, wait_served, write_atomically};
 use tokio::net::TcpListener;
 
-/// The default fleet's weights, by Mapping.
-fn weights(admin: &canary_xds::admin::AdminState) -> Vec<(String, u32)> {
-    let served = admin.served();
-    served
-        .tables
-        .fleet("default")
-        .expect("the default fleet")
-        .routes
-        .iter()
-        .flat_map(|r| {
-            r.backends
-                .iter()
-                .map(|b| (b.mapping.id.name.clone(), b.weight_bp))
-        })
-        .collect()
-}
-
-async fn wait_weights(admin: &canary_xds::admin::AdminState, expected: &[(&str, u32)]) {
-    let expected: Vec<(String, u32)> = expected.iter().map(|(n, w)| (n.to_string(), *w)).collect();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if weights(admin) == expected {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out: {:?} is not {expected:?}",
-            weights(admin)
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
+const WAIT: Duration = Duration::from_secs(10);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn edits_deletions_and_a_replaced_directory_reach_the_snapshot() {
@@ -60,13 +29,16 @@ async fn edits_deletions_and_a_replaced_directory_reach_the_snapshot() {
     .unwrap();
     let hub = running.hub.clone();
     let admin = running.admin.clone();
-    wait_weights(&admin, &[("qotm", 9000), ("qotmv2", 1000)]).await;
+    let wait = async |expected: &[(&str, u32)]| {
+        wait_served(&admin, expected, Order::Served, WAIT).await;
+    };
+    wait(&[("qotm", 9000), ("qotmv2", 1000)]).await;
 
     write_atomically(&dir.join("qotmv2.yaml"), &qotm("qotmv2").weight(50).text());
-    wait_weights(&admin, &[("qotm", 5000), ("qotmv2", 5000)]).await;
+    wait(&[("qotm", 5000), ("qotmv2", 5000)]).await;
 
     fs::remove_file(dir.join("qotmv2.yaml")).unwrap();
-    wait_weights(&admin, &[("qotm", 10000)]).await;
+    wait(&[("qotm", 10000)]).await;
 
     // The directory goes away, files first (rm -rf): the last good config stays, never half.
     for (name, w) in [("a", 10), ("b", 20), ("c", 30)] {
@@ -76,7 +48,7 @@ async fn edits_deletions_and_a_replaced_directory_reach_the_snapshot() {
         );
     }
     let full = [("a", 1000), ("b", 2000), ("c", 3000), ("qotm", 4000)];
-    wait_weights(&admin, &full).await;
+    wait(&full).await;
     let version = hub.current().fleet("default").version.clone();
     fs::remove_dir_all(&dir).unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -86,11 +58,11 @@ async fn edits_deletions_and_a_replaced_directory_reach_the_snapshot() {
     fs::create_dir(&dir).unwrap();
     write_atomically(&dir.join("qotm.yaml"), &qotm("qotm").text());
     write_atomically(&dir.join("qotmv3.yaml"), &qotm("qotmv3").weight(20).text());
-    wait_weights(&admin, &[("qotm", 8000), ("qotmv3", 2000)]).await;
+    wait(&[("qotm", 8000), ("qotmv3", 2000)]).await;
 
     // And it is watched again: a later edit goes live without waiting for a rescan.
     write_atomically(&dir.join("qotmv3.yaml"), &qotm("qotmv3").weight(30).text());
-    wait_weights(&admin, &[("qotm", 7000), ("qotmv3", 3000)]).await;
+    wait(&[("qotm", 7000), ("qotmv3", 3000)]).await;
 
     stop_tx.send(()).unwrap();
     tokio::time::timeout(Duration::from_secs(10), running.done)

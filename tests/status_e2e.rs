@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -29,7 +28,7 @@ const WINDOW: &str = "6s";
 /// The caller has checked for Envoy (`require_envoy!`).
 struct Rig {
     _lock: std::sync::MutexGuard<'static, ()>,
-    tmp: Option<tempfile::TempDir>,
+    work: WorkDir,
     dir: PathBuf,
     listen: u16,
     cp: ControlPlane,
@@ -38,39 +37,13 @@ struct Rig {
     canary: Upstream,
 }
 
-impl Drop for Rig {
-    fn drop(&mut self) {
-        if std::thread::panicking()
-            && let Some(tmp) = self.tmp.take()
-        {
-            eprintln!("logs kept in {}", tmp.keep().display());
-        }
-    }
-}
-
 impl Rig {
     fn start(weight: u32) -> Rig {
         let lock = envoy_lock();
         let main = Upstream::start("main");
         let canary = Upstream::start("canary");
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("mappings");
-        fs::create_dir(&dir).unwrap();
-        fs::write(
-            dir.join("qotm.yaml"),
-            mapping("qotm", "/qotm/", &main.by_ip(), ""),
-        )
-        .unwrap();
-        fs::write(
-            dir.join("qotmv2.yaml"),
-            mapping(
-                "qotmv2",
-                "/qotm/",
-                &canary.by_ip(),
-                &format!("weight: {weight}\n"),
-            ),
-        )
-        .unwrap();
+        let work = WorkDir::new();
+        let dir = work.mappings(&canary_files(&main, &canary, weight));
         let listen = free_port();
         let cp = ControlPlane::start(&dir, listen, &[]);
         let admin = free_port();
@@ -82,10 +55,10 @@ impl Rig {
             delta: false,
             static_listener: None,
         });
-        let envoy = Envoy::start(tmp.path(), &boot, admin);
+        let envoy = Envoy::start(work.path(), &boot, admin);
         let rig = Rig {
             _lock: lock,
-            tmp: Some(tmp),
+            work,
             dir,
             listen,
             cp,
@@ -98,22 +71,18 @@ impl Rig {
     }
 
     fn clusters(&self) -> (String, String) {
-        (
-            format!("127_0_0_1_{}", self.main.port),
-            format!("127_0_0_1_{}", self.canary.port),
-        )
+        canary_clusters(&self.main, &self.canary)
     }
 
     /// Waits until Envoy routes `/qotm/` by the configured split.
     fn wait_split(&self, weight: u32) {
         let (main, canary) = self.clusters();
-        let expected = std::collections::BTreeMap::from([
-            (main, u64::from(100 - weight) * 100),
-            (canary, u64::from(weight) * 100),
-        ]);
-        wait_for("Envoy to route /qotm/", WAIT, || {
-            (self.envoy.weights("/qotm/") == expected).then_some(())
-        });
+        wait_weights(
+            &self.envoy,
+            "/qotm/",
+            &canary_split(&main, &canary, weight),
+            WAIT,
+        );
         wait_for("the listener", WAIT, || {
             (Client::new(self.listen).get("/qotm/", &[]).status == 200).then_some(())
         });
@@ -382,7 +351,7 @@ fn the_envoys_of_a_fleet_are_added_up() {
         delta: false,
         static_listener: Some(second_listen),
     });
-    let second = Envoy::start(rig.tmp.as_ref().unwrap().path(), &boot, second_admin);
+    let second = Envoy::start(rig.work.path(), &boot, second_admin);
     wait_for("the second Envoy's routes", WAIT, || {
         (Client::new(second_listen).get("/qotm/", &[]).status == 200).then_some(())
     });

@@ -28,13 +28,10 @@ struct Setup {
 impl Setup {
     fn new(upstream: &str) -> Setup {
         let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("mappings");
-        std::fs::create_dir(&dir).unwrap();
-        std::fs::write(
-            dir.join("qotm.yaml"),
-            mapping("qotm", "/qotm/", upstream, ""),
-        )
-        .unwrap();
+        let dir = mappings_dir(
+            tmp.path(),
+            &[("qotm.yaml", mapping("qotm", "/qotm/", upstream, ""))],
+        );
         let pki = Pki::new(tmp.path(), "corp");
         let server = pki.issue("canary-xds", &["localhost", "127.0.0.1"]);
         Setup {

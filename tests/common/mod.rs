@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod ads;
 pub mod bootstrap;
+pub mod canary;
 pub mod chromium;
 pub mod control_plane;
 pub mod envoy;
@@ -20,12 +21,15 @@ pub mod tools;
 pub mod traffic;
 pub mod upstream;
 pub mod wait;
+pub mod weights;
+pub mod workdir;
 
 pub use admin::{metric, wait_admin_ready};
 pub use ads::{ClientTls, first_cds, open_ads, open_ads_with_window};
 pub use bootstrap::{
     Boot, bootstrap, bootstrap_with, envoy_validate, envoy_validate_pb, strict_regex,
 };
+pub use canary::{canary_clusters, canary_files, canary_split};
 pub use chromium::{Chromium, artifacts_dir};
 pub use control_plane::ControlPlane;
 pub use envoy::{Envoy, envoy_lock};
@@ -37,4 +41,6 @@ pub use tools::{have_envoy, tool_available, under_ci};
 pub(crate) use tools::{require_chromium, require_envoy};
 pub use traffic::{Traffic, binomial_interval, tally};
 pub use upstream::Upstream;
-pub use wait::wait_for;
+pub use wait::{wait_for, wait_until};
+pub use weights::{Order, served_weights, wait_served, wait_weights};
+pub use workdir::{WorkDir, mappings_dir};
