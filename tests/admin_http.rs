@@ -8,10 +8,10 @@ use std::fs;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use canary_xds::serve::{Listeners, Settings, start};
-use common::{Mapping, metric, wait_until, write_atomically};
+use canary_xds::serve::Settings;
+use common::{Mapping, metric, serve_in_process, wait_until, write_atomically};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -59,6 +59,8 @@ async fn get(addr: SocketAddr, path: &str) -> std::io::Result<Reply> {
     })
 }
 
+/// Starts canary-xds in process with an admin server: its handle, the admin server's address,
+/// and the sender that stops it.
 async fn start_with_admin(
     settings: Settings,
 ) -> (
@@ -66,23 +68,9 @@ async fn start_with_admin(
     SocketAddr,
     tokio::sync::oneshot::Sender<()>,
 ) {
-    let xds = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let running = start(
-        settings,
-        Listeners {
-            xds,
-            admin: Some(admin),
-        },
-        async {
-            let _ = stop_rx.await;
-        },
-    )
-    .await
-    .unwrap();
+    let (running, stop) = serve_in_process(settings, true).await;
     let addr = running.admin_addr.expect("the admin server runs");
-    (running, addr, stop_tx)
+    (running, addr, stop)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -233,13 +221,7 @@ async fn without_an_admin_listener_there_is_no_admin_server() {
         Mapping::named("qotm", "/qotm/").text(),
     )
     .unwrap();
-    let xds = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let running = start(Settings::for_dir(t.path()), xds, async {
-        let _ = stop_rx.await;
-    })
-    .await
-    .unwrap();
+    let (running, stop_tx) = serve_in_process(Settings::for_dir(t.path()), false).await;
     assert!(running.admin_addr.is_none());
     // The state is there all the same, for whoever embeds the control plane.
     assert!(running.admin.not_ready().is_none() || running.admin.last_reload().ok);

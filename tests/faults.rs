@@ -22,10 +22,8 @@ use canary_xds::envoy::snapshot::SnapshotBuilder;
 use canary_xds::input::source::{DEFAULT_MAX_FILE_SIZE, Loader};
 use canary_xds::model::diagnostic::{Diagnostic, Severity};
 use canary_xds::reload::Reloader;
-use canary_xds::serve::{Running, Settings, parse_listen, start};
+use canary_xds::serve::{Settings, parse_listen};
 use common::*;
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -56,27 +54,6 @@ fn warnings_for<'a>(diagnostics: &'a [Diagnostic], file: &str) -> Vec<&'a Diagno
         .iter()
         .filter(|d| d.file == file && d.severity != Severity::Info)
         .collect()
-}
-
-/// Starts `serve` in process on `dir`; the sender stops it.
-async fn serve(settings: Settings) -> (Running, oneshot::Sender<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let running = start(settings, listener, async {
-        let _ = stopped.await;
-    })
-    .await
-    .unwrap();
-    (running, stop)
-}
-
-async fn stop(running: Running, stop: oneshot::Sender<()>) {
-    stop.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(10), running.done)
-        .await
-        .expect("shuts down in time")
-        .unwrap()
-        .unwrap();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -532,7 +509,7 @@ async fn the_directory_deleted_and_recreated_over_and_over_serves_each_last_vers
         Mapping::named("canary", "/qotm/").weight(1).text(),
     )
     .unwrap();
-    let (running, stopper) = serve(Settings::for_dir(&dir)).await;
+    let (running, stopper) = serve_in_process(Settings::for_dir(&dir), false).await;
     let hub = Arc::clone(&running.hub);
     wait_served(
         &running.admin,
@@ -607,7 +584,7 @@ async fn the_directory_deleted_and_recreated_over_and_over_serves_each_last_vers
         WAIT,
     )
     .await;
-    stop(running, stopper).await;
+    stop_in_process(running, stopper).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -630,7 +607,7 @@ async fn ten_thousand_files_load_and_an_edit_rereads_only_its_file() {
         }
     }
     let started = Instant::now();
-    let (running, stopper) = serve(Settings::for_dir(&dir)).await;
+    let (running, stopper) = serve_in_process(Settings::for_dir(&dir), false).await;
     let first = started.elapsed();
     let count = || {
         running
@@ -676,7 +653,7 @@ async fn ten_thousand_files_load_and_an_edit_rereads_only_its_file() {
     let stats = running.admin.last_reload().stats;
     assert!(stats.files_parsed <= 1, "{stats:?}");
     eprintln!("10,000 files: first load {first:?}, an edit live in {edit:?} ({stats:?})");
-    stop(running, stopper).await;
+    stop_in_process(running, stopper).await;
 }
 
 /// `rm -rf` deletes a tree file by file. `serve` waits for a second look (25 ms later) before
@@ -702,7 +679,7 @@ async fn a_tree_deleted_slowly_file_by_file_is_not_served_half_deleted() {
         Mapping::named("canary", "/qotm/").weight(10).text(),
     )
     .unwrap();
-    let (running, stopper) = serve(Settings::for_dir(&dir)).await;
+    let (running, stopper) = serve_in_process(Settings::for_dir(&dir), false).await;
     wait_served(
         &running.admin,
         &[("canary", 1000), ("qotm", 9000)],
@@ -720,5 +697,5 @@ async fn a_tree_deleted_slowly_file_by_file_is_not_served_half_deleted() {
         served_weights(&running.admin, Order::ByName),
         [("canary".to_string(), 1000), ("qotm".to_string(), 9000)]
     );
-    stop(running, stopper).await;
+    stop_in_process(running, stopper).await;
 }

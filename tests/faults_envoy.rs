@@ -236,43 +236,21 @@ struct StuckClient {
 
 impl StuckClient {
     fn connect(port: u16, node: &str) -> StuckClient {
-        use envoy_types::pb::envoy::config::core::v3::Node;
-        use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
-        use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
             .build()
             .unwrap();
-        let stream = runtime.block_on(async {
-            let channel =
-                tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
-                    .unwrap()
-                    .initial_stream_window_size(65_535)
-                    .initial_connection_window_size(65_535)
-                    .connect()
-                    .await
-                    .unwrap();
-            let (tx, rx) = tokio::sync::mpsc::channel(4);
-            tx.send(DiscoveryRequest {
-                node: Some(Node {
-                    id: node.into(),
-                    cluster: "default".into(),
-                    ..Default::default()
-                }),
-                type_url: "type.googleapis.com/envoy.config.cluster.v3.Cluster".into(),
-                ..Default::default()
-            })
-            .await
+        let window = Some(65_535);
+        let stream = runtime
+            .block_on(open_ads_with_window(
+                port,
+                ClientTls::Plaintext,
+                node,
+                "default",
+                window,
+            ))
             .unwrap();
-            let stream = AggregatedDiscoveryServiceClient::new(channel)
-                .max_decoding_message_size(256 * 1024 * 1024)
-                .stream_aggregated_resources(tokio_stream::wrappers::ReceiverStream::new(rx))
-                .await
-                .unwrap()
-                .into_inner();
-            (stream, tx)
-        });
         StuckClient {
             _stream: stream,
             _runtime: runtime,

@@ -6,9 +6,8 @@ mod common;
 use std::fs;
 use std::time::Duration;
 
-use canary_xds::serve::{Settings, start};
-use common::{Mapping, Order, wait_served, write_atomically};
-use tokio::net::TcpListener;
+use canary_xds::serve::Settings;
+use common::*;
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -20,13 +19,7 @@ async fn edits_deletions_and_a_replaced_directory_reach_the_snapshot() {
     let qotm = |name: &str| Mapping::named(name, "/qotm/");
     write_atomically(&dir.join("qotm.yaml"), &qotm("qotm").text());
     write_atomically(&dir.join("qotmv2.yaml"), &qotm("qotmv2").weight(10).text());
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let running = start(Settings::for_dir(&dir), listener, async {
-        let _ = stop_rx.await;
-    })
-    .await
-    .unwrap();
+    let (running, stop) = serve_in_process(Settings::for_dir(&dir), false).await;
     let hub = running.hub.clone();
     let admin = running.admin.clone();
     let wait = async |expected: &[(&str, u32)]| {
@@ -64,10 +57,5 @@ async fn edits_deletions_and_a_replaced_directory_reach_the_snapshot() {
     write_atomically(&dir.join("qotmv3.yaml"), &qotm("qotmv3").weight(30).text());
     wait(&[("qotm", 7000), ("qotmv3", 3000)]).await;
 
-    stop_tx.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(10), running.done)
-        .await
-        .expect("shuts down in time")
-        .unwrap()
-        .unwrap();
+    stop_in_process(running, stop).await;
 }
