@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::Command as Process;
 use std::time::{Duration, Instant};
@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 use canary_xds::cmd::{Cli, Command};
 use canary_xds::envoy::bootstrap::{self, BootstrapArgs};
 use clap::Parser;
-use common::{assert_golden, envoy_validate, golden_path, repo_root, require_envoy};
+use common::{
+    Pki, assert_golden, envoy_validate, free_port, golden_path, repo_root, require_envoy,
+};
 
 /// Every flag combination with a golden file: (file name, flags).
 const CASES: &[(&str, &[&str])] = &[
@@ -181,22 +183,11 @@ fn shell_words(line: &str) -> Vec<String> {
     words
 }
 
-/// Certificates where the TLS cases name them: a CA, a server certificate and Envoy's client
-/// certificate, made for the test (Envoy reads and checks them while validating).
+/// Certificates where the TLS cases name them: a CA (`xds-ca.pem`) and Envoy's client
+/// certificate (`envoy.pem`, `envoy.key`), made for the test (Envoy reads and checks them while
+/// validating).
 fn tls_files(dir: &Path) {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca_cert = ca.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::new(ca, ca_key);
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = rcgen::CertificateParams::new(vec!["envoy.corp".to_string()])
-        .unwrap()
-        .signed_by(&key, &issuer)
-        .unwrap();
-    std::fs::write(dir.join("xds-ca.pem"), ca_cert.pem()).unwrap();
-    std::fs::write(dir.join("envoy.pem"), cert.pem()).unwrap();
-    std::fs::write(dir.join("envoy.key"), key.serialize_pem()).unwrap();
+    Pki::new(dir, "xds").issue("envoy", &["envoy.corp"]);
 }
 
 #[test]
@@ -239,14 +230,6 @@ fn envoy_start_log(yaml: &str, admin_port: u16) -> String {
     child.kill().unwrap();
     child.wait().unwrap();
     std::fs::read_to_string(&log).unwrap()
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The bootstrap for a real start: loopback ports from the kernel, and nobody on the xDS port

@@ -7,14 +7,13 @@
 
 mod common;
 
-use std::io::Write as _;
 use std::net::SocketAddr;
 
 use canary_xds::envoy::translate::{self, Options, Translated};
 use canary_xds::input::parse::parse_file;
 use canary_xds::model::diagnostic::Severity;
 use canary_xds::routes::table::{RouteTable, compile};
-use common::{envoy_validate_pb, mapping_body, require_envoy};
+use common::{Pki, envoy_validate_pb, mapping_body, require_envoy};
 use envoy_types::pb::envoy::config::bootstrap::v3::bootstrap::StaticResources;
 use envoy_types::pb::envoy::config::bootstrap::v3::{Admin, Bootstrap};
 use envoy_types::pb::envoy::config::core::v3::address::Address as XdsAddressKind;
@@ -28,21 +27,6 @@ use envoy_types::pb::envoy::config::route::v3::route_action::ClusterSpecifier;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager;
 use envoy_types::util::pack_any;
 use prost::Message;
-
-/// A CA certificate (no key anywhere) for `Options::upstream_ca`, so the test does not depend on
-/// the machine's trust store.
-const TEST_CA: &str = "-----BEGIN CERTIFICATE-----
-MIIBkTCCATegAwIBAgIUPFKP25C+AMyvek68mrhL6DXz00YwCgYIKoZIzj0EAwIw
-HTEbMBkGA1UEAwwSY2FuYXJ5LXhkcyB0ZXN0IENBMCAXDTI2MTEyNzA2NTEyNloY
-DzIxMjYxMTAzMDY1MTI2WjAdMRswGQYDVQQDDBJjYW5hcnkteGRzIHRlc3QgQ0Ew
-WTATBgcqhkjOPQIBBggqhkjOPQMBBwNCAARPuxR6Sfj/uYrpdCvJce3uwt3RBCZC
-DkAsYXlnlkomPMgWKsMFv/hyewqbKyxNZJGLFF/DKamXFPYe45hdGjhvo1MwUTAd
-BgNVHQ4EFgQUIj6mtvR4lCRzRfXhs2x1nKVsO4UwHwYDVR0jBBgwFoAUIj6mtvR4
-lCRzRfXhs2x1nKVsO4UwDwYDVR0TAQH/BAUwAwEB/zAKBggqhkjOPQQDAgNIADBF
-AiEA1w1BzSQSTrX6+vmHC6WXK8tAoBaYcFq5qyHxgyVw0JQCICfCnlv0gOyGG9fJ
-F5fAcwxvUZ1GwnXDrXOaMDRlc0yH
------END CERTIFICATE-----
-";
 
 /// Every feature translate knows, in one table.
 fn rich_table() -> RouteTable {
@@ -190,22 +174,18 @@ fn bootstrap(t: &Translated, listen: SocketAddr) -> Bootstrap {
     }
 }
 
-fn options(ca: &tempfile::NamedTempFile) -> Options {
+/// The upstream CA is one made for the test (in `dir`), so the test does not depend on the
+/// machine's trust store.
+fn options(dir: &tempfile::TempDir) -> Options {
     Options {
         listen: "127.0.0.1:10000".parse().unwrap(),
-        upstream_ca: Some(ca.path().to_path_buf()),
+        upstream_ca: Some(Pki::new(dir.path(), "upstream").ca),
     }
-}
-
-fn test_ca() -> tempfile::NamedTempFile {
-    let mut ca = tempfile::Builder::new().suffix(".pem").tempfile().unwrap();
-    ca.write_all(TEST_CA.as_bytes()).unwrap();
-    ca
 }
 
 #[test]
 fn envoy_accepts_the_translation_of_every_feature() {
-    let ca = test_ca();
+    let ca = tempfile::tempdir().unwrap();
     let options = options(&ca);
     let t = translate::translate(&rich_table(), &options);
     // The table really holds every feature (a chain, weighted clusters, a mirror, TLS, HTTP/2).
@@ -272,7 +252,7 @@ fn edit_hcm(listener: &mut XdsListener, edit: impl FnOnce(&mut HttpConnectionMan
 /// The check can fail: Envoy refuses configurations with the mistakes translate guards against.
 #[test]
 fn envoy_rejects_broken_translations() {
-    let ca = test_ca();
+    let ca = tempfile::tempdir().unwrap();
     let options = options(&ca);
     let good = translate::translate(&rich_table(), &options);
     require_envoy!();
