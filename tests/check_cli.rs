@@ -10,37 +10,28 @@ mod common;
 use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use common::{assert_golden, golden_path, repo_root};
 use serde_json::Value;
-
-/// The environment variables `check` reads; removed from every child so that the developer's
-/// environment never changes a result.
-const CHECK_ENV: &[&str] = &[
-    "CANARY_XDS_CHECK_DIR",
-    "CANARY_XDS_CHECK_FORMAT",
-    "CANARY_XDS_CHECK_FLEET",
-    "CANARY_XDS_CHECK_ALL_FLEETS",
-    "CANARY_XDS_CHECK_MAX_FILE_SIZE",
-];
 
 fn fixture(case: &str) -> PathBuf {
     repo_root().join("tests/fixtures").join(case)
 }
 
-fn canary_xds(args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_canary-xds"));
-    for var in CHECK_ENV {
-        cmd.env_remove(var);
-    }
-    cmd.args(args).output().expect("the binary runs")
+/// Runs the binary with `args`, with none of the `CANARY_XDS*` variables (among them those
+/// `check` reads), so that the developer's environment never changes a result.
+fn run(args: &[&str]) -> Output {
+    common::canary_xds()
+        .args(args)
+        .output()
+        .expect("the binary runs")
 }
 
 fn check(dir: &Path, extra: &[&str]) -> Output {
     let mut args = vec!["check", dir.to_str().unwrap()];
     args.extend_from_slice(extra);
-    canary_xds(&args)
+    run(&args)
 }
 
 fn stdout(out: &Output) -> String {
@@ -500,7 +491,7 @@ fn usage_errors_exit_2() {
         &["frobnicate"],
         &[],
     ] {
-        let out = canary_xds(args);
+        let out = run(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         assert!(!out.stderr.is_empty(), "{args:?}");
     }

@@ -95,13 +95,8 @@ impl Rig {
 
 /// Runs `canary-xds status` with `args`, with no environment of canary-xds's.
 fn status(args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_canary-xds"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("CANARY_XDS") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.arg("status")
+    canary_xds()
+        .arg("status")
         .args(args)
         .output()
         .expect("the binary runs")

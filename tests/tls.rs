@@ -7,7 +7,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use common::*;
@@ -311,13 +311,7 @@ fn serve_on(
     env: &[(&str, &str)],
 ) -> (std::process::Child, PathBuf) {
     let log = dir.with_extension(format!("serve-{}.log", free_port()));
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_canary-xds"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("CANARY_XDS_") {
-            cmd.env_remove(k);
-        }
-    }
-    let child = cmd
+    let child = canary_xds()
         .args(["serve", "--dir"])
         .arg(dir)
         .args(["--xds", xds, "--listen", "127.0.0.1:1"])
@@ -329,14 +323,6 @@ fn serve_on(
         .spawn()
         .unwrap();
     (child, log)
-}
-
-fn sigterm(child: &mut std::process::Child) -> std::process::ExitStatus {
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status();
-    wait_for("serve to exit", WAIT, || child.try_wait().unwrap())
 }
 
 #[test]

@@ -1,13 +1,36 @@
-//! canary-xds as a child process: `serve` with its log captured, killed, restarted, stopped
-//! with SIGTERM.
+//! canary-xds as a child process: `serve` with its log captured (killed, restarted, stopped
+//! with SIGTERM), and the binary's command with none of the developer's settings.
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
 use super::http::free_port;
 use super::wait::wait_for;
+
+/// The canary-xds binary, with none of the `CANARY_XDS*` variables of the environment the tests
+/// run in, so that a developer's settings never change a result.
+pub fn canary_xds() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_canary-xds"));
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("CANARY_XDS") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd
+}
+
+/// Sends SIGTERM to `child` and waits (20 s at most) for it to exit.
+pub fn sigterm(child: &mut Child) -> ExitStatus {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    wait_for("canary-xds to exit", Duration::from_secs(20), || {
+        child.try_wait().unwrap()
+    })
+}
 
 /// canary-xds `serve` as a child process, its log captured.
 pub struct ControlPlane {
@@ -79,14 +102,9 @@ impl ControlPlane {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    pub fn sigterm(&mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        wait_for("canary-xds to exit", Duration::from_secs(20), || {
-            self.child.try_wait().unwrap()
-        })
+    /// SIGTERM, and its exit status (`sigterm`).
+    pub fn sigterm(&mut self) -> ExitStatus {
+        sigterm(&mut self.child)
     }
 }
 

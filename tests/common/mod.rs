@@ -32,7 +32,7 @@ pub use bootstrap::{
 };
 pub use canary::{canary_clusters, canary_files, canary_split};
 pub use chromium::{Chromium, artifacts_dir};
-pub use control_plane::ControlPlane;
+pub use control_plane::{ControlPlane, canary_xds, sigterm};
 pub use envoy::{Envoy, envoy_lock};
 pub use golden::{assert_golden, golden_path, repo_root};
 pub use http::{Client, Reply, free_port, get_json, http_get};
