@@ -19,10 +19,11 @@ const WAIT: Duration = Duration::from_secs(20);
 /// table valid for canary-xds (and for a default Envoy) is rejected by it.
 const STRICT_RUNTIME: &str = "strict";
 
-/// One Envoy fed by one canary-xds (with its admin server) over a directory of Mappings.
+/// One Envoy fed by one canary-xds (with its admin server) over a directory of Mappings. The
+/// caller has checked for Envoy (`require_envoy!`).
 struct Rig {
     _lock: std::sync::MutexGuard<'static, ()>,
-    tmp: Option<tempfile::TempDir>,
+    _work: WorkDir,
     dir: PathBuf,
     listen: u16,
     admin: u16,
@@ -30,27 +31,11 @@ struct Rig {
     envoy: Envoy,
 }
 
-impl Drop for Rig {
-    fn drop(&mut self) {
-        // Keep the logs of a failed test for a look.
-        if std::thread::panicking()
-            && let Some(tmp) = self.tmp.take()
-        {
-            eprintln!("logs kept in {}", tmp.keep().display());
-        }
-    }
-}
-
 impl Rig {
     fn start(files: &[(&str, String)], node_id: &str, delta: bool, boot_extra: &str) -> Rig {
         let lock = envoy_lock();
-        require_envoy();
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("mappings");
-        fs::create_dir(&dir).unwrap();
-        for (name, text) in files {
-            fs::write(dir.join(name), text).unwrap();
-        }
+        let work = WorkDir::new();
+        let dir = work.mappings(files);
         let listen = free_port();
         let admin = free_port();
         let admin_flag = format!("127.0.0.1:{admin}");
@@ -76,13 +61,13 @@ impl Rig {
         } else {
             boot
         };
-        let envoy = Envoy::start(tmp.path(), &boot, envoy_admin);
+        let envoy = Envoy::start(work.path(), &boot, envoy_admin);
         wait_for("Envoy's listener", WAIT, || {
             std::net::TcpStream::connect(("127.0.0.1", listen)).ok()
         });
         Rig {
             _lock: lock,
-            tmp: Some(tmp),
+            _work: work,
             dir,
             listen,
             admin,
@@ -164,20 +149,10 @@ fn snapshot_page(admin: u16, name: &str) {
 
 #[test]
 fn the_api_and_the_metrics_say_what_happened() {
+    require_envoy!();
     let main = Upstream::start("main");
     let canary = Upstream::start("canary");
-    let rig = Rig::start(
-        &[
-            ("qotm.yaml", mapping("qotm", "/qotm/", &main.by_ip(), "")),
-            (
-                "qotmv2.yaml",
-                mapping("qotmv2", "/qotm/", &canary.by_ip(), "weight: 10\n"),
-            ),
-        ],
-        "admin-e2e",
-        false,
-        "",
-    );
+    let rig = Rig::start(&canary_files(&main, &canary, 10), "admin-e2e", false, "");
 
     // Traffic flows, split 90/10.
     let n = 400;
@@ -370,6 +345,7 @@ fn the_api_and_the_metrics_say_what_happened() {
 
 #[test]
 fn a_nack_shows_in_the_api_the_metrics_and_the_page() {
+    require_envoy!();
     let main = Upstream::start("main");
     let rig = Rig::start(
         &[("qotm.yaml", mapping("qotm", "/qotm/", &main.by_ip(), ""))],
@@ -442,19 +418,16 @@ fn a_nack_shows_in_the_api_the_metrics_and_the_page() {
 
 #[test]
 fn the_page_shows_the_canary_in_a_real_browser() {
-    let Some(chromium) = Chromium::find() else {
-        return;
-    };
+    let chromium = require_chromium!();
+    require_envoy!();
     let main = Upstream::start("main");
     let canary = Upstream::start("canary");
     let header = "headers:\n  x-canary: \"true\"\n";
+    let [main_file, canary_file] = canary_files(&main, &canary, 10);
     let rig = Rig::start(
         &[
-            ("qotm.yaml", mapping("qotm", "/qotm/", &main.by_ip(), "")),
-            (
-                "qotmv2.yaml",
-                mapping("qotmv2", "/qotm/", &canary.by_ip(), "weight: 10\n"),
-            ),
+            main_file,
+            canary_file,
             (
                 "header-canary.yaml",
                 mapping("qotm-header-canary", "/qotm/", &canary.by_ip(), header),
@@ -539,18 +512,18 @@ fn stub_server(first: String, then: fn(&str) -> (u16, String)) -> u16 {
 
 #[test]
 fn the_page_refreshes_itself_and_says_when_canary_xds_is_unreachable() {
-    let Some(chromium) = Chromium::find() else {
-        return;
-    };
+    let chromium = require_chromium!();
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("mappings");
-    fs::create_dir(&dir).unwrap();
-    fs::write(dir.join("qotm.yaml"), mapping("qotm", "/qotm/", "qotm", "")).unwrap();
-    fs::write(
-        dir.join("qotmv2.yaml"),
-        mapping("qotmv2", "/qotm/", "qotmv2", "weight: 10\n"),
-    )
-    .unwrap();
+    let dir = mappings_dir(
+        tmp.path(),
+        &[
+            ("qotm.yaml", mapping("qotm", "/qotm/", "qotm", "")),
+            (
+                "qotmv2.yaml",
+                mapping("qotmv2", "/qotm/", "qotmv2", "weight: 10\n"),
+            ),
+        ],
+    );
     let cp = ControlPlane::start(&dir, free_port(), &[]);
     wait_admin_ready(cp.admin_port);
     let page = http_get(cp.admin_port, "/").body;
@@ -589,24 +562,14 @@ fn the_page_refreshes_itself_and_says_when_canary_xds_is_unreachable() {
 
 #[test]
 fn the_page_shows_a_failing_canary_as_worse() {
+    require_envoy!();
     let main = Upstream::start("main");
     let canary = Upstream::start("canary");
     // The canary fails one request in five; the primary none.
     canary
         .fail_every
         .store(5, std::sync::atomic::Ordering::Relaxed);
-    let rig = Rig::start(
-        &[
-            ("qotm.yaml", mapping("qotm", "/qotm/", &main.by_ip(), "")),
-            (
-                "qotmv2.yaml",
-                mapping("qotmv2", "/qotm/", &canary.by_ip(), "weight: 30\n"),
-            ),
-        ],
-        "live",
-        false,
-        "",
-    );
+    let rig = Rig::start(&canary_files(&main, &canary, 30), "live", false, "");
     let traffic = Traffic::start(rig.listen, "/qotm/", 200);
     // Two readings of Envoy's stats, five seconds apart, with traffic between them.
     let page = wait_for("the live verdict", Duration::from_secs(40), || {

@@ -2,17 +2,18 @@
 //! then every endpoint over real HTTP: health, readiness before and after the first config,
 //! metrics, the JSON API, the page and its headers, and a clean stop.
 
+mod common;
+
 use std::fs;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use canary_xds::serve::{Listeners, Settings, start};
+use canary_xds::serve::Settings;
+use common::{Mapping, metric, serve_in_process, wait_until, write_atomically};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
-const MAIN: &str =
-    "apiVersion: ambassador/v1\nkind: Mapping\nname: qotm\nprefix: /qotm/\nservice: qotm\n";
-const CANARY: &str = "apiVersion: ambassador/v1\nkind: Mapping\nname: qotmv2\nprefix: /qotm/\nservice: qotmv2\nweight: 10\n";
+const WAIT: Duration = Duration::from_secs(10);
 
 /// A response: status, headers (lower-case names) and body.
 struct Reply {
@@ -58,22 +59,8 @@ async fn get(addr: SocketAddr, path: &str) -> std::io::Result<Reply> {
     })
 }
 
-async fn wait_until(what: &str, mut ok: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !ok().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-fn metric(text: &str, series: &str) -> Option<f64> {
-    text.lines().find_map(|l| {
-        l.strip_prefix(series)
-            .and_then(|rest| rest.strip_prefix(' '))
-            .and_then(|v| v.parse().ok())
-    })
-}
-
+/// Starts canary-xds in process with an admin server: its handle, the admin server's address,
+/// and the sender that stops it.
 async fn start_with_admin(
     settings: Settings,
 ) -> (
@@ -81,37 +68,31 @@ async fn start_with_admin(
     SocketAddr,
     tokio::sync::oneshot::Sender<()>,
 ) {
-    let xds = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let running = start(
-        settings,
-        Listeners {
-            xds,
-            admin: Some(admin),
-        },
-        async {
-            let _ = stop_rx.await;
-        },
-    )
-    .await
-    .unwrap();
+    let (running, stop) = serve_in_process(settings, true).await;
     let addr = running.admin_addr.expect("the admin server runs");
-    (running, addr, stop_tx)
+    (running, addr, stop)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_endpoint_answers_and_stops_with_the_server() {
     let t = tempfile::tempdir().unwrap();
-    fs::write(t.path().join("qotm.yaml"), MAIN).unwrap();
-    fs::write(t.path().join("qotmv2.yaml"), CANARY).unwrap();
+    fs::write(
+        t.path().join("qotm.yaml"),
+        Mapping::named("qotm", "/qotm/").text(),
+    )
+    .unwrap();
+    fs::write(
+        t.path().join("qotmv2.yaml"),
+        Mapping::named("qotmv2", "/qotm/").weight(10).text(),
+    )
+    .unwrap();
     let mut settings = Settings::for_dir(t.path());
     settings.envoy_admin = vec!["http://admin:secret@127.0.0.1:9901".into()];
     let (running, addr, stop) = start_with_admin(settings).await;
 
     let health = get(addr, "/healthz").await.unwrap();
     assert_eq!((health.status, health.body.as_str()), (200, "ok\n"));
-    wait_until("ready", async || {
+    wait_until("ready", WAIT, async || {
         get(addr, "/readyz").await.is_ok_and(|r| r.status == 200)
     })
     .await;
@@ -168,10 +149,11 @@ async fn every_endpoint_answers_and_stops_with_the_server() {
     assert_eq!(get(addr, "/nope").await.unwrap().status, 404);
 
     // A change reaches the API.
-    let tmp = t.path().join(".qotmv2.yaml.tmp");
-    fs::write(&tmp, CANARY.replace("weight: 10", "weight: 30")).unwrap();
-    fs::rename(&tmp, t.path().join("qotmv2.yaml")).unwrap();
-    wait_until("the new weights in /api/routes", async || {
+    write_atomically(
+        &t.path().join("qotmv2.yaml"),
+        &Mapping::named("qotmv2", "/qotm/").weight(30).text(),
+    );
+    wait_until("the new weights in /api/routes", WAIT, async || {
         get(addr, "/api/routes")
             .await
             .is_ok_and(|r| r.body.contains("\"weight_bp\": 3000"))
@@ -217,8 +199,12 @@ async fn not_ready_until_the_directory_can_be_read() {
 
     // The directory appears: a config is loaded, and the server is ready.
     fs::create_dir(&dir).unwrap();
-    fs::write(dir.join("qotm.yaml"), MAIN).unwrap();
-    wait_until("ready", async || {
+    fs::write(
+        dir.join("qotm.yaml"),
+        Mapping::named("qotm", "/qotm/").text(),
+    )
+    .unwrap();
+    wait_until("ready", WAIT, async || {
         get(addr, "/readyz").await.is_ok_and(|r| r.status == 200)
     })
     .await;
@@ -230,14 +216,12 @@ async fn not_ready_until_the_directory_can_be_read() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_an_admin_listener_there_is_no_admin_server() {
     let t = tempfile::tempdir().unwrap();
-    fs::write(t.path().join("qotm.yaml"), MAIN).unwrap();
-    let xds = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let running = start(Settings::for_dir(t.path()), xds, async {
-        let _ = stop_rx.await;
-    })
-    .await
+    fs::write(
+        t.path().join("qotm.yaml"),
+        Mapping::named("qotm", "/qotm/").text(),
+    )
     .unwrap();
+    let (running, stop_tx) = serve_in_process(Settings::for_dir(t.path()), false).await;
     assert!(running.admin_addr.is_none());
     // The state is there all the same, for whoever embeds the control plane.
     assert!(running.admin.not_ready().is_none() || running.admin.last_reload().ok);

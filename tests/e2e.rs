@@ -12,25 +12,15 @@ use common::*;
 
 const WAIT: Duration = Duration::from_secs(20);
 
-/// One Envoy fed by one canary-xds over a directory of Mappings.
+/// One Envoy fed by one canary-xds over a directory of Mappings. The caller has checked for
+/// Envoy (`require_envoy!`).
 struct Rig {
     _lock: std::sync::MutexGuard<'static, ()>,
     dir: PathBuf,
-    tmp: Option<tempfile::TempDir>,
+    _work: WorkDir,
     listen: u16,
     cp: ControlPlane,
     envoy: Envoy,
-}
-
-impl Drop for Rig {
-    fn drop(&mut self) {
-        // Keep the logs of a failed test for a look.
-        if std::thread::panicking()
-            && let Some(tmp) = self.tmp.take()
-        {
-            eprintln!("logs kept in {}", tmp.keep().display());
-        }
-    }
 }
 
 impl Rig {
@@ -46,13 +36,8 @@ impl Rig {
         boot_extra: &[&str],
     ) -> Rig {
         let lock = envoy_lock();
-        require_envoy();
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("mappings");
-        fs::create_dir(&dir).unwrap();
-        for (name, text) in files {
-            fs::write(dir.join(name), text).unwrap();
-        }
+        let work = WorkDir::new();
+        let dir = work.mappings(files);
         let listen = free_port();
         let cp = ControlPlane::start(&dir, listen, extra);
         let admin = free_port();
@@ -67,11 +52,11 @@ impl Rig {
             },
             boot_extra,
         );
-        let envoy = Envoy::start(tmp.path(), &boot, admin);
+        let envoy = Envoy::start(work.path(), &boot, admin);
         let rig = Rig {
             _lock: lock,
             dir,
-            tmp: Some(tmp),
+            _work: work,
             listen,
             cp,
             envoy,
@@ -93,44 +78,19 @@ impl Rig {
         });
     }
 
-    /// Waits until Envoy's weights for `prefix` are exactly `expected` (cluster -> hundredths).
+    /// Waits until Envoy's weights for `prefix` are exactly `expected` (`wait_weights`).
     fn wait_weights(&self, prefix: &str, expected: &[(&str, u64)]) {
-        let expected: BTreeMap<String, u64> =
-            expected.iter().map(|(k, v)| (k.to_string(), *v)).collect();
-        wait_for(&format!("weights {expected:?}"), WAIT, || {
-            (self.envoy.weights(prefix) == expected).then_some(())
-        });
+        wait_weights(&self.envoy, prefix, expected, WAIT);
     }
-}
-
-fn canary_files(main: &Upstream, canary: &Upstream, weight: u32) -> Vec<(&'static str, String)> {
-    vec![
-        ("qotm.yaml", mapping("qotm", "/qotm/", &main.by_ip(), "")),
-        (
-            "qotmv2.yaml",
-            mapping(
-                "qotmv2",
-                "/qotm/",
-                &canary.by_ip(),
-                &format!("weight: {weight}\n"),
-            ),
-        ),
-    ]
-}
-
-fn clusters(main: &Upstream, canary: &Upstream) -> (String, String) {
-    (
-        format!("127_0_0_1_{}", main.port),
-        format!("127_0_0_1_{}", canary.port),
-    )
 }
 
 #[test]
 fn split_90_10_matches_the_weights_and_envoys_counters() {
+    require_envoy!();
     let main = Upstream::start("main");
     let canary = Upstream::start("canary");
     let rig = Rig::start(&canary_files(&main, &canary, 10), false, &[]);
-    let (cm, cc) = clusters(&main, &canary);
+    let (cm, cc) = canary_clusters(&main, &canary);
     rig.wait_weights("/qotm/", &[(&cm, 9000), (&cc, 1000)]);
 
     rig.envoy.admin_post("/reset_counters");
@@ -163,10 +123,11 @@ fn split_90_10_matches_the_weights_and_envoys_counters() {
 
 #[test]
 fn a_weight_change_and_a_deleted_canary_go_live() {
+    require_envoy!();
     let main = Upstream::start("main");
     let canary = Upstream::start("canary");
     let rig = Rig::start(&canary_files(&main, &canary, 10), false, &[]);
-    let (cm, cc) = clusters(&main, &canary);
+    let (cm, cc) = canary_clusters(&main, &canary);
     rig.wait_weights("/qotm/", &[(&cm, 9000), (&cc, 1000)]);
 
     write_atomically(
@@ -280,21 +241,25 @@ fn zero_failures(delta: bool, runtime: bool) {
 
 #[test]
 fn zero_failed_requests_while_weights_change_sotw() {
+    require_envoy!();
     zero_failures(false, true);
 }
 
 #[test]
 fn zero_failed_requests_while_weights_change_sotw_without_the_runtime_layer() {
+    require_envoy!();
     zero_failures(false, false);
 }
 
 #[test]
 fn zero_failed_requests_while_weights_change_delta() {
+    require_envoy!();
     zero_failures(true, true);
 }
 
 #[test]
 fn edits_as_people_make_them_never_show_a_transient_table() {
+    require_envoy!();
     let main = Upstream::start("main");
     let canary = Upstream::start("canary");
     // Both Mappings in one file, so a truncated file would take the whole route away.
@@ -311,7 +276,7 @@ fn edits_as_people_make_them_never_show_a_transient_table() {
         )
     };
     let rig = Rig::start(&[("both.yaml", both(10))], false, &[]);
-    let (cm, cc) = clusters(&main, &canary);
+    let (cm, cc) = canary_clusters(&main, &canary);
     rig.wait_weights("/qotm/", &[(&cm, 9000), (&cc, 1000)]);
     let traffic = Traffic::start(rig.listen, "/qotm/", 200);
     traffic.pass(50);
@@ -382,10 +347,11 @@ fn edits_as_people_make_them_never_show_a_transient_table() {
 
 #[test]
 fn bad_yaml_keeps_the_last_good_split_and_names_the_line() {
+    require_envoy!();
     let main = Upstream::start("main");
     let canary = Upstream::start("canary");
     let rig = Rig::start(&canary_files(&main, &canary, 10), false, &[]);
-    let (cm, cc) = clusters(&main, &canary);
+    let (cm, cc) = canary_clusters(&main, &canary);
     rig.wait_weights("/qotm/", &[(&cm, 9000), (&cc, 1000)]);
     let traffic = Traffic::start(rig.listen, "/qotm/", 200);
 
@@ -414,10 +380,11 @@ fn bad_yaml_keeps_the_last_good_split_and_names_the_line() {
 
 #[test]
 fn envoy_keeps_serving_through_a_control_plane_restart() {
+    require_envoy!();
     let main = Upstream::start("main");
     let canary = Upstream::start("canary");
     let mut rig = Rig::start(&canary_files(&main, &canary, 10), false, &[]);
-    let (cm, cc) = clusters(&main, &canary);
+    let (cm, cc) = canary_clusters(&main, &canary);
     rig.wait_weights("/qotm/", &[(&cm, 9000), (&cc, 1000)]);
     let versions = |e: &Envoy| {
         (
@@ -464,17 +431,14 @@ fn envoy_keeps_serving_through_a_control_plane_restart() {
 
 #[test]
 fn a_nack_is_not_resent_and_the_previous_config_keeps_serving() {
+    require_envoy!();
     let main = Upstream::start("main");
     let lock = envoy_lock();
-    require_envoy();
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("mappings");
-    fs::create_dir(&dir).unwrap();
-    fs::write(
-        dir.join("qotm.yaml"),
-        mapping("qotm", "/qotm/", &main.by_ip(), ""),
-    )
-    .unwrap();
+    let dir = mappings_dir(
+        tmp.path(),
+        &[("qotm.yaml", mapping("qotm", "/qotm/", &main.by_ip(), ""))],
+    );
     let listen = free_port();
     let cp = ControlPlane::start(&dir, listen, &[]);
     let admin = free_port();
@@ -543,23 +507,21 @@ fn a_nack_is_not_resent_and_the_previous_config_keeps_serving() {
 
 #[test]
 fn two_fleets_get_their_own_routes() {
+    require_envoy!();
     let main = Upstream::start("main");
     let edge = Upstream::start("edge");
     let lock = envoy_lock();
-    require_envoy();
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("mappings");
-    fs::create_dir(&dir).unwrap();
-    fs::write(
-        dir.join("a.yaml"),
-        mapping("qotm", "/qotm/", &main.by_ip(), ""),
-    )
-    .unwrap();
-    fs::write(
-        dir.join("b.yaml"),
-        mapping("edge", "/qotm/", &edge.by_ip(), "ambassador_id: edge\n"),
-    )
-    .unwrap();
+    let dir = mappings_dir(
+        tmp.path(),
+        &[
+            ("a.yaml", mapping("qotm", "/qotm/", &main.by_ip(), "")),
+            (
+                "b.yaml",
+                mapping("edge", "/qotm/", &edge.by_ip(), "ambassador_id: edge\n"),
+            ),
+        ],
+    );
     let (default_port, edge_port) = (free_port(), free_port());
     let default_listen = format!("127.0.0.1:{default_port}");
     let edge_listen = format!("edge=127.0.0.1:{edge_port}");
@@ -599,17 +561,14 @@ fn two_fleets_get_their_own_routes() {
 
 #[test]
 fn the_static_listener_bootstrap_works() {
+    require_envoy!();
     let main = Upstream::start("main");
     let lock = envoy_lock();
-    require_envoy();
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("mappings");
-    fs::create_dir(&dir).unwrap();
-    fs::write(
-        dir.join("a.yaml"),
-        mapping("qotm", "/qotm/", &main.by_ip(), ""),
-    )
-    .unwrap();
+    let dir = mappings_dir(
+        tmp.path(),
+        &[("a.yaml", mapping("qotm", "/qotm/", &main.by_ip(), ""))],
+    );
     let cp = ControlPlane::start(&dir, free_port(), &[]);
     let (admin, listener) = (free_port(), free_port());
     let boot = bootstrap(&Boot {
@@ -637,6 +596,7 @@ fn the_static_listener_bootstrap_works() {
 
 #[test]
 fn a_restart_with_state_dir_serves_the_last_good_content_and_moves_safely() {
+    require_envoy!();
     let main = Upstream::start("main");
     let canary = Upstream::start("canary");
     let third = Upstream::start("third");
@@ -647,7 +607,7 @@ fn a_restart_with_state_dir_serves_the_last_good_content_and_moves_safely() {
         false,
         &["--state-dir", &state_arg],
     );
-    let (cm, cc) = clusters(&main, &canary);
+    let (cm, cc) = canary_clusters(&main, &canary);
     rig.wait_weights("/qotm/", &[(&cm, 9000), (&cc, 1000)]);
     let traffic = Traffic::start(rig.listen, "/qotm/", 200);
     let route = rig.envoy.route_version();
@@ -693,6 +653,7 @@ fn a_restart_with_state_dir_serves_the_last_good_content_and_moves_safely() {
 
 #[test]
 fn a_restart_with_state_dir_keeps_runtime_weights_as_they_are() {
+    require_envoy!();
     let main = Upstream::start("main");
     let canary = Upstream::start("canary");
     let state = tempfile::tempdir().unwrap();
@@ -702,7 +663,7 @@ fn a_restart_with_state_dir_keeps_runtime_weights_as_they_are() {
         false,
         &["--state-dir", &state_arg],
     );
-    let (cm, cc) = clusters(&main, &canary);
+    let (cm, cc) = canary_clusters(&main, &canary);
     rig.wait_weights("/qotm/", &[(&cm, 9000), (&cc, 1000)]);
     // A weight change goes over the runtime layer (the route table keeps its base weights).
     let route = rig.envoy.route_version();

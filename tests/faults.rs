@@ -18,22 +18,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use canary_xds::admin::AdminState;
 use canary_xds::envoy::snapshot::SnapshotBuilder;
 use canary_xds::input::source::{DEFAULT_MAX_FILE_SIZE, Loader};
 use canary_xds::model::diagnostic::{Diagnostic, Severity};
 use canary_xds::reload::Reloader;
-use canary_xds::serve::{Running, Settings, parse_listen, start};
+use canary_xds::serve::{Settings, parse_listen};
 use common::*;
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 
 const WAIT: Duration = Duration::from_secs(20);
-
-fn doc(name: &str, prefix: &str, weight: Option<u32>) -> String {
-    let weight = weight.map(|w| format!("weight: {w}\n")).unwrap_or_default();
-    mapping(name, prefix, name, &weight)
-}
 
 fn reloader(dir: &Path) -> Reloader {
     Reloader::new(
@@ -41,25 +33,6 @@ fn reloader(dir: &Path) -> Reloader {
         SnapshotBuilder::new(parse_listen(&[]).unwrap(), None),
         Duration::ZERO,
     )
-}
-
-/// The Mappings served to the default fleet, by name, with their share.
-fn served(admin: &AdminState) -> Vec<(String, u32)> {
-    let served = admin.served();
-    let mut out: Vec<(String, u32)> = served
-        .tables
-        .fleet("default")
-        .expect("the default fleet")
-        .routes
-        .iter()
-        .flat_map(|r| {
-            r.backends
-                .iter()
-                .map(|b| (b.mapping.id.name.clone(), b.weight_bp))
-        })
-        .collect();
-    out.sort();
-    out
 }
 
 fn names(outcome: &canary_xds::reload::Outcome) -> Vec<String> {
@@ -81,40 +54,6 @@ fn warnings_for<'a>(diagnostics: &'a [Diagnostic], file: &str) -> Vec<&'a Diagno
         .iter()
         .filter(|d| d.file == file && d.severity != Severity::Info)
         .collect()
-}
-
-/// Starts `serve` in process on `dir`; the sender stops it.
-async fn serve(settings: Settings) -> (Running, oneshot::Sender<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let running = start(settings, listener, async {
-        let _ = stopped.await;
-    })
-    .await
-    .unwrap();
-    (running, stop)
-}
-
-async fn stop(running: Running, stop: oneshot::Sender<()>) {
-    stop.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(10), running.done)
-        .await
-        .expect("shuts down in time")
-        .unwrap()
-        .unwrap();
-}
-
-async fn wait_served(admin: &AdminState, expected: &[(&str, u32)]) {
-    let expected: Vec<(String, u32)> = expected.iter().map(|(n, w)| (n.to_string(), *w)).collect();
-    let deadline = Instant::now() + WAIT;
-    while served(admin) != expected {
-        assert!(
-            Instant::now() < deadline,
-            "timed out: {:?} is not {expected:?}",
-            served(admin)
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -154,12 +93,24 @@ fn an_unreadable_file_or_directory_keeps_serving_its_last_good_content() {
     let dir = tmp.path().join("mappings");
     fs::create_dir(&dir).unwrap();
     fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
-    fs::write(dir.join("qotm.yaml"), doc("qotm", "/qotm/", None)).unwrap();
-    fs::write(dir.join("qotmv2.yaml"), doc("qotmv2", "/qotm/", Some(10))).unwrap();
+    fs::write(
+        dir.join("qotm.yaml"),
+        Mapping::named("qotm", "/qotm/").text(),
+    )
+    .unwrap();
+    fs::write(
+        dir.join("qotmv2.yaml"),
+        Mapping::named("qotmv2", "/qotm/").weight(10).text(),
+    )
+    .unwrap();
     let team = dir.join("team");
     fs::create_dir(&team).unwrap();
     fs::set_permissions(&team, fs::Permissions::from_mode(0o755)).unwrap();
-    fs::write(team.join("search.yaml"), doc("search", "/search/", None)).unwrap();
+    fs::write(
+        team.join("search.yaml"),
+        Mapping::named("search", "/search/").text(),
+    )
+    .unwrap();
     let (xds, admin) = (free_port(), free_port());
     let mut cmd = if as_nobody {
         let mut c = Command::new("setpriv");
@@ -270,7 +221,10 @@ fn an_unreadable_file_or_directory_keeps_serving_its_last_good_content() {
     fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
     fs::set_permissions(&team, fs::Permissions::from_mode(0o755)).unwrap();
     fs::set_permissions(dir.join("qotmv2.yaml"), fs::Permissions::from_mode(0o644)).unwrap();
-    write_atomically(&dir.join("qotmv2.yaml"), &doc("qotmv2", "/qotm/", Some(30)));
+    write_atomically(
+        &dir.join("qotmv2.yaml"),
+        &Mapping::named("qotmv2", "/qotm/").weight(30).text(),
+    );
     let moved = vec![
         ("qotm".to_string(), 7000),
         ("qotmv2".to_string(), 3000),
@@ -292,7 +246,11 @@ fn an_unreadable_file_or_directory_keeps_serving_its_last_good_content() {
 fn files_vanishing_while_the_directory_is_read_are_gone_not_errors() {
     let t = tempfile::tempdir().unwrap();
     let dir = t.path().to_path_buf();
-    fs::write(dir.join("stable.yaml"), doc("stable", "/stable/", None)).unwrap();
+    fs::write(
+        dir.join("stable.yaml"),
+        Mapping::named("stable", "/stable/").text(),
+    )
+    .unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     // Files (and symlinks to them) appear and vanish as fast as the disk allows.
     let churn = {
@@ -302,7 +260,7 @@ fn files_vanishing_while_the_directory_is_read_are_gone_not_errors() {
             while !stop.load(Ordering::Relaxed) {
                 let name = format!("v{}.yaml", i % 8);
                 let path = dir.join(&name);
-                write_atomically(&path, &doc(&format!("v{}", i % 8), "/v/", None));
+                write_atomically(&path, &Mapping::named(&format!("v{}", i % 8), "/v/").text());
                 let link = dir.join(format!("l{}.yaml", i % 8));
                 let _ = symlink(&name, &link);
                 if i.is_multiple_of(3) {
@@ -318,7 +276,7 @@ fn files_vanishing_while_the_directory_is_read_are_gone_not_errors() {
                     // Whole files only (a file half written is another fault): write, rename.
                     let _ = fs::create_dir(&sub);
                     let tmp = sub.join(".x.tmp");
-                    if fs::write(&tmp, doc("sub", "/sub/", None)).is_ok() {
+                    if fs::write(&tmp, Mapping::named("sub", "/sub/").text()).is_ok() {
                         let _ = fs::rename(&tmp, sub.join("x.yaml"));
                     }
                 }
@@ -365,12 +323,20 @@ fn files_vanishing_while_the_directory_is_read_are_gone_not_errors() {
 fn symlink_loops_are_skipped_with_a_warning_and_the_rest_serves() {
     let t = tempfile::tempdir().unwrap();
     let dir = t.path();
-    fs::write(dir.join("good.yaml"), doc("good", "/good/", None)).unwrap();
+    fs::write(
+        dir.join("good.yaml"),
+        Mapping::named("good", "/good/").text(),
+    )
+    .unwrap();
     symlink("self.yaml", dir.join("self.yaml")).unwrap();
     symlink("pong.yaml", dir.join("ping.yaml")).unwrap();
     symlink("ping.yaml", dir.join("pong.yaml")).unwrap();
     fs::create_dir(dir.join("sub")).unwrap();
-    fs::write(dir.join("sub/inner.yaml"), doc("inner", "/inner/", None)).unwrap();
+    fs::write(
+        dir.join("sub/inner.yaml"),
+        Mapping::named("inner", "/inner/").text(),
+    )
+    .unwrap();
     symlink("..", dir.join("sub/up")).unwrap();
     symlink("../sub", dir.join("sub/again")).unwrap();
     // A chain of forty directory links, each to the next, the last back to the first.
@@ -401,25 +367,41 @@ fn symlinks_are_followed_only_inside_the_directory() {
     let outside = tempfile::tempdir().unwrap();
     fs::write(
         outside.path().join("secret.yaml"),
-        doc("secret", "/secret/", None),
+        Mapping::named("secret", "/secret/").text(),
     )
     .unwrap();
     fs::create_dir(outside.path().join("more")).unwrap();
     fs::write(
         outside.path().join("more/also.yaml"),
-        doc("also", "/also/", None),
+        Mapping::named("also", "/also/").text(),
     )
     .unwrap();
     let t = tempfile::tempdir().unwrap();
     let dir = t.path().join("mappings");
     fs::create_dir(&dir).unwrap();
-    fs::write(dir.join("real.yaml"), doc("real", "/real/", None)).unwrap();
+    fs::write(
+        dir.join("real.yaml"),
+        Mapping::named("real", "/real/").text(),
+    )
+    .unwrap();
     // Inside: followed (to a file, to a directory, hidden ones, by an absolute path).
     fs::create_dir(dir.join(".hidden")).unwrap();
     fs::create_dir(dir.join(".hidden/dir")).unwrap();
-    fs::write(dir.join(".hidden/a.yaml"), doc("a", "/a/", None)).unwrap();
-    fs::write(dir.join(".hidden/dir/b.yaml"), doc("b", "/b/", None)).unwrap();
-    fs::write(dir.join(".hidden/c.yaml"), doc("c", "/c/", None)).unwrap();
+    fs::write(
+        dir.join(".hidden/a.yaml"),
+        Mapping::named("a", "/a/").text(),
+    )
+    .unwrap();
+    fs::write(
+        dir.join(".hidden/dir/b.yaml"),
+        Mapping::named("b", "/b/").text(),
+    )
+    .unwrap();
+    fs::write(
+        dir.join(".hidden/c.yaml"),
+        Mapping::named("c", "/c/").text(),
+    )
+    .unwrap();
     symlink(".hidden/a.yaml", dir.join("linked.yaml")).unwrap();
     symlink(".hidden/dir", dir.join("linked-dir")).unwrap();
     symlink(dir.join(".hidden/c.yaml"), dir.join("absolute.yaml")).unwrap();
@@ -453,12 +435,16 @@ fn a_symlink_swapped_to_point_outside_is_never_read() {
     let outside = tempfile::tempdir().unwrap();
     fs::write(
         outside.path().join("secret.yaml"),
-        doc("secret", "/secret/", None),
+        Mapping::named("secret", "/secret/").text(),
     )
     .unwrap();
     let t = tempfile::tempdir().unwrap();
     let dir = t.path().to_path_buf();
-    fs::write(dir.join(".inside.yaml"), doc("inside", "/inside/", None)).unwrap();
+    fs::write(
+        dir.join(".inside.yaml"),
+        Mapping::named("inside", "/inside/").text(),
+    )
+    .unwrap();
     symlink(".inside.yaml", dir.join("link.yaml")).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     // The link flips between a file inside and one outside, atomically (a rename), as fast
@@ -513,11 +499,25 @@ async fn the_directory_deleted_and_recreated_over_and_over_serves_each_last_vers
     let t = tempfile::tempdir().unwrap();
     let dir = t.path().join("m");
     fs::create_dir(&dir).unwrap();
-    fs::write(dir.join("qotm.yaml"), doc("qotm", "/qotm/", None)).unwrap();
-    fs::write(dir.join("canary.yaml"), doc("canary", "/qotm/", Some(1))).unwrap();
-    let (running, stopper) = serve(Settings::for_dir(&dir)).await;
+    fs::write(
+        dir.join("qotm.yaml"),
+        Mapping::named("qotm", "/qotm/").text(),
+    )
+    .unwrap();
+    fs::write(
+        dir.join("canary.yaml"),
+        Mapping::named("canary", "/qotm/").weight(1).text(),
+    )
+    .unwrap();
+    let (running, stopper) = serve_in_process(Settings::for_dir(&dir), false).await;
     let hub = Arc::clone(&running.hub);
-    wait_served(&running.admin, &[("canary", 100), ("qotm", 9900)]).await;
+    wait_served(
+        &running.admin,
+        &[("canary", 100), ("qotm", 9900)],
+        Order::ByName,
+        WAIT,
+    )
+    .await;
     for round in 2..=11u32 {
         let before = hub.current().fleet("default").version.clone();
         // The directory goes at once (renamed away, then deleted): `rm -rf` on the directory
@@ -539,19 +539,27 @@ async fn the_directory_deleted_and_recreated_over_and_over_serves_each_last_vers
         if round % 2 == 0 {
             let staged = t.path().join("staged");
             fs::create_dir(&staged).unwrap();
-            fs::write(staged.join("qotm.yaml"), doc("qotm", "/qotm/", None)).unwrap();
+            fs::write(
+                staged.join("qotm.yaml"),
+                Mapping::named("qotm", "/qotm/").text(),
+            )
+            .unwrap();
             fs::write(
                 staged.join("canary.yaml"),
-                doc("canary", "/qotm/", Some(round)),
+                Mapping::named("canary", "/qotm/").weight(round).text(),
             )
             .unwrap();
             fs::rename(&staged, &dir).unwrap();
         } else {
             fs::create_dir(&dir).unwrap();
-            fs::write(dir.join("qotm.yaml"), doc("qotm", "/qotm/", None)).unwrap();
+            fs::write(
+                dir.join("qotm.yaml"),
+                Mapping::named("qotm", "/qotm/").text(),
+            )
+            .unwrap();
             fs::write(
                 dir.join("canary.yaml"),
-                doc("canary", "/qotm/", Some(round)),
+                Mapping::named("canary", "/qotm/").weight(round).text(),
             )
             .unwrap();
         }
@@ -559,13 +567,24 @@ async fn the_directory_deleted_and_recreated_over_and_over_serves_each_last_vers
         wait_served(
             &running.admin,
             &[("canary", share), ("qotm", 10000 - share)],
+            Order::ByName,
+            WAIT,
         )
         .await;
     }
     // And it is watched again: an edit goes live without waiting for a rescan (30 s).
-    write_atomically(&dir.join("canary.yaml"), &doc("canary", "/qotm/", Some(50)));
-    wait_served(&running.admin, &[("canary", 5000), ("qotm", 5000)]).await;
-    stop(running, stopper).await;
+    write_atomically(
+        &dir.join("canary.yaml"),
+        &Mapping::named("canary", "/qotm/").weight(50).text(),
+    );
+    wait_served(
+        &running.admin,
+        &[("canary", 5000), ("qotm", 5000)],
+        Order::ByName,
+        WAIT,
+    )
+    .await;
+    stop_in_process(running, stopper).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -580,15 +599,15 @@ async fn ten_thousand_files_load_and_an_edit_rereads_only_its_file() {
             let i = d * 100 + f;
             let route = format!("/r{}/", i / 2);
             let text = if i % 2 == 1 && i % 10 == 1 {
-                doc(&format!("m{i}"), &route, Some(10))
+                Mapping::named(&format!("m{i}"), &route).weight(10).text()
             } else {
-                doc(&format!("m{i}"), &route, None)
+                Mapping::named(&format!("m{i}"), &route).text()
             };
             fs::write(sub.join(format!("m{i}.yaml")), text).unwrap();
         }
     }
     let started = Instant::now();
-    let (running, stopper) = serve(Settings::for_dir(&dir)).await;
+    let (running, stopper) = serve_in_process(Settings::for_dir(&dir), false).await;
     let first = started.elapsed();
     let count = || {
         running
@@ -607,7 +626,10 @@ async fn ten_thousand_files_load_and_an_edit_rereads_only_its_file() {
     assert_eq!((stats.files, stats.mappings), (10_000, 10_000));
 
     let started = Instant::now();
-    write_atomically(&dir.join("team00/m1.yaml"), &doc("m1", "/r0/", Some(40)));
+    write_atomically(
+        &dir.join("team00/m1.yaml"),
+        &Mapping::named("m1", "/r0/").weight(40).text(),
+    );
     let deadline = Instant::now() + WAIT;
     loop {
         let weight = running
@@ -631,7 +653,7 @@ async fn ten_thousand_files_load_and_an_edit_rereads_only_its_file() {
     let stats = running.admin.last_reload().stats;
     assert!(stats.files_parsed <= 1, "{stats:?}");
     eprintln!("10,000 files: first load {first:?}, an edit live in {edit:?} ({stats:?})");
-    stop(running, stopper).await;
+    stop_in_process(running, stopper).await;
 }
 
 /// `rm -rf` deletes a tree file by file. `serve` waits for a second look (25 ms later) before
@@ -647,10 +669,24 @@ async fn a_tree_deleted_slowly_file_by_file_is_not_served_half_deleted() {
     let t = tempfile::tempdir().unwrap();
     let dir = t.path().join("m");
     fs::create_dir(&dir).unwrap();
-    fs::write(dir.join("a-qotm.yaml"), doc("qotm", "/qotm/", None)).unwrap();
-    fs::write(dir.join("b-canary.yaml"), doc("canary", "/qotm/", Some(10))).unwrap();
-    let (running, stopper) = serve(Settings::for_dir(&dir)).await;
-    wait_served(&running.admin, &[("canary", 1000), ("qotm", 9000)]).await;
+    fs::write(
+        dir.join("a-qotm.yaml"),
+        Mapping::named("qotm", "/qotm/").text(),
+    )
+    .unwrap();
+    fs::write(
+        dir.join("b-canary.yaml"),
+        Mapping::named("canary", "/qotm/").weight(10).text(),
+    )
+    .unwrap();
+    let (running, stopper) = serve_in_process(Settings::for_dir(&dir), false).await;
+    wait_served(
+        &running.admin,
+        &[("canary", 1000), ("qotm", 9000)],
+        Order::ByName,
+        WAIT,
+    )
+    .await;
     // rm -rf, paused for 100 ms between its two files (a busy machine, a large tree).
     fs::remove_file(dir.join("a-qotm.yaml")).unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -658,8 +694,8 @@ async fn a_tree_deleted_slowly_file_by_file_is_not_served_half_deleted() {
     fs::remove_dir(&dir).unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
-        served(&running.admin),
+        served_weights(&running.admin, Order::ByName),
         [("canary".to_string(), 1000), ("qotm".to_string(), 9000)]
     );
-    stop(running, stopper).await;
+    stop_in_process(running, stopper).await;
 }

@@ -15,10 +15,11 @@ use common::*;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-/// A directory of Mappings, canary-xds serving it and one Envoy fed by it.
+/// A directory of Mappings, canary-xds serving it and one Envoy fed by it. The caller has
+/// checked for Envoy (`require_envoy!`).
 struct Rig {
     _lock: std::sync::MutexGuard<'static, ()>,
-    tmp: Option<tempfile::TempDir>,
+    work: WorkDir,
     dir: PathBuf,
     listen: u16,
     cp: ControlPlane,
@@ -26,25 +27,12 @@ struct Rig {
     boot: String,
 }
 
-impl Drop for Rig {
-    fn drop(&mut self) {
-        // Keep the logs of a failed test for a look.
-        if std::thread::panicking()
-            && let Some(tmp) = self.tmp.take()
-        {
-            eprintln!("logs kept in {}", tmp.keep().display());
-        }
-    }
-}
-
 impl Rig {
     /// Serves `dir` (filled by `fill`) with `extra` flags to one Envoy, node `e1`.
     fn start(fill: impl FnOnce(&Path), extra: &[&str]) -> Rig {
         let lock = envoy_lock();
-        require_envoy();
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("mappings");
-        fs::create_dir(&dir).unwrap();
+        let work = WorkDir::new();
+        let dir = work.mappings(&[]);
         fill(&dir);
         let listen = free_port();
         let cp = ControlPlane::start(&dir, listen, extra);
@@ -57,11 +45,11 @@ impl Rig {
             delta: false,
             static_listener: None,
         });
-        let envoy = Envoy::start(tmp.path(), &boot, admin);
+        let envoy = Envoy::start(work.path(), &boot, admin);
         let rig = Rig {
             _lock: lock,
             dir,
-            tmp: Some(tmp),
+            work,
             listen,
             cp,
             envoy,
@@ -74,16 +62,12 @@ impl Rig {
     }
 
     fn work(&self) -> &Path {
-        self.tmp.as_ref().unwrap().path()
+        self.work.path()
     }
 
-    /// Waits until Envoy's weights for `prefix` are exactly `expected` (cluster, hundredths).
+    /// Waits until Envoy's weights for `prefix` are exactly `expected` (`wait_weights`).
     fn wait_weights(&self, prefix: &str, expected: &[(&str, u64)]) {
-        let expected: std::collections::BTreeMap<String, u64> =
-            expected.iter().map(|(k, v)| (k.to_string(), *v)).collect();
-        wait_for(&format!("weights {expected:?}"), WAIT, || {
-            (self.envoy.weights(prefix) == expected).then_some(())
-        });
+        wait_weights(&self.envoy, prefix, expected, WAIT);
     }
 
     /// canary-xds's view of its Envoys (`/api/envoys`).
@@ -102,28 +86,6 @@ impl Rig {
             (e1.len() == 1 && e1[0]["in_sync"] == true).then_some(())
         });
     }
-}
-
-fn canary(main: &Upstream, canary: &Upstream, weight: u32) -> [(&'static str, String); 2] {
-    [
-        ("qotm.yaml", mapping("qotm", "/qotm/", &main.by_ip(), "")),
-        (
-            "qotmv2.yaml",
-            mapping(
-                "qotmv2",
-                "/qotm/",
-                &canary.by_ip(),
-                &format!("weight: {weight}\n"),
-            ),
-        ),
-    ]
-}
-
-fn clusters(main: &Upstream, canary: &Upstream) -> (String, String) {
-    (
-        format!("127_0_0_1_{}", main.port),
-        format!("127_0_0_1_{}", canary.port),
-    )
 }
 
 /// `n` Mappings, each with a service of its own (an IP nobody listens on): `n` clusters, so
@@ -158,9 +120,10 @@ fn pushes(cp: &ControlPlane) -> usize {
 
 #[test]
 fn sigkill_in_the_middle_of_a_push_then_a_restart_serves_the_same_config() {
+    require_envoy!();
     let main = Upstream::start("main");
     let can = Upstream::start("canary");
-    let files = canary(&main, &can, 10);
+    let files = canary_files(&main, &can, 10);
     let mut rig = Rig::start(
         |dir| {
             for (name, text) in &files {
@@ -170,7 +133,7 @@ fn sigkill_in_the_middle_of_a_push_then_a_restart_serves_the_same_config() {
         },
         &[],
     );
-    let (cm, cc) = clusters(&main, &can);
+    let (cm, cc) = canary_clusters(&main, &can);
     rig.wait_weights("/qotm/", &[(&cm, 9000), (&cc, 1000)]);
     rig.wait_in_sync();
     let traffic = Traffic::start(rig.listen, "/qotm/", 200);
@@ -181,7 +144,7 @@ fn sigkill_in_the_middle_of_a_push_then_a_restart_serves_the_same_config() {
         let before = pushes(&rig.cp);
         write_atomically(
             &rig.dir.join("qotmv2.yaml"),
-            &canary(&main, &can, weight)[1].1,
+            &canary_files(&main, &can, weight)[1].1,
         );
         // A new cluster set too, so that the push is large.
         write_atomically(&rig.dir.join("filler.yaml"), &filler(1500, round + 1));
@@ -194,13 +157,7 @@ fn sigkill_in_the_middle_of_a_push_then_a_restart_serves_the_same_config() {
         traffic.pass(100);
         rig.cp.restart();
         // The restarted control plane serves what the files say, and Envoy gets all of it.
-        rig.wait_weights(
-            "/qotm/",
-            &[
-                (&cm, u64::from(100 - weight) * 100),
-                (&cc, u64::from(weight) * 100),
-            ],
-        );
+        rig.wait_weights("/qotm/", &canary_split(&cm, &cc, weight));
         rig.wait_in_sync();
         traffic.pass(100);
     }
@@ -218,9 +175,10 @@ fn sigkill_in_the_middle_of_a_push_then_a_restart_serves_the_same_config() {
 
 #[test]
 fn envoy_killed_and_restarted_reconnects_and_gets_its_config() {
+    require_envoy!();
     let main = Upstream::start("main");
     let can = Upstream::start("canary");
-    let files = canary(&main, &can, 10);
+    let files = canary_files(&main, &can, 10);
     let mut rig = Rig::start(
         |dir| {
             for (name, text) in &files {
@@ -229,7 +187,7 @@ fn envoy_killed_and_restarted_reconnects_and_gets_its_config() {
         },
         &[],
     );
-    let (cm, cc) = clusters(&main, &can);
+    let (cm, cc) = canary_clusters(&main, &can);
     rig.wait_weights("/qotm/", &[(&cm, 9000), (&cc, 1000)]);
     rig.wait_in_sync();
     for round in 0..2 {
@@ -243,17 +201,11 @@ fn envoy_killed_and_restarted_reconnects_and_gets_its_config() {
         let weight = 30 + 20 * round;
         write_atomically(
             &rig.dir.join("qotmv2.yaml"),
-            &canary(&main, &can, weight)[1].1,
+            &canary_files(&main, &can, weight)[1].1,
         );
         let work = rig.work().to_path_buf();
         rig.envoy = Envoy::start(&work, &rig.boot, rig.envoy.admin_port);
-        rig.wait_weights(
-            "/qotm/",
-            &[
-                (&cm, u64::from(100 - weight) * 100),
-                (&cc, u64::from(weight) * 100),
-            ],
-        );
+        rig.wait_weights("/qotm/", &canary_split(&cm, &cc, weight));
         rig.wait_in_sync();
         let counts = tally(rig.listen, "/qotm/", &[], 50);
         assert_eq!(counts.values().sum::<usize>(), 50);
@@ -284,43 +236,21 @@ struct StuckClient {
 
 impl StuckClient {
     fn connect(port: u16, node: &str) -> StuckClient {
-        use envoy_types::pb::envoy::config::core::v3::Node;
-        use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
-        use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
             .build()
             .unwrap();
-        let stream = runtime.block_on(async {
-            let channel =
-                tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
-                    .unwrap()
-                    .initial_stream_window_size(65_535)
-                    .initial_connection_window_size(65_535)
-                    .connect()
-                    .await
-                    .unwrap();
-            let (tx, rx) = tokio::sync::mpsc::channel(4);
-            tx.send(DiscoveryRequest {
-                node: Some(Node {
-                    id: node.into(),
-                    cluster: "default".into(),
-                    ..Default::default()
-                }),
-                type_url: "type.googleapis.com/envoy.config.cluster.v3.Cluster".into(),
-                ..Default::default()
-            })
-            .await
+        let window = Some(65_535);
+        let stream = runtime
+            .block_on(open_ads_with_window(
+                port,
+                ClientTls::Plaintext,
+                node,
+                "default",
+                window,
+            ))
             .unwrap();
-            let stream = AggregatedDiscoveryServiceClient::new(channel)
-                .max_decoding_message_size(256 * 1024 * 1024)
-                .stream_aggregated_resources(tokio_stream::wrappers::ReceiverStream::new(rx))
-                .await
-                .unwrap()
-                .into_inner();
-            (stream, tx)
-        });
         StuckClient {
             _stream: stream,
             _runtime: runtime,
@@ -330,28 +260,23 @@ impl StuckClient {
 
 /// How long Envoy takes to apply a change of every filler cluster and a weight, written now.
 fn propagation(rig: &Rig, main: &Upstream, can: &Upstream, weight: u32) -> Duration {
-    let (cm, cc) = clusters(main, can);
+    let (cm, cc) = canary_clusters(main, can);
     let started = Instant::now();
     write_atomically(&rig.dir.join("filler.yaml"), &filler(1000, weight as usize));
     write_atomically(
         &rig.dir.join("qotmv2.yaml"),
-        &canary(main, can, weight)[1].1,
+        &canary_files(main, can, weight)[1].1,
     );
-    rig.wait_weights(
-        "/qotm/",
-        &[
-            (&cm, u64::from(100 - weight) * 100),
-            (&cc, u64::from(weight) * 100),
-        ],
-    );
+    rig.wait_weights("/qotm/", &canary_split(&cm, &cc, weight));
     started.elapsed()
 }
 
 #[test]
 fn a_client_that_never_reads_does_not_delay_other_envoys() {
+    require_envoy!();
     let main = Upstream::start("main");
     let can = Upstream::start("canary");
-    let files = canary(&main, &can, 10);
+    let files = canary_files(&main, &can, 10);
     let rig = Rig::start(
         |dir| {
             for (name, text) in &files {
@@ -362,7 +287,7 @@ fn a_client_that_never_reads_does_not_delay_other_envoys() {
         },
         &[],
     );
-    let (cm, cc) = clusters(&main, &can);
+    let (cm, cc) = canary_clusters(&main, &can);
     rig.wait_weights("/qotm/", &[(&cm, 9000), (&cc, 1000)]);
     rig.wait_in_sync();
     let baseline: Vec<Duration> = (0..3)
@@ -397,9 +322,10 @@ fn a_client_that_never_reads_does_not_delay_other_envoys() {
 
 #[test]
 fn sigterm_with_a_stuck_client_and_a_push_in_flight_exits_in_bounded_time() {
+    require_envoy!();
     let main = Upstream::start("main");
     let can = Upstream::start("canary");
-    let files = canary(&main, &can, 10);
+    let files = canary_files(&main, &can, 10);
     let mut rig = Rig::start(
         |dir| {
             for (name, text) in &files {
@@ -409,7 +335,7 @@ fn sigterm_with_a_stuck_client_and_a_push_in_flight_exits_in_bounded_time() {
         },
         &[],
     );
-    let (cm, cc) = clusters(&main, &can);
+    let (cm, cc) = canary_clusters(&main, &can);
     rig.wait_weights("/qotm/", &[(&cm, 9000), (&cc, 1000)]);
     rig.wait_in_sync();
     let stuck = StuckClient::connect(rig.cp.xds_port, "stuck");
@@ -489,11 +415,12 @@ impl ConfigMap {
 
 #[test]
 fn a_configmap_swapped_a_hundred_times_under_traffic_fails_no_request() {
+    require_envoy!();
     let main = Upstream::start("main");
     let can = Upstream::start("canary");
     let other = Upstream::start("other");
     let files = |weight: u32| {
-        let [a, b] = canary(&main, &can, weight);
+        let [a, b] = canary_files(&main, &can, weight);
         vec![
             a,
             b,
@@ -506,7 +433,7 @@ fn a_configmap_swapped_a_hundred_times_under_traffic_fails_no_request() {
     let mut configmap = None;
     let rig = Rig::start(|dir| configmap = Some(ConfigMap::new(dir, &files(10))), &[]);
     let mut configmap = configmap.unwrap();
-    let (cm, cc) = clusters(&main, &can);
+    let (cm, cc) = canary_clusters(&main, &can);
     rig.wait_weights("/qotm/", &[(&cm, 9000), (&cc, 1000)]);
     // A file seen as deleted for a moment would take its route away: /other/ would 404.
     let split = Traffic::start(rig.listen, "/qotm/", 150);
@@ -518,24 +445,12 @@ fn a_configmap_swapped_a_hundred_times_under_traffic_fails_no_request() {
         last = 1 + (i * 7) % 49;
         configmap.update(&files(last));
         if i % 20 == 0 {
-            rig.wait_weights(
-                "/qotm/",
-                &[
-                    (&cm, u64::from(100 - last) * 100),
-                    (&cc, u64::from(last) * 100),
-                ],
-            );
+            rig.wait_weights("/qotm/", &canary_split(&cm, &cc, last));
         } else {
             std::thread::sleep(Duration::from_millis(40));
         }
     }
-    rig.wait_weights(
-        "/qotm/",
-        &[
-            (&cm, u64::from(100 - last) * 100),
-            (&cc, u64::from(last) * 100),
-        ],
-    );
+    rig.wait_weights("/qotm/", &canary_split(&cm, &cc, last));
     let took = started.elapsed();
     split.pass(30);
     let (sent, failures, bodies) = split.stop();

@@ -14,15 +14,17 @@
 //! connected, so the caches of recent versions are in the same state at both: a warm-up alone
 //! left them part full, and their filling up (+13%) once failed the check.
 
+mod common;
+
 use std::alloc::System;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use canary_xds::serve::{Running, Settings, start};
+use canary_xds::serve::{Running, Settings};
+use common::{ClientTls, mapping, open_ads, serve_in_process, stop_in_process};
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
-use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
 use stats_alloc::{INSTRUMENTED_SYSTEM, StatsAlloc};
 
 /// Counts heap bytes (the counting is stats_alloc's).
@@ -47,15 +49,8 @@ const LDS: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
 /// One client's life: connect (its own TCP connection), ask for clusters and listeners as
 /// Envoy does, ACK the clusters, read the listeners, and go. Returns whether it got both.
 async fn one_stream(port: u16, id: &str) -> bool {
-    let Ok(endpoint) = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
-    else {
-        return false;
-    };
-    let Ok(channel) = endpoint
-        .connect_timeout(Duration::from_secs(5))
-        .connect()
-        .await
-    else {
+    // Connected, and clusters asked for.
+    let Ok((mut stream, tx)) = open_ads(port, ClientTls::Plaintext, id, "default").await else {
         return false;
     };
     let node = Node {
@@ -63,7 +58,6 @@ async fn one_stream(port: u16, id: &str) -> bool {
         cluster: "default".into(),
         ..Default::default()
     };
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
     let request = |type_url: &str, version: String, nonce: String| DiscoveryRequest {
         node: Some(node.clone()),
         type_url: type_url.into(),
@@ -71,15 +65,6 @@ async fn one_stream(port: u16, id: &str) -> bool {
         response_nonce: nonce,
         ..Default::default()
     };
-    let _ = tx.send(request(CDS, String::new(), String::new())).await;
-    let Ok(response) = AggregatedDiscoveryServiceClient::new(channel)
-        .max_decoding_message_size(64 * 1024 * 1024)
-        .stream_aggregated_resources(tokio_stream::wrappers::ReceiverStream::new(rx))
-        .await
-    else {
-        return false;
-    };
-    let mut stream = response.into_inner();
     let Ok(Ok(Some(cds))) = tokio::time::timeout(Duration::from_secs(10), stream.message()).await
     else {
         return false;
@@ -126,14 +111,8 @@ fn churn(streams: usize, duration: Duration) {
     let mappings = |salt: usize| {
         (0..200)
             .map(|i| {
-                format!(
-                    "apiVersion: ambassador/v1\nkind: Mapping\nname: m{i}\nprefix: /m{}/\n\
-                     service: 127.0.{}.{}:{}\n",
-                    i / 2,
-                    i / 250,
-                    i % 250 + 1,
-                    8000 + salt % 100
-                )
+                let service = format!("127.0.{}.{}:{}", i / 250, i % 250 + 1, 8000 + salt % 100);
+                mapping(&format!("m{i}"), &format!("/m{}/", i / 2), &service, "")
             })
             .collect::<Vec<_>>()
             .join("---\n")
@@ -149,17 +128,8 @@ fn churn(streams: usize, duration: Duration) {
         .enable_all()
         .build()
         .unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let (running, port) = server.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let running = start(Settings::for_dir(&dir), listener, async {
-            let _ = stop_rx.await;
-        })
-        .await
-        .unwrap();
-        (running, port)
-    });
+    let (running, stop_tx) = server.block_on(serve_in_process(Settings::for_dir(&dir), false));
+    let port = running.xds_addr.port();
 
     let round = |streams: usize, until: Instant| {
         let done = Arc::new(AtomicU64::new(0));
@@ -281,12 +251,7 @@ fn churn(streams: usize, duration: Duration) {
         growth * 100.0
     );
 
-    stop_tx.send(()).unwrap();
-    server
-        .block_on(async { tokio::time::timeout(Duration::from_secs(10), running.done).await })
-        .expect("shuts down in time")
-        .unwrap()
-        .unwrap();
+    server.block_on(stop_in_process(running, stop_tx));
 }
 
 #[test]

@@ -8,8 +8,8 @@
 //! the runtime layer, in a static bootstrap; no network), and Envoy must accept it: a NACK there
 //! means our validation let through something Envoy refuses.
 //!
-//! CI installs Envoy; without it on PATH these tests fail under CI (`CI` set) and skip the
-//! Envoy half elsewhere, with a note.
+//! CI installs Envoy; without it on PATH these tests fail under CI (`CI` set and not empty) and
+//! skip the Envoy half elsewhere, with a note (`common::have_envoy`).
 
 mod common;
 
@@ -18,7 +18,6 @@ use std::fs;
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,7 +29,7 @@ use canary_xds::input::source::{DEFAULT_MAX_FILE_SIZE, Loader};
 use canary_xds::model::diagnostic::{Diagnostic, Severity};
 use canary_xds::routes::{Tables, compile};
 use canary_xds::xds::RUNTIME_LAYER;
-use common::envoy_validate_pb;
+use common::{Mapping, envoy_validate_pb, have_envoy, mapping};
 use envoy_types::pb::envoy::config::bootstrap::v3::bootstrap::StaticResources;
 use envoy_types::pb::envoy::config::bootstrap::v3::runtime_layer::LayerSpecifier;
 use envoy_types::pb::envoy::config::bootstrap::v3::{
@@ -220,27 +219,13 @@ fn fixtures() -> Vec<(&'static str, Expect)> {
     ]
 }
 
-/// A Mapping document with `extra` fields.
-fn mapping(name: &str, prefix: &str, extra: &str) -> String {
-    format!(
-        "apiVersion: ambassador/v1\nkind: Mapping\nname: {name}\nprefix: {prefix}\nservice: s\n\
-         {extra}"
-    )
-}
-
 /// Strings of about 1 MB (the file stays under the 1 MiB limit), one per field that takes free
 /// text, with the field of the error when it must be refused (`""`: the file is not YAML).
 fn one_megabyte_strings() -> Vec<(String, String, Option<&'static str>)> {
     let long = |c: char| c.to_string().repeat(1_000_000);
-    let doc = |name: &str, prefix: &str, service: &str, extra: &str| {
-        format!(
-            "apiVersion: ambassador/v1\nkind: Mapping\nname: {name}\nprefix: {prefix}\n\
-             service: {service}\n{extra}"
-        )
-    };
-    let with = |extra: String| doc("big", "/big/", "s", &extra);
+    let with = |extra: String| mapping("big", "/big/", "s", &extra);
     let cases = [
-        ("name", doc(&long('n'), "/big/", "s", ""), Some("name")),
+        ("name", mapping(&long('n'), "/big/", "s", ""), Some("name")),
         (
             "namespace",
             with(format!("namespace: {}\n", long('n'))),
@@ -248,12 +233,12 @@ fn one_megabyte_strings() -> Vec<(String, String, Option<&'static str>)> {
         ),
         (
             "prefix",
-            doc("big", &format!("/{}", long('p')), "s", ""),
+            mapping("big", &format!("/{}", long('p')), "s", ""),
             None,
         ),
         (
             "regex",
-            doc(
+            mapping(
                 "big",
                 &format!("/{}", long('r')),
                 "s",
@@ -263,7 +248,7 @@ fn one_megabyte_strings() -> Vec<(String, String, Option<&'static str>)> {
         ),
         (
             "service",
-            doc("big", "/big/", &long('s'), ""),
+            mapping("big", "/big/", &long('s'), ""),
             Some("service"),
         ),
         (
@@ -367,18 +352,9 @@ fn one_megabyte_strings() -> Vec<(String, String, Option<&'static str>)> {
 /// A Mapping file whose first line starts `depth` nested flow lists (and a block mapping as
 /// deep, kept under the size limit by its indentation growing only to 2,000 levels).
 fn deeply_nested(depth: usize) -> Vec<(String, String)> {
-    let flow = format!(
-        "apiVersion: ambassador/v1\nkind: Mapping\nname: deep\nprefix: /deep/\nservice: s\n\
-         headers: {}{}\n",
-        "[".repeat(depth),
-        "]".repeat(depth)
-    );
-    let flow_maps = format!(
-        "apiVersion: ambassador/v1\nkind: Mapping\nname: deep\nprefix: /deep/\nservice: s\n\
-         headers: {}1{}\n",
-        "{a: ".repeat(depth),
-        "}".repeat(depth)
-    );
+    let deep = |headers: String| mapping("deep", "/deep/", "s", &format!("headers: {headers}\n"));
+    let flow = deep(format!("{}{}", "[".repeat(depth), "]".repeat(depth)));
+    let flow_maps = deep(format!("{}1{}", "{a: ".repeat(depth), "}".repeat(depth)));
     let block: String = (0..2000)
         .map(|i| format!("{}a:\n", " ".repeat(i)))
         .collect();
@@ -551,12 +527,12 @@ fn a_50_mb_file_is_refused_by_its_size_without_being_read() {
     let t = tempfile::tempdir().unwrap();
     fs::write(
         t.path().join("ok.yaml"),
-        mapping("ok", "/ok/", "weight: 10\n"),
+        mapping("ok", "/ok/", "s", "weight: 10\n"),
     )
     .unwrap();
     // Real bytes, not a sparse file: reading it would cost the full 50 MB.
     let mut big = fs::File::create(t.path().join("big.yaml")).unwrap();
-    let chunk = mapping("x", "/x/", "").repeat(1000);
+    let chunk = mapping("x", "/x/", "s", "").repeat(1000);
     let mut written = 0;
     while written < 50 * 1000 * 1000 {
         big.write_all(chunk.as_bytes()).unwrap();
@@ -590,23 +566,9 @@ fn a_50_mb_file_is_refused_by_its_size_without_being_read() {
 // ---------------------------------------------------------------------------------------------
 // Envoy
 
-/// Whether Envoy can be run here. CI installs it, so there a missing Envoy fails the test.
-fn have_envoy() -> bool {
-    static FOUND: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    if *FOUND.get_or_init(|| Command::new("envoy").arg("--version").output().is_ok()) {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "envoy is not on PATH: scripts/test.sh installs Envoy 1.40"
-    );
-    eprintln!("note: envoy is not on PATH; skipping the Envoy validation");
-    false
-}
-
 /// Runs `envoy --mode validate` on a binary bootstrap, with `runtime_layer` as a static runtime
 /// layer: `Ok` with Envoy's log when Envoy accepts it, `Err` with its last words when it
-/// refuses, `None` when Envoy is not installed (outside CI).
+/// refuses, `None` when Envoy is not installed (outside CI: `have_envoy`).
 fn envoy_validate(
     bootstrap: &Bootstrap,
     runtime_layer: Option<Struct>,
@@ -935,23 +897,21 @@ fn generated_mapping(i: usize) -> impl Strategy<Value = String> {
         0..5,
     );
     (prefix, service, weight, extra).prop_map(move |(prefix, service, weight, extra)| {
-        let mut doc = format!(
-            "apiVersion: ambassador/v1\nkind: Mapping\nname: m{i}\nprefix: {prefix}\n\
-             service: \"{service}\"\n"
-        );
+        let mut doc = Mapping::new(&format!("m{i}"))
+            .prefix(prefix)
+            .service(&format!("\"{service}\""));
         if let Some(w) = weight {
-            doc.push_str(&format!("weight: {w}\n"));
+            doc = doc.weight(w);
         }
         let mut seen = std::collections::BTreeSet::new();
         for e in extra {
             // One of each field, so that the document stays valid YAML.
             let key = e.split(':').next().unwrap_or(e);
             if seen.insert(key) {
-                doc.push_str(e);
-                doc.push('\n');
+                doc = doc.extra(&format!("{e}\n"));
             }
         }
-        doc
+        doc.text()
     })
 }
 

@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -26,9 +25,10 @@ const WAIT: Duration = Duration::from_secs(20);
 const WINDOW: &str = "6s";
 
 /// A main service and a canary at `weight`% on `/qotm/`, canary-xds serving them, one Envoy.
+/// The caller has checked for Envoy (`require_envoy!`).
 struct Rig {
     _lock: std::sync::MutexGuard<'static, ()>,
-    tmp: Option<tempfile::TempDir>,
+    work: WorkDir,
     dir: PathBuf,
     listen: u16,
     cp: ControlPlane,
@@ -37,40 +37,13 @@ struct Rig {
     canary: Upstream,
 }
 
-impl Drop for Rig {
-    fn drop(&mut self) {
-        if std::thread::panicking()
-            && let Some(tmp) = self.tmp.take()
-        {
-            eprintln!("logs kept in {}", tmp.keep().display());
-        }
-    }
-}
-
 impl Rig {
     fn start(weight: u32) -> Rig {
         let lock = envoy_lock();
-        require_envoy();
         let main = Upstream::start("main");
         let canary = Upstream::start("canary");
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("mappings");
-        fs::create_dir(&dir).unwrap();
-        fs::write(
-            dir.join("qotm.yaml"),
-            mapping("qotm", "/qotm/", &main.by_ip(), ""),
-        )
-        .unwrap();
-        fs::write(
-            dir.join("qotmv2.yaml"),
-            mapping(
-                "qotmv2",
-                "/qotm/",
-                &canary.by_ip(),
-                &format!("weight: {weight}\n"),
-            ),
-        )
-        .unwrap();
+        let work = WorkDir::new();
+        let dir = work.mappings(&canary_files(&main, &canary, weight));
         let listen = free_port();
         let cp = ControlPlane::start(&dir, listen, &[]);
         let admin = free_port();
@@ -82,10 +55,10 @@ impl Rig {
             delta: false,
             static_listener: None,
         });
-        let envoy = Envoy::start(tmp.path(), &boot, admin);
+        let envoy = Envoy::start(work.path(), &boot, admin);
         let rig = Rig {
             _lock: lock,
-            tmp: Some(tmp),
+            work,
             dir,
             listen,
             cp,
@@ -98,22 +71,18 @@ impl Rig {
     }
 
     fn clusters(&self) -> (String, String) {
-        (
-            format!("127_0_0_1_{}", self.main.port),
-            format!("127_0_0_1_{}", self.canary.port),
-        )
+        canary_clusters(&self.main, &self.canary)
     }
 
     /// Waits until Envoy routes `/qotm/` by the configured split.
     fn wait_split(&self, weight: u32) {
         let (main, canary) = self.clusters();
-        let expected = std::collections::BTreeMap::from([
-            (main, u64::from(100 - weight) * 100),
-            (canary, u64::from(weight) * 100),
-        ]);
-        wait_for("Envoy to route /qotm/", WAIT, || {
-            (self.envoy.weights("/qotm/") == expected).then_some(())
-        });
+        wait_weights(
+            &self.envoy,
+            "/qotm/",
+            &canary_split(&main, &canary, weight),
+            WAIT,
+        );
         wait_for("the listener", WAIT, || {
             (Client::new(self.listen).get("/qotm/", &[]).status == 200).then_some(())
         });
@@ -126,13 +95,8 @@ impl Rig {
 
 /// Runs `canary-xds status` with `args`, with no environment of canary-xds's.
 fn status(args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_canary-xds"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("CANARY_XDS") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.arg("status")
+    canary_xds()
+        .arg("status")
         .args(args)
         .output()
         .expect("the binary runs")
@@ -182,6 +146,7 @@ fn explain(out: &Output) -> String {
 
 #[test]
 fn a_canary_failing_20_percent_is_worse_and_exits_3() {
+    require_envoy!();
     let rig = Rig::start(50);
     rig.canary.fail_every.store(5, Ordering::Relaxed);
     let traffic = Traffic::start(rig.listen, "/qotm/", 300);
@@ -236,6 +201,7 @@ fn a_canary_failing_20_percent_is_worse_and_exits_3() {
 /// `/config_dump`, canary-xds's own `/api/routes`), run side by side over the same traffic.
 #[test]
 fn both_healthy_exit_0_whatever_the_source_of_weights() {
+    require_envoy!();
     let rig = Rig::start(50);
     let traffic = Traffic::start(rig.listen, "/qotm/", 300);
     traffic.pass(100);
@@ -317,6 +283,7 @@ fn both_healthy_exit_0_whatever_the_source_of_weights() {
 /// reading, and none since, is healthy.
 #[test]
 fn a_canary_that_failed_before_the_window_is_healthy_inside_it() {
+    require_envoy!();
     let rig = Rig::start(50);
     let (_, canary_cluster) = rig.clusters();
     rig.canary.fail_every.store(3, Ordering::Relaxed);
@@ -365,6 +332,7 @@ fn a_canary_that_failed_before_the_window_is_healthy_inside_it() {
 /// carried it.
 #[test]
 fn the_envoys_of_a_fleet_are_added_up() {
+    require_envoy!();
     let rig = Rig::start(50);
     // A second Envoy with a listener of its own (static, so it does not fight the first
     // over the LDS listener's port).
@@ -378,7 +346,7 @@ fn the_envoys_of_a_fleet_are_added_up() {
         delta: false,
         static_listener: Some(second_listen),
     });
-    let second = Envoy::start(rig.tmp.as_ref().unwrap().path(), &boot, second_admin);
+    let second = Envoy::start(rig.work.path(), &boot, second_admin);
     wait_for("the second Envoy's routes", WAIT, || {
         (Client::new(second_listen).get("/qotm/", &[]).status == 200).then_some(())
     });
@@ -426,6 +394,7 @@ fn the_envoys_of_a_fleet_are_added_up() {
 /// JSON document per window, one per line.
 #[test]
 fn no_traffic_is_undecided_and_watch_repeats() {
+    require_envoy!();
     let rig = Rig::start(10);
     let admin = rig.admin();
     let out = status(&["--envoy-admin", &admin, "--window", "1s"]);

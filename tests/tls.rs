@@ -7,7 +7,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use common::*;
@@ -28,13 +28,10 @@ struct Setup {
 impl Setup {
     fn new(upstream: &str) -> Setup {
         let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("mappings");
-        std::fs::create_dir(&dir).unwrap();
-        std::fs::write(
-            dir.join("qotm.yaml"),
-            mapping("qotm", "/qotm/", upstream, ""),
-        )
-        .unwrap();
+        let dir = mappings_dir(
+            tmp.path(),
+            &[("qotm.yaml", mapping("qotm", "/qotm/", upstream, ""))],
+        );
         let pki = Pki::new(tmp.path(), "corp");
         let server = pki.issue("canary-xds", &["localhost", "127.0.0.1"]);
         Setup {
@@ -81,8 +78,8 @@ fn runtime() -> tokio::runtime::Runtime {
 
 #[test]
 fn envoy_gets_its_routes_over_mtls() {
+    require_envoy!();
     let lock = envoy_lock();
-    require_envoy();
     let main = Upstream::start("main");
     let s = Setup::new(&main.by_ip());
     let envoy_cert = s.pki.issue("envoy", &[EDGE_ID]);
@@ -141,8 +138,8 @@ fn envoy_gets_its_routes_over_mtls() {
 /// handshake on Envoy's side.
 #[test]
 fn envoy_checks_the_name_of_canary_xds() {
+    require_envoy!();
     let lock = envoy_lock();
-    require_envoy();
     let s = Setup::new("127.0.0.1:9");
     let envoy_cert = s.pki.issue("envoy", &[EDGE_ID]);
     let cp = s.control_plane(&s.mtls_flags(&["default=spiffe://corp/ns/*/sa/edge"]));
@@ -314,13 +311,7 @@ fn serve_on(
     env: &[(&str, &str)],
 ) -> (std::process::Child, PathBuf) {
     let log = dir.with_extension(format!("serve-{}.log", free_port()));
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_canary-xds"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("CANARY_XDS_") {
-            cmd.env_remove(k);
-        }
-    }
-    let child = cmd
+    let child = canary_xds()
         .args(["serve", "--dir"])
         .arg(dir)
         .args(["--xds", xds, "--listen", "127.0.0.1:1"])
@@ -332,14 +323,6 @@ fn serve_on(
         .spawn()
         .unwrap();
     (child, log)
-}
-
-fn sigterm(child: &mut std::process::Child) -> std::process::ExitStatus {
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status();
-    wait_for("serve to exit", WAIT, || child.try_wait().unwrap())
 }
 
 #[test]

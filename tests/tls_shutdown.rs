@@ -11,11 +11,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use canary_xds::serve::tls::TlsFiles;
-use canary_xds::serve::{Listeners, Running, Settings, start};
+use canary_xds::serve::{Running, Settings};
 use common::*;
 use prost::Message;
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 
 /// How many Mappings (each its own upstream, so its own cluster): enough for a cluster
 /// response larger than the client's 64 KiB flow-control window.
@@ -36,20 +34,6 @@ fn many_mappings(dir: &Path) {
         })
         .collect();
     std::fs::write(dir.join("many.yaml"), text.join("---\n")).unwrap();
-}
-
-/// Starts canary-xds in process with `settings` and an admin server; the sender stops it.
-async fn serve(settings: Settings) -> (Running, u16, oneshot::Sender<()>) {
-    let xds = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = xds.local_addr().unwrap().port();
-    let admin = Some(TcpListener::bind("127.0.0.1:0").await.unwrap());
-    let (stop, stopped) = oneshot::channel::<()>();
-    let running = start(settings, Listeners { xds, admin }, async {
-        let _ = stopped.await;
-    })
-    .await
-    .expect("canary-xds starts");
-    (running, port, stop)
 }
 
 /// Waits until the server has started sending a response.
@@ -86,7 +70,8 @@ async fn a_shutdown_refuses_new_connections_and_finishes_the_response_in_flight(
     settings.allow = vec!["default=spiffe://corp/ns/*/sa/edge".parse().unwrap()];
     // Long enough that finishing before it means the drain was graceful, not cut.
     settings.drain = Duration::from_secs(15);
-    let (running, port, stop) = serve(settings).await;
+    let (running, stop) = serve_in_process(settings, true).await;
+    let port = running.xds_addr.port();
     let tls = ClientTls::Tls {
         ca: &pki.ca,
         cert: Some(&edge),
@@ -142,7 +127,8 @@ async fn a_client_that_stops_reading_cannot_hold_the_exit_past_the_drain_time() 
     let mut settings = Settings::for_dir(&dir);
     let drain = Duration::from_millis(500);
     settings.drain = drain;
-    let (running, port, stop) = serve(settings).await;
+    let (running, stop) = serve_in_process(settings, true).await;
+    let port = running.xds_addr.port();
     // A response far larger than the client's window, which the client never reads.
     let (_stream, _requests) =
         open_ads_with_window(port, ClientTls::Plaintext, "stuck", "default", Some(WINDOW))

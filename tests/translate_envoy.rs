@@ -2,19 +2,18 @@
 //! listener, with the route configuration inline, passes `envoy --mode validate`. No network:
 //! validate mode binds nothing and resolves nothing.
 //!
-//! Skipped, with a note, only when `envoy` is not on PATH; CI installs it.
+//! Without `envoy` on PATH the Envoy half fails under CI (which installs it) and is skipped,
+//! with a note, elsewhere (`common::have_envoy`).
 
 mod common;
 
-use std::io::Write as _;
 use std::net::SocketAddr;
-use std::process::Command;
 
 use canary_xds::envoy::translate::{self, Options, Translated};
 use canary_xds::input::parse::parse_file;
 use canary_xds::model::diagnostic::Severity;
 use canary_xds::routes::{RouteTable, compile};
-use common::envoy_validate_pb;
+use common::{Pki, envoy_validate_pb, mapping_body, require_envoy};
 use envoy_types::pb::envoy::config::bootstrap::v3::bootstrap::StaticResources;
 use envoy_types::pb::envoy::config::bootstrap::v3::{Admin, Bootstrap};
 use envoy_types::pb::envoy::config::core::v3::address::Address as XdsAddressKind;
@@ -29,107 +28,85 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 use envoy_types::util::pack_any;
 use prost::Message;
 
-/// A CA certificate (no key anywhere) for `Options::upstream_ca`, so the test does not depend on
-/// the machine's trust store.
-const TEST_CA: &str = "-----BEGIN CERTIFICATE-----
-MIIBkTCCATegAwIBAgIUPFKP25C+AMyvek68mrhL6DXz00YwCgYIKoZIzj0EAwIw
-HTEbMBkGA1UEAwwSY2FuYXJ5LXhkcyB0ZXN0IENBMCAXDTI2MTEyNzA2NTEyNloY
-DzIxMjYxMTAzMDY1MTI2WjAdMRswGQYDVQQDDBJjYW5hcnkteGRzIHRlc3QgQ0Ew
-WTATBgcqhkjOPQIBBggqhkjOPQMBBwNCAARPuxR6Sfj/uYrpdCvJce3uwt3RBCZC
-DkAsYXlnlkomPMgWKsMFv/hyewqbKyxNZJGLFF/DKamXFPYe45hdGjhvo1MwUTAd
-BgNVHQ4EFgQUIj6mtvR4lCRzRfXhs2x1nKVsO4UwHwYDVR0jBBgwFoAUIj6mtvR4
-lCRzRfXhs2x1nKVsO4UwDwYDVR0TAQH/BAUwAwEB/zAKBggqhkjOPQQDAgNIADBF
-AiEA1w1BzSQSTrX6+vmHC6WXK8tAoBaYcFq5qyHxgyVw0JQCICfCnlv0gOyGG9fJ
-F5fAcwxvUZ1GwnXDrXOaMDRlc0yH
------END CERTIFICATE-----
-";
-
-fn mapping(name: &str, body: &str) -> (String, String) {
-    (
-        format!("{name}.yaml"),
-        format!("---\napiVersion: ambassador/v1\nkind: Mapping\nname: {name}\n{body}"),
-    )
-}
-
 /// Every feature translate knows, in one table.
 fn rich_table() -> RouteTable {
     let files = [
         // The seed: 90/10 on /qotm/.
-        mapping("qotm", "prefix: /qotm/\nservice: qotm\n"),
-        mapping("qotmv2", "prefix: /qotm/\nservice: qotmv2\nweight: 10\n"),
-        mapping(
+        ("qotm", "prefix: /qotm/\nservice: qotm\n"),
+        ("qotmv2", "prefix: /qotm/\nservice: qotmv2\nweight: 10\n"),
+        (
             "qotm-header-canary",
             "prefix: /qotm/\nservice: qotmv2\nheaders:\n  x-canary: \"true\"\n",
         ),
         // Hosts, wildcards and a host regex.
-        mapping(
+        (
             "exact",
             "prefix: /a/\nservice: localhost:9001\nhost: a.foo.com\n",
         ),
-        mapping(
+        (
             "suffix",
             "prefix: /s/\nservice: localhost:9002\nhost: \"*.foo.com\"\n",
         ),
-        mapping(
+        (
             "prefixed",
             "prefix: /p/\nservice: localhost:9003\nhost: \"a.*\"\n",
         ),
-        mapping(
+        (
             "host-regex",
             "prefix: /r/\nservice: localhost:9004\nhost: \"^(www\\\\.)?example\\\\.com$\"\nhost_regex: true\n",
         ),
         // A chain (different timeouts), with a zero-weight link and a shadow.
-        mapping(
+        (
             "chain-a",
             "prefix: /chain/\nservice: chain-a\ntimeout_ms: 1000\nhost_rewrite: a.internal\n",
         ),
-        mapping(
+        (
             "chain-b",
             "prefix: /chain/\nservice: chain-b\nweight: 30\ntimeout_ms: 0\nrewrite: \"\"\n",
         ),
-        mapping(
+        (
             "chain-c",
             "prefix: /chain/\nservice: chain-c\nweight: 0\nidle_timeout_ms: 5000\n",
         ),
-        mapping(
+        (
             "chain-mirror",
             "prefix: /chain/\nservice: mirror\nshadow: true\nweight: 5\n",
         ),
         // A weighted route with per-backend settings and a shadow.
-        mapping(
+        (
             "w1",
             "prefix: /weighted/\nservice: w1\nuse_websocket: true\nhost_rewrite: w1.internal\n\
              add_request_headers:\n  x-backend: w1\nremove_response_headers: [x-debug]\n\
              retry_policy:\n  retry_on: 5xx\n  num_retries: 2\n  per_try_timeout: 1s\n",
         ),
-        mapping(
+        (
             "w2",
             "prefix: /weighted/\nservice: w2\nweight: 25\nuse_websocket: true\n\
              add_response_headers:\n  x-canary: {value: \"yes\", append: false}\n\
              remove_request_headers: [cookie]\n\
              retry_policy:\n  retry_on: 5xx\n  num_retries: 2\n  per_try_timeout: 1s\n",
         ),
-        mapping(
+        (
             "w-mirror",
             "prefix: /weighted/\nservice: mirror\nshadow: true\n",
         ),
         // A weighted route where one backend gets exactly 0 (sent as an explicit weight 0).
-        mapping("zero-a", "prefix: /zero/\nservice: zero-a\nweight: 100\n"),
-        mapping("zero-b", "prefix: /zero/\nservice: zero-b\n"),
+        ("zero-a", "prefix: /zero/\nservice: zero-a\nweight: 100\n"),
+        ("zero-b", "prefix: /zero/\nservice: zero-b\n"),
         // Every matcher kind.
-        mapping(
+        (
             "matchers",
             "prefix: /m/\nservice: m\nmethod: POST\ncase_sensitive: false\n\
              headers:\n  x-exact: \"yes\"\n  x-present: true\n\
              regex_headers:\n  x-version: \"^v[0-9]+$\"\n\
              query_parameters:\n  debug: \"1\"\n  trace: true\n",
         ),
-        mapping(
+        (
             "regex-path",
             "prefix: \"/(v1|v2)/qotm/.*\"\nprefix_regex: true\nservice: rp\nprecedence: 5\n",
         ),
         // A single backend with every route and backend setting.
-        mapping(
+        (
             "single",
             "prefix: /single/\nservice: single\ntimeout_ms: 2500\nidle_timeout_ms: 30000\n\
              retry_policy:\n  retry_on: gateway-error,reset\n  num_retries: 3\n  per_try_timeout: 250ms\n\
@@ -139,22 +116,24 @@ fn rich_table() -> RouteTable {
              remove_request_headers: [x-secret]\nremove_response_headers: [server]\n",
         ),
         // Cluster kinds: gRPC, https by name and by IP, gRPC over TLS, IPv4 and IPv6 literals.
-        mapping(
+        (
             "grpc",
             "prefix: /grpc/\nservice: grpc-svc:9000\ngrpc: true\nconnect_timeout_ms: 250\n",
         ),
-        mapping("https", "prefix: /tls/\nservice: https://api.example.com\n"),
-        mapping(
+        ("https", "prefix: /tls/\nservice: https://api.example.com\n"),
+        (
             "grpcs",
             "prefix: /grpcs/\nservice: https://grpc.example.com:8443\ngrpc: true\n",
         ),
-        mapping("ip", "prefix: /ip/\nservice: 127.0.0.1:9001\n"),
-        mapping("ips", "prefix: /ips/\nservice: https://10.0.0.7:8443\n"),
-        mapping("v6", "prefix: /v6/\nservice: \"[::1]:9002\"\n"),
+        ("ip", "prefix: /ip/\nservice: 127.0.0.1:9001\n"),
+        ("ips", "prefix: /ips/\nservice: https://10.0.0.7:8443\n"),
+        ("v6", "prefix: /v6/\nservice: \"[::1]:9002\"\n"),
     ];
     let parsed: Vec<_> = files
         .iter()
-        .map(|(f, y)| parse_file(f, y.as_bytes()))
+        .map(|(name, body)| {
+            parse_file(&format!("{name}.yaml"), mapping_body(name, body).as_bytes())
+        })
         .collect();
     let compiled = compile(&parsed, None);
     let errors: Vec<_> = compiled
@@ -195,32 +174,18 @@ fn bootstrap(t: &Translated, listen: SocketAddr) -> Bootstrap {
     }
 }
 
-/// `envoy --mode validate` on a binary bootstrap: `Ok` with its output when Envoy accepts it,
-/// `Err` with its output when it refuses, `None` when envoy is not installed.
-fn envoy_validate(bootstrap: &Bootstrap) -> Option<Result<String, String>> {
-    if Command::new("envoy").arg("--version").output().is_err() {
-        eprintln!("note: envoy is not on PATH; skipping the Envoy validation");
-        return None;
-    }
-    Some(envoy_validate_pb(bootstrap))
-}
-
-fn options(ca: &tempfile::NamedTempFile) -> Options {
+/// The upstream CA is one made for the test (in `dir`), so the test does not depend on the
+/// machine's trust store.
+fn options(dir: &tempfile::TempDir) -> Options {
     Options {
         listen: "127.0.0.1:10000".parse().unwrap(),
-        upstream_ca: Some(ca.path().to_path_buf()),
+        upstream_ca: Some(Pki::new(dir.path(), "upstream").ca),
     }
-}
-
-fn test_ca() -> tempfile::NamedTempFile {
-    let mut ca = tempfile::Builder::new().suffix(".pem").tempfile().unwrap();
-    ca.write_all(TEST_CA.as_bytes()).unwrap();
-    ca
 }
 
 #[test]
 fn envoy_accepts_the_translation_of_every_feature() {
-    let ca = test_ca();
+    let ca = tempfile::tempdir().unwrap();
     let options = options(&ca);
     let t = translate::translate(&rich_table(), &options);
     // The table really holds every feature (a chain, weighted clusters, a mirror, TLS, HTTP/2).
@@ -249,10 +214,9 @@ fn envoy_accepts_the_translation_of_every_feature() {
         Some(Action::Route(a)) if matches!(&a.cluster_specifier,
             Some(ClusterSpecifier::WeightedClusters(w)) if w.clusters.iter().any(|c| c.weight.is_some_and(|w| w.value == 0))))));
 
-    match envoy_validate(&bootstrap(&t, options.listen)) {
-        None => {}
-        Some(Ok(_)) => {}
-        Some(Err(e)) => panic!("Envoy rejected the translation:\n{e}"),
+    require_envoy!();
+    if let Err(e) = envoy_validate_pb(&bootstrap(&t, options.listen)) {
+        panic!("Envoy rejected the translation:\n{e}");
     }
 }
 
@@ -268,7 +232,8 @@ fn envoy_accepts_the_system_trust_store_and_an_ipv6_listener() {
         upstream_ca: None,
     };
     let t = translate::translate(&rich_table(), &options);
-    if let Some(Err(e)) = envoy_validate(&bootstrap(&t, options.listen)) {
+    require_envoy!();
+    if let Err(e) = envoy_validate_pb(&bootstrap(&t, options.listen)) {
         panic!("Envoy rejected the translation:\n{e}");
     }
 }
@@ -287,9 +252,10 @@ fn edit_hcm(listener: &mut XdsListener, edit: impl FnOnce(&mut HttpConnectionMan
 /// The check can fail: Envoy refuses configurations with the mistakes translate guards against.
 #[test]
 fn envoy_rejects_broken_translations() {
-    let ca = test_ca();
+    let ca = tempfile::tempdir().unwrap();
     let options = options(&ca);
     let good = translate::translate(&rich_table(), &options);
+    require_envoy!();
     type Break = fn(&mut Translated, &mut Bootstrap);
     let broken: [(&str, Break); 5] = [
         ("a route to a cluster that does not exist", |t, b| {
@@ -328,11 +294,10 @@ fn envoy_rejects_broken_translations() {
         let mut t = good.clone();
         let mut b = bootstrap(&t, options.listen);
         breaks(&mut t, &mut b);
-        match envoy_validate(&b) {
-            None => return,
-            Some(Ok(out)) => panic!("Envoy accepted {what}:\n{out}"),
+        match envoy_validate_pb(&b) {
+            Ok(out) => panic!("Envoy accepted {what}:\n{out}"),
             // Envoy's reason, for the log of a run with --nocapture.
-            Some(Err(out)) => eprintln!("{what}: {}", out.trim().lines().last().unwrap_or("")),
+            Err(out) => eprintln!("{what}: {}", out.trim().lines().last().unwrap_or("")),
         }
     }
 }

@@ -5,13 +5,15 @@
 //! are not on the wire) are left out. Run with `UPDATE_GOLDEN=1` to rewrite the files, then
 //! review the diff like code.
 
+mod common;
+
 use std::fmt::Write as _;
-use std::path::PathBuf;
 
 use canary_xds::envoy::translate::{self, Options};
 use canary_xds::input::parse::parse_file;
 use canary_xds::model::diagnostic::Severity;
 use canary_xds::routes::{RouteTable, compile};
+use common::{assert_golden, golden_path, mapping_body};
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::UpstreamTlsContext;
@@ -20,11 +22,6 @@ use prost::{Message, Name};
 
 // ----------------------------------------------------------------------------------------------
 // Inputs
-
-/// A flat Mapping document.
-fn mapping(name: &str, body: &str) -> String {
-    format!("---\napiVersion: ambassador/v1\nkind: Mapping\nname: {name}\n{body}")
-}
 
 /// The default fleet's table of some Mapping files; any error in them fails the test.
 fn table(files: &[(&str, String)]) -> RouteTable {
@@ -403,39 +400,6 @@ fn render(table: &RouteTable, options: &Options) -> String {
     out
 }
 
-/// Compares with `tests/golden/translate/<name>.yaml`, or rewrites it with `UPDATE_GOLDEN=1`.
-fn golden(name: &str, actual: &str) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden/translate")
-        .join(format!("{name}.yaml"));
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, actual).unwrap();
-        return;
-    }
-    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}; run with UPDATE_GOLDEN=1 to create it",
-            path.display()
-        )
-    });
-    if expected != actual {
-        let line = expected
-            .lines()
-            .zip(actual.lines())
-            .position(|(e, a)| e != a)
-            .unwrap_or_else(|| expected.lines().count().min(actual.lines().count()));
-        panic!(
-            "{} is out of date at line {}:\n  expected: {:?}\n  actual:   {:?}\n\
-             run with UPDATE_GOLDEN=1 and review the diff",
-            path.display(),
-            line + 1,
-            expected.lines().nth(line).unwrap_or("<end>"),
-            actual.lines().nth(line).unwrap_or("<end>"),
-        );
-    }
-}
-
 // ----------------------------------------------------------------------------------------------
 // Cases
 
@@ -443,11 +407,11 @@ fn seed() -> Vec<(&'static str, String)> {
     vec![
         (
             "qotm.yaml",
-            mapping("qotm", "prefix: /qotm/\nservice: qotm\n"),
+            mapping_body("qotm", "prefix: /qotm/\nservice: qotm\n"),
         ),
         (
             "qotmv2.yaml",
-            mapping("qotmv2", "prefix: /qotm/\nservice: qotmv2\nweight: 10\n"),
+            mapping_body("qotmv2", "prefix: /qotm/\nservice: qotmv2\nweight: 10\n"),
         ),
     ]
 }
@@ -455,12 +419,15 @@ fn seed() -> Vec<(&'static str, String)> {
 #[test]
 fn listener() {
     let t = translate::translate(&RouteTable::default(), &options());
-    golden("listener", &yaml(&t.listener));
+    assert_golden(golden_path("translate/listener.yaml"), &yaml(&t.listener));
 }
 
 #[test]
 fn seed_example() {
-    golden("seed", &render(&table(&seed()), &options()));
+    assert_golden(
+        golden_path("translate/seed.yaml"),
+        &render(&table(&seed()), &options()),
+    );
 }
 
 #[test]
@@ -468,56 +435,62 @@ fn header_canary() {
     let mut files = seed();
     files.push((
         "header-canary.yaml",
-        mapping(
+        mapping_body(
             "qotm-header-canary",
             "prefix: /qotm/\nservice: qotmv2\nheaders:\n  x-canary: \"true\"\n",
         ),
     ));
-    golden("header-canary", &render(&table(&files), &options()));
+    assert_golden(
+        golden_path("translate/header-canary.yaml"),
+        &render(&table(&files), &options()),
+    );
 }
 
 #[test]
 fn hosts_wildcards_and_host_regex() {
     let files = vec![
-        ("any.yaml", mapping("any", "prefix: /\nservice: any\n")),
+        ("any.yaml", mapping_body("any", "prefix: /\nservice: any\n")),
         (
             "exact.yaml",
-            mapping("exact", "prefix: /a/\nservice: exact\nhost: a.foo.com\n"),
+            mapping_body("exact", "prefix: /a/\nservice: exact\nhost: a.foo.com\n"),
         ),
         (
             "suffix.yaml",
-            mapping(
+            mapping_body(
                 "suffix",
                 "prefix: /s/\nservice: suffix\nhost: \"*.foo.com\"\n",
             ),
         ),
         (
             "deeper.yaml",
-            mapping(
+            mapping_body(
                 "deeper",
                 "prefix: /d/\nservice: deeper\nhost: \"*.b.foo.com\"\n",
             ),
         ),
         (
             "prefix.yaml",
-            mapping(
+            mapping_body(
                 "prefixed",
                 "prefix: /p/\nservice: prefixed\nhost: \"a.*\"\n",
             ),
         ),
         (
             "other.yaml",
-            mapping("other", "prefix: /o/\nservice: other\nhost: bar.com\n"),
+            mapping_body("other", "prefix: /o/\nservice: other\nhost: bar.com\n"),
         ),
         (
             "regex.yaml",
-            mapping(
+            mapping_body(
                 "regex",
                 "prefix: /r/\nservice: regex\nhost: \"^[a-z]+\\\\.example\\\\.com$\"\nhost_regex: true\n",
             ),
         ),
     ];
-    golden("hosts", &render(&table(&files), &options()));
+    assert_golden(
+        golden_path("translate/hosts.yaml"),
+        &render(&table(&files), &options()),
+    );
 }
 
 #[test]
@@ -525,92 +498,101 @@ fn chain_when_route_settings_differ() {
     let files = vec![
         (
             "a.yaml",
-            mapping("a", "prefix: /chain/\nservice: a\ntimeout_ms: 1000\n"),
+            mapping_body("a", "prefix: /chain/\nservice: a\ntimeout_ms: 1000\n"),
         ),
         (
             "b.yaml",
-            mapping(
+            mapping_body(
                 "b",
                 "prefix: /chain/\nservice: b\nweight: 30\ntimeout_ms: 5000\nhost_rewrite: b.internal\n",
             ),
         ),
         (
             "c.yaml",
-            mapping("c", "prefix: /chain/\nservice: c\nweight: 0\n"),
+            mapping_body("c", "prefix: /chain/\nservice: c\nweight: 0\n"),
         ),
     ];
-    golden("chain", &render(&table(&files), &options()));
+    assert_golden(
+        golden_path("translate/chain.yaml"),
+        &render(&table(&files), &options()),
+    );
 }
 
 #[test]
 fn shadow_on_a_route_and_on_a_chain() {
     let files = vec![
-        ("a.yaml", mapping("a", "prefix: /s/\nservice: a\n")),
+        ("a.yaml", mapping_body("a", "prefix: /s/\nservice: a\n")),
         (
             "b.yaml",
-            mapping("b", "prefix: /s/\nservice: b\nweight: 10\n"),
+            mapping_body("b", "prefix: /s/\nservice: b\nweight: 10\n"),
         ),
         (
             "m.yaml",
-            mapping(
+            mapping_body(
                 "mirror",
                 "prefix: /s/\nservice: mirror\nshadow: true\nweight: 25\n",
             ),
         ),
         (
             "c.yaml",
-            mapping("c", "prefix: /c/\nservice: c\nrewrite: /x/\n"),
+            mapping_body("c", "prefix: /c/\nservice: c\nrewrite: /x/\n"),
         ),
         (
             "d.yaml",
-            mapping("d", "prefix: /c/\nservice: d\nweight: 50\n"),
+            mapping_body("d", "prefix: /c/\nservice: d\nweight: 50\n"),
         ),
         (
             "n.yaml",
-            mapping("mirror-c", "prefix: /c/\nservice: mirror\nshadow: true\n"),
+            mapping_body("mirror-c", "prefix: /c/\nservice: mirror\nshadow: true\n"),
         ),
     ];
-    golden("shadow", &render(&table(&files), &options()));
+    assert_golden(
+        golden_path("translate/shadow.yaml"),
+        &render(&table(&files), &options()),
+    );
 }
 
 fn cluster_files() -> Vec<(&'static str, String)> {
     vec![
         (
             "grpc.yaml",
-            mapping(
+            mapping_body(
                 "grpc",
                 "prefix: /grpc/\nservice: grpc-svc:9000\ngrpc: true\nconnect_timeout_ms: 250\n",
             ),
         ),
         (
             "https.yaml",
-            mapping("https", "prefix: /tls/\nservice: https://api.example.com\n"),
+            mapping_body("https", "prefix: /tls/\nservice: https://api.example.com\n"),
         ),
         (
             "grpcs.yaml",
-            mapping(
+            mapping_body(
                 "grpcs",
                 "prefix: /grpcs/\nservice: https://grpc.example.com:8443\ngrpc: true\n",
             ),
         ),
         (
             "ip.yaml",
-            mapping("ip", "prefix: /ip/\nservice: 127.0.0.1:9001\n"),
+            mapping_body("ip", "prefix: /ip/\nservice: 127.0.0.1:9001\n"),
         ),
         (
             "ips.yaml",
-            mapping("ips", "prefix: /ips/\nservice: https://10.0.0.7:8443\n"),
+            mapping_body("ips", "prefix: /ips/\nservice: https://10.0.0.7:8443\n"),
         ),
         (
             "v6.yaml",
-            mapping("v6", "prefix: /v6/\nservice: \"[::1]:9002\"\n"),
+            mapping_body("v6", "prefix: /v6/\nservice: \"[::1]:9002\"\n"),
         ),
     ]
 }
 
 #[test]
 fn grpc_https_and_ip_clusters() {
-    golden("clusters", &render(&table(&cluster_files()), &options()));
+    assert_golden(
+        golden_path("translate/clusters.yaml"),
+        &render(&table(&cluster_files()), &options()),
+    );
 }
 
 #[test]
@@ -623,7 +605,10 @@ fn https_clusters_with_our_own_ca() {
         upstream_ca: Some("/etc/canary-xds/upstream-ca.pem".into()),
         ..options()
     };
-    golden("clusters-own-ca", &render(&table(&files), &options));
+    assert_golden(
+        golden_path("translate/clusters-own-ca.yaml"),
+        &render(&table(&files), &options),
+    );
 }
 
 #[test]
@@ -631,7 +616,7 @@ fn every_matcher_kind() {
     let files = vec![
         (
             "all.yaml",
-            mapping(
+            mapping_body(
                 "all",
                 "prefix: /all/\nservice: all\nmethod: post\ncase_sensitive: false\n\
                  headers:\n  x-exact: \"yes\"\n  x-present: true\n\
@@ -641,20 +626,23 @@ fn every_matcher_kind() {
         ),
         (
             "regex.yaml",
-            mapping(
+            mapping_body(
                 "regex",
                 "prefix: \"/(v1|v2)/qotm/.*\"\nprefix_regex: true\nservice: regex\nprecedence: 5\n",
             ),
         ),
         (
             "host-regex.yaml",
-            mapping(
+            mapping_body(
                 "host-regex",
                 "prefix: /h/\nservice: hr\nhost: \"^(www\\\\.)?foo\\\\.com$\"\nhost_regex: true\n",
             ),
         ),
     ];
-    golden("matchers", &render(&table(&files), &options()));
+    assert_golden(
+        golden_path("translate/matchers.yaml"),
+        &render(&table(&files), &options()),
+    );
 }
 
 #[test]
@@ -662,7 +650,7 @@ fn route_and_backend_settings() {
     let files = vec![
         (
             "single.yaml",
-            mapping(
+            mapping_body(
                 "single",
                 "prefix: /single/\nservice: single\nrewrite: \"\"\ntimeout_ms: 0\nidle_timeout_ms: 30000\n\
                  retry_policy:\n  retry_on: 5xx,reset\n  num_retries: 3\n  per_try_timeout: 250ms\n\
@@ -674,7 +662,7 @@ fn route_and_backend_settings() {
         ),
         (
             "w1.yaml",
-            mapping(
+            mapping_body(
                 "w1",
                 "prefix: /weighted/\nservice: w1\nuse_websocket: true\nhost_rewrite: w1.internal\n\
                  add_request_headers:\n  x-backend: w1\nremove_response_headers: [x-debug]\n",
@@ -682,7 +670,7 @@ fn route_and_backend_settings() {
         ),
         (
             "w2.yaml",
-            mapping(
+            mapping_body(
                 "w2",
                 "prefix: /weighted/\nservice: w2\nweight: 25\nuse_websocket: true\n\
                  add_response_headers:\n  x-canary: {value: \"yes\", append: false}\n\
@@ -690,7 +678,10 @@ fn route_and_backend_settings() {
             ),
         ),
     ];
-    golden("settings", &render(&table(&files), &options()));
+    assert_golden(
+        golden_path("translate/settings.yaml"),
+        &render(&table(&files), &options()),
+    );
 }
 
 // ----------------------------------------------------------------------------------------------
