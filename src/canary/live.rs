@@ -27,7 +27,8 @@ use hyper_util::rt::TokioExecutor;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::canary::statistics::{self, Bucket, Counts, Histogram, Method};
+use crate::canary::histogram::{Bucket, Histogram};
+use crate::canary::statistics::{self, Counts, Method};
 use crate::routes::table::{RouteTable, Tables, describe};
 
 /// Everything that can go wrong reading Envoy or the control plane.

@@ -427,8 +427,8 @@ fn wrap(out: &mut String, text: &str, indent: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::canary::histogram::{Bucket, Histogram};
     use crate::canary::live::{BackendConfig, ClusterWindow, RouteConfig, compare_windows};
-    use crate::canary::statistics::{Bucket, Histogram};
     use crate::cmd::{Cli, Command};
     use clap::Parser;
     use std::collections::BTreeMap;
