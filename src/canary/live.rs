@@ -259,8 +259,6 @@ pub struct ClusterWindow {
     pub requests: u64,
     /// Of those, 5xx.
     pub errors_5xx: u64,
-    /// Requests started (`upstream_rq_total`), retries included.
-    pub started: u64,
     /// The latencies of the window, in milliseconds (differences of cumulative buckets).
     pub rq_time: Histogram,
 }
@@ -293,7 +291,6 @@ pub fn window(before: &Sample, after: &Sample) -> BTreeMap<String, ClusterWindow
             let responses = c.responses() - p.responses();
             w.requests += responses;
             w.errors_5xx += c.rq_xx[4] - p.rq_xx[4];
-            w.started += c.rq_total - p.rq_total;
             let times = c
                 .rq_time
                 .since(&p.rq_time)
@@ -1545,7 +1542,6 @@ mod tests {
         let w = &windows["c"];
         assert_eq!(w.requests, 30 + 20);
         assert_eq!(w.errors_5xx, 2);
-        assert_eq!(w.started, 30 + 20);
         assert_eq!(w.rq_time.count(), 50);
         assert_eq!(windows["new"].requests, 4);
     }
@@ -1652,7 +1648,6 @@ mod tests {
         ClusterWindow {
             requests,
             errors_5xx: errors,
-            started: requests,
             rq_time,
         }
     }

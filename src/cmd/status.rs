@@ -558,7 +558,6 @@ mod tests {
         let w = |requests: u64, errors: u64, rq_time: Histogram| ClusterWindow {
             requests,
             errors_5xx: errors,
-            started: requests,
             rq_time,
         };
         let windows: BTreeMap<String, ClusterWindow> = [

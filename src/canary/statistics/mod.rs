@@ -86,76 +86,6 @@ pub fn normal_sf(z: f64) -> f64 {
     normal_cdf(-z)
 }
 
-/// The standard normal quantile: the `z` with `normal_cdf(z) == p`. `p` outside (0, 1) gives
-/// -inf, +inf or NaN.
-///
-/// Acklam's rational approximation (about 1e-9 relative), then one Halley step on
-/// [`normal_cdf`], which brings it to double precision.
-pub fn normal_quantile(p: f64) -> f64 {
-    if p.is_nan() || !(0.0..=1.0).contains(&p) {
-        return f64::NAN;
-    }
-    if p == 0.0 {
-        return f64::NEG_INFINITY;
-    }
-    if p == 1.0 {
-        return f64::INFINITY;
-    }
-    const A: [f64; 6] = [
-        -3.969_683_028_665_376e1,
-        2.209_460_984_245_205e2,
-        -2.759_285_104_469_687e2,
-        1.383_577_518_672_69e2,
-        -3.066_479_806_614_716e1,
-        2.506_628_277_459_239,
-    ];
-    const B: [f64; 5] = [
-        -5.447_609_879_822_406e1,
-        1.615_858_368_580_409e2,
-        -1.556_989_798_598_866e2,
-        6.680_131_188_771_972e1,
-        -1.328_068_155_288_572e1,
-    ];
-    const C: [f64; 6] = [
-        -7.784_894_002_430_293e-3,
-        -3.223_964_580_411_365e-1,
-        -2.400_758_277_161_838,
-        -2.549_732_539_343_734,
-        4.374_664_141_464_968,
-        2.938_163_982_698_783,
-    ];
-    const D: [f64; 4] = [
-        7.784_695_709_041_462e-3,
-        3.224_671_290_700_398e-1,
-        2.445_134_137_142_996,
-        3.754_408_661_907_416,
-    ];
-    const P_LOW: f64 = 0.02425;
-    let tail = |q: f64| {
-        (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5])
-            / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
-    };
-    let x = if p < P_LOW {
-        tail((-2.0 * p.ln()).sqrt())
-    } else if p <= 1.0 - P_LOW {
-        let q = p - 0.5;
-        let r = q * q;
-        (((((A[0] * r + A[1]) * r + A[2]) * r + A[3]) * r + A[4]) * r + A[5]) * q
-            / (((((B[0] * r + B[1]) * r + B[2]) * r + B[3]) * r + B[4]) * r + 1.0)
-    } else {
-        -tail((-2.0 * (1.0 - p).ln()).sqrt())
-    };
-    // Halley's step; in the upper tail work with the upper tail so that `p` close to 1 keeps
-    // its precision.
-    let e = if x > 0.0 {
-        (1.0 - p) - normal_sf(x)
-    } else {
-        normal_cdf(x) - p
-    };
-    let u = e * (2.0 * std::f64::consts::PI).sqrt() * (x * x / 2.0).exp();
-    x - u / (1.0 + x * u / 2.0)
-}
-
 // --- tests on error counts ---
 
 /// Requests and failures of one backend over one window.
@@ -165,13 +95,6 @@ pub struct Counts {
     pub requests: u64,
     /// Of those, failures (5xx).
     pub errors: u64,
-}
-
-impl Counts {
-    /// The failure rate, or `None` without requests.
-    pub fn error_rate(&self) -> Option<f64> {
-        (self.requests > 0).then(|| self.errors as f64 / self.requests as f64)
-    }
 }
 
 /// The result of the one-sided two-proportion z-test.
@@ -368,12 +291,6 @@ pub fn holm_adjust(p_values: &[f64]) -> Vec<f64> {
         out[i] = running;
     }
     out
-}
-
-/// Bonferroni's adjusted p-values: each times the number of tests, capped at 1.
-pub fn bonferroni_adjust(p_values: &[f64]) -> Vec<f64> {
-    let m = p_values.len() as f64;
-    p_values.iter().map(|p| (p * m).min(1.0)).collect()
 }
 
 #[cfg(test)]

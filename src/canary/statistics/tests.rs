@@ -16,7 +16,7 @@ fn c(requests: u64, errors: u64) -> Counts {
 }
 
 // Expected values of the normal distribution: Python's math.erfc (correctly rounded to a
-// few ulp), 0.5 * erfc(-z / sqrt(2)), and statistics.NormalDist().inv_cdf.
+// few ulp) and 0.5 * erfc(-z / sqrt(2)).
 #[test]
 fn normal_cdf_matches_reference_values() {
     let cases = [
@@ -55,33 +55,6 @@ fn normal_cdf_matches_reference_values() {
     ];
     for (x, e) in erfc {
         close(erfc_nonneg(x), e, 1e-12);
-    }
-}
-
-#[test]
-fn normal_quantile_matches_reference_values() {
-    let cases = [
-        (1e-10, -6.361340902404056),
-        (1e-6, -4.753424308822899),
-        (0.001, -3.090232306167813),
-        (0.01, -2.3263478740408408),
-        (0.025, -1.9599639845400538),
-        (0.05, -1.6448536269514726),
-        (0.3, -0.5244005127080407),
-        (0.9, 1.2815515655446008),
-        (0.99, 2.3263478740408408),
-        (0.999, 3.090232306167813),
-    ];
-    for (p, z) in cases {
-        close(normal_quantile(p), z, 1e-12);
-    }
-    assert_eq!(normal_quantile(0.5), 0.0);
-    assert_eq!(normal_quantile(0.0), f64::NEG_INFINITY);
-    assert_eq!(normal_quantile(1.0), f64::INFINITY);
-    assert!(normal_quantile(1.5).is_nan());
-    // The round trip.
-    for p in [1e-8, 0.0123, 0.4, 0.77, 0.995] {
-        close(normal_cdf(normal_quantile(p)), p, 1e-12);
     }
 }
 
@@ -202,13 +175,9 @@ fn error_test_picks_fisher_for_small_counts_and_z_for_huge_ones() {
 /// "holm")`): sorted 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1 = 0.02, 0.03, 0.06, 0.04,
 /// made monotone: 0.02, 0.03, 0.06, 0.06.
 #[test]
-fn holm_and_bonferroni_adjust_known_values() {
+fn holm_adjusts_known_values() {
     let adjusted = holm_adjust(&[0.01, 0.04, 0.03, 0.005]);
     for (a, e) in adjusted.iter().zip([0.03, 0.06, 0.06, 0.02]) {
-        close(*a, e, 1e-12);
-    }
-    let bonf = bonferroni_adjust(&[0.01, 0.04, 0.03, 0.005]);
-    for (a, e) in bonf.iter().zip([0.04, 0.16, 0.12, 0.02]) {
         close(*a, e, 1e-12);
     }
     assert_eq!(holm_adjust(&[0.6, 0.9]), vec![1.0, 1.0]);
