@@ -10,7 +10,7 @@ use tokio::sync::watch;
 
 use super::AdminState;
 use super::traffic::{LiveBackend, LiveRoute, LiveTraffic, Verdict};
-use crate::canary::live::{self, AdminClient, Role, Sample, Thresholds};
+use crate::canary::{self, AdminClient, Role, Sample, Thresholds};
 
 /// How often the Envoys are read.
 pub const TICK: Duration = Duration::from_secs(5);
@@ -50,8 +50,8 @@ pub async fn run(urls: Vec<String>, admin: Arc<AdminState>, mut stop: watch::Rec
         let thresholds = Thresholds::default();
         let mut routes = Vec::new();
         for (fleet, _, table) in served.fleets() {
-            let config = live::config_from_table(table, "control plane");
-            let report = live::compare(&config, first, last, &thresholds);
+            let config = canary::config_from_table(table, "control plane");
+            let report = canary::compare(&config, first, last, &thresholds);
             for r in report.routes {
                 if !r.backends.iter().any(|b| b.in_envoy) {
                     continue; // not served by the Envoys watched
@@ -81,14 +81,14 @@ fn empty(problems: Vec<String>) -> LiveTraffic {
     }
 }
 
-fn backend(b: live::BackendReport) -> LiveBackend {
+fn backend(b: canary::BackendReport) -> LiveBackend {
     let verdict = match b.verdict {
-        live::Verdict::Primary => None,
-        live::Verdict::Promoted => Some(Verdict::Promoted),
-        live::Verdict::Healthy => Some(Verdict::Healthy),
-        live::Verdict::NotEnoughTraffic => Some(Verdict::NotEnoughTraffic),
+        canary::Verdict::Primary => None,
+        canary::Verdict::Promoted => Some(Verdict::Promoted),
+        canary::Verdict::Healthy => Some(Verdict::Healthy),
+        canary::Verdict::NotEnoughTraffic => Some(Verdict::NotEnoughTraffic),
         // The reasons that made it worse (the others say what was fine).
-        live::Verdict::Worse => Some(Verdict::Worse {
+        canary::Verdict::Worse => Some(Verdict::Worse {
             reason: b
                 .reasons
                 .iter()

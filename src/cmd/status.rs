@@ -2,9 +2,9 @@
 //! primary with a verdict, as a table for people or JSON for pipelines; the exit code gates a
 //! deploy.
 //!
-//! The reading and the statistics live in [`crate::canary::live`] and [`crate::canary::statistics`]; this module is
-//! the command: flags, the loop over windows, and the two renderings. It reads flags only,
-//! never the environment, so a daemon's `CANARY_XDS_*` never changes what it says.
+//! The reading and the statistics live in [`crate::canary`]; this module is the command: flags,
+//! the loop over windows, and the two renderings. It reads flags only, never the environment,
+//! so a daemon's `CANARY_XDS_*` never changes what it says.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -14,7 +14,7 @@ use std::time::Duration;
 use clap::Args;
 use serde::Serialize;
 
-use crate::canary::live::{
+use crate::canary::{
     AdminClient, BackendReport, Config, LiveError, Report, Summary, Thresholds, Verdict,
     WeightsFrom, config_from_tables, ms, trim_float,
 };
@@ -212,7 +212,7 @@ async fn watch(args: &StatusArgs) -> u8 {
                 return 1;
             }
         };
-        let report = crate::canary::live::compare(&config, &before, &after, &thresholds);
+        let report = crate::canary::compare(&config, &before, &after, &thresholds);
         let code = report.exit_code(args.require_decision);
         let text = match args.format {
             Format::Table => table(&report, &config, args),
@@ -427,8 +427,8 @@ fn wrap(out: &mut String, text: &str, indent: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::canary::histogram::{Bucket, Histogram};
-    use crate::canary::live::{BackendConfig, ClusterWindow, RouteConfig, compare_windows};
+    use crate::canary::{BackendConfig, ClusterWindow, RouteConfig, compare_windows};
+    use crate::canary::{Bucket, Histogram};
     use crate::cmd::{Cli, Command};
     use clap::Parser;
     use std::collections::BTreeMap;
