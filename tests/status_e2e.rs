@@ -347,7 +347,7 @@ fn a_canary_that_failed_before_the_window_is_healthy_inside_it() {
     assert_eq!(backends[1].3, 0);
     // Since Envoy started, the canary did fail: over the totals the same test says "worse".
     let (main_cluster, _) = rig.clusters();
-    let counts = |cluster: &str| canary_xds::canary::Counts {
+    let counts = |cluster: &str| canary_xds::canary::RequestCounts {
         requests: rig
             .envoy
             .counter(&format!("cluster.{cluster}.upstream_rq_total")),

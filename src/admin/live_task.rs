@@ -9,8 +9,8 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 
 use super::AdminState;
-use super::traffic::{LiveBackend, LiveRoute, LiveTraffic, Verdict};
-use crate::canary::{self, AdminClient, Role, Sample, Thresholds};
+use super::traffic::{LiveBackend, LiveRoute, LiveTraffic, TrafficVerdict};
+use crate::canary::{self, AdminClient, BackendRole, FleetSample, Thresholds};
 
 /// How often the Envoys are read.
 pub const TICK: Duration = Duration::from_secs(5);
@@ -20,7 +20,7 @@ pub const WINDOW: Duration = Duration::from_secs(60);
 /// Reads `urls` until `stop`, publishing each window's comparison to `admin`.
 pub async fn run(urls: Vec<String>, admin: Arc<AdminState>, mut stop: watch::Receiver<bool>) {
     let client = AdminClient::new(Duration::from_secs(2));
-    let mut samples: VecDeque<Sample> = VecDeque::new();
+    let mut samples: VecDeque<FleetSample> = VecDeque::new();
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -50,7 +50,7 @@ pub async fn run(urls: Vec<String>, admin: Arc<AdminState>, mut stop: watch::Rec
         let thresholds = Thresholds::default();
         let mut routes = Vec::new();
         for (fleet, _, table) in served.fleets() {
-            let config = canary::config_from_table(table, "control plane");
+            let config = canary::ConfiguredWeights::from_table(table, "control plane");
             let report = canary::compare(&config, first, last, &thresholds);
             for r in report.routes {
                 if !r.backends.iter().any(|b| b.in_envoy) {
@@ -84,11 +84,11 @@ fn empty(problems: Vec<String>) -> LiveTraffic {
 fn backend(b: canary::BackendReport) -> LiveBackend {
     let verdict = match b.verdict {
         canary::Verdict::Primary => None,
-        canary::Verdict::Promoted => Some(Verdict::Promoted),
-        canary::Verdict::Healthy => Some(Verdict::Healthy),
-        canary::Verdict::NotEnoughTraffic => Some(Verdict::NotEnoughTraffic),
+        canary::Verdict::Promoted => Some(TrafficVerdict::Promoted),
+        canary::Verdict::Healthy => Some(TrafficVerdict::Healthy),
+        canary::Verdict::NotEnoughTraffic => Some(TrafficVerdict::NotEnoughTraffic),
         // The reasons that made it worse (the others say what was fine).
-        canary::Verdict::Worse => Some(Verdict::Worse {
+        canary::Verdict::Worse => Some(TrafficVerdict::Worse {
             reason: b
                 .reasons
                 .iter()
@@ -101,7 +101,7 @@ fn backend(b: canary::BackendReport) -> LiveBackend {
     LiveBackend {
         mapping: b.name,
         cluster: b.cluster,
-        primary: b.role == Role::Primary,
+        primary: b.role == BackendRole::Primary,
         configured_bp: b.weight_bp,
         observed_share: b.share.map(|s| s / 100.0),
         requests: b.requests,

@@ -12,10 +12,8 @@ use hyper_util::rt::TokioExecutor;
 
 use crate::canary::envoy_stats::{EnvoyStats, STATS_FILTER, parse_prometheus};
 use crate::canary::error::LiveError;
-use crate::canary::weights::Config;
-use crate::canary::weights::config_dump::config_from_config_dump;
-use crate::canary::weights::routes_json::config_from_routes_json;
-use crate::canary::window::Sample;
+use crate::canary::weights::ConfiguredWeights;
+use crate::canary::window::FleetSample;
 
 /// Reads Envoy admins and canary-xds's admin API over plain HTTP/1.1.
 #[derive(Clone)]
@@ -90,32 +88,36 @@ impl AdminClient {
 
     /// Every Envoy's stats, read concurrently. Any Envoy that cannot be read is an error: a
     /// fleet's numbers without one of its Envoys would mislead.
-    pub async fn sample(&self, admins: &[String]) -> Result<Sample, LiveError> {
+    pub async fn sample(&self, admins: &[String]) -> Result<FleetSample, LiveError> {
         let reads = admins.iter().map(|a| self.envoy_stats(a));
         let results = futures::future::join_all(reads).await;
         let mut envoys = BTreeMap::new();
         for (admin, r) in admins.iter().zip(results) {
             envoys.insert(admin.clone(), r?);
         }
-        Ok(Sample {
+        Ok(FleetSample {
             at: Instant::now(),
             envoys,
         })
     }
 
     /// The weights Envoy holds, from its `/config_dump`.
-    pub async fn envoy_config(&self, admin: &str) -> Result<Config, LiveError> {
+    pub async fn envoy_config(&self, admin: &str) -> Result<ConfiguredWeights, LiveError> {
         let url = format!(
             "{}/config_dump?resource=dynamic_route_configs",
             base_url(admin)?
         );
         let text = self.get(&url).await?;
-        config_from_config_dump(&text, &url).map_err(|e| LiveError::from_url(&url, e))
+        ConfiguredWeights::from_config_dump(&text, &url).map_err(|e| LiveError::from_url(&url, e))
     }
 
     /// The weights canary-xds serves to `fleet`, from its admin API (`http://host:8877`, or
     /// the full `/api/routes` URL).
-    pub async fn control_plane_config(&self, cp: &str, fleet: &str) -> Result<Config, LiveError> {
+    pub async fn control_plane_config(
+        &self,
+        cp: &str,
+        fleet: &str,
+    ) -> Result<ConfiguredWeights, LiveError> {
         let base = base_url(cp)?;
         let url = if base.ends_with("/api/routes") {
             base
@@ -123,7 +125,8 @@ impl AdminClient {
             format!("{base}/api/routes")
         };
         let text = self.get(&url).await?;
-        config_from_routes_json(&text, fleet, &url).map_err(|e| LiveError::from_url(&url, e))
+        ConfiguredWeights::from_routes_json(&text, fleet, &url)
+            .map_err(|e| LiveError::from_url(&url, e))
     }
 }
 

@@ -6,8 +6,8 @@ use std::time::Instant;
 
 use crate::canary::envoy_stats::{ClusterStats, EnvoyStats};
 use crate::canary::histogram::{Bucket, Histogram};
-use crate::canary::weights::{BackendConfig, Config, RouteConfig, WeightsFrom};
-use crate::canary::window::{ClusterWindow, Sample};
+use crate::canary::weights::{BackendWeight, ConfiguredWeights, RouteWeights, WeightsFrom};
+use crate::canary::window::{ClusterWindow, FleetSample};
 
 pub fn hist(pairs: &[(f64, u64)]) -> Histogram {
     Histogram::new(
@@ -41,8 +41,8 @@ pub fn envoy(uptime: u64, clusters: &[(&str, ClusterStats)]) -> EnvoyStats {
     }
 }
 
-pub fn sample(at: Instant, envoys: &[(&str, EnvoyStats)]) -> Sample {
-    Sample {
+pub fn sample(at: Instant, envoys: &[(&str, EnvoyStats)]) -> FleetSample {
+    FleetSample {
         at,
         envoys: envoys
             .iter()
@@ -51,8 +51,8 @@ pub fn sample(at: Instant, envoys: &[(&str, EnvoyStats)]) -> Sample {
     }
 }
 
-pub fn backend(cluster: &str, weight_bp: u32, weighted: Option<bool>) -> BackendConfig {
-    BackendConfig {
+pub fn backend(cluster: &str, weight_bp: u32, weighted: Option<bool>) -> BackendWeight {
+    BackendWeight {
         cluster: cluster.to_string(),
         mapping: Some(cluster.to_string()),
         namespace: Some("default".to_string()),
@@ -61,15 +61,15 @@ pub fn backend(cluster: &str, weight_bp: u32, weighted: Option<bool>) -> Backend
     }
 }
 
-pub fn config(routes: Vec<Vec<BackendConfig>>) -> Config {
-    Config {
+pub fn config(routes: Vec<Vec<BackendWeight>>) -> ConfiguredWeights {
+    ConfiguredWeights {
         weights_from: WeightsFrom::Dir,
         source: "test".into(),
         version: None,
         routes: routes
             .into_iter()
             .enumerate()
-            .map(|(i, backends)| RouteConfig {
+            .map(|(i, backends)| RouteWeights {
                 route: format!("/r{i}/"),
                 note: None,
                 backends,

@@ -4,9 +4,9 @@
 //! few seconds (the admin page's live traffic) use the same code:
 //!
 //! 1. **Read** (I/O, [`AdminClient`]): each Envoy's `/stats?format=prometheus` becomes an
-//!    [`EnvoyStats`]; the Envoys of a fleet read at one moment are a [`Sample`]. The configured
-//!    weights become a [`Config`], from canary-xds's admin API (`/api/routes`), from the files
-//!    (via [`config_from_tables`]), or from Envoy's own `/config_dump`.
+//!    [`EnvoyStats`]; the Envoys of a fleet read at one moment are a [`FleetSample`]. The configured
+//!    weights become a [`ConfiguredWeights`], from canary-xds's admin API (`/api/routes`), from the files
+//!    (via [`ConfiguredWeights::from_tables`]), or from Envoy's own `/config_dump`.
 //! 2. **Window** (pure, [`window`]): two samples give per-cluster deltas.
 //! 3. **Compare** (pure, [`compare`]): per route, the primary and its canaries side by side, with
 //!    a verdict per canary from the tests in [`statistics`], corrected across routes.
@@ -35,10 +35,10 @@ pub use envoy_stats::{ClusterStats, EnvoyStats};
 pub use error::LiveError;
 pub use format::{ms, trim_float};
 pub use histogram::{Bucket, Histogram, Quantile};
-pub use report::{BackendReport, ErrorTestReport, Report, Role, RouteReport, Summary, Verdict};
-pub use statistics::{Counts, ErrorTest, Method, error_test};
-pub use thresholds::Thresholds;
-pub use weights::{
-    BackendConfig, Config, RouteConfig, WeightsFrom, config_from_table, config_from_tables,
+pub use report::{
+    BackendReport, BackendRole, CanaryReport, ErrorTestReport, RouteReport, Verdict, VerdictCounts,
 };
-pub use window::{ClusterWindow, Sample};
+pub use statistics::{ErrorTest, ErrorTestMethod, RequestCounts, error_test};
+pub use thresholds::Thresholds;
+pub use weights::{BackendWeight, ConfiguredWeights, RouteWeights, WeightsFrom};
+pub use window::{ClusterWindow, FleetSample};

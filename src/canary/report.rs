@@ -3,13 +3,13 @@
 
 use serde::Serialize;
 
-use crate::canary::statistics::Method;
+use crate::canary::statistics::ErrorTestMethod;
 use crate::canary::thresholds::Thresholds;
 
 /// A backend's part in its route.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Role {
+pub enum BackendRole {
     Primary,
     Canary,
 }
@@ -45,7 +45,7 @@ impl std::fmt::Display for Verdict {
 /// The error test of one canary against its primary.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct ErrorTestReport {
-    pub method: Method,
+    pub method: ErrorTestMethod,
     /// One-sided p-value of "the canary fails more often".
     pub p_value: f64,
     /// After Holm's correction across every canary of the report; worse when at most `alpha`.
@@ -62,7 +62,7 @@ pub struct BackendReport {
     pub cluster: String,
     pub mapping: Option<String>,
     pub namespace: Option<String>,
-    pub role: Role,
+    pub role: BackendRole,
     /// The configured share, as a percentage.
     pub weight: f64,
     pub weight_bp: u32,
@@ -106,7 +106,7 @@ pub struct RouteReport {
 
 /// Every route with more than one backend over one window.
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Report {
+pub struct CanaryReport {
     pub window_seconds: f64,
     pub thresholds: Thresholds,
     pub routes: Vec<RouteReport>,
@@ -114,17 +114,17 @@ pub struct Report {
 
 /// How many canaries got each verdict.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct Summary {
+pub struct VerdictCounts {
     pub worse: usize,
     pub healthy: usize,
     pub not_enough_traffic: usize,
     pub promoted: usize,
 }
 
-impl Report {
-    /// Counts the canaries' verdicts.
-    pub fn summary(&self) -> Summary {
-        let mut s = Summary::default();
+impl CanaryReport {
+    /// RequestCounts the canaries' verdicts.
+    pub fn summary(&self) -> VerdictCounts {
+        let mut s = VerdictCounts::default();
         for b in self.routes.iter().flat_map(|r| &r.backends) {
             match b.verdict {
                 Verdict::Worse => s.worse += 1,

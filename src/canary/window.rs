@@ -10,7 +10,7 @@ use crate::canary::histogram::Histogram;
 
 /// The Envoys of a fleet, read at (about) one moment.
 #[derive(Clone, Debug)]
-pub struct Sample {
+pub struct FleetSample {
     /// When the reading finished.
     pub at: Instant,
     /// Each Envoy's stats by its admin URL.
@@ -33,7 +33,7 @@ pub struct ClusterWindow {
 /// so does a cluster that appeared in between. An Envoy missing from either sample (not read,
 /// just added) contributes nothing: its totals since it started are not a window. Clusters no
 /// Envoy knows are absent.
-pub fn window(before: &Sample, after: &Sample) -> BTreeMap<String, ClusterWindow> {
+pub fn window(before: &FleetSample, after: &FleetSample) -> BTreeMap<String, ClusterWindow> {
     let mut out: BTreeMap<String, ClusterWindow> = BTreeMap::new();
     for (url, now) in &after.envoys {
         let Some(then) = before.envoys.get(url) else {

@@ -15,8 +15,8 @@ use clap::Args;
 use serde::Serialize;
 
 use crate::canary::{
-    AdminClient, BackendReport, Config, LiveError, Report, Summary, Thresholds, Verdict,
-    WeightsFrom, config_from_tables, ms, trim_float,
+    AdminClient, BackendReport, CanaryReport, ConfiguredWeights, LiveError, Thresholds, Verdict,
+    VerdictCounts, WeightsFrom, ms, trim_float,
 };
 use crate::cmd::Format;
 use crate::input::source::DEFAULT_MAX_FILE_SIZE;
@@ -234,7 +234,10 @@ async fn watch(args: &StatusArgs) -> u8 {
 }
 
 /// The configured weights from the source the flags name.
-async fn read_config(client: &AdminClient, args: &StatusArgs) -> Result<Config, StatusError> {
+async fn read_config(
+    client: &AdminClient,
+    args: &StatusArgs,
+) -> Result<ConfiguredWeights, StatusError> {
     if let Some(cp) = &args.control_plane {
         return Ok(client.control_plane_config(cp, &args.fleet).await?);
     }
@@ -249,7 +252,7 @@ async fn read_config(client: &AdminClient, args: &StatusArgs) -> Result<Config, 
                 message: d.message.clone(),
             });
         }
-        return Ok(config_from_tables(
+        return Ok(ConfiguredWeights::from_tables(
             &compiled.tables,
             &args.fleet,
             &dir.display().to_string(),
@@ -279,14 +282,20 @@ struct StatusJson<'a> {
     /// The fleet whose weights were read; `null` when they came from Envoy.
     fleet: Option<&'a str>,
     #[serde(flatten)]
-    report: &'a Report,
-    summary: Summary,
+    report: &'a CanaryReport,
+    summary: VerdictCounts,
     exit_code: u8,
 }
 
 /// The JSON document, pretty for one verdict, one line per verdict with `--watch` (JSON
 /// Lines), so that a stream of them can be read line by line.
-pub fn json(report: &Report, config: &Config, args: &StatusArgs, code: u8, pretty: bool) -> String {
+pub fn json(
+    report: &CanaryReport,
+    config: &ConfiguredWeights,
+    args: &StatusArgs,
+    code: u8,
+    pretty: bool,
+) -> String {
     let doc = StatusJson {
         format: FORMAT,
         envoys: &args.envoy_admin,
@@ -308,7 +317,7 @@ pub fn json(report: &Report, config: &Config, args: &StatusArgs, code: u8, prett
 
 /// The human table: a heading, then per route one line per backend and the reasons for each
 /// canary's verdict below it, then the count of verdicts. Fits 80 columns for ordinary names.
-pub fn table(report: &Report, config: &Config, args: &StatusArgs) -> String {
+pub fn table(report: &CanaryReport, config: &ConfiguredWeights, args: &StatusArgs) -> String {
     let mut out = String::new();
     let from = match config.weights_from {
         WeightsFrom::ControlPlane => config.source.clone(),
@@ -427,7 +436,7 @@ fn wrap(out: &mut String, text: &str, indent: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::canary::{BackendConfig, ClusterWindow, RouteConfig, compare_windows};
+    use crate::canary::{BackendWeight, ClusterWindow, RouteWeights, compare_windows};
     use crate::canary::{Bucket, Histogram};
     use crate::cmd::{Cli, Command};
     use clap::Parser;
@@ -523,20 +532,20 @@ mod tests {
         ])
     }
 
-    fn example() -> (Report, Config, StatusArgs) {
-        let backend = |cluster: &str, mapping: &str, bp: u32, weighted: bool| BackendConfig {
+    fn example() -> (CanaryReport, ConfiguredWeights, StatusArgs) {
+        let backend = |cluster: &str, mapping: &str, bp: u32, weighted: bool| BackendWeight {
             cluster: cluster.into(),
             mapping: Some(mapping.into()),
             namespace: Some("default".into()),
             weight_bp: bp,
             weighted: Some(weighted),
         };
-        let config = Config {
+        let config = ConfiguredWeights {
             weights_from: WeightsFrom::ControlPlane,
             source: "http://127.0.0.1:8877/api/routes".into(),
             version: Some("3f2a9c1e".into()),
             routes: vec![
-                RouteConfig {
+                RouteWeights {
                     route: "/qotm/".into(),
                     note: None,
                     backends: vec![
@@ -544,7 +553,7 @@ mod tests {
                         backend("qotmv2", "qotmv2", 1000, true),
                     ],
                 },
-                RouteConfig {
+                RouteWeights {
                     route: "/search/ (host api.example.com, GET)".into(),
                     note: Some("held at its last good weights: search-v3.yaml has an error".into()),
                     backends: vec![

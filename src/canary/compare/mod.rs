@@ -4,16 +4,18 @@
 use std::collections::BTreeMap;
 
 use crate::canary::format::{ms, p_is, sci, signed_ms, trim_float};
-use crate::canary::report::{BackendReport, ErrorTestReport, Report, Role, RouteReport, Verdict};
-use crate::canary::statistics::{self, Counts};
+use crate::canary::report::{
+    BackendReport, BackendRole, CanaryReport, ErrorTestReport, RouteReport, Verdict,
+};
+use crate::canary::statistics::{self, RequestCounts};
 use crate::canary::thresholds::Thresholds;
-use crate::canary::weights::{BackendConfig, Config};
-use crate::canary::window::{ClusterWindow, Sample, window};
+use crate::canary::weights::{BackendWeight, ConfiguredWeights};
+use crate::canary::window::{ClusterWindow, FleetSample, window};
 
 /// The primary of a route: the backend of a Mapping without a weight (Ambassador's default
 /// Mapping; with several, the largest share); when every backend has a weight (or it is not
 /// known), the largest share. Ties go to the first by (namespace, name).
-pub fn primary_index(backends: &[BackendConfig]) -> Option<usize> {
+pub fn primary_index(backends: &[BackendWeight]) -> Option<usize> {
     let unweighted: Vec<usize> = (0..backends.len())
         .filter(|&i| backends[i].weighted == Some(false))
         .collect();
@@ -39,7 +41,12 @@ pub fn primary_index(backends: &[BackendConfig]) -> Option<usize> {
 
 /// Compares every canary with its route's primary over the window from `before` to `after`.
 /// Routes with fewer than two backends are left out.
-pub fn compare(config: &Config, before: &Sample, after: &Sample, t: &Thresholds) -> Report {
+pub fn compare(
+    config: &ConfiguredWeights,
+    before: &FleetSample,
+    after: &FleetSample,
+    t: &Thresholds,
+) -> CanaryReport {
     let windows = window(before, after);
     let seconds = after
         .at
@@ -51,11 +58,11 @@ pub fn compare(config: &Config, before: &Sample, after: &Sample, t: &Thresholds)
 
 /// [`compare`] on windows already computed (`seconds` long).
 pub fn compare_windows(
-    config: &Config,
+    config: &ConfiguredWeights,
     windows: &BTreeMap<String, ClusterWindow>,
     seconds: f64,
     t: &Thresholds,
-) -> Report {
+) -> CanaryReport {
     let none = ClusterWindow::default();
     let mut routes = Vec::new();
     // (route index, backend index, p-value) of every error test, for Holm's correction.
@@ -111,7 +118,7 @@ pub fn compare_windows(
             conclude(canary, &primary[0], t);
         }
     }
-    Report {
+    CanaryReport {
         window_seconds: seconds,
         thresholds: *t,
         routes,
@@ -120,7 +127,7 @@ pub fn compare_windows(
 
 /// The numbers of one backend over the window.
 fn measure(
-    b: &BackendConfig,
+    b: &BackendWeight,
     w: &ClusterWindow,
     in_envoy: bool,
     route_total: u64,
@@ -135,7 +142,11 @@ fn measure(
         cluster: b.cluster.clone(),
         mapping: b.mapping.clone(),
         namespace: b.namespace.clone(),
-        role: if primary { Role::Primary } else { Role::Canary },
+        role: if primary {
+            BackendRole::Primary
+        } else {
+            BackendRole::Canary
+        },
         weight: f64::from(b.weight_bp) / 100.0,
         weight_bp: b.weight_bp,
         share: pct(w.requests, route_total),
@@ -176,7 +187,7 @@ fn judge(
     if canary.verdict == Verdict::Promoted {
         return;
     }
-    let counts = |w: &ClusterWindow| Counts {
+    let counts = |w: &ClusterWindow| RequestCounts {
         requests: w.requests,
         errors: w.errors_5xx.min(w.requests),
     };

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 use super::*;
 use crate::canary::fixtures::{backend, config, envoy, sample, stats, times, win, windows};
 use crate::canary::histogram::Histogram;
-use crate::canary::statistics::Method;
+use crate::canary::statistics::ErrorTestMethod;
 
 #[test]
 fn the_primary_is_the_unweighted_mapping_else_the_largest_share() {
@@ -40,14 +40,14 @@ fn the_primary_is_the_unweighted_mapping_else_the_largest_share() {
     assert_eq!(primary_index(&[]), None);
 }
 
-fn main_canary(canary_bp: u32) -> Config {
+fn main_canary(canary_bp: u32) -> ConfiguredWeights {
     config(vec![vec![
         backend("main", 10_000 - canary_bp, Some(false)),
         backend("canary", canary_bp, Some(true)),
     ]])
 }
 
-fn verdict_of(r: &Report) -> (Verdict, bool, bool) {
+fn verdict_of(r: &CanaryReport) -> (Verdict, bool, bool) {
     let c = &r.routes[0].backends[1];
     (c.verdict, c.worse_errors, c.worse_latency)
 }
@@ -62,13 +62,13 @@ fn a_canary_failing_20_percent_is_worse_and_exits_3() {
     let r = compare_windows(&main_canary(1000), &w, 60.0, &t);
     assert_eq!(verdict_of(&r), (Verdict::Worse, true, false));
     let c = &r.routes[0].backends[1];
-    assert_eq!(c.role, Role::Canary);
+    assert_eq!(c.role, BackendRole::Canary);
     assert_eq!(r.routes[0].backends[0].verdict, Verdict::Primary);
     assert_eq!(c.share, Some(10.0));
     assert_eq!(c.success_rate, Some(80.0));
     assert!((c.requests_per_second - 1000.0 / 60.0).abs() < 1e-9);
     assert!((c.errors_5xx_per_second - 200.0 / 60.0).abs() < 1e-9);
-    assert_eq!(c.error_test.unwrap().method, Method::Fisher);
+    assert_eq!(c.error_test.unwrap().method, ErrorTestMethod::Fisher);
     assert!(
         c.reasons[0].starts_with("5xx 20% vs 0%: worse (Fisher p="),
         "{:?}",

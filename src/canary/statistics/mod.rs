@@ -90,7 +90,7 @@ pub fn normal_sf(z: f64) -> f64 {
 
 /// Requests and failures of one backend over one window.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Counts {
+pub struct RequestCounts {
     /// Requests answered.
     pub requests: u64,
     /// Of those, failures (5xx).
@@ -111,7 +111,11 @@ pub struct ZTest {
 /// alternative="larger")`. `continuity` subtracts Yates' correction (1/n1 + 1/n2)/2 from the
 /// difference, which brings the test closer to Fisher's. `None` when a side has no requests or
 /// the pooled rate is 0 or 1 (no variance: the data cannot show a difference).
-pub fn two_proportion_z(first: Counts, second: Counts, continuity: bool) -> Option<ZTest> {
+pub fn two_proportion_z(
+    first: RequestCounts,
+    second: RequestCounts,
+    continuity: bool,
+) -> Option<ZTest> {
     if first.requests == 0 || second.requests == 0 {
         return None;
     }
@@ -169,7 +173,7 @@ fn ln_choose(n: u64, k: u64) -> f64 {
 /// The hypergeometric terms are summed from the observed count outwards by their ratio, away
 /// from the mode (so each sum shrinks geometrically and stops when a term no longer counts):
 /// O(sqrt(errors)) steps at any size.
-pub fn fisher_exact_greater(first: Counts, second: Counts) -> f64 {
+pub fn fisher_exact_greater(first: RequestCounts, second: RequestCounts) -> f64 {
     let n1 = first.requests;
     let n2 = second.requests;
     let a = first.errors.min(n1);
@@ -221,18 +225,18 @@ pub fn fisher_exact_greater(first: Counts, second: Counts) -> f64 {
 /// Which test decided.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Method {
+pub enum ErrorTestMethod {
     /// Fisher's exact test, one-sided.
     Fisher,
     /// The pooled two-proportion z-test with continuity correction, one-sided.
     ZTest,
 }
 
-impl std::fmt::Display for Method {
+impl std::fmt::Display for ErrorTestMethod {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            Method::Fisher => "Fisher",
-            Method::ZTest => "z-test",
+            ErrorTestMethod::Fisher => "Fisher",
+            ErrorTestMethod::ZTest => "z-test",
         })
     }
 }
@@ -241,7 +245,7 @@ impl std::fmt::Display for Method {
 /// before any correction for multiple routes.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ErrorTest {
-    pub method: Method,
+    pub method: ErrorTestMethod,
     pub p_value: f64,
     /// The plain z statistic (no continuity correction), for people: how many standard errors
     /// the canary's rate is above the primary's. `None` when it is undefined (no errors at all).
@@ -251,21 +255,21 @@ pub struct ErrorTest {
 /// Tests whether `canary` fails more often than `primary`: Fisher's exact test up to
 /// [`FISHER_MAX_ERRORS`] errors, the continuity-corrected z-test beyond (see the module doc).
 /// `None` when a side has no requests: nothing can be said.
-pub fn error_test(canary: Counts, primary: Counts) -> Option<ErrorTest> {
+pub fn error_test(canary: RequestCounts, primary: RequestCounts) -> Option<ErrorTest> {
     if canary.requests == 0 || primary.requests == 0 {
         return None;
     }
     let z = two_proportion_z(canary, primary, false).map(|t| t.z);
     if canary.errors + primary.errors <= FISHER_MAX_ERRORS {
         return Some(ErrorTest {
-            method: Method::Fisher,
+            method: ErrorTestMethod::Fisher,
             p_value: fisher_exact_greater(canary, primary),
             z,
         });
     }
     let p_value = two_proportion_z(canary, primary, true).map_or(1.0, |t| t.p_value);
     Some(ErrorTest {
-        method: Method::ZTest,
+        method: ErrorTestMethod::ZTest,
         p_value,
         z,
     })

@@ -11,8 +11,8 @@ fn close(actual: f64, expected: f64, rel: f64) {
     );
 }
 
-fn c(requests: u64, errors: u64) -> Counts {
-    Counts { requests, errors }
+fn c(requests: u64, errors: u64) -> RequestCounts {
+    RequestCounts { requests, errors }
 }
 
 // Expected values of the normal distribution: Python's math.erfc (correctly rounded to a
@@ -159,12 +159,12 @@ fn fisher_stays_exact_on_large_tables() {
 #[test]
 fn error_test_picks_fisher_for_small_counts_and_z_for_huge_ones() {
     let t = error_test(c(1000, 30), c(9000, 90)).unwrap();
-    assert_eq!(t.method, Method::Fisher);
+    assert_eq!(t.method, ErrorTestMethod::Fisher);
     // 3% against 1%: p = 1.58e-6.
     assert!(t.p_value < 1e-5 && t.p_value > 1e-7, "{t:?}");
     assert!(t.z.unwrap() > 5.0);
     let t = error_test(c(10_000_000, 60_000), c(10_000_000, 50_000)).unwrap();
-    assert_eq!(t.method, Method::ZTest);
+    assert_eq!(t.method, ErrorTestMethod::ZTest);
     assert!(t.p_value < 1e-12);
     assert_eq!(error_test(c(0, 0), c(10, 1)), None);
     // A canary better than its primary is not worse.
@@ -226,7 +226,7 @@ impl SplitMix64 {
 
 /// The verdict's decision: worse when the one-sided p-value is at most alpha (one route,
 /// so Holm changes nothing).
-fn flags(canary: Counts, primary: Counts, alpha: f64) -> bool {
+fn flags(canary: RequestCounts, primary: RequestCounts, alpha: f64) -> bool {
     error_test(canary, primary).is_some_and(|t| t.p_value <= alpha)
 }
 
@@ -278,7 +278,12 @@ fn the_simulated_binomials_are_binomial() {
 
 /// The same question without the luck of a seed: the exact probability that the test flags
 /// identical traffic, summed over every pair of error counts with its binomial probability.
-fn false_positive_rate(n1: u64, n2: u64, p: f64, test: impl Fn(Counts, Counts) -> bool) -> f64 {
+fn false_positive_rate(
+    n1: u64,
+    n2: u64,
+    p: f64,
+    test: impl Fn(RequestCounts, RequestCounts) -> bool,
+) -> f64 {
     let pmf = |n: u64, k: u64| {
         (ln_choose(n, k) + k as f64 * p.ln() + (n - k) as f64 * (-p).ln_1p()).exp()
     };
@@ -312,7 +317,9 @@ fn the_exact_false_positive_rate_is_at_most_alpha() {
 /// at least 5", flags identical traffic on a 90/10 split in 1.5% of windows at alpha 1%.
 #[test]
 fn plain_z_test_overshoots_on_a_90_10_split() {
-    let z = |a: Counts, b: Counts| two_proportion_z(a, b, false).is_some_and(|t| t.p_value <= 0.01);
+    let z = |a: RequestCounts, b: RequestCounts| {
+        two_proportion_z(a, b, false).is_some_and(|t| t.p_value <= 0.01)
+    };
     let rate = false_positive_rate(1000, 9000, 0.01, z);
     assert!(rate > 0.014 && rate < 0.016, "{rate}");
 }

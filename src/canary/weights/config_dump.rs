@@ -5,82 +5,86 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use super::{BackendConfig, Config, RouteConfig, WeightsFrom};
+use super::{BackendWeight, ConfiguredWeights, RouteWeights, WeightsFrom};
 use crate::canary::error::LiveError;
 
-/// The weights Envoy holds, from `/config_dump?resource=dynamic_route_configs`: each route with
-/// `weighted_clusters`, and each chain of routes with the same match and cumulative
-/// `runtime_fraction`s (what canary-xds and Ambassador send when the backends' route settings
-/// differ). A route repeated in several virtual hosts is listed once. Whether a backend had an
-/// explicit weight is unknown here, so the primary is the largest share.
-pub fn config_from_config_dump(text: &str, source: &str) -> Result<Config, LiveError> {
-    let doc: Value = serde_json::from_str(text)?;
-    let configs = doc["configs"]
-        .as_array()
-        .ok_or_else(|| LiveError::Shape("not a route config dump: no \"configs\"".into()))?;
-    // Key: the match (without runtime_fraction) and the backends; value: the hosts it is in.
-    let mut seen: Vec<(String, Vec<BackendConfig>, BTreeSet<String>, String)> = Vec::new();
-    for c in configs {
-        for vh in c["route_config"]["virtual_hosts"]
+impl ConfiguredWeights {
+    /// The weights Envoy holds, from `/config_dump?resource=dynamic_route_configs`: each route with
+    /// `weighted_clusters`, and each chain of routes with the same match and cumulative
+    /// `runtime_fraction`s (what canary-xds and Ambassador send when the backends' route settings
+    /// differ). A route repeated in several virtual hosts is listed once. Whether a backend had an
+    /// explicit weight is unknown here, so the primary is the largest share.
+    pub fn from_config_dump(text: &str, source: &str) -> Result<ConfiguredWeights, LiveError> {
+        let doc: Value = serde_json::from_str(text)?;
+        let configs = doc["configs"]
             .as_array()
-            .into_iter()
-            .flatten()
-        {
-            let domains: Vec<String> = vh["domains"]
+            .ok_or_else(|| LiveError::Shape("not a route config dump: no \"configs\"".into()))?;
+        // Key: the match (without runtime_fraction) and the backends; value: the hosts it is in.
+        let mut seen: Vec<(String, Vec<BackendWeight>, BTreeSet<String>, String)> = Vec::new();
+        for c in configs {
+            for vh in c["route_config"]["virtual_hosts"]
                 .as_array()
                 .into_iter()
                 .flatten()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect();
-            let routes: &[Value] = vh["routes"].as_array().map_or(&[], Vec::as_slice);
-            for (matcher, backends) in split_routes(routes) {
-                if backends.len() < 2 {
-                    continue;
-                }
-                let key = matcher.to_string();
-                let label = describe_match(&matcher);
-                match seen
-                    .iter_mut()
-                    .find(|(k, b, _, _)| *k == key && *b == backends)
-                {
-                    Some((_, _, hosts, _)) => hosts.extend(domains.iter().cloned()),
-                    None => seen.push((key, backends, domains.iter().cloned().collect(), label)),
+            {
+                let domains: Vec<String> = vh["domains"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect();
+                let routes: &[Value] = vh["routes"].as_array().map_or(&[], Vec::as_slice);
+                for (matcher, backends) in split_routes(routes) {
+                    if backends.len() < 2 {
+                        continue;
+                    }
+                    let key = matcher.to_string();
+                    let label = describe_match(&matcher);
+                    match seen
+                        .iter_mut()
+                        .find(|(k, b, _, _)| *k == key && *b == backends)
+                    {
+                        Some((_, _, hosts, _)) => hosts.extend(domains.iter().cloned()),
+                        None => {
+                            seen.push((key, backends, domains.iter().cloned().collect(), label))
+                        }
+                    }
                 }
             }
         }
-    }
-    let routes = seen
-        .into_iter()
-        .map(|(_, backends, hosts, label)| {
-            let route = if hosts.contains("*") || hosts.is_empty() {
-                label
-            } else {
-                let hosts: Vec<String> = hosts.into_iter().collect();
-                format!("{label} (host {})", hosts.join(", "))
-            };
-            RouteConfig {
-                route,
-                note: None,
-                backends,
-            }
+        let routes = seen
+            .into_iter()
+            .map(|(_, backends, hosts, label)| {
+                let route = if hosts.contains("*") || hosts.is_empty() {
+                    label
+                } else {
+                    let hosts: Vec<String> = hosts.into_iter().collect();
+                    format!("{label} (host {})", hosts.join(", "))
+                };
+                RouteWeights {
+                    route,
+                    note: None,
+                    backends,
+                }
+            })
+            .collect();
+        Ok(ConfiguredWeights {
+            weights_from: WeightsFrom::Envoy,
+            source: source.to_string(),
+            version: None,
+            routes,
         })
-        .collect();
-    Ok(Config {
-        weights_from: WeightsFrom::Envoy,
-        source: source.to_string(),
-        version: None,
-        routes,
-    })
+    }
 }
 
 /// The routes of a virtual host as (match, backends): a `weighted_clusters` route is one
 /// entry; consecutive routes with the same match whose `runtime_fraction`s are cumulative
 /// thresholds form one entry (link i takes the fraction above link i-1's, the link without a
 /// fraction the rest).
-fn split_routes(routes: &[Value]) -> Vec<(Value, Vec<BackendConfig>)> {
-    let mut out: Vec<(Value, Vec<BackendConfig>)> = Vec::new();
-    let mut chain: Option<(Value, Vec<BackendConfig>, u32)> = None;
+fn split_routes(routes: &[Value]) -> Vec<(Value, Vec<BackendWeight>)> {
+    let mut out: Vec<(Value, Vec<BackendWeight>)> = Vec::new();
+    let mut chain: Option<(Value, Vec<BackendWeight>, u32)> = None;
     for r in routes {
         let mut matcher = r["match"].clone();
         let fraction = matcher
@@ -98,7 +102,7 @@ fn split_routes(routes: &[Value]) -> Vec<(Value, Vec<BackendConfig>)> {
             let (_, backends, cumulative) =
                 chain.get_or_insert_with(|| (matcher.clone(), Vec::new(), 0));
             let upto = fraction.unwrap_or(10_000).max(*cumulative);
-            backends.push(BackendConfig {
+            backends.push(BackendWeight {
                 cluster: cluster.to_string(),
                 mapping: name.map(str::to_string),
                 namespace: None,
@@ -133,7 +137,7 @@ fn split_routes(routes: &[Value]) -> Vec<(Value, Vec<BackendConfig>)> {
                 .iter()
                 .zip(&weights)
                 .enumerate()
-                .map(|(i, (c, w))| BackendConfig {
+                .map(|(i, (c, w))| BackendWeight {
                     cluster: c["name"].as_str().unwrap_or("").to_string(),
                     mapping: named.then(|| names[i].to_string()),
                     namespace: None,
@@ -211,7 +215,7 @@ mod tests {
 
     #[test]
     fn reads_weights_from_envoy_1_40_config_dump() {
-        let c = config_from_config_dump(CONFIG_DUMP, "dump").unwrap();
+        let c = ConfiguredWeights::from_config_dump(CONFIG_DUMP, "dump").unwrap();
         assert_eq!(c.weights_from, WeightsFrom::Envoy);
         let shown: Vec<(String, Vec<(String, u32)>)> = c
             .routes
@@ -269,7 +273,7 @@ mod tests {
             {"match": {"path": "/z"}, "route": {"weighted_clusters": {"clusters": [
                 {"name": "p", "weight": 3}, {"name": "q", "weight": 1}]}}}
         ]}]}}]});
-        let c = config_from_config_dump(&dump.to_string(), "d").unwrap();
+        let c = ConfiguredWeights::from_config_dump(&dump.to_string(), "d").unwrap();
         let weights: Vec<Vec<u32>> = c
             .routes
             .iter()
@@ -277,6 +281,6 @@ mod tests {
             .collect();
         assert_eq!(weights, [vec![2500, 3500, 4000], vec![7500, 2500]]);
         assert_eq!(c.routes[1].route, "=/z");
-        assert!(config_from_config_dump("{}", "d").is_err());
+        assert!(ConfiguredWeights::from_config_dump("{}", "d").is_err());
     }
 }

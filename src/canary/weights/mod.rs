@@ -23,28 +23,28 @@ pub enum WeightsFrom {
 
 /// The routes whose traffic is split, with each backend's configured weight.
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Config {
+pub struct ConfiguredWeights {
     pub weights_from: WeightsFrom,
     /// The URL or directory read.
     pub source: String,
     /// The control plane's version of what it serves, when it says.
     pub version: Option<String>,
-    pub routes: Vec<RouteConfig>,
+    pub routes: Vec<RouteWeights>,
 }
 
 /// One route: a description for people, and its backends.
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct RouteConfig {
+pub struct RouteWeights {
     /// `/qotm/` or `/qotm/ (host foo.com, GET)`, as `check` describes routes.
     pub route: String,
     /// Something to know about the route, e.g. that `serve` holds it at its last good weights.
     pub note: Option<String>,
-    pub backends: Vec<BackendConfig>,
+    pub backends: Vec<BackendWeight>,
 }
 
 /// One backend of a route.
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct BackendConfig {
+pub struct BackendWeight {
     /// The Envoy cluster whose stats are this backend's.
     pub cluster: String,
     /// The Mapping's name, when known.
@@ -56,7 +56,7 @@ pub struct BackendConfig {
     pub weighted: Option<bool>,
 }
 
-impl BackendConfig {
+impl BackendWeight {
     /// How people know it: the Mapping (`name`, `name.namespace` outside `default`), else the
     /// cluster.
     pub fn label(&self) -> String {
@@ -68,46 +68,48 @@ impl BackendConfig {
     }
 }
 
-/// The weights of one fleet of in-memory route tables (the files read with
-/// `check::check_dir`); a fleet no Mapping names has no routes.
-pub fn config_from_tables(tables: &Tables, fleet: &str, source: &str) -> Config {
-    match tables.fleet(fleet) {
-        Some(t) => config_from_table(t, source),
-        None => Config {
+impl ConfiguredWeights {
+    /// The weights of one fleet of in-memory route tables (the files read with
+    /// `check::check_dir`); a fleet no Mapping names has no routes.
+    pub fn from_tables(tables: &Tables, fleet: &str, source: &str) -> ConfiguredWeights {
+        match tables.fleet(fleet) {
+            Some(t) => ConfiguredWeights::from_table(t, source),
+            None => ConfiguredWeights {
+                weights_from: WeightsFrom::Dir,
+                source: source.to_string(),
+                version: None,
+                routes: Vec::new(),
+            },
+        }
+    }
+
+    /// The weights of one route table, such as the one `serve` publishes for a fleet; the
+    /// caller may set `weights_from` and `version` to say where it came from.
+    pub fn from_table(table: &RouteTable, source: &str) -> ConfiguredWeights {
+        let routes = table
+            .routes
+            .iter()
+            .map(|r| RouteWeights {
+                route: describe(&r.key),
+                note: r.held.clone(),
+                backends: r
+                    .backends
+                    .iter()
+                    .map(|b| BackendWeight {
+                        cluster: b.cluster.clone(),
+                        mapping: Some(b.mapping.id.name.clone()),
+                        namespace: Some(b.mapping.id.namespace.clone()),
+                        weight_bp: b.weight_bp,
+                        weighted: Some(b.mapping.weight.is_some()),
+                    })
+                    .collect(),
+            })
+            .collect();
+        ConfiguredWeights {
             weights_from: WeightsFrom::Dir,
             source: source.to_string(),
             version: None,
-            routes: Vec::new(),
-        },
-    }
-}
-
-/// The weights of one route table, such as the one `serve` publishes for a fleet; the
-/// caller may set `weights_from` and `version` to say where it came from.
-pub fn config_from_table(table: &RouteTable, source: &str) -> Config {
-    let routes = table
-        .routes
-        .iter()
-        .map(|r| RouteConfig {
-            route: describe(&r.key),
-            note: r.held.clone(),
-            backends: r
-                .backends
-                .iter()
-                .map(|b| BackendConfig {
-                    cluster: b.cluster.clone(),
-                    mapping: Some(b.mapping.id.name.clone()),
-                    namespace: Some(b.mapping.id.namespace.clone()),
-                    weight_bp: b.weight_bp,
-                    weighted: Some(b.mapping.weight.is_some()),
-                })
-                .collect(),
-        })
-        .collect();
-    Config {
-        weights_from: WeightsFrom::Dir,
-        source: source.to_string(),
-        version: None,
-        routes,
+            routes,
+        }
     }
 }

@@ -3,86 +3,92 @@
 
 use serde_json::Value;
 
-use super::{BackendConfig, Config, RouteConfig, WeightsFrom};
+use super::{BackendWeight, ConfiguredWeights, RouteWeights, WeightsFrom};
 use crate::canary::error::LiveError;
 
-/// The weights of one fleet from canary-xds's `/api/routes` (or `check --format json`, with
-/// or without `--all-fleets`). Read leniently: unknown fields are ignored, a backend needs only
-/// `cluster` and `weight_bp` (or `weight`, a percentage); `weighted` is used when present.
-pub fn config_from_routes_json(text: &str, fleet: &str, source: &str) -> Result<Config, LiveError> {
-    let doc: Value = serde_json::from_str(text)?;
-    let obj = doc
-        .as_object()
-        .ok_or_else(|| LiveError::Shape("a route table must be a JSON object".into()))?;
-    let (routes, version) = if let Some(fleets) = obj.get("fleets").and_then(Value::as_object) {
-        let f = fleets.get(fleet);
-        (
-            f.and_then(|f| f.get("routes")),
-            f.and_then(|f| f.get("version"))
-                .or_else(|| obj.get("version")),
-        )
-    } else if obj.contains_key("routes") {
-        if let Some(named) = obj.get("fleet").and_then(Value::as_str)
-            && named != fleet
+impl ConfiguredWeights {
+    /// The weights of one fleet from canary-xds's `/api/routes` (or `check --format json`, with
+    /// or without `--all-fleets`). Read leniently: unknown fields are ignored, a backend needs only
+    /// `cluster` and `weight_bp` (or `weight`, a percentage); `weighted` is used when present.
+    pub fn from_routes_json(
+        text: &str,
+        fleet: &str,
+        source: &str,
+    ) -> Result<ConfiguredWeights, LiveError> {
+        let doc: Value = serde_json::from_str(text)?;
+        let obj = doc
+            .as_object()
+            .ok_or_else(|| LiveError::Shape("a route table must be a JSON object".into()))?;
+        let (routes, version) = if let Some(fleets) = obj.get("fleets").and_then(Value::as_object) {
+            let f = fleets.get(fleet);
+            (
+                f.and_then(|f| f.get("routes")),
+                f.and_then(|f| f.get("version"))
+                    .or_else(|| obj.get("version")),
+            )
+        } else if obj.contains_key("routes") {
+            if let Some(named) = obj.get("fleet").and_then(Value::as_str)
+                && named != fleet
+            {
+                return Err(LiveError::Shape(format!(
+                    "the route table is fleet {named}'s, not {fleet}'s"
+                )));
+            }
+            (obj.get("routes"), obj.get("version"))
+        } else {
+            return Err(LiveError::Shape(
+                "not a route table: no \"routes\" and no \"fleets\"".into(),
+            ));
+        };
+        let version = version.and_then(|v| match v {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        });
+        let mut out = Vec::new();
+        for (i, r) in routes
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
         {
-            return Err(LiveError::Shape(format!(
-                "the route table is fleet {named}'s, not {fleet}'s"
-            )));
-        }
-        (obj.get("routes"), obj.get("version"))
-    } else {
-        return Err(LiveError::Shape(
-            "not a route table: no \"routes\" and no \"fleets\"".into(),
-        ));
-    };
-    let version = version.and_then(|v| match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    });
-    let mut out = Vec::new();
-    for (i, r) in routes
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-        .iter()
-        .enumerate()
-    {
-        let mut backends = Vec::new();
-        for b in r["backends"].as_array().into_iter().flatten() {
-            let cluster = b["cluster"].as_str().ok_or_else(|| {
-                LiveError::Shape(format!("route {}: a backend without \"cluster\"", i + 1))
-            })?;
-            let weight_bp = match (b["weight_bp"].as_u64(), b["weight"].as_f64()) {
-                (Some(bp), _) => bp,
-                (None, Some(pct)) => (pct * 100.0).round() as u64,
-                (None, None) => {
-                    return Err(LiveError::Shape(format!(
-                        "route {}: backend {cluster} without \"weight_bp\"",
-                        i + 1
-                    )));
-                }
-            };
-            backends.push(BackendConfig {
-                cluster: cluster.to_string(),
-                mapping: b["mapping"].as_str().map(str::to_string),
-                namespace: b["namespace"].as_str().map(str::to_string),
-                weight_bp: u32::try_from(weight_bp.min(10_000)).unwrap_or(10_000),
-                weighted: b["weighted"].as_bool(),
+            let mut backends = Vec::new();
+            for b in r["backends"].as_array().into_iter().flatten() {
+                let cluster = b["cluster"].as_str().ok_or_else(|| {
+                    LiveError::Shape(format!("route {}: a backend without \"cluster\"", i + 1))
+                })?;
+                let weight_bp = match (b["weight_bp"].as_u64(), b["weight"].as_f64()) {
+                    (Some(bp), _) => bp,
+                    (None, Some(pct)) => (pct * 100.0).round() as u64,
+                    (None, None) => {
+                        return Err(LiveError::Shape(format!(
+                            "route {}: backend {cluster} without \"weight_bp\"",
+                            i + 1
+                        )));
+                    }
+                };
+                backends.push(BackendWeight {
+                    cluster: cluster.to_string(),
+                    mapping: b["mapping"].as_str().map(str::to_string),
+                    namespace: b["namespace"].as_str().map(str::to_string),
+                    weight_bp: u32::try_from(weight_bp.min(10_000)).unwrap_or(10_000),
+                    weighted: b["weighted"].as_bool(),
+                });
+            }
+            out.push(RouteWeights {
+                route: describe_json(r),
+                note: r["held"].as_str().map(str::to_string),
+                backends,
             });
         }
-        out.push(RouteConfig {
-            route: describe_json(r),
-            note: r["held"].as_str().map(str::to_string),
-            backends,
-        });
+        Ok(ConfiguredWeights {
+            weights_from: WeightsFrom::ControlPlane,
+            source: source.to_string(),
+            version,
+            routes: out,
+        })
     }
-    Ok(Config {
-        weights_from: WeightsFrom::ControlPlane,
-        source: source.to_string(),
-        version,
-        routes: out,
-    })
 }
 
 /// A route of the JSON described as `table::describe` describes a route.
@@ -138,7 +144,6 @@ fn describe_json(r: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::canary::weights::config_from_tables;
     use crate::input::parse::parse_file;
     use crate::routes::table::compile;
 
@@ -189,7 +194,7 @@ service: edge
     #[test]
     fn the_route_json_reads_back_as_the_table() {
         let compiled = compile(&[parse_file("m.yaml", MAPPINGS.as_bytes())], None);
-        let from_tables = config_from_tables(&compiled.tables, "default", "dir");
+        let from_tables = ConfiguredWeights::from_tables(&compiled.tables, "default", "dir");
         assert_eq!(from_tables.routes.len(), 2);
         assert_eq!(
             from_tables.routes[0].route,
@@ -199,7 +204,7 @@ service: edge
         let mut value: Value = serde_json::from_str(&doc).unwrap();
         value["version"] = Value::from("v42");
         let text = value.to_string();
-        let from_json = config_from_routes_json(&text, "default", "cp").unwrap();
+        let from_json = ConfiguredWeights::from_routes_json(&text, "default", "cp").unwrap();
         assert_eq!(from_json.version.as_deref(), Some("v42"));
         assert_eq!(from_json.weights_from, WeightsFrom::ControlPlane);
         assert_eq!(from_json.routes, from_tables.routes);
@@ -209,16 +214,16 @@ service: edge
         // One fleet's document, and another fleet of the all-fleets one.
         let one = crate::routes::render::json(&compiled.tables, Some("default"), &[]);
         assert_eq!(
-            config_from_routes_json(&one, "default", "cp")
+            ConfiguredWeights::from_routes_json(&one, "default", "cp")
                 .unwrap()
                 .routes,
             from_tables.routes
         );
-        assert!(config_from_routes_json(&one, "edge", "cp").is_err());
-        let edge = config_from_routes_json(&text, "edge", "cp").unwrap();
+        assert!(ConfiguredWeights::from_routes_json(&one, "edge", "cp").is_err());
+        let edge = ConfiguredWeights::from_routes_json(&text, "edge", "cp").unwrap();
         assert_eq!(edge.routes[0].backends[0].cluster, "edge");
         assert!(
-            config_from_routes_json(&text, "nobody", "cp")
+            ConfiguredWeights::from_routes_json(&text, "nobody", "cp")
                 .unwrap()
                 .routes
                 .is_empty()
@@ -231,7 +236,7 @@ service: edge
         let text = r#"{"version": 7, "routes": [{"prefix": "/a/", "extra": 1, "backends": [
             {"cluster": "a", "weight": 90.5, "mapping": "a"},
             {"cluster": "b", "weight_bp": 950, "held": "x"}]}]}"#;
-        let c = config_from_routes_json(text, "default", "cp").unwrap();
+        let c = ConfiguredWeights::from_routes_json(text, "default", "cp").unwrap();
         assert_eq!(c.version.as_deref(), Some("7"));
         let b = &c.routes[0].backends;
         assert_eq!(
@@ -247,7 +252,7 @@ service: edge
             "not json",
         ] {
             assert!(
-                config_from_routes_json(bad, "default", "cp").is_err(),
+                ConfiguredWeights::from_routes_json(bad, "default", "cp").is_err(),
                 "{bad}"
             );
         }
