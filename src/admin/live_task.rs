@@ -92,8 +92,8 @@ fn backend(b: canary::BackendReport) -> LiveBackend {
             reason: b
                 .reasons
                 .iter()
-                .filter(|r| !r.contains("not worse"))
-                .cloned()
+                .filter(|r| r.is_worse())
+                .map(ToString::to_string)
                 .collect::<Vec<_>>()
                 .join("; "),
         }),

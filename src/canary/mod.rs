@@ -20,6 +20,7 @@ mod envoy_stats;
 mod error;
 mod format;
 mod histogram;
+mod reason;
 mod report;
 mod statistics;
 mod thresholds;
@@ -35,6 +36,7 @@ pub use envoy_stats::{ClusterStats, EnvoyStats};
 pub use error::LiveError;
 pub use format::{ms, trim_float};
 pub use histogram::{Bucket, Histogram, Quantile};
+pub use reason::VerdictReason;
 pub use report::{
     BackendReport, BackendRole, CanaryReport, ErrorTestReport, RouteReport, Verdict, VerdictCounts,
 };

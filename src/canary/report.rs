@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use crate::canary::reason::VerdictReason;
 use crate::canary::statistics::ErrorTestMethod;
 use crate::canary::thresholds::Thresholds;
 
@@ -89,8 +90,8 @@ pub struct BackendReport {
     pub worse_errors: bool,
     /// Worse because of its p99.
     pub worse_latency: bool,
-    /// Why, in words.
-    pub reasons: Vec<String>,
+    /// Why: each test's outcome, then what kept the tests from deciding (as words in JSON).
+    pub reasons: Vec<VerdictReason>,
     /// The error test, when one ran.
     pub error_test: Option<ErrorTestReport>,
 }

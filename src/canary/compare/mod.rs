@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::canary::format::{ms, p_is, sci, signed_ms, trim_float};
+use crate::canary::reason::VerdictReason;
 use crate::canary::report::{
     BackendReport, BackendRole, CanaryReport, ErrorTestReport, RouteReport, Verdict,
 };
@@ -209,45 +209,26 @@ fn judge(
 /// The verdict and its reasons, once the error test's p-value is corrected.
 fn conclude(canary: &mut BackendReport, primary: &BackendReport, t: &Thresholds) {
     if canary.verdict == Verdict::Promoted {
-        canary.reasons = vec![format!(
-            "at 100%: {} gets no traffic to compare it with",
-            primary.name
-        )];
+        canary.reasons = vec![VerdictReason::Promoted {
+            primary: primary.name.clone(),
+        }];
         return;
     }
     let mut reasons = Vec::new();
     canary.worse_errors = canary
         .error_test
         .is_some_and(|e| e.adjusted_p_value <= t.alpha);
-    let rate = |b: &BackendReport| {
-        b.success_rate.map_or("-".to_string(), |s| {
-            format!("{}%", trim_float(100.0 - s, 2))
-        })
-    };
+    let five_xx = |b: &BackendReport| b.success_rate.map(|s| 100.0 - s);
     if let Some(e) = &canary.error_test {
-        let verb = if canary.worse_errors {
-            "worse"
-        } else {
-            "not worse"
-        };
-        let cmp = if canary.worse_errors { "<=" } else { ">" };
-        // The corrected p-value only when the correction changed it (several canaries).
-        let test = if e.adjusted_p_value == e.p_value {
-            format!("{} {} {cmp} {}", e.method, p_is(e.p_value), sci(t.alpha))
-        } else {
-            format!(
-                "{} {}, Holm-adjusted {} {cmp} {}",
-                e.method,
-                p_is(e.p_value),
-                sci(e.adjusted_p_value),
-                sci(t.alpha)
-            )
-        };
-        reasons.push(format!(
-            "5xx {} vs {}: {verb} ({test})",
-            rate(canary),
-            rate(primary)
-        ));
+        reasons.push(VerdictReason::ErrorTest {
+            canary_5xx_percent: five_xx(canary),
+            primary_5xx_percent: five_xx(primary),
+            method: e.method,
+            p_value: e.p_value,
+            adjusted_p_value: e.adjusted_p_value,
+            alpha: t.alpha,
+            worse: canary.worse_errors,
+        });
     }
     let latency_decided = canary.timed_requests >= t.min_requests
         && primary.timed_requests >= t.min_requests
@@ -256,20 +237,13 @@ fn conclude(canary: &mut BackendReport, primary: &BackendReport, t: &Thresholds)
     if let (Some(c99), Some(p99)) = (canary.p99_ms, primary.p99_ms)
         && latency_decided
     {
-        let verb = if canary.worse_latency {
-            "worse"
-        } else {
-            "not worse"
-        };
-        reasons.push(format!(
-            "p99 {} vs {}: {verb} (x{} and {}; limits x{} and +{})",
-            ms(c99),
-            ms(p99),
-            trim_float(c99 / p99.max(1e-9), 2),
-            signed_ms(c99 - p99),
-            trim_float(t.p99_ratio, 2),
-            ms(t.p99_margin_ms),
-        ));
+        reasons.push(VerdictReason::LatencyTest {
+            canary_p99_ms: c99,
+            primary_p99_ms: p99,
+            p99_ratio: t.p99_ratio,
+            p99_margin_ms: t.p99_margin_ms,
+            worse: canary.worse_latency,
+        });
     }
     let enough = canary.requests >= t.min_requests && primary.requests >= t.min_requests;
     canary.verdict = if canary.worse_errors || canary.worse_latency {
@@ -278,22 +252,22 @@ fn conclude(canary: &mut BackendReport, primary: &BackendReport, t: &Thresholds)
         Verdict::Healthy
     } else {
         if !canary.in_envoy {
-            reasons.push(format!(
-                "no Envoy has a cluster {}: wrong --envoy-admin, or another fleet?",
-                canary.cluster
-            ));
+            reasons.push(VerdictReason::NotInEnvoy {
+                cluster: canary.cluster.clone(),
+            });
         }
         if !enough {
-            reasons.push(format!(
-                "{} requests on the canary and {} on the primary; {} needed on each",
-                canary.requests, primary.requests, t.min_requests
-            ));
+            reasons.push(VerdictReason::TooFewRequests {
+                canary: canary.requests,
+                primary: primary.requests,
+                needed: t.min_requests,
+            });
         } else if !latency_decided {
-            reasons.push(format!(
-                "latency: {} timed requests on the canary and {} on the primary; {} needed \
-                 on each (Envoy updates histograms at each stats flush, every 5 s by default)",
-                canary.timed_requests, primary.timed_requests, t.min_requests
-            ));
+            reasons.push(VerdictReason::TooFewTimedRequests {
+                canary: canary.timed_requests,
+                primary: primary.timed_requests,
+                needed: t.min_requests,
+            });
         }
         Verdict::NotEnoughTraffic
     };

@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 use super::*;
 use crate::canary::fixtures::{backend, config, envoy, sample, stats, times, win, windows};
 use crate::canary::histogram::Histogram;
+use crate::canary::reason::VerdictReason;
 use crate::canary::statistics::ErrorTestMethod;
 
 #[test]
@@ -70,7 +71,14 @@ fn a_canary_failing_20_percent_is_worse_and_exits_3() {
     assert!((c.errors_5xx_per_second - 200.0 / 60.0).abs() < 1e-9);
     assert_eq!(c.error_test.unwrap().method, ErrorTestMethod::Fisher);
     assert!(
-        c.reasons[0].starts_with("5xx 20% vs 0%: worse (Fisher p="),
+        c.reasons[0]
+            .to_string()
+            .starts_with("5xx 20% vs 0%: worse (Fisher p="),
+        "{:?}",
+        c.reasons
+    );
+    assert!(
+        matches!(c.reasons[0], VerdictReason::ErrorTest { worse: true, .. }),
         "{:?}",
         c.reasons
     );
@@ -106,9 +114,18 @@ fn too_little_traffic_is_undecided_and_exits_4_only_when_required() {
         r.routes[0].backends[1]
             .reasons
             .iter()
-            .any(|m| m.contains("199 requests on the canary")),
+            .any(|m| m.to_string().contains("199 requests on the canary")),
         "{:?}",
         r.routes[0].backends[1].reasons
+    );
+    assert!(
+        r.routes[0].backends[1]
+            .reasons
+            .contains(&VerdictReason::TooFewRequests {
+                canary: 199,
+                primary: 1800,
+                needed: 200
+            })
     );
     assert_eq!(r.exit_code(false), 0);
     assert_eq!(r.exit_code(true), 4);
@@ -126,16 +143,36 @@ fn too_little_traffic_is_undecided_and_exits_4_only_when_required() {
     ]);
     let r = compare_windows(&main_canary(1000), &w, 60.0, &t);
     assert_eq!(verdict_of(&r).0, Verdict::NotEnoughTraffic);
-    assert!(r.routes[0].backends[1].reasons[1].starts_with("latency: 0 timed requests"));
+    assert!(
+        r.routes[0].backends[1].reasons[1]
+            .to_string()
+            .starts_with("latency: 0 timed requests")
+    );
+    assert_eq!(
+        r.routes[0].backends[1].reasons[1],
+        VerdictReason::TooFewTimedRequests {
+            canary: 0,
+            primary: 0,
+            needed: 200
+        }
+    );
     // A cluster no Envoy knows.
     let w = windows(&[("main", win(1800, 0, times(1800, 1.0, 2.0)))]);
     let r = compare_windows(&main_canary(1000), &w, 60.0, &t);
     let c = &r.routes[0].backends[1];
     assert!(!c.in_envoy && c.verdict == Verdict::NotEnoughTraffic);
     assert!(
-        c.reasons[0].contains("no Envoy has a cluster canary"),
+        c.reasons[0]
+            .to_string()
+            .contains("no Envoy has a cluster canary"),
         "{:?}",
         c.reasons
+    );
+    assert_eq!(
+        c.reasons[0],
+        VerdictReason::NotInEnvoy {
+            cluster: "canary".into()
+        }
     );
 }
 
