@@ -9,7 +9,7 @@ use crate::canary::report::{
 };
 use crate::canary::statistics::{self, RequestCounts};
 use crate::canary::thresholds::Thresholds;
-use crate::canary::weights::{BackendWeight, ConfiguredWeights};
+use crate::canary::weights::{BackendWeight, ConfiguredWeights, RouteWeights};
 use crate::canary::window::{ClusterWindow, FleetSample, window};
 
 /// The primary of a route: the backend of a Mapping without a weight (Ambassador's default
@@ -42,7 +42,7 @@ pub fn primary_index(backends: &[BackendWeight]) -> Option<usize> {
 /// Compares every canary with its route's primary over the window from `before` to `after`.
 /// Routes with fewer than two backends are left out.
 pub fn compare(
-    config: &ConfiguredWeights,
+    weights: &ConfiguredWeights,
     before: &FleetSample,
     after: &FleetSample,
     t: &Thresholds,
@@ -53,65 +53,24 @@ pub fn compare(
         .saturating_duration_since(before.at)
         .as_secs_f64()
         .max(1e-3);
-    compare_windows(config, &windows, seconds, t)
+    compare_windows(weights, &windows, seconds, t)
 }
 
-/// [`compare`] on windows already computed (`seconds` long).
+/// [`compare`] on windows already computed (`seconds` long): each route measured and its
+/// canaries tested, the error tests corrected across routes, then each canary's verdict.
 pub fn compare_windows(
-    config: &ConfiguredWeights,
+    weights: &ConfiguredWeights,
     windows: &BTreeMap<String, ClusterWindow>,
     seconds: f64,
     t: &Thresholds,
 ) -> CanaryReport {
-    let none = ClusterWindow::default();
-    let mut routes = Vec::new();
-    // (route index, backend index, p-value) of every error test, for Holm's correction.
-    let mut tests: Vec<(usize, usize, f64)> = Vec::new();
-    for rc in config.routes.iter().filter(|r| r.backends.len() > 1) {
-        let Some(p) = primary_index(&rc.backends) else {
-            continue;
-        };
-        let order = std::iter::once(p).chain((0..rc.backends.len()).filter(|&i| i != p));
-        let total: u64 = rc
-            .backends
-            .iter()
-            .map(|b| windows.get(&b.cluster).map_or(0, |w| w.requests))
-            .sum();
-        let mut backends: Vec<BackendReport> = order
-            .map(|i| {
-                let b = &rc.backends[i];
-                let w = windows.get(&b.cluster).unwrap_or(&none);
-                measure(
-                    b,
-                    w,
-                    windows.contains_key(&b.cluster),
-                    total,
-                    seconds,
-                    i == p,
-                )
-            })
-            .collect();
-        let (primary, canaries) = backends.split_at_mut(1);
-        let primary_w = windows.get(&primary[0].cluster).unwrap_or(&none);
-        for (j, canary) in canaries.iter_mut().enumerate() {
-            let canary_w = windows.get(&canary.cluster).unwrap_or(&none);
-            judge(canary, &primary[0], canary_w, primary_w, t);
-            if let Some(e) = &canary.error_test {
-                tests.push((routes.len(), j + 1, e.p_value));
-            }
-        }
-        routes.push(RouteReport {
-            route: rc.route.clone(),
-            note: rc.note.clone(),
-            backends,
-        });
-    }
-    let adjusted = statistics::holm_adjust(&tests.iter().map(|t| t.2).collect::<Vec<_>>());
-    for ((r, b, _), adj) in tests.into_iter().zip(adjusted) {
-        if let Some(e) = &mut routes[r].backends[b].error_test {
-            e.adjusted_p_value = adj;
-        }
-    }
+    let mut routes: Vec<RouteReport> = weights
+        .routes
+        .iter()
+        .filter(|r| r.backends.len() > 1)
+        .filter_map(|r| measure_route(r, windows, seconds, t))
+        .collect();
+    correct_across_routes(&mut routes);
     for route in &mut routes {
         let (primary, canaries) = route.backends.split_at_mut(1);
         for canary in canaries {
@@ -122,6 +81,58 @@ pub fn compare_windows(
         window_seconds: seconds,
         thresholds: *t,
         routes,
+    }
+}
+
+/// One route over the window: its backends measured, the primary first, and each canary run
+/// through the tests that do not depend on other routes. `None` without a primary.
+fn measure_route(
+    route: &RouteWeights,
+    windows: &BTreeMap<String, ClusterWindow>,
+    seconds: f64,
+    t: &Thresholds,
+) -> Option<RouteReport> {
+    let p = primary_index(&route.backends)?;
+    // A cluster no Envoy has did nothing in the window.
+    let none = ClusterWindow::default();
+    let window_of = |cluster: &str| windows.get(cluster).unwrap_or(&none);
+    let total: u64 = route
+        .backends
+        .iter()
+        .map(|b| window_of(&b.cluster).requests)
+        .sum();
+    let order = std::iter::once(p).chain((0..route.backends.len()).filter(|&i| i != p));
+    let mut backends: Vec<BackendReport> = order
+        .map(|i| {
+            let b = &route.backends[i];
+            let in_envoy = windows.contains_key(&b.cluster);
+            measure(b, window_of(&b.cluster), in_envoy, total, seconds, i == p)
+        })
+        .collect();
+    let (primary, canaries) = backends.split_at_mut(1);
+    let primary_w = window_of(&primary[0].cluster);
+    for canary in canaries {
+        let canary_w = window_of(&canary.cluster);
+        judge(canary, &primary[0], canary_w, primary_w, t);
+    }
+    Some(RouteReport {
+        route: route.route.clone(),
+        note: route.note.clone(),
+        backends,
+    })
+}
+
+/// Holm's correction across every canary of every route: each error test gets its adjusted
+/// p-value, so that the false-positive rate of a whole report is at most `alpha`.
+fn correct_across_routes(routes: &mut [RouteReport]) {
+    let mut tests: Vec<&mut ErrorTestReport> = routes
+        .iter_mut()
+        .flat_map(|r| r.backends.iter_mut())
+        .filter_map(|b| b.error_test.as_mut())
+        .collect();
+    let p_values: Vec<f64> = tests.iter().map(|e| e.p_value).collect();
+    for (e, adjusted) in tests.iter_mut().zip(statistics::holm_adjust(&p_values)) {
+        e.adjusted_p_value = adjusted;
     }
 }
 
@@ -198,10 +209,7 @@ fn judge(
             adjusted_p_value: e.p_value,
             z: e.z,
         });
-    if let (Some(c99), Some(p99)) = (canary.p99_ms, primary.p99_ms)
-        && canary.timed_requests >= t.min_requests
-        && primary.timed_requests >= t.min_requests
-    {
+    if let Some((c99, p99)) = p99s_to_compare(canary, primary, t) {
         canary.worse_latency = c99 > p99 * t.p99_ratio && c99 - p99 > t.p99_margin_ms;
     }
 }
@@ -214,64 +222,105 @@ fn conclude(canary: &mut BackendReport, primary: &BackendReport, t: &Thresholds)
         }];
         return;
     }
-    let mut reasons = Vec::new();
     canary.worse_errors = canary
         .error_test
         .is_some_and(|e| e.adjusted_p_value <= t.alpha);
-    let five_xx = |b: &BackendReport| b.success_rate.map(|s| 100.0 - s);
-    if let Some(e) = &canary.error_test {
-        reasons.push(VerdictReason::ErrorTest {
-            canary_5xx_percent: five_xx(canary),
-            primary_5xx_percent: five_xx(primary),
-            method: e.method,
-            p_value: e.p_value,
-            adjusted_p_value: e.adjusted_p_value,
-            alpha: t.alpha,
-            worse: canary.worse_errors,
-        });
-    }
-    let latency_decided = canary.timed_requests >= t.min_requests
-        && primary.timed_requests >= t.min_requests
-        && canary.p99_ms.is_some()
-        && primary.p99_ms.is_some();
-    if let (Some(c99), Some(p99)) = (canary.p99_ms, primary.p99_ms)
-        && latency_decided
-    {
-        reasons.push(VerdictReason::LatencyTest {
-            canary_p99_ms: c99,
-            primary_p99_ms: p99,
-            p99_ratio: t.p99_ratio,
-            p99_margin_ms: t.p99_margin_ms,
-            worse: canary.worse_latency,
-        });
-    }
-    let enough = canary.requests >= t.min_requests && primary.requests >= t.min_requests;
+    let mut reasons: Vec<VerdictReason> = [
+        error_test_reason(canary, primary, t),
+        latency_test_reason(canary, primary, t),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     canary.verdict = if canary.worse_errors || canary.worse_latency {
         Verdict::Worse
-    } else if enough && latency_decided {
+    } else if enough_requests(canary, primary, t) && p99s_to_compare(canary, primary, t).is_some() {
         Verdict::Healthy
     } else {
-        if !canary.in_envoy {
-            reasons.push(VerdictReason::NotInEnvoy {
-                cluster: canary.cluster.clone(),
-            });
-        }
-        if !enough {
-            reasons.push(VerdictReason::TooFewRequests {
-                canary: canary.requests,
-                primary: primary.requests,
-                needed: t.min_requests,
-            });
-        } else if !latency_decided {
-            reasons.push(VerdictReason::TooFewTimedRequests {
-                canary: canary.timed_requests,
-                primary: primary.timed_requests,
-                needed: t.min_requests,
-            });
-        }
+        reasons.extend(undecided_reasons(canary, primary, t));
         Verdict::NotEnoughTraffic
     };
     canary.reasons = reasons;
+}
+
+/// Whether both sides had the requests a verdict of healthy needs.
+fn enough_requests(canary: &BackendReport, primary: &BackendReport, t: &Thresholds) -> bool {
+    canary.requests >= t.min_requests && primary.requests >= t.min_requests
+}
+
+/// The canary's and the primary's p99 when the latency rule can decide: both known, each from
+/// at least `min_requests` timed requests.
+fn p99s_to_compare(
+    canary: &BackendReport,
+    primary: &BackendReport,
+    t: &Thresholds,
+) -> Option<(f64, f64)> {
+    let timed = canary.timed_requests >= t.min_requests && primary.timed_requests >= t.min_requests;
+    Some((canary.p99_ms?, primary.p99_ms?)).filter(|_| timed)
+}
+
+/// The error test's outcome, when it ran.
+fn error_test_reason(
+    canary: &BackendReport,
+    primary: &BackendReport,
+    t: &Thresholds,
+) -> Option<VerdictReason> {
+    let e = canary.error_test?;
+    let five_xx = |b: &BackendReport| b.success_rate.map(|s| 100.0 - s);
+    Some(VerdictReason::ErrorTest {
+        canary_5xx_percent: five_xx(canary),
+        primary_5xx_percent: five_xx(primary),
+        method: e.method,
+        p_value: e.p_value,
+        adjusted_p_value: e.adjusted_p_value,
+        alpha: t.alpha,
+        worse: canary.worse_errors,
+    })
+}
+
+/// The latency rule's outcome, when it could decide.
+fn latency_test_reason(
+    canary: &BackendReport,
+    primary: &BackendReport,
+    t: &Thresholds,
+) -> Option<VerdictReason> {
+    let (c99, p99) = p99s_to_compare(canary, primary, t)?;
+    Some(VerdictReason::LatencyTest {
+        canary_p99_ms: c99,
+        primary_p99_ms: p99,
+        p99_ratio: t.p99_ratio,
+        p99_margin_ms: t.p99_margin_ms,
+        worse: canary.worse_latency,
+    })
+}
+
+/// What kept the tests from a verdict: a cluster no Envoy has, too few requests, or (the
+/// histograms lagging the counters) too few timed ones.
+fn undecided_reasons(
+    canary: &BackendReport,
+    primary: &BackendReport,
+    t: &Thresholds,
+) -> Vec<VerdictReason> {
+    let mut reasons = Vec::new();
+    if !canary.in_envoy {
+        reasons.push(VerdictReason::NotInEnvoy {
+            cluster: canary.cluster.clone(),
+        });
+    }
+    if !enough_requests(canary, primary, t) {
+        reasons.push(VerdictReason::TooFewRequests {
+            canary: canary.requests,
+            primary: primary.requests,
+            needed: t.min_requests,
+        });
+    } else if p99s_to_compare(canary, primary, t).is_none() {
+        reasons.push(VerdictReason::TooFewTimedRequests {
+            canary: canary.timed_requests,
+            primary: primary.timed_requests,
+            needed: t.min_requests,
+        });
+    }
+    reasons
 }
 
 #[cfg(test)]
