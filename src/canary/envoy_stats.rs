@@ -9,7 +9,8 @@ use crate::canary::histogram::{Bucket, Histogram};
 /// The stats of one cluster in one Envoy, cumulative since that Envoy started.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ClusterStats {
-    /// `upstream_rq_total`: requests started (retries included).
+    /// `upstream_rq_total`: requests started (retries included). A window reads it only to tell
+    /// that Envoy restarted (it went down).
     pub rq_total: u64,
     /// `upstream_rq_<N>xx` for N = 1..=5: responses by class, Envoy's own (a 503 when the
     /// upstream could not be reached, a 504 on timeout) included.

@@ -52,6 +52,7 @@ pub enum LiveError {
 }
 
 impl LiveError {
+    /// `e`, saying that it came from `url`.
     pub(crate) fn from_url(url: &str, e: LiveError) -> LiveError {
         LiveError::From {
             url: url.to_string(),

@@ -19,62 +19,99 @@ impl ConfiguredWeights {
         let configs = doc["configs"]
             .as_array()
             .ok_or_else(|| LiveError::Shape("not a route config dump: no \"configs\"".into()))?;
-        // Key: the match (without runtime_fraction) and the backends; value: the hosts it is in.
-        let mut seen: Vec<(String, Vec<BackendWeight>, BTreeSet<String>, String)> = Vec::new();
-        for c in configs {
-            for vh in c["route_config"]["virtual_hosts"]
+        let virtual_hosts = configs.iter().flat_map(|c| {
+            c["route_config"]["virtual_hosts"]
                 .as_array()
                 .into_iter()
                 .flatten()
-            {
-                let domains: Vec<String> = vh["domains"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(Value::as_str)
-                    .map(str::to_string)
-                    .collect();
-                let routes: &[Value] = vh["routes"].as_array().map_or(&[], Vec::as_slice);
-                for (matcher, backends) in split_routes(routes) {
-                    if backends.len() < 2 {
-                        continue;
-                    }
-                    let key = matcher.to_string();
-                    let label = describe_match(&matcher);
-                    match seen
-                        .iter_mut()
-                        .find(|(k, b, _, _)| *k == key && *b == backends)
-                    {
-                        Some((_, _, hosts, _)) => hosts.extend(domains.iter().cloned()),
-                        None => {
-                            seen.push((key, backends, domains.iter().cloned().collect(), label))
-                        }
-                    }
+        });
+        let mut seen: Vec<SplitRoute> = Vec::new();
+        for vh in virtual_hosts {
+            let domains: Vec<String> = vh["domains"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect();
+            let routes: &[Value] = vh["routes"].as_array().map_or(&[], Vec::as_slice);
+            for (matcher, backends) in split_routes(routes) {
+                if backends.len() > 1 {
+                    add_route(&mut seen, &matcher, backends, &domains);
                 }
             }
         }
-        let routes = seen
-            .into_iter()
-            .map(|(_, backends, hosts, label)| {
-                let route = if hosts.contains("*") || hosts.is_empty() {
-                    label
-                } else {
-                    let hosts: Vec<String> = hosts.into_iter().collect();
-                    format!("{label} (host {})", hosts.join(", "))
-                };
-                RouteWeights {
-                    route,
-                    note: None,
-                    backends,
-                }
-            })
-            .collect();
         Ok(ConfiguredWeights {
             weights_from: WeightsFrom::Envoy,
             source: source.to_string(),
             version: None,
-            routes,
+            routes: seen.into_iter().map(SplitRoute::into_weights).collect(),
         })
+    }
+}
+
+/// A route of the dump that splits traffic, with the domains of every virtual host it is in.
+struct SplitRoute {
+    /// The match (without `runtime_fraction`) as JSON text: with the backends, what makes the
+    /// routes of two virtual hosts the same.
+    key: String,
+    /// The match described for people.
+    label: String,
+    backends: Vec<BackendWeight>,
+    hosts: BTreeSet<String>,
+}
+
+impl SplitRoute {
+    /// The route as `status` shows it: with its hosts, unless every host (`*`) has it.
+    fn into_weights(self) -> RouteWeights {
+        let route = if self.hosts.contains("*") || self.hosts.is_empty() {
+            self.label
+        } else {
+            let hosts: Vec<String> = self.hosts.into_iter().collect();
+            format!("{} (host {})", self.label, hosts.join(", "))
+        };
+        RouteWeights {
+            route,
+            note: None,
+            backends: self.backends,
+        }
+    }
+}
+
+/// Adds a route of a virtual host with `domains`: to the same route (same match, same backends)
+/// seen in another virtual host, else as a new one.
+fn add_route(
+    seen: &mut Vec<SplitRoute>,
+    matcher: &Value,
+    backends: Vec<BackendWeight>,
+    domains: &[String],
+) {
+    let key = matcher.to_string();
+    match seen
+        .iter_mut()
+        .find(|r| r.key == key && r.backends == backends)
+    {
+        Some(r) => r.hosts.extend(domains.iter().cloned()),
+        None => seen.push(SplitRoute {
+            key,
+            label: describe_match(matcher),
+            backends,
+            hosts: domains.iter().cloned().collect(),
+        }),
+    }
+}
+
+/// A chain of routes being read: its match, and its links so far.
+struct Chain {
+    matcher: Value,
+    backends: Vec<BackendWeight>,
+    /// The fraction the links so far take, in hundredths of a percent.
+    cumulative: u32,
+}
+
+impl Chain {
+    fn end(self) -> (Value, Vec<BackendWeight>) {
+        (self.matcher, self.backends)
     }
 }
 
@@ -84,74 +121,79 @@ impl ConfiguredWeights {
 /// fraction the rest).
 fn split_routes(routes: &[Value]) -> Vec<(Value, Vec<BackendWeight>)> {
     let mut out: Vec<(Value, Vec<BackendWeight>)> = Vec::new();
-    let mut chain: Option<(Value, Vec<BackendWeight>, u32)> = None;
+    let mut chain: Option<Chain> = None;
     for r in routes {
         let mut matcher = r["match"].clone();
         let fraction = matcher
             .as_object_mut()
             .and_then(|m| m.remove("runtime_fraction"))
             .map(|f| fraction_bp(&f["default_value"]));
-        let action = &r["route"];
-        // A link of a chain: continue the current one or start another.
-        if let Some(cluster) = action["cluster"].as_str() {
-            let name = r["name"].as_str().filter(|n| !n.is_empty());
-            let continues = chain.as_ref().is_some_and(|(m, _, _)| *m == matcher);
-            if !continues && let Some((m, b, _)) = chain.take() {
-                out.push((m, b));
-            }
-            let (_, backends, cumulative) =
-                chain.get_or_insert_with(|| (matcher.clone(), Vec::new(), 0));
-            let upto = fraction.unwrap_or(10_000).max(*cumulative);
-            backends.push(BackendWeight {
-                cluster: cluster.to_string(),
-                mapping: name.map(str::to_string),
-                namespace: None,
-                weight_bp: upto - *cumulative,
-                weighted: None,
-            });
-            *cumulative = upto;
-            if fraction.is_none() {
-                // The link without a fraction takes the rest and ends the chain.
-                if let Some((m, b, _)) = chain.take() {
-                    out.push((m, b));
-                }
-            }
+        let Some(cluster) = r["route"]["cluster"].as_str() else {
+            // Not a link: it ends the chain before it.
+            out.extend(chain.take().map(Chain::end));
+            out.extend(weighted_clusters(r).map(|backends| (matcher, backends)));
             continue;
+        };
+        // A link of a chain: continue the current one or start another.
+        if chain.as_ref().is_some_and(|c| c.matcher != matcher) {
+            out.extend(chain.take().map(Chain::end));
         }
-        if let Some((m, b, _)) = chain.take() {
-            out.push((m, b));
-        }
-        if let Some(clusters) = action["weighted_clusters"]["clusters"].as_array() {
-            let weights: Vec<u64> = clusters
-                .iter()
-                .map(|c| c["weight"].as_u64().unwrap_or(0))
-                .collect();
-            let total = action["weighted_clusters"]["total_weight"]
-                .as_u64()
-                .unwrap_or_else(|| weights.iter().sum())
-                .max(1);
-            // canary-xds names a weighted route after its Mappings, in the clusters' order.
-            let names: Vec<&str> = r["name"].as_str().unwrap_or("").split(',').collect();
-            let named = names.len() == clusters.len();
-            let backends = clusters
-                .iter()
-                .zip(&weights)
-                .enumerate()
-                .map(|(i, (c, w))| BackendWeight {
-                    cluster: c["name"].as_str().unwrap_or("").to_string(),
-                    mapping: named.then(|| names[i].to_string()),
-                    namespace: None,
-                    weight_bp: u32::try_from(w * 10_000 / total).unwrap_or(10_000),
-                    weighted: None,
-                })
-                .collect();
-            out.push((matcher, backends));
+        let c = chain.get_or_insert_with(|| Chain {
+            matcher,
+            backends: Vec::new(),
+            cumulative: 0,
+        });
+        let upto = fraction.unwrap_or(10_000).max(c.cumulative);
+        c.backends.push(BackendWeight {
+            cluster: cluster.to_string(),
+            mapping: r["name"]
+                .as_str()
+                .filter(|n| !n.is_empty())
+                .map(str::to_string),
+            namespace: None,
+            weight_bp: upto - c.cumulative,
+            weighted: None,
+        });
+        c.cumulative = upto;
+        if fraction.is_none() {
+            // The link without a fraction takes the rest and ends the chain.
+            out.extend(chain.take().map(Chain::end));
         }
     }
-    if let Some((m, b, _)) = chain.take() {
-        out.push((m, b));
-    }
+    out.extend(chain.take().map(Chain::end));
     out
+}
+
+/// The backends of a `weighted_clusters` route, each with its share of `total_weight` (else of
+/// the weights' sum); `None` for any other route.
+fn weighted_clusters(r: &Value) -> Option<Vec<BackendWeight>> {
+    let split = &r["route"]["weighted_clusters"];
+    let clusters = split["clusters"].as_array()?;
+    let weights: Vec<u64> = clusters
+        .iter()
+        .map(|c| c["weight"].as_u64().unwrap_or(0))
+        .collect();
+    let total = split["total_weight"]
+        .as_u64()
+        .unwrap_or_else(|| weights.iter().sum())
+        .max(1);
+    // canary-xds names a weighted route after its Mappings, in the clusters' order.
+    let names: Vec<&str> = r["name"].as_str().unwrap_or("").split(',').collect();
+    let named = names.len() == clusters.len();
+    Some(
+        clusters
+            .iter()
+            .zip(&weights)
+            .enumerate()
+            .map(|(i, (c, w))| BackendWeight {
+                cluster: c["name"].as_str().unwrap_or("").to_string(),
+                mapping: named.then(|| names[i].to_string()),
+                namespace: None,
+                weight_bp: u32::try_from(w * 10_000 / total).unwrap_or(10_000),
+                weighted: None,
+            })
+            .collect(),
+    )
 }
 
 /// A `runtime_fraction.default_value` in hundredths of a percent.
@@ -197,90 +239,5 @@ fn describe_match(m: &Value) -> String {
         path
     } else {
         format!("{path} ({})", parts.join(", "))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::canary::compare::primary_index;
-
-    /// Envoy 1.40's `/config_dump?resource=dynamic_route_configs` for a weighted route
-    /// (`/qotm/` 70/30), a runtime-fraction chain (`/chain/` 80/20, the Mappings differ in
-    /// `timeout_ms`) and a host route with a header matcher (`/foo/`, 87.5/12.5).
-    const CONFIG_DUMP: &str =
-        include_str!("../../../tests/fixtures/status/envoy-1.40-config-dump.json");
-
-    const QOTMV2: &str = "127_0_0_1_19002__qotmv2";
-
-    #[test]
-    fn reads_weights_from_envoy_1_40_config_dump() {
-        let c = ConfiguredWeights::from_config_dump(CONFIG_DUMP, "dump").unwrap();
-        assert_eq!(c.weights_from, WeightsFrom::Envoy);
-        let shown: Vec<(String, Vec<(String, u32)>)> = c
-            .routes
-            .iter()
-            .map(|r| {
-                (
-                    r.route.clone(),
-                    r.backends
-                        .iter()
-                        .map(|b| (b.label(), b.weight_bp))
-                        .collect(),
-                )
-            })
-            .collect();
-        // The host-less routes are in both virtual hosts and listed once, without a host.
-        assert_eq!(
-            shown,
-            [
-                (
-                    "/chain/".to_string(),
-                    vec![("a".to_string(), 8000), ("b".to_string(), 2000)]
-                ),
-                (
-                    "/qotm/".to_string(),
-                    vec![("qotm".to_string(), 7000), ("qotmv2".to_string(), 3000)]
-                ),
-                (
-                    "/foo/ (x-canary: \"true\") (host foo.com)".to_string(),
-                    vec![("foo2.canary".to_string(), 1250), ("foo".to_string(), 8750)]
-                ),
-            ]
-        );
-        assert_eq!(c.routes[1].backends[1].cluster, QOTMV2);
-        assert!(
-            c.routes
-                .iter()
-                .flat_map(|r| &r.backends)
-                .all(|b| b.weighted.is_none())
-        );
-        // The primary of the 87.5/12.5 route is the larger share.
-        assert_eq!(primary_index(&c.routes[2].backends), Some(1));
-    }
-
-    #[test]
-    fn runtime_fraction_chains_of_any_denominator() {
-        let dump = serde_json::json!({"configs": [{"route_config": {"virtual_hosts": [{
-        "domains": ["*"],
-        "routes": [
-            {"match": {"prefix": "/x/", "runtime_fraction": {"default_value":
-                {"numerator": 25}}}, "route": {"cluster": "a"}},
-            {"match": {"prefix": "/x/", "runtime_fraction": {"default_value":
-                {"numerator": 600000, "denominator": "MILLION"}}}, "route": {"cluster": "b"}},
-            {"match": {"prefix": "/x/"}, "route": {"cluster": "c"}},
-            {"match": {"prefix": "/y/"}, "route": {"cluster": "lonely"}},
-            {"match": {"path": "/z"}, "route": {"weighted_clusters": {"clusters": [
-                {"name": "p", "weight": 3}, {"name": "q", "weight": 1}]}}}
-        ]}]}}]});
-        let c = ConfiguredWeights::from_config_dump(&dump.to_string(), "d").unwrap();
-        let weights: Vec<Vec<u32>> = c
-            .routes
-            .iter()
-            .map(|r| r.backends.iter().map(|b| b.weight_bp).collect())
-            .collect();
-        assert_eq!(weights, [vec![2500, 3500, 4000], vec![7500, 2500]]);
-        assert_eq!(c.routes[1].route, "=/z");
-        assert!(ConfiguredWeights::from_config_dump("{}", "d").is_err());
     }
 }

@@ -113,3 +113,6 @@ impl ConfiguredWeights {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
