@@ -50,8 +50,8 @@ pub async fn run(urls: Vec<String>, admin: Arc<AdminState>, mut stop: watch::Rec
         let thresholds = Thresholds::default();
         let mut routes = Vec::new();
         for (fleet, _, table) in served.fleets() {
-            let config = canary::ConfiguredWeights::from_table(table, "control plane");
-            let report = canary::compare(&config, first, last, &thresholds);
+            let weights = canary::ConfiguredWeights::from_table(table, "control plane");
+            let report = canary::compare(&weights, first, last, &thresholds);
             for r in report.routes {
                 if !r.backends.iter().any(|b| b.in_envoy) {
                     continue; // not served by the Envoys watched

@@ -33,7 +33,7 @@ impl AdminClient {
     }
 
     /// GETs `url` and returns its body as text, or an error for anything but a 200.
-    pub async fn get(&self, url: &str) -> Result<String, LiveError> {
+    async fn get(&self, url: &str) -> Result<String, LiveError> {
         let uri: hyper::Uri = url.parse().map_err(|e| LiveError::Url {
             url: url.to_string(),
             message: format!("{e}"),
@@ -76,7 +76,7 @@ impl AdminClient {
     }
 
     /// One Envoy's stats, from its admin base URL (`http://127.0.0.1:9901`).
-    pub async fn envoy_stats(&self, admin: &str) -> Result<EnvoyStats, LiveError> {
+    async fn envoy_stats(&self, admin: &str) -> Result<EnvoyStats, LiveError> {
         let url = format!(
             "{}/stats?format=prometheus&filter={}",
             base_url(admin)?,
@@ -102,7 +102,7 @@ impl AdminClient {
     }
 
     /// The weights Envoy holds, from its `/config_dump`.
-    pub async fn envoy_config(&self, admin: &str) -> Result<ConfiguredWeights, LiveError> {
+    pub async fn envoy_weights(&self, admin: &str) -> Result<ConfiguredWeights, LiveError> {
         let url = format!(
             "{}/config_dump?resource=dynamic_route_configs",
             base_url(admin)?
@@ -113,7 +113,7 @@ impl AdminClient {
 
     /// The weights canary-xds serves to `fleet`, from its admin API (`http://host:8877`, or
     /// the full `/api/routes` URL).
-    pub async fn control_plane_config(
+    pub async fn control_plane_weights(
         &self,
         cp: &str,
         fleet: &str,

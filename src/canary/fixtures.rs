@@ -9,6 +9,7 @@ use crate::canary::histogram::{Bucket, Histogram};
 use crate::canary::weights::{BackendWeight, ConfiguredWeights, RouteWeights, WeightsFrom};
 use crate::canary::window::{ClusterWindow, FleetSample};
 
+/// A cumulative histogram from `(le, count)` pairs.
 pub fn hist(pairs: &[(f64, u64)]) -> Histogram {
     Histogram::new(
         pairs
@@ -23,6 +24,7 @@ pub fn times(n: u64, lo: f64, hi: f64) -> Histogram {
     hist(&[(lo, 0), (hi, n), (f64::INFINITY, n)])
 }
 
+/// One cluster's cumulative stats: `ok` 2xx and `errors` 5xx of `total` requests.
 pub fn stats(total: u64, ok: u64, errors: u64, rq_time: Histogram) -> ClusterStats {
     ClusterStats {
         rq_total: total,
@@ -31,6 +33,7 @@ pub fn stats(total: u64, ok: u64, errors: u64, rq_time: Histogram) -> ClusterSta
     }
 }
 
+/// One Envoy's stats at `uptime` seconds.
 pub fn envoy(uptime: u64, clusters: &[(&str, ClusterStats)]) -> EnvoyStats {
     EnvoyStats {
         clusters: clusters
@@ -41,6 +44,7 @@ pub fn envoy(uptime: u64, clusters: &[(&str, ClusterStats)]) -> EnvoyStats {
     }
 }
 
+/// A fleet read at `at`, Envoys by admin URL.
 pub fn sample(at: Instant, envoys: &[(&str, EnvoyStats)]) -> FleetSample {
     FleetSample {
         at,
@@ -51,6 +55,7 @@ pub fn sample(at: Instant, envoys: &[(&str, EnvoyStats)]) -> FleetSample {
     }
 }
 
+/// A backend whose cluster and Mapping are both `cluster`, in `default`.
 pub fn backend(cluster: &str, weight_bp: u32, weighted: Option<bool>) -> BackendWeight {
     BackendWeight {
         cluster: cluster.to_string(),
@@ -61,7 +66,8 @@ pub fn backend(cluster: &str, weight_bp: u32, weighted: Option<bool>) -> Backend
     }
 }
 
-pub fn config(routes: Vec<Vec<BackendWeight>>) -> ConfiguredWeights {
+/// Configured weights with one route (`/r0/`, `/r1/`...) per list of backends.
+pub fn weights(routes: Vec<Vec<BackendWeight>>) -> ConfiguredWeights {
     ConfiguredWeights {
         weights_from: WeightsFrom::Dir,
         source: "test".into(),
@@ -78,6 +84,7 @@ pub fn config(routes: Vec<Vec<BackendWeight>>) -> ConfiguredWeights {
     }
 }
 
+/// A cluster's window: `errors` 5xx of `requests`.
 pub fn win(requests: u64, errors: u64, rq_time: Histogram) -> ClusterWindow {
     ClusterWindow {
         requests,
@@ -86,6 +93,7 @@ pub fn win(requests: u64, errors: u64, rq_time: Histogram) -> ClusterWindow {
     }
 }
 
+/// Windows by cluster.
 pub fn windows(list: &[(&str, ClusterWindow)]) -> BTreeMap<String, ClusterWindow> {
     list.iter()
         .map(|(n, w)| (n.to_string(), w.clone()))

@@ -123,7 +123,7 @@ pub struct VerdictCounts {
 }
 
 impl CanaryReport {
-    /// RequestCounts the canaries' verdicts.
+    /// Counts the canaries' verdicts.
     pub fn summary(&self) -> VerdictCounts {
         let mut s = VerdictCounts::default();
         for b in self.routes.iter().flat_map(|r| &r.backends) {

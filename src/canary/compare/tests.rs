@@ -2,7 +2,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::canary::fixtures::{backend, config, envoy, sample, stats, times, win, windows};
+use crate::canary::fixtures::{backend, envoy, sample, stats, times, weights, win, windows};
 use crate::canary::histogram::Histogram;
 use crate::canary::reason::VerdictReason;
 use crate::canary::statistics::ErrorTestMethod;
@@ -42,7 +42,7 @@ fn the_primary_is_the_unweighted_mapping_else_the_largest_share() {
 }
 
 fn main_canary(canary_bp: u32) -> ConfiguredWeights {
-    config(vec![vec![
+    weights(vec![vec![
         backend("main", 10_000 - canary_bp, Some(false)),
         backend("canary", canary_bp, Some(true)),
     ]])
@@ -228,13 +228,13 @@ fn the_error_test_is_corrected_across_routes() {
         ]
     };
     let mut w: BTreeMap<String, ClusterWindow> = borderline(0).into_iter().collect();
-    let one = compare_windows(&config(vec![route(0)]), &w, 60.0, &t);
+    let one = compare_windows(&weights(vec![route(0)]), &w, 60.0, &t);
     let p = one.routes[0].backends[1].error_test.unwrap().p_value;
     assert!(p > 0.0076 && p < 0.0078, "{p}");
     assert_eq!(one.routes[0].backends[1].verdict, Verdict::Worse);
 
     w.extend(borderline(1));
-    let two = compare_windows(&config(vec![route(0), route(1)]), &w, 60.0, &t);
+    let two = compare_windows(&weights(vec![route(0), route(1)]), &w, 60.0, &t);
     for r in &two.routes {
         let c = &r.backends[1];
         assert_eq!(c.verdict, Verdict::Healthy, "{:?}", c.reasons);
@@ -242,14 +242,14 @@ fn the_error_test_is_corrected_across_routes() {
     }
 
     w.insert("canary1".into(), win(1000, 100, times(1000, 1.0, 2.0)));
-    let step = compare_windows(&config(vec![route(0), route(1)]), &w, 60.0, &t);
+    let step = compare_windows(&weights(vec![route(0), route(1)]), &w, 60.0, &t);
     assert_eq!(step.routes[0].backends[1].verdict, Verdict::Worse);
     assert_eq!(step.routes[1].backends[1].verdict, Verdict::Worse);
 }
 
 #[test]
 fn a_canary_at_100_percent_is_promoted() {
-    let c = config(vec![vec![
+    let c = weights(vec![vec![
         backend("main", 0, Some(false)),
         backend("canary", 10_000, Some(true)),
     ]]);

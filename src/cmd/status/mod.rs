@@ -177,7 +177,7 @@ async fn watch(args: &StatusArgs) -> u8 {
     let client = AdminClient::new(args.timeout);
     let thresholds = args.thresholds();
     // Read the weights first, so that a wrong URL fails at once rather than after a window.
-    if let Err(e) = read_config(&client, args).await {
+    if let Err(e) = read_weights(&client, args).await {
         eprintln!("error: {e}");
         return 1;
     }
@@ -198,10 +198,10 @@ async fn watch(args: &StatusArgs) -> u8 {
         tokio::time::sleep(args.window).await;
         let round = async {
             let after = client.sample(&args.envoy_admin).await?;
-            let config = read_config(&client, args).await?;
-            Ok::<_, StatusError>((after, config))
+            let weights = read_weights(&client, args).await?;
+            Ok::<_, StatusError>((after, weights))
         };
-        let (after, config) = match round.await {
+        let (after, weights) = match round.await {
             Ok(r) => r,
             Err(e) => {
                 eprintln!("error: {e}");
@@ -212,11 +212,11 @@ async fn watch(args: &StatusArgs) -> u8 {
                 return 1;
             }
         };
-        let report = crate::canary::compare(&config, &before, &after, &thresholds);
+        let report = crate::canary::compare(&weights, &before, &after, &thresholds);
         let code = report.exit_code(args.require_decision);
         let text = match args.format {
-            Format::Table => table(&report, &config, args),
-            Format::Json => json(&report, &config, args, code, !args.watch),
+            Format::Table => table(&report, &weights, args),
+            Format::Json => json(&report, &weights, args, code, !args.watch),
         };
         let mut stdout = std::io::stdout().lock();
         if stdout
@@ -234,12 +234,12 @@ async fn watch(args: &StatusArgs) -> u8 {
 }
 
 /// The configured weights from the source the flags name.
-async fn read_config(
+async fn read_weights(
     client: &AdminClient,
     args: &StatusArgs,
 ) -> Result<ConfiguredWeights, StatusError> {
     if let Some(cp) = &args.control_plane {
-        return Ok(client.control_plane_config(cp, &args.fleet).await?);
+        return Ok(client.control_plane_weights(cp, &args.fleet).await?);
     }
     if let Some(dir) = &args.dir {
         let compiled = crate::cmd::check::check_dir(dir, args.max_file_size);
@@ -259,7 +259,7 @@ async fn read_config(
         ));
     }
     let first = &args.envoy_admin[0];
-    Ok(client.envoy_config(first).await?)
+    Ok(client.envoy_weights(first).await?)
 }
 
 fn human_duration(d: Duration) -> String {
@@ -291,7 +291,7 @@ struct StatusJson<'a> {
 /// Lines), so that a stream of them can be read line by line.
 pub fn json(
     report: &CanaryReport,
-    config: &ConfiguredWeights,
+    weights: &ConfiguredWeights,
     args: &StatusArgs,
     code: u8,
     pretty: bool,
@@ -299,10 +299,10 @@ pub fn json(
     let doc = StatusJson {
         format: FORMAT,
         envoys: &args.envoy_admin,
-        weights_from: config.weights_from,
-        source: &config.source,
-        version: config.version.as_deref(),
-        fleet: (config.weights_from != WeightsFrom::Envoy).then_some(args.fleet.as_str()),
+        weights_from: weights.weights_from,
+        source: &weights.source,
+        version: weights.version.as_deref(),
+        fleet: (weights.weights_from != WeightsFrom::Envoy).then_some(args.fleet.as_str()),
         report,
         summary: report.summary(),
         exit_code: code,
@@ -317,11 +317,11 @@ pub fn json(
 
 /// The human table: a heading, then per route one line per backend and the reasons for each
 /// canary's verdict below it, then the count of verdicts. Fits 80 columns for ordinary names.
-pub fn table(report: &CanaryReport, config: &ConfiguredWeights, args: &StatusArgs) -> String {
+pub fn table(report: &CanaryReport, weights: &ConfiguredWeights, args: &StatusArgs) -> String {
     let mut out = String::new();
-    let from = match config.weights_from {
-        WeightsFrom::ControlPlane => config.source.clone(),
-        WeightsFrom::Dir => format!("the files in {}", config.source),
+    let from = match weights.weights_from {
+        WeightsFrom::ControlPlane => weights.source.clone(),
+        WeightsFrom::Dir => format!("the files in {}", weights.source),
         WeightsFrom::Envoy => "Envoy's /config_dump".to_string(),
     };
     let n = args.envoy_admin.len();
@@ -331,7 +331,7 @@ pub fn table(report: &CanaryReport, config: &ConfiguredWeights, args: &StatusArg
         if n == 1 { "" } else { "s" },
         human_duration(Duration::from_secs_f64(report.window_seconds)),
     );
-    let version = config
+    let version = weights
         .version
         .as_ref()
         .map_or(String::new(), |v| format!(", version {v}"));

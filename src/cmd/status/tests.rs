@@ -108,7 +108,7 @@ fn example() -> (CanaryReport, ConfiguredWeights, StatusArgs) {
         weight_bp: bp,
         weighted: Some(weighted),
     };
-    let config = ConfiguredWeights {
+    let weights = ConfiguredWeights {
         weights_from: WeightsFrom::ControlPlane,
         source: "http://127.0.0.1:8877/api/routes".into(),
         version: Some("3f2a9c1e".into()),
@@ -147,7 +147,7 @@ fn example() -> (CanaryReport, ConfiguredWeights, StatusArgs) {
     .into_iter()
     .map(|(n, w)| (n.to_string(), w))
     .collect();
-    let report = compare_windows(&config, &windows, 60.0, &Thresholds::default());
+    let report = compare_windows(&weights, &windows, 60.0, &Thresholds::default());
     let args = parse(&[
         "--envoy-admin",
         "127.0.0.1:9901",
@@ -155,13 +155,13 @@ fn example() -> (CanaryReport, ConfiguredWeights, StatusArgs) {
         "127.0.0.1:9902",
     ])
     .unwrap();
-    (report, config, args)
+    (report, weights, args)
 }
 
 #[test]
 fn the_table_reads_at_80_columns() {
-    let (report, config, args) = example();
-    let text = table(&report, &config, &args);
+    let (report, weights, args) = example();
+    let text = table(&report, &weights, &args);
     for line in text.lines() {
         assert!(line.chars().count() <= WIDTH, "too wide: {line:?}");
     }
@@ -198,8 +198,8 @@ weights from http://127.0.0.1:8877/api/routes, version 3f2a9c1e
 
 #[test]
 fn the_json_is_the_documented_document() {
-    let (report, config, args) = example();
-    let text = json(&report, &config, &args, report.exit_code(false), true);
+    let (report, weights, args) = example();
+    let text = json(&report, &weights, &args, report.exit_code(false), true);
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(v["format"], 1);
     assert_eq!(v["envoys"][1], "127.0.0.1:9902");
@@ -254,6 +254,6 @@ fn the_json_is_the_documented_document() {
         "not_enough_traffic"
     );
     // With --watch: one document per line.
-    let line = json(&report, &config, &args, 3, false);
+    let line = json(&report, &weights, &args, 3, false);
     assert_eq!(line.lines().count(), 1);
 }
