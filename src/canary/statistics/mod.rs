@@ -253,8 +253,8 @@ pub struct ErrorTest {
 }
 
 /// Tests whether `canary` fails more often than `primary`: Fisher's exact test up to
-/// [`FISHER_MAX_ERRORS`] errors, the continuity-corrected z-test beyond (see the module doc).
-/// `None` when a side has no requests: nothing can be said.
+/// `FISHER_MAX_ERRORS` (100,000) errors, the continuity-corrected z-test beyond (see the module
+/// doc). `None` when a side has no requests: nothing can be said.
 pub fn error_test(canary: RequestCounts, primary: RequestCounts) -> Option<ErrorTest> {
     if canary.requests == 0 || primary.requests == 0 {
         return None;
