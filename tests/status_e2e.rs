@@ -314,7 +314,7 @@ fn a_canary_that_failed_before_the_window_is_healthy_inside_it() {
     assert_eq!(backends[1].3, 0);
     // Since Envoy started, the canary did fail: over the totals the same test says "worse".
     let (main_cluster, _) = rig.clusters();
-    let counts = |cluster: &str| canary_xds::canary::statistics::Counts {
+    let counts = |cluster: &str| canary_xds::canary::RequestCounts {
         requests: rig
             .envoy
             .counter(&format!("cluster.{cluster}.upstream_rq_total")),
@@ -323,8 +323,7 @@ fn a_canary_that_failed_before_the_window_is_healthy_inside_it() {
             .counter(&format!("cluster.{cluster}.upstream_rq_5xx")),
     };
     let since_start =
-        canary_xds::canary::statistics::error_test(counts(&canary_cluster), counts(&main_cluster))
-            .unwrap();
+        canary_xds::canary::error_test(counts(&canary_cluster), counts(&main_cluster)).unwrap();
     assert!(since_start.p_value < 1e-6, "{since_start:?}");
 }
 

@@ -9,8 +9,8 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 
 use super::AdminState;
-use super::traffic::{LiveBackend, LiveRoute, LiveTraffic, Verdict};
-use crate::canary::live::{self, AdminClient, Role, Sample, Thresholds};
+use super::traffic::{LiveBackend, LiveRoute, LiveTraffic, TrafficVerdict};
+use crate::canary::{self, AdminClient, BackendRole, FleetSample, Thresholds};
 
 /// How often the Envoys are read.
 pub const TICK: Duration = Duration::from_secs(5);
@@ -20,7 +20,7 @@ pub const WINDOW: Duration = Duration::from_secs(60);
 /// Reads `urls` until `stop`, publishing each window's comparison to `admin`.
 pub async fn run(urls: Vec<String>, admin: Arc<AdminState>, mut stop: watch::Receiver<bool>) {
     let client = AdminClient::new(Duration::from_secs(2));
-    let mut samples: VecDeque<Sample> = VecDeque::new();
+    let mut samples: VecDeque<FleetSample> = VecDeque::new();
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -50,8 +50,8 @@ pub async fn run(urls: Vec<String>, admin: Arc<AdminState>, mut stop: watch::Rec
         let thresholds = Thresholds::default();
         let mut routes = Vec::new();
         for (fleet, _, table) in served.fleets() {
-            let config = live::config_from_table(table, "control plane");
-            let report = live::compare(&config, first, last, &thresholds);
+            let weights = canary::ConfiguredWeights::from_table(table, "control plane");
+            let report = canary::compare(&weights, first, last, &thresholds);
             for r in report.routes {
                 if !r.backends.iter().any(|b| b.in_envoy) {
                     continue; // not served by the Envoys watched
@@ -81,19 +81,19 @@ fn empty(problems: Vec<String>) -> LiveTraffic {
     }
 }
 
-fn backend(b: live::BackendReport) -> LiveBackend {
+fn backend(b: canary::BackendReport) -> LiveBackend {
     let verdict = match b.verdict {
-        live::Verdict::Primary => None,
-        live::Verdict::Promoted => Some(Verdict::Promoted),
-        live::Verdict::Healthy => Some(Verdict::Healthy),
-        live::Verdict::NotEnoughTraffic => Some(Verdict::NotEnoughTraffic),
+        canary::Verdict::Primary => None,
+        canary::Verdict::Promoted => Some(TrafficVerdict::Promoted),
+        canary::Verdict::Healthy => Some(TrafficVerdict::Healthy),
+        canary::Verdict::NotEnoughTraffic => Some(TrafficVerdict::NotEnoughTraffic),
         // The reasons that made it worse (the others say what was fine).
-        live::Verdict::Worse => Some(Verdict::Worse {
+        canary::Verdict::Worse => Some(TrafficVerdict::Worse {
             reason: b
                 .reasons
                 .iter()
-                .filter(|r| !r.contains("not worse"))
-                .cloned()
+                .filter(|r| r.is_worse())
+                .map(ToString::to_string)
                 .collect::<Vec<_>>()
                 .join("; "),
         }),
@@ -101,7 +101,7 @@ fn backend(b: live::BackendReport) -> LiveBackend {
     LiveBackend {
         mapping: b.name,
         cluster: b.cluster,
-        primary: b.role == Role::Primary,
+        primary: b.role == BackendRole::Primary,
         configured_bp: b.weight_bp,
         observed_share: b.share.map(|s| s / 100.0),
         requests: b.requests,

@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime};
 
 use super::LastReload;
 use super::api::{EnvoyState, envoy_state, held_notes, rejected, rfc3339, sorted, variant_name};
-use super::traffic::{LiveTraffic, Verdict};
+use super::traffic::{LiveTraffic, TrafficVerdict};
 use crate::model::diagnostic::{Counts, Diagnostic, Severity};
 use crate::model::mapping::{HeaderMatch, MappingId, RouteKey};
 use crate::reload::Served;
@@ -165,7 +165,7 @@ pub fn summary(d: &PageData) -> Summary {
 fn worse_canary(live: Option<&LiveTraffic>) -> Option<(&str, &str, &str)> {
     live?.routes.iter().find_map(|r| {
         r.backends.iter().find_map(|b| match &b.verdict {
-            Some(Verdict::Worse { reason }) => {
+            Some(TrafficVerdict::Worse { reason }) => {
                 Some((r.route.as_str(), b.mapping.as_str(), reason.as_str()))
             }
             _ => None,
@@ -524,12 +524,12 @@ fn write_traffic(out: &mut String, d: &PageData) {
                 None => String::new(),
                 Some(v) => {
                     let cls = match v {
-                        Verdict::Healthy | Verdict::Promoted => "good",
-                        Verdict::Worse { .. } => "bad",
-                        Verdict::NotEnoughTraffic => "wait",
+                        TrafficVerdict::Healthy | TrafficVerdict::Promoted => "good",
+                        TrafficVerdict::Worse { .. } => "bad",
+                        TrafficVerdict::NotEnoughTraffic => "wait",
                     };
                     let reason = match v {
-                        Verdict::Worse { reason } => format!(": {}", esc(reason)),
+                        TrafficVerdict::Worse { reason } => format!(": {}", esc(reason)),
                         _ => String::new(),
                     };
                     format!(
@@ -1086,7 +1086,7 @@ mod tests {
                         error_rate: Some(0.2),
                         p50_ms: Some(3.5),
                         p99_ms: Some(12.5),
-                        verdict: Some(Verdict::Worse {
+                        verdict: Some(TrafficVerdict::Worse {
                             reason: "5xx 20.00% vs 0.00% (p < 0.001)".into(),
                         }),
                     },

@@ -1,8 +1,8 @@
 //! Live traffic per backend, as the page's "Live traffic" section shows it: plain data, filled
 //! from Envoys' stats by whoever reads them (`AdminState::set_live`), rendered by `page`.
 //!
-//! Nothing here reads Envoy or computes a verdict: it is the hand-over point between the
-//! statistics (`status`) and the page.
+//! Nothing here reads Envoy or computes a verdict: it is the hand-over point between the canary
+//! stage's comparison (turned into this by `live_task`) and the page.
 
 use std::time::{Duration, SystemTime};
 
@@ -52,13 +52,13 @@ pub struct LiveBackend {
     pub p50_ms: Option<f64>,
     pub p99_ms: Option<f64>,
     /// `None` for the primary.
-    pub verdict: Option<Verdict>,
+    pub verdict: Option<TrafficVerdict>,
 }
 
 /// How a canary compares with its primary.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "verdict", rename_all = "snake_case")]
-pub enum Verdict {
+pub enum TrafficVerdict {
     /// No significant difference with enough traffic to tell.
     Healthy,
     /// Significantly worse than the primary; `reason` says how (error rate, p99).
@@ -69,14 +69,14 @@ pub enum Verdict {
     Promoted,
 }
 
-impl Verdict {
+impl TrafficVerdict {
     /// The words the page shows.
     pub fn label(&self) -> &'static str {
         match self {
-            Verdict::Healthy => "healthy",
-            Verdict::Worse { .. } => "worse than the primary",
-            Verdict::NotEnoughTraffic => "not enough traffic yet",
-            Verdict::Promoted => "promoted",
+            TrafficVerdict::Healthy => "healthy",
+            TrafficVerdict::Worse { .. } => "worse than the primary",
+            TrafficVerdict::NotEnoughTraffic => "not enough traffic yet",
+            TrafficVerdict::Promoted => "promoted",
         }
     }
 }

@@ -2,9 +2,9 @@
 //! primary with a verdict, as a table for people or JSON for pipelines; the exit code gates a
 //! deploy.
 //!
-//! The reading and the statistics live in [`crate::canary::live`] and [`crate::canary::statistics`]; this module is
-//! the command: flags, the loop over windows, and the two renderings. It reads flags only,
-//! never the environment, so a daemon's `CANARY_XDS_*` never changes what it says.
+//! The reading and the statistics live in [`crate::canary`]; this module is the command: flags,
+//! the loop over windows, and the two renderings. It reads flags only, never the environment,
+//! so a daemon's `CANARY_XDS_*` never changes what it says.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -14,9 +14,9 @@ use std::time::Duration;
 use clap::Args;
 use serde::Serialize;
 
-use crate::canary::live::{
-    AdminClient, BackendReport, Config, LiveError, Report, Summary, Thresholds, Verdict,
-    WeightsFrom, config_from_tables, ms, trim_float,
+use crate::canary::{
+    AdminClient, BackendReport, CanaryReport, ConfiguredWeights, LiveError, Thresholds, Verdict,
+    VerdictCounts, WeightsFrom, ms, trim_float,
 };
 use crate::cmd::Format;
 use crate::input::source::DEFAULT_MAX_FILE_SIZE;
@@ -177,7 +177,7 @@ async fn watch(args: &StatusArgs) -> u8 {
     let client = AdminClient::new(args.timeout);
     let thresholds = args.thresholds();
     // Read the weights first, so that a wrong URL fails at once rather than after a window.
-    if let Err(e) = read_config(&client, args).await {
+    if let Err(e) = read_weights(&client, args).await {
         eprintln!("error: {e}");
         return 1;
     }
@@ -198,10 +198,10 @@ async fn watch(args: &StatusArgs) -> u8 {
         tokio::time::sleep(args.window).await;
         let round = async {
             let after = client.sample(&args.envoy_admin).await?;
-            let config = read_config(&client, args).await?;
-            Ok::<_, StatusError>((after, config))
+            let weights = read_weights(&client, args).await?;
+            Ok::<_, StatusError>((after, weights))
         };
-        let (after, config) = match round.await {
+        let (after, weights) = match round.await {
             Ok(r) => r,
             Err(e) => {
                 eprintln!("error: {e}");
@@ -212,11 +212,11 @@ async fn watch(args: &StatusArgs) -> u8 {
                 return 1;
             }
         };
-        let report = crate::canary::live::compare(&config, &before, &after, &thresholds);
+        let report = crate::canary::compare(&weights, &before, &after, &thresholds);
         let code = report.exit_code(args.require_decision);
         let text = match args.format {
-            Format::Table => table(&report, &config, args),
-            Format::Json => json(&report, &config, args, code, !args.watch),
+            Format::Table => table(&report, &weights, args),
+            Format::Json => json(&report, &weights, args, code, !args.watch),
         };
         let mut stdout = std::io::stdout().lock();
         if stdout
@@ -234,9 +234,12 @@ async fn watch(args: &StatusArgs) -> u8 {
 }
 
 /// The configured weights from the source the flags name.
-async fn read_config(client: &AdminClient, args: &StatusArgs) -> Result<Config, StatusError> {
+async fn read_weights(
+    client: &AdminClient,
+    args: &StatusArgs,
+) -> Result<ConfiguredWeights, StatusError> {
     if let Some(cp) = &args.control_plane {
-        return Ok(client.control_plane_config(cp, &args.fleet).await?);
+        return Ok(client.control_plane_weights(cp, &args.fleet).await?);
     }
     if let Some(dir) = &args.dir {
         let compiled = crate::cmd::check::check_dir(dir, args.max_file_size);
@@ -249,14 +252,14 @@ async fn read_config(client: &AdminClient, args: &StatusArgs) -> Result<Config, 
                 message: d.message.clone(),
             });
         }
-        return Ok(config_from_tables(
+        return Ok(ConfiguredWeights::from_tables(
             &compiled.tables,
             &args.fleet,
             &dir.display().to_string(),
         ));
     }
     let first = &args.envoy_admin[0];
-    Ok(client.envoy_config(first).await?)
+    Ok(client.envoy_weights(first).await?)
 }
 
 fn human_duration(d: Duration) -> String {
@@ -279,21 +282,27 @@ struct StatusJson<'a> {
     /// The fleet whose weights were read; `null` when they came from Envoy.
     fleet: Option<&'a str>,
     #[serde(flatten)]
-    report: &'a Report,
-    summary: Summary,
+    report: &'a CanaryReport,
+    summary: VerdictCounts,
     exit_code: u8,
 }
 
 /// The JSON document, pretty for one verdict, one line per verdict with `--watch` (JSON
 /// Lines), so that a stream of them can be read line by line.
-pub fn json(report: &Report, config: &Config, args: &StatusArgs, code: u8, pretty: bool) -> String {
+pub fn json(
+    report: &CanaryReport,
+    weights: &ConfiguredWeights,
+    args: &StatusArgs,
+    code: u8,
+    pretty: bool,
+) -> String {
     let doc = StatusJson {
         format: FORMAT,
         envoys: &args.envoy_admin,
-        weights_from: config.weights_from,
-        source: &config.source,
-        version: config.version.as_deref(),
-        fleet: (config.weights_from != WeightsFrom::Envoy).then_some(args.fleet.as_str()),
+        weights_from: weights.weights_from,
+        source: &weights.source,
+        version: weights.version.as_deref(),
+        fleet: (weights.weights_from != WeightsFrom::Envoy).then_some(args.fleet.as_str()),
         report,
         summary: report.summary(),
         exit_code: code,
@@ -308,11 +317,11 @@ pub fn json(report: &Report, config: &Config, args: &StatusArgs, code: u8, prett
 
 /// The human table: a heading, then per route one line per backend and the reasons for each
 /// canary's verdict below it, then the count of verdicts. Fits 80 columns for ordinary names.
-pub fn table(report: &Report, config: &Config, args: &StatusArgs) -> String {
+pub fn table(report: &CanaryReport, weights: &ConfiguredWeights, args: &StatusArgs) -> String {
     let mut out = String::new();
-    let from = match config.weights_from {
-        WeightsFrom::ControlPlane => config.source.clone(),
-        WeightsFrom::Dir => format!("the files in {}", config.source),
+    let from = match weights.weights_from {
+        WeightsFrom::ControlPlane => weights.source.clone(),
+        WeightsFrom::Dir => format!("the files in {}", weights.source),
         WeightsFrom::Envoy => "Envoy's /config_dump".to_string(),
     };
     let n = args.envoy_admin.len();
@@ -322,7 +331,7 @@ pub fn table(report: &Report, config: &Config, args: &StatusArgs) -> String {
         if n == 1 { "" } else { "s" },
         human_duration(Duration::from_secs_f64(report.window_seconds)),
     );
-    let version = config
+    let version = weights
         .version
         .as_ref()
         .map_or(String::new(), |v| format!(", version {v}"));
@@ -425,260 +434,4 @@ fn wrap(out: &mut String, text: &str, indent: &str) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::canary::live::{BackendConfig, ClusterWindow, RouteConfig, compare_windows};
-    use crate::canary::statistics::{Bucket, Histogram};
-    use crate::cmd::{Cli, Command};
-    use clap::Parser;
-    use std::collections::BTreeMap;
-
-    fn parse(args: &[&str]) -> Result<StatusArgs, clap::Error> {
-        let mut argv = vec!["canary-xds", "status"];
-        argv.extend_from_slice(args);
-        Cli::try_parse_from(argv).map(|c| match c.command {
-            Command::Status(a) => a,
-            other => panic!("{other:?}"),
-        })
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("60s"), Ok(Duration::from_secs(60)));
-        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
-        assert_eq!(parse_duration("1500ms"), Ok(Duration::from_millis(1500)));
-        assert_eq!(parse_duration("2.5s"), Ok(Duration::from_millis(2500)));
-        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
-        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
-        for bad in ["", "0s", "-1s", "s", "10d", "fast"] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn flags_and_usage_errors() {
-        let a = parse(&["--envoy-admin", "127.0.0.1:9901"]).unwrap();
-        assert_eq!(a.window, Duration::from_secs(60));
-        assert_eq!(a.thresholds(), Thresholds::default());
-        assert_eq!(
-            (a.format, a.watch, a.require_decision),
-            (Format::Table, false, false)
-        );
-        let a = parse(&[
-            "--envoy-admin",
-            "a:1",
-            "--envoy-admin",
-            "b:2",
-            "--dir",
-            "/m",
-            "--window",
-            "5s",
-            "--alpha",
-            "0.05",
-            "--p99-ratio",
-            "2",
-            "--p99-margin-ms",
-            "0",
-            "--min-requests",
-            "50",
-            "--format",
-            "json",
-            "--watch",
-            "--require-decision",
-        ])
-        .unwrap();
-        assert_eq!(a.envoy_admin, ["a:1", "b:2"]);
-        assert_eq!(
-            a.thresholds(),
-            Thresholds {
-                alpha: 0.05,
-                p99_ratio: 2.0,
-                p99_margin_ms: 0.0,
-                min_requests: 50
-            }
-        );
-        // clap's usage errors, which exit with 2.
-        for bad in [
-            &[][..],
-            &["--envoy-admin", "a:1", "--dir", "d", "--control-plane", "c"],
-            &["--envoy-admin", "a:1", "--alpha", "0"],
-            &["--envoy-admin", "a:1", "--alpha", "1"],
-            &["--envoy-admin", "a:1", "--window", "0s"],
-            &["--envoy-admin", "a:1", "--p99-ratio", "-1"],
-            &["--envoy-admin", "a:1", "--format", "yaml"],
-        ] {
-            let e = parse(bad).unwrap_err();
-            assert_eq!(e.exit_code(), 2, "{bad:?}");
-        }
-    }
-
-    fn times(n: u64, lo: f64, hi: f64) -> Histogram {
-        Histogram::new(vec![
-            Bucket { le: lo, count: 0 },
-            Bucket { le: hi, count: n },
-            Bucket {
-                le: f64::INFINITY,
-                count: n,
-            },
-        ])
-    }
-
-    fn example() -> (Report, Config, StatusArgs) {
-        let backend = |cluster: &str, mapping: &str, bp: u32, weighted: bool| BackendConfig {
-            cluster: cluster.into(),
-            mapping: Some(mapping.into()),
-            namespace: Some("default".into()),
-            weight_bp: bp,
-            weighted: Some(weighted),
-        };
-        let config = Config {
-            weights_from: WeightsFrom::ControlPlane,
-            source: "http://127.0.0.1:8877/api/routes".into(),
-            version: Some("3f2a9c1e".into()),
-            routes: vec![
-                RouteConfig {
-                    route: "/qotm/".into(),
-                    note: None,
-                    backends: vec![
-                        backend("qotm", "qotm", 9000, false),
-                        backend("qotmv2", "qotmv2", 1000, true),
-                    ],
-                },
-                RouteConfig {
-                    route: "/search/ (host api.example.com, GET)".into(),
-                    note: Some("held at its last good weights: search-v3.yaml has an error".into()),
-                    backends: vec![
-                        backend("search", "search", 8000, false),
-                        backend("search_v2", "search-v2", 1000, true),
-                        backend("search_v3", "search-v3", 1000, true),
-                    ],
-                },
-            ],
-        };
-        let w = |requests: u64, errors: u64, rq_time: Histogram| ClusterWindow {
-            requests,
-            errors_5xx: errors,
-            started: requests,
-            rq_time,
-        };
-        let windows: BTreeMap<String, ClusterWindow> = [
-            ("qotm", w(53_840, 3, times(53_840, 5.0, 7.0))),
-            ("qotmv2", w(6_160, 1_232, times(6_160, 5.0, 7.0))),
-            ("search", w(4_000, 0, times(4_000, 10.0, 15.0))),
-            ("search_v2", w(510, 0, times(510, 40.0, 50.0))),
-            ("search_v3", w(90, 0, times(90, 10.0, 15.0))),
-        ]
-        .into_iter()
-        .map(|(n, w)| (n.to_string(), w))
-        .collect();
-        let report = compare_windows(&config, &windows, 60.0, &Thresholds::default());
-        let args = parse(&[
-            "--envoy-admin",
-            "127.0.0.1:9901",
-            "--envoy-admin",
-            "127.0.0.1:9902",
-        ])
-        .unwrap();
-        (report, config, args)
-    }
-
-    #[test]
-    fn the_table_reads_at_80_columns() {
-        let (report, config, args) = example();
-        let text = table(&report, &config, &args);
-        for line in text.lines() {
-            assert!(line.chars().count() <= WIDTH, "too wide: {line:?}");
-        }
-        // The whole table, reviewed: the canary with 20% 5xx is worse on errors, search-v2 on
-        // p99 only, search-v3 has too few requests for a verdict.
-        let expected = "\
-2 Envoys, 60s window
-weights from http://127.0.0.1:8877/api/routes, version 3f2a9c1e
-
-/qotm/
-  BACKEND  WEIGHT  SHARE   REQS  SUCCESS  P50     P99  VERDICT
-  qotm        90%  89.7%  53840   99.99%  6ms  6.98ms  primary
-  qotmv2      10%  10.3%   6160      80%  6ms  6.98ms  WORSE
-    qotmv2: 5xx 20% vs 0.01%: worse (Fisher p<1e-300 <= 0.01)
-    qotmv2: p99 6.98ms vs 6.98ms: not worse (x1 and +0ms; limits x1.5 and +10ms)
-
-/search/ (host api.example.com, GET)
-  (held at its last good weights: search-v3.yaml has an error)
-  BACKEND    WEIGHT  SHARE  REQS  SUCCESS     P50     P99  VERDICT
-  search        80%    87%  4000     100%  12.5ms  14.9ms  primary
-  search-v2     10%  11.1%   510     100%    45ms  49.9ms  WORSE
-    search-v2: 5xx 0% vs 0%: not worse (Fisher p=1 > 0.01)
-    search-v2: p99 49.9ms vs 14.9ms: worse (x3.34 and +35ms; limits x1.5 and
-      +10ms)
-  search-v3     10%     2%    90     100%  12.5ms  14.9ms  not enough traffic
-    search-v3: 5xx 0% vs 0%: not worse (Fisher p=1 > 0.01)
-    search-v3: 90 requests on the canary and 4000 on the primary; 200 needed on
-      each
-
-2 worse, 0 healthy, 1 not enough traffic, 0 promoted
-";
-        assert_eq!(text, expected);
-    }
-
-    #[test]
-    fn the_json_is_the_documented_document() {
-        let (report, config, args) = example();
-        let text = json(&report, &config, &args, report.exit_code(false), true);
-        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-        assert_eq!(v["format"], 1);
-        assert_eq!(v["envoys"][1], "127.0.0.1:9902");
-        assert_eq!(v["weights_from"], "control-plane");
-        assert_eq!(v["version"], "3f2a9c1e");
-        assert_eq!(v["fleet"], "default");
-        assert_eq!(v["window_seconds"], 60.0);
-        assert_eq!(v["thresholds"]["alpha"], 0.01);
-        assert_eq!(v["summary"]["worse"], 2);
-        assert_eq!(v["exit_code"], 3);
-        let canary = &v["routes"][0]["backends"][1];
-        // serde_json's Value sorts keys; the document keeps the struct's order.
-        let keys: Vec<&str> = canary
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(String::as_str)
-            .collect();
-        assert_eq!(
-            keys,
-            [
-                "cluster",
-                "error_test",
-                "errors_5xx",
-                "errors_5xx_per_second",
-                "in_envoy",
-                "mapping",
-                "name",
-                "namespace",
-                "p50_ms",
-                "p99_capped",
-                "p99_ms",
-                "reasons",
-                "requests",
-                "requests_per_second",
-                "role",
-                "share",
-                "success_rate",
-                "timed_requests",
-                "verdict",
-                "weight",
-                "weight_bp",
-                "worse_errors",
-                "worse_latency",
-            ]
-        );
-        assert_eq!(canary["verdict"], "worse");
-        assert_eq!(canary["role"], "canary");
-        assert_eq!(canary["error_test"]["method"], "fisher");
-        assert_eq!(
-            v["routes"][1]["backends"][2]["verdict"],
-            "not_enough_traffic"
-        );
-        // With --watch: one document per line.
-        let line = json(&report, &config, &args, 3, false);
-        assert_eq!(line.lines().count(), 1);
-    }
-}
+mod tests;
