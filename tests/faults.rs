@@ -19,7 +19,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use canary_xds::envoy::snapshot::SnapshotBuilder;
-use canary_xds::input::source::{DEFAULT_MAX_FILE_SIZE, Loader};
+use canary_xds::input::{DEFAULT_MAX_FILE_SIZE, Loader};
 use canary_xds::model::diagnostic::{Diagnostic, Severity};
 use canary_xds::reload::Reloader;
 use canary_xds::serve::{Settings, parse_listen};

@@ -25,7 +25,7 @@ use canary_xds::envoy::snapshot::{Listen, SnapshotBuilder};
 use canary_xds::envoy::translate;
 use canary_xds::input::parse::{ParsedFile, parse_file};
 use canary_xds::input::regex_check;
-use canary_xds::input::source::{DEFAULT_MAX_FILE_SIZE, Loader};
+use canary_xds::input::{DEFAULT_MAX_FILE_SIZE, Loader};
 use canary_xds::model::diagnostic::{Diagnostic, Severity};
 use canary_xds::routes::{Tables, compile};
 use canary_xds::xds::RUNTIME_LAYER;

@@ -6,7 +6,7 @@ use std::fs;
 use std::time::{Duration, Instant};
 
 use canary_xds::envoy::snapshot::{Listen, SnapshotBuilder};
-use canary_xds::input::source::{DEFAULT_MAX_FILE_SIZE, Loader};
+use canary_xds::input::{DEFAULT_MAX_FILE_SIZE, Loader};
 use canary_xds::reload::Reloader;
 use canary_xds::routes::compile;
 

@@ -325,7 +325,7 @@ mod tests {
     #[test]
     fn a_real_reload_s_hold_notes_are_found() {
         use crate::envoy::snapshot::{Listen, SnapshotBuilder};
-        use crate::input::source::{DEFAULT_MAX_FILE_SIZE, Loader};
+        use crate::input::{DEFAULT_MAX_FILE_SIZE, Loader};
         use crate::reload::Reloader;
         let t = tempfile::tempdir().unwrap();
         std::fs::write(t.path().join("a.yaml"), MAIN).unwrap();

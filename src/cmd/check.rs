@@ -10,10 +10,9 @@ use clap::Args;
 
 use crate::cmd::Format;
 use crate::input::parse::ParsedFile;
-use crate::input::source::{DEFAULT_MAX_FILE_SIZE, Loader};
-use crate::model::diagnostic::{Diagnostic, Severity};
-use crate::routes::render;
-use crate::routes::{Compiled, compile, directory_location};
+use crate::input::{DEFAULT_MAX_FILE_SIZE, Loader, SourceError};
+use crate::model::diagnostic::{Diagnostic, Location, Severity};
+use crate::routes::{Compiled, compile, render};
 
 /// The flags of `check`.
 #[derive(Debug, Args)]
@@ -52,7 +51,12 @@ pub fn run(args: &CheckArgs) -> ExitCode {
 /// Runs `check` as the command line asked: the text to print and the exit code (0 without
 /// errors, 1 with any).
 pub fn output(args: &CheckArgs) -> (String, u8) {
-    let mut compiled = check_dir(&args.dir, args.max_file_size);
+    // A directory that cannot be read is one error about the directory, with empty tables.
+    let mut compiled = compile_dir(&args.dir, args.max_file_size).unwrap_or_else(|e| {
+        let mut empty = compile::<ParsedFile>(&[], None);
+        empty.diagnostics.push(e.to_diagnostic());
+        empty
+    });
     let fleet = (!args.all_fleets).then_some(args.fleet.as_str());
     if let Some(fleet) = fleet
         && compiled.tables.fleet(fleet).is_none()
@@ -60,7 +64,7 @@ pub fn output(args: &CheckArgs) -> (String, u8) {
         let known: Vec<&str> = compiled.tables.fleets.keys().map(String::as_str).collect();
         compiled.diagnostics.push(
             Diagnostic::warning(
-                &directory_location(),
+                &Location::directory(),
                 format!(
                     "no Mapping belongs to fleet {fleet} (ambassador_id); the fleets are: {}",
                     known.join(", ")
@@ -76,26 +80,17 @@ pub fn output(args: &CheckArgs) -> (String, u8) {
     (text, exit_code(&compiled))
 }
 
-/// Reads and compiles a directory once. A directory that cannot be read gives an error
-/// diagnostic and empty tables.
-pub fn check_dir(dir: &Path, max_file_size: u64) -> Compiled {
-    let mut loader = Loader::new(dir, max_file_size);
-    match loader.scan(false) {
-        Ok(scan) => {
-            let files: Vec<_> = scan.files.iter().map(|f| &*f.parsed).collect();
-            let mut compiled = compile(&files, None);
-            compiled.diagnostics.extend(scan.diagnostics);
-            compiled
-                .diagnostics
-                .sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
-            compiled
-        }
-        Err(e) => {
-            let mut compiled = compile::<ParsedFile>(&[], None);
-            compiled.diagnostics.push(e.to_diagnostic());
-            compiled
-        }
-    }
+/// Reads and compiles a directory once, with every diagnostic about its files; `Err` when the
+/// directory cannot be read at all.
+pub fn compile_dir(dir: &Path, max_file_size: u64) -> Result<Compiled, SourceError> {
+    let scan = Loader::new(dir, max_file_size).scan(false)?;
+    let files: Vec<_> = scan.files.iter().map(|f| &*f.parsed).collect();
+    let mut compiled = compile(&files, None);
+    compiled.diagnostics.extend(scan.diagnostics);
+    compiled
+        .diagnostics
+        .sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
+    Ok(compiled)
 }
 
 /// The exit code of `check`: 1 when any diagnostic is an error, else 0.

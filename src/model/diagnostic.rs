@@ -43,6 +43,11 @@ impl Location {
             column,
         }
     }
+
+    /// Where a diagnostic about the whole input (not one file) points: the directory itself.
+    pub fn directory() -> Self {
+        Location::new(".", 0, 0)
+    }
 }
 
 impl fmt::Display for Location {

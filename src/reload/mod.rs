@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::envoy::snapshot::SnapshotBuilder;
 use crate::input::parse::ParsedFile;
-use crate::input::source::{Loader, Scan, SourceError};
+use crate::input::{Loader, Scan, SourceError};
 use crate::model::diagnostic::{Counts, Diagnostic, Location, Severity};
 use crate::routes::{Compiled, RouteTable, Tables, compile, diagnostic_order, recompile_routes};
 use crate::xds::{Published, Snapshot};
@@ -200,7 +200,7 @@ impl Reloader {
             let waited = now.duration_since(since_empty);
             if waited < self.empty_grace {
                 let d = Diagnostic::warning(
-                    &Location::new(".", 0, 0),
+                    &Location::directory(),
                     "the directory has no Mapping file any more; the last config keeps serving \
                      until it stays empty",
                 );
@@ -386,11 +386,7 @@ impl Reloader {
 }
 
 /// Takes a file's current content as its last good one.
-fn accept(
-    m: &mut FileMemory,
-    f: &crate::input::source::FileState,
-    accepted: &mut Vec<(String, [u8; 32])>,
-) {
+fn accept(m: &mut FileMemory, f: &crate::input::FileState, accepted: &mut Vec<(String, [u8; 32])>) {
     m.good = Arc::clone(&f.parsed);
     m.empty_since = None;
     if let Some(d) = f.digest
@@ -424,7 +420,7 @@ pub fn has_errors(diagnostics: &[Diagnostic]) -> bool {
 mod tests {
     use super::*;
     use crate::envoy::snapshot::Listen;
-    use crate::input::source::DEFAULT_MAX_FILE_SIZE;
+    use crate::input::DEFAULT_MAX_FILE_SIZE;
     use std::fs;
 
     const MAIN: &str =

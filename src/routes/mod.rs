@@ -18,7 +18,6 @@ pub use order::route_order;
 pub use recompile::recompile_routes;
 pub use table::{
     Backend, ClusterSpec, Compiled, RESERVED_CLUSTER_NAMES, Route, RouteTable, Shadow, Tables,
-    directory_location,
 };
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::model::diagnostic::{Diagnostic, Location};
+use crate::model::diagnostic::Diagnostic;
 use crate::model::mapping::{Bp, ClusterSettings, Mapping, RouteKey, Service};
 use crate::model::weights::Remark;
 
@@ -90,9 +90,4 @@ pub struct ClusterSpec {
 pub struct Compiled {
     pub tables: Tables,
     pub diagnostics: Vec<Diagnostic>,
-}
-
-/// Where a diagnostic about the whole input (not one file) points: the directory itself.
-pub fn directory_location() -> Location {
-    Location::new(".", 0, 0)
 }

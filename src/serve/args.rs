@@ -10,7 +10,7 @@ use clap::Args;
 use super::tls::TlsFiles;
 use crate::admin::AdminAddr;
 use crate::envoy::snapshot::Listen;
-use crate::input::source::DEFAULT_MAX_FILE_SIZE;
+use crate::input::DEFAULT_MAX_FILE_SIZE;
 use crate::xds::identity::AllowRule;
 
 use super::ServeError;

@@ -17,7 +17,7 @@ use super::tls::Security;
 use crate::admin::metrics::Metrics;
 use crate::admin::{AdminState, LastReload};
 use crate::envoy::snapshot::SnapshotBuilder;
-use crate::input::source::Loader;
+use crate::input::Loader;
 use crate::model::mapping::DEFAULT_FLEET;
 use crate::reload::{Reloader, Served};
 use crate::routes::{RouteTable, Tables};

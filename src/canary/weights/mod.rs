@@ -70,7 +70,7 @@ impl BackendWeight {
 
 impl ConfiguredWeights {
     /// The weights of one fleet of in-memory route tables (the files read with
-    /// `check::check_dir`); a fleet no Mapping names has no routes.
+    /// `check::compile_dir`); a fleet no Mapping names has no routes.
     pub fn from_tables(tables: &Tables, fleet: &str, source: &str) -> ConfiguredWeights {
         match tables.fleet(fleet) {
             Some(t) => ConfiguredWeights::from_table(t, source),

@@ -19,7 +19,7 @@ use crate::canary::{
     VerdictCounts, WeightsFrom, ms, trim_float,
 };
 use crate::cmd::Format;
-use crate::input::source::DEFAULT_MAX_FILE_SIZE;
+use crate::input::DEFAULT_MAX_FILE_SIZE;
 
 /// The version of `status --format json`.
 pub const FORMAT: u32 = 1;
@@ -242,16 +242,12 @@ async fn read_weights(
         return Ok(client.control_plane_weights(cp, &args.fleet).await?);
     }
     if let Some(dir) = &args.dir {
-        let compiled = crate::cmd::check::check_dir(dir, args.max_file_size);
-        // A directory that cannot be read at all is reported as an error diagnostic on ".".
-        if let Some(d) = compiled.diagnostics.iter().find(|d| {
-            d.severity == crate::model::diagnostic::Severity::Error && d.file == "." && d.line == 0
-        }) {
-            return Err(StatusError::Dir {
+        let compiled = crate::cmd::check::compile_dir(dir, args.max_file_size).map_err(|e| {
+            StatusError::Dir {
                 dir: dir.clone(),
-                message: d.message.clone(),
-            });
-        }
+                message: e.to_diagnostic().message,
+            }
+        })?;
         return Ok(ConfiguredWeights::from_tables(
             &compiled.tables,
             &args.fleet,
