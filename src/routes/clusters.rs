@@ -8,9 +8,9 @@ use std::sync::Arc;
 
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
+use super::{ClusterSpec, RESERVED_CLUSTER_NAMES, Route, RouteTable};
 use crate::model::diagnostic::Diagnostic;
 use crate::model::mapping::{ClusterSettings, Mapping, MappingId, Scheme, Service, sanitize};
-use crate::routes::{ClusterSpec, RESERVED_CLUSTER_NAMES, Route, RouteTable};
 
 /// Whether the routes need the very clusters of the last table: the same routes in the same
 /// order, each either unchanged or with backends of the same Mappings (by name), upstreams and

@@ -13,11 +13,11 @@ use foldhash::{HashMap, HashMapExt, HashSet};
 use super::clusters::{assign_clusters, reuse_clusters, same_clusters};
 use super::explain::explain_rejected;
 use super::order::order_key;
+use super::{Backend, Compiled, Route, RouteTable, Shadow, Tables, describe, route_order};
 use crate::input::parse::ParsedFile;
 use crate::model::diagnostic::{Diagnostic, Severity};
 use crate::model::mapping::{Bp, DEFAULT_FLEET, FULL, Mapping, MappingId, Origin, RouteKey};
 use crate::model::weights::{self, Member, Remark, SplitError, percent};
-use crate::routes::{Backend, Compiled, Route, RouteTable, Shadow, Tables, describe, route_order};
 
 /// Builds every fleet's route table from parsed files, given in path order.
 ///

@@ -1,11 +1,11 @@
 //! Words for routes: a route key described as people read it, and where the traffic of a
 //! left-out Mapping's route goes instead.
 
+use super::Tables;
 use crate::input::parse::{ParsedFile, Rejected};
 use crate::model::diagnostic::Diagnostic;
 use crate::model::mapping::{DEFAULT_FLEET, RouteKey};
 use crate::model::weights::percent;
-use crate::routes::Tables;
 
 /// A short description of a route for messages: `/qotm/` or `/qotm/ (host foo.com, GET)`.
 pub fn describe(key: &RouteKey) -> String {

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use foldhash::{HashMap, HashMapExt};
 
 use super::compile::{is_default_only, remark_on};
+use super::{Backend, Compiled, Route, Shadow, describe, diagnostic_order};
 use crate::input::parse::ParsedFile;
 use crate::model::diagnostic::Diagnostic;
 use crate::model::mapping::{Bp, DEFAULT_FLEET, FULL, Mapping, RouteKey};
 use crate::model::weights::{self, Member};
-use crate::routes::{Backend, Compiled, Route, Shadow, describe, diagnostic_order};
 
 /// The compile of `files` when they are `last_files` with some files replaced by ones whose
 /// Mappings differ from theirs only in what their routes carry - weights, route and backend

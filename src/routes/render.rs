@@ -9,10 +9,10 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use super::{Route, RouteTable, Tables};
 use crate::model::diagnostic::{Counts, Diagnostic};
 use crate::model::mapping::{Bp, HeaderMatch};
 use crate::model::weights::percent;
-use crate::routes::{Route, RouteTable, Tables};
 
 /// The version of the JSON format.
 pub const FORMAT: u32 = 1;

@@ -9,7 +9,7 @@ use super::headers::{
 };
 use super::scalars::{Cx, clip, found, parse_duration_ms, quote};
 use super::service::check_host;
-use crate::input::parse::{MAX_NAME, MAX_QUERY_NAME_BYTES, MAX_TIMEOUT_MS, parse_service};
+use super::{MAX_NAME, MAX_QUERY_NAME_BYTES, MAX_TIMEOUT_MS, parse_service};
 use crate::input::regex_check;
 use crate::input::yaml::{Node, Value};
 use crate::model::mapping::{BackendSettings, Bp, HeaderMatch, RetryPolicy, RouteKey, Service};

@@ -3,9 +3,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::MAX_HEADER_BYTES;
 use super::fields::Builder;
 use super::scalars::{Cx, clip, quote};
-use crate::input::parse::MAX_HEADER_BYTES;
 use crate::input::yaml::{Node, Value};
 use crate::model::mapping::{AddHeader, HeaderMatch};
 

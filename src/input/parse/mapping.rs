@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use super::fields::{Builder, read_field};
 use super::scalars::{Cx, clip, quote};
-use crate::input::parse::{API_VERSIONS, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_TIMEOUT_MS, Rejected};
+use super::{API_VERSIONS, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_TIMEOUT_MS, Rejected};
 use crate::input::yaml::Node;
 use crate::model::diagnostic::Diagnostic;
 use crate::model::mapping::{

@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use crate::input::parse::{MAX_NAME, MAX_TIMEOUT_MS};
+use super::{MAX_NAME, MAX_TIMEOUT_MS};
 use crate::input::yaml::{Node, Value};
 use crate::model::diagnostic::{Diagnostic, Location, Severity};
 

@@ -1,8 +1,8 @@
 //! The `service` field: a host with an optional scheme and port, as Ambassador reads it, and
 //! only hosts Envoy can resolve or connect to.
 
+use super::scalars::Quoted;
 use super::scalars::quote;
-use crate::input::parse::scalars::Quoted;
 use crate::model::mapping::{Scheme, Service};
 
 /// `[scheme://]host[:port]`.
