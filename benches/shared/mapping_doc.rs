@@ -1,5 +1,5 @@
-//! The generated Mappings the benches (and the fast YAML path's tests) use: groups of 1 to 3
-//! backends, mixed weights, a few hosts and header canaries.
+//! The generated Mappings the benches use: groups of 1 to 3 backends, mixed weights, a few hosts
+//! and header canaries.
 
 /// The `i`-th generated Mapping, as one YAML document.
 pub fn mapping_doc(i: usize) -> String {
@@ -25,8 +25,6 @@ pub fn mapping_doc(i: usize) -> String {
 }
 
 /// Writes Mappings `0..n` over files of 10 (`f00000.yaml`, ...), as the benches serve them.
-// The fast YAML path's test includes this file for `mapping_doc` alone.
-#[allow(dead_code)]
 pub fn write_mapping_files(dir: &std::path::Path, n: usize) {
     std::fs::create_dir_all(dir).unwrap();
     let mut docs = Vec::new();

@@ -2,11 +2,9 @@
 //!
 //! serde-saphyr does the parsing (with its budget against alias bombs and deep nesting); we read
 //! every document into this generic tree first, so that field validation in `parse` can name the
-//! exact line of any key or value and can tell a quoted `"10"` from a number `10`. Files in the
-//! plain subset that Mapping files nearly always are take a faster path (`fast`) that builds the
-//! same tree.
-
-mod fast;
+//! exact line of any key or value and can tell a quoted `"10"` from a number `10`. serde-saphyr
+//! is the only YAML parser: a second reader of the same untrusted bytes could read them
+//! differently (a parser differential), so there is none.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -187,11 +185,8 @@ pub struct YamlError {
 /// Parses every document of a (possibly multi-document) YAML file, in file order. Empty
 /// documents are dropped. The parser's budget bounds the work an alias bomb or deep nesting can
 /// cause, so this returns an error for such input instead of hanging.
-///
-/// A file in the simple subset of YAML (flat `key: value` Mappings) is read by `fast`, which
-/// gives the very tree serde-saphyr would give at a fraction of the cost; anything else, and
-/// every error, is serde-saphyr's.
 pub fn parse_documents(bytes: &[u8]) -> Result<Vec<Node>, YamlError> {
+    // Checked here rather than by serde-saphyr, so that the error names the first bad byte.
     let text = match std::str::from_utf8(bytes) {
         Ok(text) => text,
         Err(e) => {
@@ -203,27 +198,6 @@ pub fn parse_documents(bytes: &[u8]) -> Result<Vec<Node>, YamlError> {
             });
         }
     };
-    if let Some(docs) = fast::parse_simple(text) {
-        return Ok(docs);
-    }
-    parse_with_saphyr(bytes)
-}
-
-/// For the `yaml_fast` fuzz target: panics when the fast path reads `bytes` differently from
-/// serde-saphyr (it may leave them to serde-saphyr, never misread them).
-#[cfg(fuzzing)]
-#[doc(hidden)]
-pub fn check_fast_path(bytes: &[u8]) {
-    if let Ok(text) = std::str::from_utf8(bytes)
-        && let Some(docs) = fast::parse_simple(text)
-    {
-        let saphyr = format!("{:?}", parse_with_saphyr(bytes));
-        assert_eq!(format!("Ok({docs:?})"), saphyr, "{text:?}");
-    }
-}
-
-/// Parses any YAML with serde-saphyr, within our budget.
-fn parse_with_saphyr(bytes: &[u8]) -> Result<Vec<Node>, YamlError> {
     let options = serde_saphyr::options! {
         budget: serde_saphyr::budget! {
             max_depth: MAX_DEPTH,
@@ -243,7 +217,7 @@ fn parse_with_saphyr(bytes: &[u8]) -> Result<Vec<Node>, YamlError> {
         // A diagnostic carries the position; it wants the sentence, not a source excerpt.
         with_snippet: false,
     };
-    serde_saphyr::from_slice_multiple_with_options::<Node>(bytes, options).map_err(|e| {
+    serde_saphyr::from_str_multiple_with_options::<Node, Vec<Node>>(text, options).map_err(|e| {
         let (line, column) = e
             .location()
             .map(|l| (l.line(), l.column()))
@@ -451,6 +425,159 @@ mod tests {
     fn many_documents_are_read() {
         let yaml = "---\na: 1\n".repeat(5000);
         assert_eq!(parse_documents(yaml.as_bytes()).unwrap().len(), 5000);
+    }
+
+    /// What `k: <text>` reads as.
+    fn value_of(text: &str) -> Value {
+        let docs = parse_documents(format!("k: {text}\n").as_bytes()).unwrap();
+        docs[0].get("k").unwrap().value.clone()
+    }
+
+    #[test]
+    fn a_typical_file_is_read_with_positions() {
+        let text = "# canaries\napiVersion: ambassador/v1\nkind: Mapping\nname: m12\n\
+                    prefix: /svc4/\nservice: s12.ns:8080\nhost: h3.example.com\nheaders:\n  \
+                    x-canary: \"true\"\n  x-user: 'beta'\nweight: 10\n---\n---\n# only a \
+                    comment\n---\nname: m13\nweight: 4.35\n";
+        let docs = parse_documents(text.as_bytes()).unwrap();
+        assert_eq!(docs.len(), 2);
+        assert_eq!((docs[0].line, docs[0].column), (2, 1));
+        let headers = docs[0].get("headers").unwrap();
+        assert_eq!((headers.line, headers.column), (9, 3));
+        let canary = headers.get("x-canary").unwrap();
+        assert_eq!((canary.line, canary.column), (9, 13));
+        assert_eq!(canary.value, Value::Str("true".into()));
+        assert_eq!(docs[1].get("weight").unwrap().value, Value::Float(4.35));
+    }
+
+    #[test]
+    fn scalars_resolve_as_yaml_1_2() {
+        let b = Value::Bool;
+        let s = |t: &str| Value::Str(t.into());
+        for (text, want) in [
+            ("true", b(true)),
+            ("True", b(true)),
+            ("TRUE", b(true)),
+            ("false", b(false)),
+            ("False", b(false)),
+            ("FALSE", b(false)),
+            // YAML 1.1 booleans and odd capitalisations stay strings.
+            ("tRue", s("tRue")),
+            ("yes", s("yes")),
+            ("no", s("no")),
+            ("on", s("on")),
+            ("off", s("off")),
+            ("y", s("y")),
+            ("n", s("n")),
+            ("null", Value::Null),
+            ("Null", Value::Null),
+            ("NULL", Value::Null),
+            ("~", Value::Null),
+            ("nULL", s("nULL")),
+            // Rust's float parser knows these; YAML does not.
+            ("inf", s("inf")),
+            ("nan", s("nan")),
+            ("NaN", s("NaN")),
+            ("infinity", s("infinity")),
+            ("Infinity", s("Infinity")),
+            ("0", Value::Int(0)),
+            ("10", Value::Int(10)),
+            ("8080", Value::Int(8080)),
+            ("999999999999999999", Value::Int(999_999_999_999_999_999)),
+            ("4.35", Value::Float(4.35)),
+            ("0.0", Value::Float(0.0)),
+            ("0.5", Value::Float(0.5)),
+            ("10.0", Value::Float(10.0)),
+            (
+                "123456789012345.123456789012345",
+                Value::Float(123456789012345.12),
+            ),
+            ("/svc4/", s("/svc4/")),
+            ("/", s("/")),
+            ("h3.example.com", s("h3.example.com")),
+            ("s12.ns:8080", s("s12.ns:8080")),
+            ("ambassador/v1", s("ambassador/v1")),
+            ("a1", s("a1")),
+            ("\"10\"", s("10")),
+            ("\"true\"", s("true")),
+            ("\"\"", s("")),
+            ("''", s("")),
+            ("'null'", s("null")),
+            ("\"~\"", s("~")),
+        ] {
+            assert_eq!(value_of(text), want, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn tricky_scalars_read_as_serde_saphyr_reads_them() {
+        // Checked here so that a new version of serde-saphyr that changes its mind is noticed.
+        // `Debug` tells `-0.0` from `0.0` and shows NaN.
+        for (text, reads) in [
+            ("007", "Float(7.0)"),
+            ("00", "Float(0.0)"),
+            ("-3", "Int(-3)"),
+            ("+3", "Int(3)"),
+            ("0x1F", "Int(31)"),
+            ("0X1F", "Str(\"0X1F\")"),
+            ("0o17", "Int(15)"),
+            ("0b11", "Int(3)"),
+            ("1_000", "Int(1000)"),
+            ("18446744073709551615", "Int(18446744073709551615)"),
+            ("18446744073709551616", "Float(1.8446744073709552e19)"),
+            ("-9223372036854775809", "Float(-9.223372036854776e18)"),
+            (".5", "Float(0.5)"),
+            ("5.", "Float(5.0)"),
+            ("01.5", "Float(1.5)"),
+            ("1e3", "Float(1000.0)"),
+            ("1E3", "Float(1000.0)"),
+            ("1e999", "Float(inf)"),
+            (".inf", "Float(inf)"),
+            ("-.inf", "Float(-inf)"),
+            (".nan", "Float(NaN)"),
+            ("-.nan", "Str(\"-.nan\")"),
+            ("-0.0", "Float(-0.0)"),
+            ("1.2.3", "Str(\"1.2.3\")"),
+            ("2001-12-14", "Str(\"2001-12-14\")"),
+            ("12:30:00", "Str(\"12:30:00\")"),
+        ] {
+            assert_eq!(format!("{:?}", value_of(text)), reads, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn long_comment_runs() {
+        let comments = |n: usize| "# c\n\n".repeat(n);
+        // serde-saphyr buffers the comments between `key:` and what follows, up to 32 of them.
+        for text in [
+            format!("a:\n{}b: 1\n", comments(33)),
+            format!("a:\n{}  b: 1\n", comments(33)),
+            format!("a:\n{}", comments(33)),
+        ] {
+            assert!(parse_documents(text.as_bytes()).is_err(), "{text:?}");
+        }
+        // Anywhere else, such as a long licence header, they are no trouble.
+        for text in [
+            format!("a:\n{}b: 1\n", comments(16)),
+            format!("{}a: 1\n", comments(200)),
+            format!("a: 1\n{}b: 1\n", comments(200)),
+            format!("a:\n  x: 1\n{}  b: 1\n", comments(200)),
+            format!("a:\n  x: 1\n{}b: 1\n", comments(200)),
+            format!("a: 1\n---\n{}b: 1\n", comments(200)),
+            format!("a: 1\n{}---\nb: 1\n", comments(200)),
+            format!("a: 1\n{}", comments(200)),
+            comments(200),
+        ] {
+            assert!(parse_documents(text.as_bytes()).is_ok(), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn a_duplicate_among_many_keys_is_an_error() {
+        let mut text: String = (0..100).map(|i| format!("k{i}: {i}\n")).collect();
+        assert!(parse_documents(text.as_bytes()).is_ok());
+        text.push_str("k42: 0\n");
+        assert!(parse_documents(text.as_bytes()).is_err());
     }
 
     #[test]
