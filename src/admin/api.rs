@@ -14,14 +14,10 @@ use crate::routes::render::{FORMAT, RouteJson, routes_json};
 use crate::xds::stream::{TypeStatus, Variant};
 use crate::xds::{EnvoyStatus, Published};
 
-/// The words every note about held content carries (`reload` writes them): a file held at its
-/// last good content, a directory that emptied or cannot be read.
-const HELD_MARK: &str = "keeps serving";
-
 /// The diagnostics that say something is held at its last good state rather than served as it
 /// is on disk: files with errors or just emptied, and the directory itself.
 pub fn held_notes(diagnostics: &[Diagnostic]) -> impl Iterator<Item = &Diagnostic> {
-    diagnostics.iter().filter(|d| d.message.contains(HELD_MARK))
+    diagnostics.iter().filter(|d| d.held_back)
 }
 
 #[derive(Serialize)]
@@ -298,6 +294,7 @@ mod tests {
             &crate::model::diagnostic::Location::new("qotmv2.yaml", 0, 0),
             "it has errors, so its last good content keeps serving: 1 Mapping (qotmv2)",
         )
+        .held_back()
         .field("file");
         let doc: serde_json::Value =
             serde_json::from_str(&routes(&served, std::slice::from_ref(&held))).unwrap();

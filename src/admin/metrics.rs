@@ -442,7 +442,7 @@ mod tests {
         let mut outcome = Outcome {
             served: Some(served(&[("a.yaml", MAIN), ("b.yaml", CANARY)])),
             changed: true,
-            stats: crate::reload::Stats {
+            stats: crate::reload::ReloadStats {
                 mappings: 2,
                 routes: 1,
                 clusters: 2,
@@ -461,7 +461,7 @@ mod tests {
         };
         m.reload(&outcome);
         outcome.served = None;
-        outcome.stats = crate::reload::Stats {
+        outcome.stats = crate::reload::ReloadStats {
             counts: crate::model::diagnostic::Counts {
                 errors: 1,
                 warnings: 0,

@@ -30,7 +30,7 @@ use tokio::net::TcpListener;
 
 use crate::admin::metrics::Metrics;
 use crate::model::diagnostic::Diagnostic;
-use crate::reload::{Outcome, Served, Stats};
+use crate::reload::{Outcome, ReloadStats, Served};
 use crate::xds::Hub;
 pub use traffic::LiveTraffic;
 
@@ -85,7 +85,7 @@ pub struct LastReload {
     pub at: SystemTime,
     /// False when the directory could not be read (the last good config keeps serving).
     pub ok: bool,
-    pub stats: Stats,
+    pub stats: ReloadStats,
     pub diagnostics: Arc<[Diagnostic]>,
 }
 

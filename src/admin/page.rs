@@ -956,7 +956,8 @@ mod tests {
             Diagnostic::warning(
                 &Location::new("qotmv2.yaml", 0, 0),
                 "it has errors, so its last good content keeps serving: 1 Mapping (qotmv2)",
-            ),
+            )
+            .held_back(),
         ]);
         let s = summary(&held);
         assert_eq!(s.level, Level::Warn);
@@ -975,11 +976,14 @@ mod tests {
 
         // A file held while it is empty is no error: the headline says only what is held.
         let mut emptied = d.clone();
-        emptied.last.diagnostics = Arc::from(vec![Diagnostic::warning(
-            &Location::new("qotm.yaml", 0, 0),
-            "it just became empty (an editor mid-save?), so its last content keeps serving \
+        emptied.last.diagnostics = Arc::from(vec![
+            Diagnostic::warning(
+                &Location::new("qotm.yaml", 0, 0),
+                "it just became empty (an editor mid-save?), so its last content keeps serving \
              until it stays empty: 1 Mapping (qotm)",
-        )]);
+            )
+            .held_back(),
+        ]);
         assert_eq!(
             summary(&emptied).headline,
             "qotm.yaml is held at its last good content"

@@ -72,6 +72,11 @@ pub struct Diagnostic {
     /// The field at fault (`weight`, `spec.prefix`...), when there is one.
     pub field: Option<String>,
     pub message: String,
+    /// Whether it says that something keeps serving at its last good state instead of what is
+    /// on disk (a broken or emptied file, an unreadable or emptied directory): what the admin
+    /// API and page list as held back. Not part of `check`'s JSON.
+    #[serde(skip)]
+    pub held_back: bool,
 }
 
 impl Diagnostic {
@@ -84,6 +89,7 @@ impl Diagnostic {
             mapping: None,
             field: None,
             message: message.into(),
+            held_back: false,
         }
     }
 
@@ -106,6 +112,12 @@ impl Diagnostic {
 
     pub fn field(mut self, field: impl Into<String>) -> Self {
         self.field = Some(field.into());
+        self
+    }
+
+    /// Marks it as saying that something is held back at its last good state.
+    pub fn held_back(mut self) -> Self {
+        self.held_back = true;
         self
     }
 

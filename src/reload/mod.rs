@@ -43,7 +43,7 @@ pub struct Outcome {
     pub served: Option<Served>,
     /// Whether the content served changed.
     pub changed: bool,
-    pub stats: Stats,
+    pub stats: ReloadStats,
     /// Every diagnostic about what is on disk now, plus notes on what is held back.
     pub diagnostics: Vec<Diagnostic>,
     /// Call again after this long even without a file event (a file held while empty).
@@ -57,7 +57,7 @@ pub struct Outcome {
 
 /// What a reload did, for the log line and metrics.
 #[derive(Clone, Debug, Default)]
-pub struct Stats {
+pub struct ReloadStats {
     pub files: usize,
     pub files_read: usize,
     pub files_parsed: usize,
@@ -203,14 +203,15 @@ impl Reloader {
                     &Location::directory(),
                     "the directory has no Mapping file any more; the last config keeps serving \
                      until it stays empty",
-                );
+                )
+                .held_back();
                 return Outcome {
                     served: self.last.clone(),
                     changed: false,
-                    stats: Stats {
+                    stats: ReloadStats {
                         took: started.elapsed(),
                         counts: Counts::of(std::slice::from_ref(&d)),
-                        ..Stats::default()
+                        ..ReloadStats::default()
                     },
                     diagnostics: vec![d],
                     recheck_after: Some(self.empty_grace - waited),
@@ -313,7 +314,7 @@ impl Reloader {
             .last
             .as_ref()
             .is_none_or(|old| old.published.fleet_versions() != served.published.fleet_versions());
-        let stats = Stats {
+        let stats = ReloadStats {
             files: scan.files.len(),
             files_read: scan.read,
             files_parsed: scan.parsed,
@@ -367,15 +368,15 @@ impl Reloader {
     }
 
     fn unreadable(&self, e: &SourceError, started: Instant) -> Outcome {
-        let mut d = e.to_diagnostic();
+        let mut d = e.to_diagnostic().held_back();
         d.message.push_str("; the last good config keeps serving");
         Outcome {
             served: None,
             changed: false,
-            stats: Stats {
+            stats: ReloadStats {
                 took: started.elapsed(),
                 counts: Counts::of(std::slice::from_ref(&d)),
-                ..Stats::default()
+                ..ReloadStats::default()
             },
             diagnostics: vec![d],
             recheck_after: None,
@@ -409,11 +410,7 @@ fn hold_note(rel: &str, good: &ParsedFile, why: &str) -> Diagnostic {
         ),
     )
     .field("file")
-}
-
-/// Only errors stop a file from being served; this says whether any diagnostic is one.
-pub fn has_errors(diagnostics: &[Diagnostic]) -> bool {
-    diagnostics.iter().any(|d| d.severity == Severity::Error)
+    .held_back()
 }
 
 #[cfg(test)]
