@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use crate::envoy::snapshot::SnapshotBuilder;
 use crate::input::parse::ParsedFile;
 use crate::input::{Loader, Scan, SourceError};
-use crate::model::diagnostic::{Counts, Diagnostic, Location, Severity};
+use crate::model::diagnostic::{Counts, Diagnostic, Location};
 use crate::routes::{Compiled, RouteTable, Tables, compile, diagnostic_order, recompile_routes};
 use crate::xds::{Published, Snapshot};
 
