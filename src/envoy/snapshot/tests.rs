@@ -1,0 +1,208 @@
+//! Unit tests of the snapshot builder: caching, patching, the runtime variant, and versions
+//! that follow content.
+
+use envoy_types::pb::google::protobuf::Any;
+
+use super::routes::{CachedRoute, encode_entries};
+use super::runtime::runtime_id;
+use super::*;
+use crate::input::parse::parse_file;
+use crate::model::mapping::Bp;
+use crate::routes::compile;
+use crate::xds::RUNTIME_LAYER;
+
+fn table(yaml: &[(&str, &str)]) -> Arc<RouteTable> {
+    let files: Vec<_> = yaml
+        .iter()
+        .map(|(f, y)| parse_file(f, y.as_bytes()))
+        .collect();
+    Arc::clone(&compile(&files, None).tables.fleets["default"])
+}
+
+#[test]
+fn a_runtime_variant_made_with_the_plain_one_is_the_runtime_translation() {
+    let t = table(&[
+        (
+            "a.yaml",
+            "apiVersion: ambassador/v1\nkind: Mapping\nname: a\nprefix: /a/\nservice: a\n",
+        ),
+        (
+            "b.yaml",
+            "apiVersion: ambassador/v1\nkind: Mapping\nname: b\nprefix: /a/\nservice: b\nweight: 30\n",
+        ),
+    ]);
+    let r = &t.routes[0];
+    assert!(translate::is_weighted(r));
+    let (cached, variant) = CachedRoute::of(r, true);
+    let (id, entries) = variant.expect("a weighted route has a runtime variant");
+    let weights: Vec<Bp> = r.backends.iter().map(|b| b.weight_bp).collect();
+    let (want, prefix) = runtime_id(cached.structure.expect("weighted"), &weights);
+    assert_eq!(id, want);
+    let runtime = translate::weighted_route_with_runtime(r, &prefix, &weights);
+    assert_eq!(entries, encode_entries(&[runtime]));
+    assert_ne!(entries, cached.entries);
+    assert_ne!(
+        id, cached.digest,
+        "the two variants have different versions"
+    );
+    // Without asking, and for a route with one backend, there is none.
+    assert!(CachedRoute::of(r, false).1.is_none());
+    let single = table(&[RICH[2]]);
+    assert!(CachedRoute::of(&single.routes[0], true).1.is_none());
+}
+
+const RICH: &[(&str, &str)] = &[
+    (
+        "a.yaml",
+        "apiVersion: ambassador/v1\nkind: Mapping\nname: qotm\nprefix: /qotm/\nservice: qotm\n",
+    ),
+    (
+        "b.yaml",
+        "apiVersion: ambassador/v1\nkind: Mapping\nname: qotmv2\nprefix: /qotm/\nservice: qotmv2\nweight: 10\ntimeout_ms: 500\n",
+    ),
+    (
+        "c.yaml",
+        "apiVersion: ambassador/v1\nkind: Mapping\nname: h\nprefix: /h/\nservice: h\nhost: foo.com\n",
+    ),
+    (
+        "d.yaml",
+        "apiVersion: ambassador/v1\nkind: Mapping\nname: w\nprefix: /w/\nservice: w\nhost: \"*.foo.com\"\n",
+    ),
+    (
+        "e.yaml",
+        "apiVersion: ambassador/v1\nkind: Mapping\nname: s\nprefix: /qotm/\nservice: mirror\nshadow: true\nweight: 5\n",
+    ),
+    (
+        "f.yaml",
+        "apiVersion: ambassador/v1\nkind: Mapping\nname: hdr\nprefix: /qotm/\nservice: qotmv2\nheaders: {x-canary: \"true\"}\n",
+    ),
+];
+
+fn decoded(r: &Resource) -> Vec<u8> {
+    Any::decode(r.any.as_ref()).unwrap().value
+}
+
+#[test]
+fn the_assembled_route_configuration_is_what_prost_would_encode() {
+    let t = table(RICH);
+    let snap = SnapshotBuilder::new(
+        Listen {
+            default: "0.0.0.0:8080".parse().unwrap(),
+            fleets: BTreeMap::new(),
+        },
+        None,
+    )
+    .build("default", Arc::clone(&t));
+    let r = &snap.routes.items[translate::ROUTE_CONFIG_NAME];
+    assert_eq!(
+        decoded(r),
+        translate::route_configuration(&t).encode_to_vec()
+    );
+    assert_eq!(r.refs.len(), t.clusters.len());
+}
+
+#[test]
+fn built_route_configurations_name_only_the_snapshots_clusters() {
+    let listen = Listen {
+        default: "0.0.0.0:8080".parse().unwrap(),
+        fleets: BTreeMap::new(),
+    };
+    let snap = SnapshotBuilder::new(listen, None).build("default", table(RICH));
+    assert!(snap.routes_within_clusters);
+    for set in [&snap.routes, &snap.routes_runtime] {
+        for r in set.items.values() {
+            assert!(!r.refs.is_empty());
+            assert!(r.refs.iter().all(|c| snap.clusters.items.contains_key(c)));
+        }
+    }
+}
+
+#[test]
+fn rebuilding_reuses_and_versions_follow_content() {
+    let listen = Listen {
+        default: "0.0.0.0:8080".parse().unwrap(),
+        fleets: BTreeMap::new(),
+    };
+    let mut b = SnapshotBuilder::new(listen.clone(), None);
+    let first = b.build("default", table(RICH));
+    b.retain();
+    let again = b.build("default", table(RICH));
+    b.retain();
+    // Parsed again, so new Mappings: same content, same versions.
+    assert_eq!(first.version, again.version);
+    // A fresh builder agrees (versions come from content, not from the cache).
+    let fresh = SnapshotBuilder::new(listen, None).build("default", table(RICH));
+    assert_eq!(fresh.version, first.version);
+    // A weight change changes the route configuration only.
+    let mut changed = RICH.to_vec();
+    changed[1].1 = "apiVersion: ambassador/v1\nkind: Mapping\nname: qotmv2\nprefix: /qotm/\nservice: qotmv2\nweight: 20\ntimeout_ms: 500\n";
+    let moved = b.build("default", table(&changed));
+    assert_eq!(moved.clusters.version, first.clusters.version);
+    assert_ne!(moved.routes.version, first.routes.version);
+    let r = &moved.routes.items[translate::ROUTE_CONFIG_NAME];
+    assert_eq!(
+        decoded(r),
+        translate::route_configuration(&table(&changed)).encode_to_vec()
+    );
+}
+
+/// What Envoy gets from a snapshot's route configurations and layer.
+fn served(s: &Snapshot) -> Vec<(String, Vec<u8>)> {
+    let name = translate::ROUTE_CONFIG_NAME;
+    let layer = &s.runtime.items[RUNTIME_LAYER];
+    vec![
+        (s.routes.version.clone(), decoded(&s.routes.items[name])),
+        (
+            s.routes_runtime.version.clone(),
+            decoded(&s.routes_runtime.items[name]),
+        ),
+        (layer.version.clone(), Vec::new()),
+    ]
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Building from the last build (weights moved) serves what building everything serves.
+    #[test]
+    fn a_patched_build_serves_what_a_full_build_serves(
+        start in proptest::collection::vec(proptest::option::of(0u32..=100), 12),
+        steps in proptest::collection::vec((0usize..12, proptest::option::of(0u32..=100), 0u8..10), 1..12),
+    ) {
+        use crate::input::parse::ParsedFile;
+        use crate::routes::recompile_routes;
+        // Four routes of three Mappings, one file each; weights last, so that moving one
+        // moves nothing else.
+        let file = |i: usize, w: Option<u32>, service: u8| {
+            let w = w.map(|w| format!("weight: {w}\n")).unwrap_or_default();
+            let yaml = format!(
+                "apiVersion: ambassador/v1\nkind: Mapping\nname: m{i}\nprefix: /r{}/\nservice: s{i}x{service}\n{w}",
+                i % 4
+            );
+            Arc::new(parse_file(&format!("f{i:02}.yaml"), yaml.as_bytes()))
+        };
+        let mut weights = start.clone();
+        let mut files: Vec<Arc<ParsedFile>> = (0..12).map(|i| file(i, weights[i], 0)).collect();
+        let mut compiled = compile(&files, None);
+        let listen = Listen { default: "0.0.0.0:8080".parse().unwrap(), fleets: BTreeMap::new() };
+        let mut patching = SnapshotBuilder::new(listen.clone(), None);
+        let mut full = SnapshotBuilder::new(listen, None);
+        for (i, w, other) in steps {
+            let t = Arc::clone(&compiled.tables.fleets["default"]);
+            let a = patching.build("default", Arc::clone(&t));
+            full.built.clear();
+            let b = full.build("default", t);
+            patching.retain();
+            full.retain();
+            proptest::prop_assert_eq!(served(&a), served(&b));
+            proptest::prop_assert_eq!(&a.version, &b.version);
+            // Mostly a weight; now and then an upstream (not a patch).
+            weights[i] = w;
+            let mut next = files.clone();
+            next[i] = file(i, w, u8::from(other == 0));
+            compiled = recompile_routes(&files, &compiled, &next)
+                .unwrap_or_else(|| compile(&next, Some(&compiled.tables)));
+            files = next;
+        }
+    }
+}
