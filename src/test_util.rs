@@ -2,12 +2,14 @@
 //! it, and a connected Envoy's status. Test-only; every module's tests may use it.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::envoy::snapshot::{Listen, SnapshotBuilder};
 use crate::input::parse::parse_file;
-use crate::reload::Served;
+use crate::input::{DEFAULT_MAX_FILE_SIZE, Loader};
+use crate::reload::{Reloader, Served};
 use crate::routes::{Tables, compile};
 use crate::xds::stream::Variant;
 use crate::xds::{EnvoyStatus, Published, Snapshot};
@@ -63,13 +65,35 @@ pub fn published(files: &[(&str, &str)]) -> Published {
     served(files).published
 }
 
-/// The default fleet's snapshot for `files`, from `builder` (which keeps its caches, as the
-/// reloader's does).
-pub fn snapshot(builder: &mut SnapshotBuilder, files: &[(&str, &str)]) -> Snapshot {
-    let t = tables(files);
-    let snap = builder.build("default", Arc::clone(&t.fleets["default"]));
-    builder.retain();
-    snap
+/// Builds the default fleet's snapshots one after another, keeping the builder's caches between
+/// builds as the reloader does.
+pub struct Fleet {
+    builder: SnapshotBuilder,
+}
+
+impl Fleet {
+    pub fn new() -> Self {
+        Fleet { builder: builder() }
+    }
+
+    /// The default fleet's snapshot for `files`.
+    pub fn snapshot(&mut self, files: &[(&str, &str)]) -> Snapshot {
+        let t = tables(files);
+        let snap = self
+            .builder
+            .build("default", Arc::clone(&t.fleets["default"]));
+        self.builder.retain();
+        snap
+    }
+}
+
+/// A reloader of `dir` with the default listener and file size limit.
+pub fn reloader(dir: &Path, empty_grace: Duration) -> Reloader {
+    Reloader::new(
+        Loader::new(dir, DEFAULT_MAX_FILE_SIZE),
+        builder(),
+        empty_grace,
+    )
 }
 
 /// A connected Envoy that has not ACKed anything.

@@ -321,23 +321,10 @@ mod tests {
     /// The held notes are recognised in what a real reload says about a broken file.
     #[test]
     fn a_real_reload_s_hold_notes_are_found() {
-        use crate::envoy::snapshot::{Listen, SnapshotBuilder};
-        use crate::input::{DEFAULT_MAX_FILE_SIZE, Loader};
-        use crate::reload::Reloader;
         let t = tempfile::tempdir().unwrap();
         std::fs::write(t.path().join("a.yaml"), MAIN).unwrap();
         std::fs::write(t.path().join("b.yaml"), CANARY).unwrap();
-        let mut r = Reloader::new(
-            Loader::new(t.path(), DEFAULT_MAX_FILE_SIZE),
-            SnapshotBuilder::new(
-                Listen {
-                    default: "127.0.0.1:8080".parse().unwrap(),
-                    fleets: BTreeMap::new(),
-                },
-                None,
-            ),
-            Duration::from_millis(100),
-        );
+        let mut r = crate::test_util::reloader(t.path(), Duration::from_millis(100));
         let first = r.reload(false, std::time::Instant::now());
         assert_eq!(held_notes(&first.diagnostics).count(), 0);
         std::fs::write(

@@ -2,8 +2,6 @@
 //! directories, and versions that follow content.
 
 use super::*;
-use crate::envoy::snapshot::Listen;
-use crate::input::DEFAULT_MAX_FILE_SIZE;
 use crate::model::diagnostic::Severity;
 use std::fs;
 
@@ -12,17 +10,7 @@ const MAIN: &str =
 const CANARY: &str = "apiVersion: ambassador/v1\nkind: Mapping\nname: qotmv2\nprefix: /qotm/\nservice: qotmv2\nweight: 10\n";
 
 fn reloader(dir: &std::path::Path) -> Reloader {
-    Reloader::new(
-        Loader::new(dir, DEFAULT_MAX_FILE_SIZE),
-        SnapshotBuilder::new(
-            Listen {
-                default: "127.0.0.1:8080".parse().unwrap(),
-                fleets: BTreeMap::new(),
-            },
-            None,
-        ),
-        Duration::from_millis(200),
-    )
+    crate::test_util::reloader(dir, Duration::from_millis(200))
 }
 
 fn weights(o: &Outcome) -> Vec<(String, u32)> {

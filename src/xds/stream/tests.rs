@@ -574,13 +574,13 @@ fn rt_node() -> Option<Node> {
 }
 
 struct Built {
-    builder: crate::envoy::snapshot::SnapshotBuilder,
+    fleet: crate::test_util::Fleet,
 }
 
 impl Built {
     fn new() -> Self {
         Built {
-            builder: crate::test_util::builder(),
+            fleet: crate::test_util::Fleet::new(),
         }
     }
 
@@ -590,7 +590,8 @@ impl Built {
         );
         let main =
             "apiVersion: ambassador/v1\nkind: Mapping\nname: main\nprefix: /q/\nservice: main\n";
-        crate::test_util::snapshot(&mut self.builder, &[("a.yaml", main), ("b.yaml", &canary)])
+        self.fleet
+            .snapshot(&[("a.yaml", main), ("b.yaml", &canary)])
     }
 }
 
