@@ -1,15 +1,19 @@
 //! canary-xds: Ambassador-style canary Mappings for any Envoy, served over xDS.
 //!
-//! The data flows through a pure pipeline inside a thin I/O shell:
+//! A pure pipeline inside a thin I/O shell, one top-level module per stage:
 //!
 //! ```text
-//! files --source--> bytes --parse--> Mappings --table (weights)--> RouteTables per fleet
+//! directory --input--> ParsedFiles (Mappings + diagnostics; model)
+//!           --routes--> RouteTables per fleet (weights split, clusters named)
+//!           --envoy---> Snapshots of encoded listeners, routes, clusters, runtime layer
+//!           --xds-----> every connected Envoy, over ADS (SotW or delta)
 //! ```
 //!
-//! Everything from `parse` to `table` is synchronous and free of I/O; `source` is the edge that
-//! reads the directory. `serve` is the shell around it: the watch loop (`watch`, `reload`), the
-//! ADS server (`xds`) and the admin HTTP server (`admin`, with `metrics`). `status` reads
-//! Envoys' stats and the configured weights (`live`) and judges each canary (`stats`).
+//! `reload` runs the pipeline once over the directory, holding bad files at their last good
+//! content. `serve` is the shell: it watches the directory, reloads, publishes to the xDS hub
+//! and runs the `admin` HTTP server. `canary` reads Envoys' stats and judges each canary; `cmd`
+//! holds the subcommands. Dependencies point down this list, never up (tests/structure.rs).
+//! docs/architecture.md follows one file change through every hop.
 
 pub mod admin;
 pub mod canary;

@@ -357,8 +357,7 @@ fn envoy_counts(envoys: &[EnvoyStatus]) -> BTreeMap<EnvoyLabels, usize> {
     counts
 }
 
-/// The ACKs that will tell how long the change from `old` to `new` took to reach each Envoy
-/// connected now: one per Envoy and resource type whose set changed in its fleet.
+/// A count as a gauge's value (gauges are `i64`), saturating.
 fn as_i64(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }

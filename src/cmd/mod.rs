@@ -1,4 +1,6 @@
-//! Command-line interface: the flags of every subcommand.
+//! The command line: one file per subcommand (`check`, `serve`, `bootstrap`, `status`), each
+//! with its entry point; `check` and `status` keep their flags beside it, `serve` and `bootstrap`
+//! in the stage whose settings they fill.
 //!
 //! `serve` takes each flag from the environment too (`CANARY_XDS_<FLAG>`), as daemons are
 //! configured; `check` takes them from `CANARY_XDS_CHECK_<FLAG>`, so a daemon's environment never

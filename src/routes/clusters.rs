@@ -299,7 +299,8 @@ pub(super) fn assign_clusters(
 }
 
 /// The naming rule (published in docs/mappings.md, since users read stats by these names):
-/// 1. every cluster has a base name from its upstream (`base_name`);
+/// 1. every cluster has a base name from its upstream (`Mapping::cluster_base`, made by
+///    `cluster_base_name`);
 /// 2. a dedicated cluster (a backend of a route with several, or a shadow) takes the base name
 ///    when it is the only dedicated one with it, else adds `__<mapping>` (and `_<namespace>`
 ///    outside `default`);

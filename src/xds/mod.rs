@@ -1,4 +1,6 @@
-//! The xDS side: resources encoded once, per-stream protocol state, and the ADS server.
+//! The xDS side: what is served (resources encoded once, snapshots, the hub they are published
+//! to), who may receive which fleet, the per-stream protocol state, and the ADS server. It knows
+//! nothing of Mappings or route tables: only of encoded resources.
 
 pub mod archive;
 pub mod hub;

@@ -3,8 +3,9 @@
 //!
 //! Pure: the same table and options always give the same protos, byte for byte once encoded
 //! (every protobuf `map` field we fill holds at most one entry, since prost encodes maps in
-//! `HashMap` order). This is the only place, with the snapshot and the xDS server, that knows
-//! Envoy's proto types; they are imported under `Xds*` names so they are never confused with ours.
+//! `HashMap` order). Envoy's proto types are known only in `envoy`, in the xDS side (which moves them
+//! encoded) and in `--state-dir`'s record of what was served; they are imported under `Xds*`
+//! names so they are never confused with ours.
 
 mod cluster;
 mod listener;
