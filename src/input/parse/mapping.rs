@@ -10,7 +10,7 @@ use super::{API_VERSIONS, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_TIMEOUT_MS, Reject
 use crate::input::yaml::Node;
 use crate::model::diagnostic::Diagnostic;
 use crate::model::mapping::{
-    ClusterSettings, DEFAULT_FLEET, Mapping, MappingId, Origin, RouteSettings,
+    ClusterSettings, DEFAULT_FLEET, Mapping, MappingId, Origin, RouteKey, RouteSettings, Service,
 };
 
 /// Known fields of a Mapping's spec (or of a flat Mapping).
@@ -64,12 +64,59 @@ const K8S_METADATA: &[&str] = &[
     "generateName",
 ];
 
+/// One document (already known to be a Mapping) read into a Mapping, or rejected with what
+/// could be read of it. Every problem is pushed to `cx` in the order of the document.
 pub(super) fn read_mapping(
     cx: &mut Cx<'_>,
     doc: &Node,
     origin: Origin,
 ) -> Result<Mapping, Box<Rejected>> {
-    // apiVersion
+    check_api_version(cx, doc, &origin);
+    let Some(form) = read_form(cx, doc) else {
+        return Err(Box::new(Rejected::unknown(origin)));
+    };
+    let (name, namespace) = read_identity(cx, &form, &origin);
+    let mut b = read_spec(cx, &form, &origin);
+    let shadow = b.shadow.unwrap_or(false);
+    if shadow {
+        warn_shadow_fields(cx, &b, &form.spec);
+    }
+    let key = b.route_key(cx, &form.spec);
+    let fleets = b
+        .fleets
+        .clone()
+        .unwrap_or_else(|| BTreeSet::from([DEFAULT_FLEET.to_string()]));
+    let (Some(namespace), Some(name), Some(key), Some(service), false) = (
+        namespace.clone(),
+        name.clone(),
+        key.clone(),
+        b.service.clone(),
+        cx.failed,
+    ) else {
+        return Err(Box::new(Rejected {
+            name,
+            namespace,
+            origin,
+            key,
+            weight: b.weight,
+            shadow,
+            fleets,
+            diagnostic: None,
+        }));
+    };
+    Ok(build(
+        b,
+        MappingId { namespace, name },
+        origin,
+        fleets,
+        key,
+        service,
+        shadow,
+    ))
+}
+
+/// An error unless the document's apiVersion is one we read.
+fn check_api_version(cx: &mut Cx<'_>, doc: &Node, origin: &Origin) {
     match doc.get("apiVersion") {
         None => {
             let d = Diagnostic::error(
@@ -99,14 +146,26 @@ pub(super) fn read_mapping(
             }
         },
     }
+}
 
-    // Kubernetes form: metadata + spec; flat form: fields at the top.
+/// Where a document keeps its fields: Kubernetes' `metadata` and `spec`, or Ambassador's flat
+/// form with everything at the top.
+struct Form<'n> {
+    kubernetes: bool,
+    name: Option<&'n Node>,
+    namespace: Option<&'n Node>,
+    spec: Vec<(Cow<'n, str>, &'n Node, &'n Node)>,
+}
+
+/// The document's form and its fields; `None` when it is not a map at all.
+fn read_form<'n>(cx: &mut Cx<'_>, doc: &'n Node) -> Option<Form<'n>> {
     let kubernetes = doc.get("spec").is_some() || doc.get("metadata").is_some();
-    let mut name_node: Option<&Node> = None;
-    let mut namespace_node: Option<&Node> = None;
-    let mut spec: Vec<(Cow<str>, &Node, &Node)> = Vec::new();
-    let Some(top) = cx.entries("document", doc) else {
-        return Err(Box::new(Rejected::unknown(origin)));
+    let top = cx.entries("document", doc)?;
+    let mut form = Form {
+        kubernetes,
+        name: None,
+        namespace: None,
+        spec: Vec::new(),
     };
     if kubernetes {
         for (key, k, v) in top {
@@ -115,8 +174,8 @@ pub(super) fn read_mapping(
                 "metadata" => {
                     for (mk, mkn, mv) in cx.entries("metadata", v).unwrap_or_default() {
                         match &*mk {
-                            "name" => name_node = Some(mv),
-                            "namespace" => namespace_node = Some(mv),
+                            "name" => form.name = Some(mv),
+                            "namespace" => form.namespace = Some(mv),
                             m if K8S_METADATA.contains(&m) => {}
                             other => cx.warning(
                                 mkn,
@@ -126,7 +185,7 @@ pub(super) fn read_mapping(
                         }
                     }
                 }
-                "spec" => spec = cx.entries("spec", v).unwrap_or_default(),
+                "spec" => form.spec = cx.entries("spec", v).unwrap_or_default(),
                 other => cx.warning(
                     k,
                     &clip(other),
@@ -141,25 +200,35 @@ pub(super) fn read_mapping(
         for (key, k, v) in top {
             match &*key {
                 "apiVersion" | "kind" => {}
-                _ => spec.push((key, k, v)),
+                _ => form.spec.push((key, k, v)),
             }
         }
+        let find = |name: &str| {
+            form.spec
+                .iter()
+                .find(|(k, _, _)| k == name)
+                .map(|(_, _, v)| *v)
+        };
+        (form.name, form.namespace) = (find("name"), find("namespace"));
     }
-    if !kubernetes {
-        name_node = spec
-            .iter()
-            .find(|(k, _, _)| k == "name")
-            .map(|(_, _, v)| *v);
-        namespace_node = spec
-            .iter()
-            .find(|(k, _, _)| k == "namespace")
-            .map(|(_, _, v)| *v);
-    }
+    Some(form)
+}
 
-    let name = match name_node {
+/// The Mapping's name and namespace (`default` unless given). Once the name is known, the
+/// diagnostics already pushed for this document name the Mapping too.
+fn read_identity(
+    cx: &mut Cx<'_>,
+    form: &Form<'_>,
+    origin: &Origin,
+) -> (Option<String>, Option<String>) {
+    let name = match form.name {
         Some(n) => cx.object_name("name", n),
         None => {
-            let field = if kubernetes { "metadata.name" } else { "name" };
+            let field = if form.kubernetes {
+                "metadata.name"
+            } else {
+                "name"
+            };
             let d = Diagnostic::error(
                 &origin.location(),
                 format!("the Mapping has no name; add {field}"),
@@ -171,7 +240,6 @@ pub(super) fn read_mapping(
         }
     };
     cx.mapping = name.clone();
-    // Name the Mapping in diagnostics already pushed for it.
     if let Some(name) = &name {
         for d in cx.diagnostics.iter_mut().rev() {
             if d.file != cx.file || d.line < origin.line || d.mapping.is_some() {
@@ -180,25 +248,30 @@ pub(super) fn read_mapping(
             d.mapping = Some(name.clone());
         }
     }
-    let namespace = match namespace_node {
+    let namespace = match form.namespace {
         Some(n) => cx.object_name("namespace", n),
         None => Some("default".to_string()),
     };
+    (name, namespace)
+}
 
+/// Every field of the spec read into a builder: unknown fields warned about, the required ones
+/// (`prefix`, `service`) errors when missing.
+fn read_spec(cx: &mut Cx<'_>, form: &Form<'_>, origin: &Origin) -> Builder {
     let mut b = Builder::default();
-    for (key, k, v) in &spec {
+    for (key, k, v) in &form.spec {
         if let Some(&field) = FIELDS.iter().find(|f| **f == &**key) {
             b.fields.insert(field, (k.line, k.column));
             read_field(cx, &mut b, field, v);
-        } else if !(kubernetes && (key == "name" || key == "namespace")) {
+        } else if !(form.kubernetes && (key == "name" || key == "namespace")) {
             let key = clip(key);
             cx.warning(k, &key, format!("unsupported field {key}, ignored"));
         }
     }
-    if kubernetes {
+    if form.kubernetes {
         // In the Kubernetes form name and namespace live in metadata only.
         for key in ["name", "namespace"] {
-            if let Some((_, k, _)) = spec.iter().find(|(s, _, _)| s == key) {
+            if let Some((_, k, _)) = form.spec.iter().find(|(s, _, _)| s == key) {
                 cx.warning(
                     k,
                     key,
@@ -207,9 +280,8 @@ pub(super) fn read_mapping(
             }
         }
     }
-
     let doc_location = origin.location();
-    let missing = |cx: &mut Cx<'_>, field: &str, what: &str| {
+    let mut missing = |field: &str, what: &str| {
         let mut d = Diagnostic::error(&doc_location, format!("the Mapping has no {field}; {what}"))
             .field(field);
         d.mapping = cx.mapping.clone();
@@ -218,50 +290,31 @@ pub(super) fn read_mapping(
     };
     if b.prefix.is_none() && !b.fields.contains_key("prefix") {
         missing(
-            cx,
             "prefix",
             "add the path prefix to route, such as prefix: /qotm/",
         );
     }
     if b.service.is_none() && !b.fields.contains_key("service") {
-        missing(
-            cx,
-            "service",
-            "add the upstream, such as service: qotm:8080",
-        );
+        missing("service", "add the upstream, such as service: qotm:8080");
     }
+    b
+}
 
-    let shadow = b.shadow.unwrap_or(false);
-    if shadow {
-        warn_shadow_fields(cx, &b, &spec);
-    }
-    let key = b.route_key(cx, &spec);
-    let fleets = b
-        .fleets
-        .clone()
-        .unwrap_or_else(|| BTreeSet::from([DEFAULT_FLEET.to_string()]));
-    let (Some(namespace), Some(name), Some(key), Some(service), false) = (
-        namespace.clone(),
-        name.clone(),
-        key.clone(),
-        b.service.clone(),
-        cx.failed,
-    ) else {
-        return Err(Box::new(Rejected {
-            name,
-            namespace,
-            origin,
-            key,
-            weight: b.weight,
-            shadow,
-            fleets,
-            diagnostic: None,
-        }));
-    };
+/// The Mapping a builder with every required part describes, with the defaults of what was
+/// not given.
+fn build(
+    b: Builder,
+    id: MappingId,
+    origin: Origin,
+    fleets: BTreeSet<String>,
+    key: RouteKey,
+    service: Service,
+    shadow: bool,
+) -> Mapping {
     let cluster_base = crate::model::mapping::cluster_base_name(&service, b.cluster_tag.as_deref());
     let key_hash = key.hash_once();
-    Ok(Mapping {
-        id: MappingId { namespace, name },
+    Mapping {
+        id,
         origin,
         fleets,
         key,
@@ -292,7 +345,7 @@ pub(super) fn read_mapping(
         cluster_base,
         key_hash,
         fields: b.fields,
-    })
+    }
 }
 
 impl Rejected {
