@@ -101,6 +101,7 @@ fn validate_flags(c: &Value, args: &[String]) -> Output {
     cmd.output().unwrap()
 }
 
+/// Fails unless `serve --validate-flags` says `ok` to container `c`'s args (`what` names it).
 fn assert_flags_accepted(what: &str, c: &Value) {
     let out = validate_flags(c, &args(c));
     assert!(
