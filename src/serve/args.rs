@@ -114,6 +114,11 @@ pub struct ServeArgs {
     /// port can then read every fleet's routes.
     #[arg(long, env = "CANARY_XDS_INSECURE")]
     pub insecure: bool,
+    /// Check the flags and the settings they make, print `ok` and exit, binding nothing and
+    /// reading no file (for manifests checked offline). Hidden, and never read from the
+    /// environment: a variable left in a daemon's environment must not make it exit.
+    #[arg(long, hide = true)]
+    pub validate_flags: bool,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -208,6 +213,24 @@ impl Settings {
             insecure: args.insecure,
             drain: DRAIN,
         })
+    }
+
+    /// The settings `args` make, checked as `serve` checks them at start where that needs no
+    /// file and no socket: plaintext xDS beyond loopback needs `--insecure`, and client
+    /// certificates need an `--allow` (the rule `tls::Security::load` applies once it has read
+    /// the CA). What `--validate-flags` runs; certificates and the directory are not read.
+    pub fn check_flags(args: &ServeArgs) -> Result<Settings, ServeError> {
+        let settings = Settings::from_args(args)?;
+        match &settings.xds_tls {
+            None => {
+                super::tls::check_plaintext(args.xds, settings.insecure)?;
+            }
+            Some(files) if files.client_ca.is_some() && settings.allow.is_empty() => {
+                return Err(super::tls::TlsError::NoAllowRules.into());
+            }
+            Some(_) => {}
+        }
+        Ok(settings)
     }
 
     /// Settings for `dir` with every default (for tests and embedding).
@@ -306,6 +329,31 @@ mod tests {
             ]
         );
         assert!(parse(&["--insecure"]).unwrap().insecure);
+    }
+
+    #[test]
+    fn check_flags_refuses_what_serve_would_refuse_at_start() {
+        let ok = |flags: &[&str]| Settings::check_flags(&parse(flags).unwrap()).is_ok();
+        assert!(ok(&[]));
+        assert!(!ok(&["--xds", "0.0.0.0:18000"]));
+        assert!(ok(&["--xds", "0.0.0.0:18000", "--insecure"]));
+        let tls = [
+            "--xds",
+            "0.0.0.0:18000",
+            "--xds-tls-cert",
+            "c",
+            "--xds-tls-key",
+            "k",
+        ];
+        assert!(ok(&tls));
+        assert!(!ok(&[&tls[..], &["--xds-client-ca", "ca"]].concat()));
+        assert!(ok(&[
+            &tls[..],
+            &["--xds-client-ca", "ca", "--allow", "*=**"]
+        ]
+        .concat()));
+        assert!(!ok(&["--listen", "nowhere"]));
+        assert!(parse(&["--validate-flags"]).unwrap().validate_flags);
     }
 
     #[test]

@@ -1,6 +1,6 @@
-//! Envoy and Chromium on PATH, or not: the one policy for a tool a test needs. Under CI (`CI`
-//! set and not empty) a missing tool fails the test; elsewhere the test is skipped, with a note
-//! on stderr.
+//! Envoy, Chromium and kubectl on PATH, or not: the one policy for a tool a test needs. Under
+//! CI (`CI` set and not empty) a missing tool fails the test; elsewhere the test is skipped,
+//! with a note on stderr.
 
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
@@ -43,6 +43,49 @@ pub fn tool_available(tool: &str, found: bool, installer: &str) -> bool {
 /// Whether Envoy can be run here, by the policy above.
 pub fn have_envoy() -> bool {
     tool_available("envoy", on_path("envoy"), "scripts/test.sh")
+}
+
+/// The oldest kustomize (built into kubectl) that renders `deploy/kubernetes`: Debian's
+/// `kubernetes-client` (kubectl 1.20, kustomize 2) reads neither `patches` nor `labels`.
+pub const KUSTOMIZE_MIN_MAJOR: u64 = 5;
+
+/// Whether `kubectl kustomize` can render the manifests here (kubectl on PATH with kustomize
+/// `KUSTOMIZE_MIN_MAJOR` or later), by the policy above; `.ci/run` installs a pinned kubectl.
+pub fn have_kubectl() -> bool {
+    static FOUND: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let found = *FOUND.get_or_init(|| {
+        let Ok(out) = Command::new("kubectl")
+            .args(["version", "--client", "-o", "json"])
+            .stderr(Stdio::null())
+            .output()
+        else {
+            return false;
+        };
+        let version: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let major = version["kustomizeVersion"].as_str().and_then(|v| {
+            v.trim_start_matches('v')
+                .split('.')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        });
+        match major {
+            Some(m) if m >= KUSTOMIZE_MIN_MAJOR => true,
+            _ => {
+                eprintln!(
+                    "the kubectl on PATH has no kustomize v{KUSTOMIZE_MIN_MAJOR} or later \
+                     (kustomizeVersion: {})",
+                    version["kustomizeVersion"]
+                );
+                false
+            }
+        }
+    });
+    tool_available(
+        &format!("kubectl with kustomize v{KUSTOMIZE_MIN_MAJOR} or later"),
+        found,
+        ".ci/run",
+    )
 }
 
 /// Returns from the calling test unless Envoy is on PATH (`have_envoy`: under CI a missing
