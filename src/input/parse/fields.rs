@@ -64,90 +64,20 @@ pub(super) fn read_field(cx: &mut Cx<'_>, b: &mut Builder, field: &'static str, 
             }
         }
         "host_regex" => b.host_regex = cx.bool(field, v),
-        "method" => {
-            if let Some(m) = cx.non_empty_string(field, v) {
-                if m.len() <= MAX_NAME && m.bytes().all(is_token_byte) {
-                    b.method = Some(m.to_ascii_uppercase());
-                } else {
-                    cx.error(v, field, format!("{} is not an HTTP method", quote(&m)));
-                }
-            }
-        }
+        "method" => b.method = read_method(cx, v),
         "headers" => read_headers(cx, b, v),
-        "regex_headers" => {
-            for (name, kn, val) in cx.entries(field, v).unwrap_or_default() {
-                let Some(name) = header_name(cx, field, &name, kn) else {
-                    continue;
-                };
-                if let Some(re) = cx.non_empty_string(field, val) {
-                    match regex_check::check(&re) {
-                        Ok(()) => {
-                            b.regex_headers.insert(name, re);
-                        }
-                        Err(e) => cx.error(
-                            val,
-                            field,
-                            format!("invalid regex for {}: {e}", clip(&name)),
-                        ),
-                    }
-                }
-            }
-        }
-        "query_parameters" => {
-            for (name, kn, val) in cx.entries(field, v).unwrap_or_default() {
-                if name.is_empty() {
-                    cx.error(kn, field, "a query parameter name must not be empty");
-                    continue;
-                }
-                if name.len() > MAX_QUERY_NAME_BYTES {
-                    cx.error(
-                        kn,
-                        field,
-                        format!(
-                            "the query parameter name {} is longer than Envoy allows \
-                             ({MAX_QUERY_NAME_BYTES} bytes)",
-                            quote(&name)
-                        ),
-                    );
-                    continue;
-                }
-                if let Some(m) = match_value(cx, field, val) {
-                    b.query_parameters.insert(name.into_owned(), m);
-                }
-            }
-        }
+        "regex_headers" => read_regex_headers(cx, b, v),
+        "query_parameters" => read_query_parameters(cx, b, v),
         "precedence" => {
             b.precedence = cx
                 .integer(field, v, i32::MIN.into(), i32::MAX.into())
                 .map(|i| i as i32)
         }
-        "rewrite" => {
-            if let Some(r) = cx.string(field, v) {
-                if !r.is_empty() && !r.starts_with('/') {
-                    cx.error(v, field, "rewrite must start with / (or be \"\" for none)");
-                } else if r.chars().any(char::is_control) {
-                    cx.error(v, field, "rewrite must not contain control characters");
-                } else {
-                    b.rewrite = Some(r);
-                }
-            }
-        }
+        "rewrite" => b.rewrite = read_rewrite(cx, v),
         "timeout_ms" => b.timeout_ms = cx.millis(field, v, 0),
         "idle_timeout_ms" => b.idle_timeout_ms = cx.millis(field, v, 0),
         "connect_timeout_ms" => b.connect_timeout_ms = cx.millis(field, v, 1),
-        "host_rewrite" => {
-            if let Some(h) = cx.non_empty_string(field, v) {
-                // A host name (253 characters at most) and a port.
-                if h.len() <= 253 + 6
-                    && h.bytes()
-                        .all(|c| c.is_ascii_alphanumeric() || b"-._:[]".contains(&c))
-                {
-                    b.backend.host_rewrite = Some(h);
-                } else {
-                    cx.error(v, field, format!("{} is not a host name", quote(&h)));
-                }
-            }
-        }
+        "host_rewrite" => b.backend.host_rewrite = read_host_rewrite(cx, v),
         "add_request_headers" => b.backend.add_request_headers = read_add_headers(cx, field, v),
         "add_response_headers" => b.backend.add_response_headers = read_add_headers(cx, field, v),
         "remove_request_headers" => {
@@ -157,49 +87,12 @@ pub(super) fn read_field(cx: &mut Cx<'_>, b: &mut Builder, field: &'static str, 
             b.backend.remove_response_headers = read_remove_headers(cx, field, v)
         }
         "shadow" => b.shadow = cx.bool(field, v),
-        "ambassador_id" => {
-            if let Some(ids) = cx.string_list(field, v) {
-                let mut fleets = BTreeSet::new();
-                for (id, n) in ids {
-                    if id.is_empty()
-                        || id.len() > MAX_NAME
-                        || !id.bytes().all(|c| c.is_ascii_graphic() && c != b'=')
-                    {
-                        cx.error(
-                            &n,
-                            field,
-                            format!("{} is not a valid ambassador_id", quote(&id)),
-                        );
-                    } else {
-                        fleets.insert(id);
-                    }
-                }
-                if fleets.is_empty() {
-                    cx.error(v, field, "ambassador_id must name at least one fleet");
-                } else {
-                    b.fleets = Some(fleets);
-                }
-            }
-        }
+        "ambassador_id" => b.fleets = read_fleets(cx, v),
         "case_sensitive" => b.case_sensitive = cx.bool(field, v),
         // It is part of a cluster's name, and so of every stat Envoy keeps for the cluster.
         "cluster_tag" => b.cluster_tag = cx.object_name(field, v),
         "grpc" => b.grpc = cx.bool(field, v),
-        "allow_upgrade" => {
-            if let Some(list) = cx.string_list(field, v) {
-                for (u, n) in list {
-                    if !u.is_empty() && u.len() <= MAX_NAME && u.bytes().all(is_token_byte) {
-                        b.upgrades.insert(u.to_ascii_lowercase());
-                    } else {
-                        cx.error(
-                            &n,
-                            field,
-                            format!("{} is not an upgrade protocol", quote(&u)),
-                        );
-                    }
-                }
-            }
-        }
+        "allow_upgrade" => read_upgrades(cx, b, v),
         "use_websocket" => {
             if cx.bool(field, v) == Some(true) {
                 b.upgrades.insert("websocket".into());
@@ -207,6 +100,139 @@ pub(super) fn read_field(cx: &mut Cx<'_>, b: &mut Builder, field: &'static str, 
         }
         "retry_policy" => b.retry_policy = read_retry_policy(cx, v),
         _ => unreachable!("every field of FIELDS is handled"),
+    }
+}
+
+fn read_method(cx: &mut Cx<'_>, v: &Node) -> Option<String> {
+    let m = cx.non_empty_string("method", v)?;
+    if m.len() <= MAX_NAME && m.bytes().all(is_token_byte) {
+        Some(m.to_ascii_uppercase())
+    } else {
+        cx.error(v, "method", format!("{} is not an HTTP method", quote(&m)));
+        None
+    }
+}
+
+fn read_regex_headers(cx: &mut Cx<'_>, b: &mut Builder, v: &Node) {
+    let field = "regex_headers";
+    for (name, kn, val) in cx.entries(field, v).unwrap_or_default() {
+        let Some(name) = header_name(cx, field, &name, kn) else {
+            continue;
+        };
+        if let Some(re) = cx.non_empty_string(field, val) {
+            match regex_check::check(&re) {
+                Ok(()) => {
+                    b.regex_headers.insert(name, re);
+                }
+                Err(e) => cx.error(
+                    val,
+                    field,
+                    format!("invalid regex for {}: {e}", clip(&name)),
+                ),
+            }
+        }
+    }
+}
+
+fn read_query_parameters(cx: &mut Cx<'_>, b: &mut Builder, v: &Node) {
+    let field = "query_parameters";
+    for (name, kn, val) in cx.entries(field, v).unwrap_or_default() {
+        if name.is_empty() {
+            cx.error(kn, field, "a query parameter name must not be empty");
+            continue;
+        }
+        if name.len() > MAX_QUERY_NAME_BYTES {
+            cx.error(
+                kn,
+                field,
+                format!(
+                    "the query parameter name {} is longer than Envoy allows \
+                     ({MAX_QUERY_NAME_BYTES} bytes)",
+                    quote(&name)
+                ),
+            );
+            continue;
+        }
+        if let Some(m) = match_value(cx, field, val) {
+            b.query_parameters.insert(name.into_owned(), m);
+        }
+    }
+}
+
+fn read_rewrite(cx: &mut Cx<'_>, v: &Node) -> Option<String> {
+    let r = cx.string("rewrite", v)?;
+    if !r.is_empty() && !r.starts_with('/') {
+        cx.error(
+            v,
+            "rewrite",
+            "rewrite must start with / (or be \"\" for none)",
+        );
+    } else if r.chars().any(char::is_control) {
+        cx.error(v, "rewrite", "rewrite must not contain control characters");
+    } else {
+        return Some(r);
+    }
+    None
+}
+
+fn read_host_rewrite(cx: &mut Cx<'_>, v: &Node) -> Option<String> {
+    let h = cx.non_empty_string("host_rewrite", v)?;
+    // A host name (253 characters at most) and a port.
+    if h.len() <= 253 + 6
+        && h.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"-._:[]".contains(&c))
+    {
+        Some(h)
+    } else {
+        cx.error(
+            v,
+            "host_rewrite",
+            format!("{} is not a host name", quote(&h)),
+        );
+        None
+    }
+}
+
+/// `ambassador_id`: the fleets a Mapping belongs to.
+fn read_fleets(cx: &mut Cx<'_>, v: &Node) -> Option<BTreeSet<String>> {
+    let field = "ambassador_id";
+    let ids = cx.string_list(field, v)?;
+    let mut fleets = BTreeSet::new();
+    for (id, n) in ids {
+        if id.is_empty()
+            || id.len() > MAX_NAME
+            || !id.bytes().all(|c| c.is_ascii_graphic() && c != b'=')
+        {
+            cx.error(
+                &n,
+                field,
+                format!("{} is not a valid ambassador_id", quote(&id)),
+            );
+        } else {
+            fleets.insert(id);
+        }
+    }
+    if fleets.is_empty() {
+        cx.error(v, field, "ambassador_id must name at least one fleet");
+        return None;
+    }
+    Some(fleets)
+}
+
+fn read_upgrades(cx: &mut Cx<'_>, b: &mut Builder, v: &Node) {
+    let Some(list) = cx.string_list("allow_upgrade", v) else {
+        return;
+    };
+    for (u, n) in list {
+        if !u.is_empty() && u.len() <= MAX_NAME && u.bytes().all(is_token_byte) {
+            b.upgrades.insert(u.to_ascii_lowercase());
+        } else {
+            cx.error(
+                &n,
+                "allow_upgrade",
+                format!("{} is not an upgrade protocol", quote(&u)),
+            );
+        }
     }
 }
 
