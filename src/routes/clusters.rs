@@ -143,7 +143,20 @@ pub(super) fn assign_clusters(
     previous: Option<&RouteTable>,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> BTreeMap<String, Arc<ClusterSpec>> {
-    // Shared clusters: the first Mapping in path order decides their settings.
+    let shared = shared_settings(routes, diagnostics);
+    let (clusters, slots) = clusters_of(routes, &shared);
+    let names = cluster_names(routes, &clusters);
+    let specs = cluster_specs(&clusters, &names, previous);
+    name_clusters(routes, slots, &names);
+    specs
+}
+
+/// The settings of each shared cluster: the first Mapping in path order decides them, and a
+/// Mapping that disagrees is left out with an error.
+fn shared_settings(
+    routes: &mut Vec<Arc<Route>>,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> HashMap<SharedKey, Arc<Mapping>> {
     let mut shared: HashMap<SharedKey, Arc<Mapping>> = HashMap::new();
     let mut rejected: HashSet<MappingId> = HashSet::new();
     // A held route (last good state) goes after the current ones and is never left out here:
@@ -208,7 +221,14 @@ pub(super) fn assign_clusters(
         });
     }
 
-    // Every cluster, and where each name goes.
+    shared
+}
+
+/// Every cluster the routes need, and which cluster each backend and shadow goes through.
+fn clusters_of<'a>(
+    routes: &'a [Arc<Route>],
+    shared: &'a HashMap<SharedKey, Arc<Mapping>>,
+) -> (Vec<Cluster<'a>>, Vec<(Slot, usize)>) {
     let mut clusters: Vec<Cluster<'_>> = Vec::with_capacity(routes.len());
     let mut shared_index: HashMap<SharedKey, usize> = HashMap::with_capacity(shared.len());
     let mut slots: Vec<(Slot, usize)> = Vec::with_capacity(routes.len());
@@ -256,10 +276,19 @@ pub(super) fn assign_clusters(
             slots.push((slot, index));
         }
     }
-    let names = cluster_names(routes, &clusters);
-    let specs: BTreeMap<String, Arc<ClusterSpec>> = clusters
+    (clusters, slots)
+}
+
+/// Each cluster's spec by name, reusing the last table's spec where it is the same, so that an
+/// unchanged cluster stays the same shared value (and is not encoded again).
+fn cluster_specs(
+    clusters: &[Cluster<'_>],
+    names: &[String],
+    previous: Option<&RouteTable>,
+) -> BTreeMap<String, Arc<ClusterSpec>> {
+    clusters
         .iter()
-        .zip(&names)
+        .zip(names)
         .map(|(c, name)| {
             let last = previous
                 .and_then(|t| t.clusters.get(name))
@@ -273,7 +302,11 @@ pub(super) fn assign_clusters(
             };
             (name.clone(), spec)
         })
-        .collect();
+        .collect()
+}
+
+/// Writes each cluster's name into the backends and shadows that go through it.
+fn name_clusters(routes: &mut [Arc<Route>], slots: Vec<(Slot, usize)>, names: &[String]) {
     // A reused route changes (and is copied) only when one of its names did.
     for (slot, index) in slots {
         let name = &names[index];
@@ -295,7 +328,6 @@ pub(super) fn assign_clusters(
             }
         }
     }
-    specs
 }
 
 /// The naming rule (published in docs/mappings.md, since users read stats by these names):
