@@ -43,6 +43,3 @@ pub use statistics::{ErrorTest, ErrorTestMethod, RequestCounts, error_test};
 pub use thresholds::Thresholds;
 pub use weights::{BackendWeight, ConfiguredWeights, RouteWeights, WeightsFrom};
 pub use window::{ClusterWindow, FleetSample};
-
-#[cfg(test)]
-pub(crate) mod fixtures;

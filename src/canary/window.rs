@@ -71,7 +71,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::canary::fixtures::{envoy, sample, stats, times};
+    use crate::test_util::canary::{envoy, sample, stats, times};
 
     #[test]
     fn a_window_is_deltas_summed_over_envoys() {

@@ -2,10 +2,10 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::canary::fixtures::{backend, envoy, sample, stats, times, weights, win, windows};
 use crate::canary::histogram::Histogram;
 use crate::canary::reason::VerdictReason;
 use crate::canary::statistics::ErrorTestMethod;
+use crate::test_util::canary::{backend, envoy, sample, stats, times, weights, win, windows};
 
 #[test]
 fn the_primary_is_the_unweighted_mapping_else_the_largest_share() {

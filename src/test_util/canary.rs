@@ -1,13 +1,13 @@
-//! Shared unit-test fixtures of the canary stage: stats, samples, windows and configured
+//! Unit-test fixtures of the canary stage: stats, samples, windows and configured
 //! weights built from a few numbers.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use crate::canary::envoy_stats::{ClusterStats, EnvoyStats};
-use crate::canary::histogram::{Bucket, Histogram};
-use crate::canary::weights::{BackendWeight, ConfiguredWeights, RouteWeights, WeightsFrom};
-use crate::canary::window::{ClusterWindow, FleetSample};
+use crate::canary::{
+    BackendWeight, Bucket, ClusterStats, ClusterWindow, ConfiguredWeights, EnvoyStats, FleetSample,
+    Histogram, RouteWeights, WeightsFrom,
+};
 
 /// A cumulative histogram from `(le, count)` pairs.
 pub fn hist(pairs: &[(f64, u64)]) -> Histogram {

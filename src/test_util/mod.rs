@@ -1,5 +1,8 @@
 //! Fixtures shared by unit tests across modules: Mapping text, what a reload would serve for
-//! it, and a connected Envoy's status. Test-only; every module's tests may use it.
+//! it, a connected Envoy's status, and (in `canary`) Envoy stats and windows built from a few
+//! numbers. Test-only; every module's tests may use it.
+
+pub mod canary;
 
 use std::collections::BTreeMap;
 use std::path::Path;
