@@ -11,13 +11,15 @@ mod cluster;
 mod listener;
 mod matcher;
 mod route;
+mod vhosts;
 
 pub use cluster::cluster;
 pub use listener::{http_connection_manager, listener, listener_name, listener_with_routes};
 pub use route::{
-    covers, envoy_routes, is_weighted, read_weights_from_runtime, route_configuration,
-    virtual_host_plan, weighted_route_with_runtime,
+    envoy_routes, is_weighted, read_weights_from_runtime, route_configuration,
+    weighted_route_with_runtime,
 };
+pub use vhosts::{covers, links, repeated_total, virtual_host_plan};
 
 use crate::routes::RouteTable;
 use envoy_types::pb::envoy::config::cluster::v3::Cluster as XdsCluster;

@@ -1,7 +1,7 @@
 //! Route configurations: virtual hosts by host, each route's action (one cluster or weighted
 //! clusters, read from the runtime layer when the Envoy has it), retries, mirrors and headers.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use envoy_types::pb::envoy::config::core::v3::header_value_option::HeaderAppendAction;
 use envoy_types::pb::envoy::config::core::v3::{
@@ -23,21 +23,16 @@ use envoy_types::pb::envoy::{
 use envoy_types::pb::google::protobuf::{BoolValue, UInt32Value};
 
 use super::matcher::route_match;
-use super::{ANY_HOST, ROUTE_CONFIG_NAME, duration_ms};
-use crate::model::mapping::{AddHeader, Bp, RetryPolicy, RouteKey, RouteSettings};
+use super::vhosts::virtual_host_plan;
+use super::{ROUTE_CONFIG_NAME, duration_ms};
+use crate::model::mapping::{AddHeader, Bp, RetryPolicy, RouteSettings};
 use crate::routes::{Backend, Route, RouteTable, Shadow};
 
 // ----------------------------------------------------------------------------------------------
 // RDS
 
-/// The route configuration `canary-xds`: a virtual host per distinct host, plus `*`.
-///
-/// Envoy picks exactly one virtual host per request (exact domains first, then the longest
-/// suffix wildcard, then the longest prefix wildcard, then `*`) and never falls through to
-/// another. So every virtual host repeats, in the table's global order, the routes that can
-/// apply to all of its hosts: routes without a host, `host_regex` routes (which match
-/// `:authority` themselves), its own host's routes, and the routes of every wildcard host that
-/// covers all the hosts it stands for (`*.foo.com` routes are in the `a.foo.com` virtual host).
+/// The route configuration `canary-xds`: a virtual host per distinct host, plus `*`, each
+/// repeating the routes that apply to all of its hosts (see `vhosts`).
 ///
 /// A wildcard that covers only part of another wildcard (`a.*` and `*.foo.com` share
 /// `a.foo.com`) cannot be expressed with one virtual host per host: a request for `a.foo.com`
@@ -63,69 +58,6 @@ pub fn route_configuration(table: &RouteTable) -> XdsRouteConfiguration {
     }
 }
 
-/// The virtual hosts of the route configuration: each domain (one per distinct host, then
-/// `*`) with the indexes of the table's routes it holds, in the table's order. Envoy picks one
-/// virtual host per request, so routes without a host and `host_regex` routes (matched on
-/// `:authority`) are in every one, and a host's virtual host also holds the routes of every
-/// wildcard that covers it.
-pub fn virtual_host_plan(table: &RouteTable) -> Vec<(String, Vec<usize>)> {
-    let hosts: BTreeSet<&str> = table
-        .routes
-        .iter()
-        .filter(|r| !r.key.host_regex)
-        .filter_map(|r| r.key.host.as_deref())
-        .collect();
-    let plan = |applies: &dyn Fn(&RouteKey) -> bool| -> Vec<usize> {
-        (0..table.routes.len())
-            .filter(|&i| applies(&table.routes[i].key))
-            .collect()
-    };
-    let mut out: Vec<(String, Vec<usize>)> = hosts
-        .iter()
-        .map(|&host| {
-            let routes = plan(&|key: &RouteKey| match &key.host {
-                None => true,
-                Some(_) if key.host_regex => true,
-                Some(pattern) => covers(pattern, host),
-            });
-            (host.to_string(), routes)
-        })
-        .collect();
-    out.push((
-        ANY_HOST.to_string(),
-        plan(&|key: &RouteKey| key.host.is_none() || key.host_regex),
-    ));
-    out
-}
-
-/// Whether every host that Envoy domain `host` matches is also matched by `pattern`: equal
-/// domains, or `pattern` a wildcard (`*.foo.com`, `foo.*`) that includes `host`. Envoy's
-/// wildcards never match the empty string (`*.foo.com` does not match `.foo.com`).
-pub fn covers(pattern: &str, host: &str) -> bool {
-    if pattern == host {
-        return true;
-    }
-    let host_suffix = host.strip_prefix('*');
-    let host_prefix = host.strip_suffix('*');
-    if let Some(suffix) = pattern.strip_prefix('*') {
-        match (host_suffix, host_prefix) {
-            // `*.a.foo.com` under `*.foo.com`: whatever the star stands for, the host ends so.
-            (Some(h), _) => h.ends_with(suffix),
-            // `a.*` can end any way at all.
-            (None, Some(_)) => false,
-            (None, None) => host.len() > suffix.len() && host.ends_with(suffix),
-        }
-    } else if let Some(prefix) = pattern.strip_suffix('*') {
-        match (host_suffix, host_prefix) {
-            (Some(_), _) => false,
-            (None, Some(h)) => h.starts_with(prefix),
-            (None, None) => host.len() > prefix.len() && host.starts_with(prefix),
-        }
-    } else {
-        false
-    }
-}
-
 /// The Envoy routes of one table route: one route, or a chain of one link per backend when the
 /// backends differ in route-level settings.
 ///
@@ -135,8 +67,6 @@ pub fn covers(pattern: &str, host: &str) -> bool {
 /// requests in `[cumulative(i-1), cumulative(i))`, i.e. its weight. Each link routes to one
 /// cluster: a `weighted_clusters` inside a link would draw from the same random value and skew
 /// the split.
-/// The Envoy routes of one table route: one, or a chain of links when its Mappings differ in
-/// route-level settings.
 pub fn envoy_routes(route: &Route) -> Vec<XdsRoute> {
     // The table never yields a route without backends (their weights sum to 10000).
     let Some(first) = route.backends.first() else {

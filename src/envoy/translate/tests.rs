@@ -568,3 +568,112 @@ fn the_same_table_encodes_to_the_same_bytes() {
     sorted.sort();
     assert_eq!(names, sorted);
 }
+
+/// The plan as it was first written: every route checked against every host. The indexed plan
+/// must give exactly this.
+fn naive_plan(table: &RouteTable) -> Vec<(String, Vec<usize>)> {
+    let hosts: std::collections::BTreeSet<&str> = table
+        .routes
+        .iter()
+        .filter(|r| !r.key.host_regex)
+        .filter_map(|r| r.key.host.as_deref())
+        .collect();
+    let applies_everywhere = |i: usize| {
+        let key = &table.routes[i].key;
+        key.host.is_none() || key.host_regex
+    };
+    let mut out: Vec<(String, Vec<usize>)> = hosts
+        .iter()
+        .map(|&host| {
+            let routes = (0..table.routes.len())
+                .filter(|&i| {
+                    applies_everywhere(i)
+                        || covers(table.routes[i].key.host.as_deref().unwrap(), host)
+                })
+                .collect();
+            (host.to_string(), routes)
+        })
+        .collect();
+    out.push((
+        ANY_HOST.to_string(),
+        (0..table.routes.len())
+            .filter(|&i| applies_everywhere(i))
+            .collect(),
+    ));
+    out
+}
+
+/// Hosts that overlap every way `covers` distinguishes.
+const HOSTS: &[&str] = &[
+    "a.foo.com",
+    "b.a.foo.com",
+    "*.foo.com",
+    "*.a.foo.com",
+    "*foo.com",
+    "*.com",
+    "foo.com",
+    "a.*",
+    "a.b.*",
+    "a.",
+    "*",
+    "bar.com",
+];
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+    /// The indexed plan is the naive plan, and the arithmetic count of entries and bytes is
+    /// what the route configuration really holds.
+    #[test]
+    fn the_plan_and_its_count_agree_with_checking_every_pair(
+        mappings in proptest::collection::vec(
+            (0..HOSTS.len() + 2, 0..4usize, proptest::option::of(1..60u32), proptest::bool::ANY),
+            1..40,
+        ),
+    ) {
+        let docs: Vec<(String, String)> = mappings
+            .iter()
+            .enumerate()
+            .map(|(i, (host, prefix, weight, timeout))| {
+                let mut y = format!("prefix: /p{prefix}/\nservice: s{i}\n");
+                match *host {
+                    h if h < HOSTS.len() => y.push_str(&format!("host: \"{}\"\n", HOSTS[h])),
+                    h if h == HOSTS.len() => y.push_str("host: \"^x.*$\"\nhost_regex: true\n"),
+                    _ => {}
+                }
+                if let Some(w) = weight {
+                    y.push_str(&format!("weight: {w}\n"));
+                }
+                // Backends that differ in a route setting make a chain of links.
+                if *timeout {
+                    y.push_str("timeout_ms: 5000\n");
+                }
+                (format!("m{i}"), y)
+            })
+            .collect();
+        // Routes whose weights cannot be split are left out: what is left is still a table.
+        let files: Vec<_> = docs
+            .iter()
+            .map(|(name, body)| parse_file(&format!("{name}.yaml"), mapping(name, body).as_bytes()))
+            .collect();
+        let t = compile(&files, None).tables.fleet("default").unwrap().clone();
+        let plan = virtual_host_plan(&t);
+        proptest::prop_assert_eq!(&plan, &naive_plan(&t));
+        let rc = route_configuration(&t);
+        let entries: usize = rc.virtual_hosts.iter().map(|v| v.routes.len()).sum();
+        let counted = repeated_total(&t, |i| links(&t.routes[i]));
+        proptest::prop_assert_eq!(counted, entries as u64);
+        let bytes: usize = rc
+            .virtual_hosts
+            .iter()
+            .flat_map(|v| &v.routes)
+            .map(|r| r.encoded_len())
+            .sum();
+        let sizes: Vec<u64> = t
+            .routes
+            .iter()
+            .map(|r| envoy_routes(r).iter().map(|e| e.encoded_len() as u64).sum())
+            .collect();
+        proptest::prop_assert_eq!(repeated_total(&t, |i| sizes[i]), bytes as u64);
+    }
+}
