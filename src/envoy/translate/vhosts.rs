@@ -40,22 +40,34 @@ pub fn virtual_host_plan(table: &RouteTable) -> Vec<(String, Vec<usize>)> {
 /// The sum, over every virtual host of the plan, of `weight` of each route it holds: with
 /// `links` it is the number of route entries Envoy receives. Computed without the plan.
 pub fn repeated_total(table: &RouteTable, weight: impl Fn(usize) -> u64) -> u64 {
-    let coverage = Coverage::of(table);
-    let everywhere: u64 = coverage.everywhere.iter().map(|&i| weight(i)).sum();
-    let per_host: BTreeMap<&str, u64> = coverage
-        .by_host
+    repetitions(table)
         .iter()
-        .map(|(&host, routes)| (host, routes.iter().map(|&i| weight(i)).sum()))
-        .collect();
-    let hosts = coverage.hosts.len() as u64;
-    let mut total = everywhere.saturating_mul(hosts + 1);
+        .enumerate()
+        .fold(0u64, |sum, (i, &n)| {
+            sum.saturating_add(n.saturating_mul(weight(i)))
+        })
+}
+
+/// How many virtual hosts repeat each route of the table: every virtual host for a route
+/// without a host (or with `host_regex`), else its own host's plus every host its wildcard
+/// covers. `repeated_total` is the sum of these times a weight.
+pub fn repetitions(table: &RouteTable) -> Vec<u64> {
+    let coverage = Coverage::of(table);
+    let everywhere = coverage.hosts.len() as u64 + 1;
+    let mut covered: BTreeMap<&str, u64> = BTreeMap::new();
     for &host in &coverage.hosts {
-        total = total.saturating_add(per_host[host]);
         for pattern in coverage.covering(host) {
-            total = total.saturating_add(per_host[pattern]);
+            *covered.entry(pattern).or_default() += 1;
         }
     }
-    total
+    table
+        .routes
+        .iter()
+        .map(|r| match r.key.host.as_deref() {
+            Some(host) if !r.key.host_regex => 1 + covered.get(host).copied().unwrap_or(0),
+            _ => everywhere,
+        })
+        .collect()
 }
 
 /// How many route entries a table route becomes in a virtual host: one, or a chain of one link
