@@ -362,6 +362,7 @@ impl Reloader {
                 fleets,
                 other,
                 since,
+                withheld: BTreeMap::new(),
             },
             tables: tables.clone(),
         }

@@ -156,6 +156,7 @@ pub async fn start(
                     )]),
                     other,
                     since,
+                    withheld: BTreeMap::new(),
                 },
                 tables: Tables {
                     fleets: BTreeMap::from([(DEFAULT_FLEET.to_string(), empty)]),

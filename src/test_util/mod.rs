@@ -58,6 +58,7 @@ pub fn served(files: &[(&str, &str)]) -> Served {
             fleets,
             other,
             since: Instant::now(),
+            withheld: BTreeMap::new(),
         },
         tables,
     }

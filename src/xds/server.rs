@@ -274,7 +274,9 @@ async fn run_stream<R: AdsRequest>(
         if let Some(fleet) = state.fleet().map(str::to_string) {
             let published = Arc::clone(&snapshots.borrow_and_update());
             let snap = published.fleet(&fleet);
-            let responses = if state.settled_for(&snap) {
+            // A withheld fleet is sent nothing: its Envoys keep what they hold.
+            let withheld = published.withholds(&fleet).is_some();
+            let responses = if withheld || state.settled_for(&snap) {
                 Vec::new()
             } else {
                 let mut archive = hub.archive.lock().expect("archive lock");
@@ -303,7 +305,8 @@ async fn run_stream<R: AdsRequest>(
             }
             // Settled: nothing new to send, nothing in flight, and the last response of every
             // type was ACKed (a NACKed snapshot is not held).
-            let settled = !sent_any
+            let settled = !withheld
+                && !sent_any
                 && Kind::ALL.iter().all(|k| {
                     let t = state.status(*k);
                     !t.waiting_for_ack && t.sent == t.acked

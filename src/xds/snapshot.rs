@@ -110,6 +110,10 @@ pub struct Published {
     pub other: Arc<Snapshot>,
     /// When the change that led to this snapshot was seen (for propagation metrics).
     pub since: Instant,
+    /// Fleets that are sent nothing at all, with why: their files give a route table that is
+    /// refused and they have no good past to fall back on. An Envoy of such a fleet keeps what
+    /// it holds (an empty table would wipe a reconnecting Envoy's routes).
+    pub withheld: BTreeMap<String, String>,
 }
 
 impl Published {
@@ -121,11 +125,18 @@ impl Published {
             .unwrap_or_else(|| Arc::clone(&self.other))
     }
 
-    /// Every fleet's snapshot version, the other fleets' last (named "").
+    /// Why fleet `name` is sent nothing, if it is withheld.
+    pub fn withholds(&self, name: &str) -> Option<&str> {
+        self.withheld.get(name).map(String::as_str)
+    }
+
+    /// Every fleet's snapshot version, the other fleets' last (named ""); a withheld fleet's
+    /// version is `withheld`.
     pub fn fleet_versions(&self) -> Vec<(&str, &str)> {
         self.fleets
             .iter()
             .map(|(k, s)| (k.as_str(), s.version.as_str()))
+            .chain(self.withheld.keys().map(|k| (k.as_str(), "withheld")))
             .chain([("", self.other.version.as_str())])
             .collect()
     }
