@@ -7,8 +7,10 @@
 mod clusters;
 mod routes;
 mod runtime;
+mod size;
 
 pub use runtime::{FleetBases, MAX_LAYER_ROUTES};
+pub use size::{DEFAULT_MAX_ROUTE_BYTES, DEFAULT_MAX_ROUTES, Oversized, RouteLimits, TableSize};
 
 use crate::envoy::translate;
 use crate::routes::RouteTable;

@@ -19,7 +19,10 @@ pub use route::{
     envoy_routes, is_weighted, read_weights_from_runtime, route_configuration,
     weighted_route_with_runtime,
 };
-pub use vhosts::{covers, links, repeated_total, repetitions, virtual_host_plan};
+pub use vhosts::{
+    Growth, covers, growth, links, repeated_total, repetitions, thousands, virtual_host_plan,
+    virtual_hosts,
+};
 
 use crate::routes::RouteTable;
 use envoy_types::pb::envoy::config::cluster::v3::Cluster as XdsCluster;

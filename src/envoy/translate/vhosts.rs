@@ -70,6 +70,17 @@ pub fn repetitions(table: &RouteTable) -> Vec<u64> {
         .collect()
 }
 
+/// How many virtual hosts the table's route configuration has: one per distinct host, and `*`.
+pub fn virtual_hosts(table: &RouteTable) -> u64 {
+    let hosts: BTreeSet<&str> = table
+        .routes
+        .iter()
+        .filter(|r| !r.key.host_regex)
+        .filter_map(|r| r.key.host.as_deref())
+        .collect();
+    hosts.len() as u64 + 1
+}
+
 /// How many route entries a table route becomes in a virtual host: one, or a chain of one link
 /// per backend when its backends differ in route-level settings (see `envoy_routes`).
 pub fn links(route: &Route) -> u64 {
@@ -227,4 +238,92 @@ impl<'t> Trie<'t> {
         }
         out
     }
+}
+
+/// Where a table's size comes from, to say so when it is too big: its hosts and the routes
+/// every host repeats, each with the file that brings the most of them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Growth {
+    /// Distinct hosts (one virtual host each, besides `*`).
+    pub hosts: u64,
+    /// The file that adds the most hosts (the file of each host's first Mapping), and how many.
+    pub hosts_file: Option<(String, u64)>,
+    /// Route entries without a host (or with `host_regex`): every virtual host repeats them.
+    pub hostless: u64,
+    /// The file with the most of those entries, and how many.
+    pub hostless_file: Option<(String, u64)>,
+}
+
+/// What makes `table` as big as it is.
+pub fn growth(table: &RouteTable) -> Growth {
+    let mut host_files: BTreeMap<&str, &str> = BTreeMap::new();
+    let mut hostless: BTreeMap<&str, u64> = BTreeMap::new();
+    for r in &table.routes {
+        let Some(first) = r.backends.first() else {
+            continue;
+        };
+        let file = first.mapping.origin.file.as_str();
+        match r.key.host.as_deref() {
+            Some(host) if !r.key.host_regex => {
+                host_files.entry(host).or_insert(file);
+            }
+            _ => *hostless.entry(file).or_default() += links(r),
+        }
+    }
+    let mut hosts_by_file: BTreeMap<&str, u64> = BTreeMap::new();
+    for file in host_files.values() {
+        *hosts_by_file.entry(file).or_default() += 1;
+    }
+    let top = |counts: &BTreeMap<&str, u64>| {
+        counts
+            .iter()
+            .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
+            .map(|(f, n)| (f.to_string(), *n))
+    };
+    Growth {
+        hosts: host_files.len() as u64,
+        hosts_file: top(&hosts_by_file),
+        hostless: hostless.values().sum(),
+        hostless_file: top(&hostless),
+    }
+}
+
+impl std::fmt::Display for Growth {
+    /// "hosts.yaml adds 3,000 hosts, and each repeats the 3,000 hostless routes of
+    /// hostless.yaml", naming the biggest contributor when there are several.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = thousands;
+        match &self.hosts_file {
+            Some((file, k)) if *k == self.hosts => write!(f, "{file} adds {} hosts", n(*k))?,
+            Some((file, k)) => write!(f, "{} hosts ({file} adds {})", n(self.hosts), n(*k))?,
+            None => write!(f, "no host")?,
+        }
+        match &self.hostless_file {
+            Some((file, k)) if *k == self.hostless => write!(
+                f,
+                ", and each repeats the {} hostless routes of {file}",
+                n(*k)
+            ),
+            Some((file, k)) => write!(
+                f,
+                ", and each repeats the {} hostless routes ({file} has {})",
+                n(self.hostless),
+                n(*k)
+            ),
+            None => Ok(()),
+        }
+    }
+}
+
+/// `n` with a comma between each group of three digits: `9,000,000`.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
