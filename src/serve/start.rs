@@ -186,7 +186,7 @@ pub async fn start(
         tracing::info!(sets = saved.sets.len(), "resuming from --state-dir");
     }
     let state = match state {
-        Some(s) => persist(s, &reloader, &hub, accepted, &settings.dir).await,
+        Some(s) => persist(s, &reloader, &hub, accepted).await,
         None => None,
     };
 

@@ -24,6 +24,7 @@ use prost::Message;
 use sha2::{Digest, Sha256};
 
 use crate::envoy::snapshot::FleetBases;
+use crate::input::Content;
 use crate::reload::Reloader;
 use crate::xds::Hub;
 use crate::xds::resource::{Kind, Resource, ResourceSet};
@@ -137,18 +138,17 @@ impl StateDir {
     }
 
     /// Keeps `content` as the last good content of `rel`, unless that is what is stored.
-    pub fn keep_file(&mut self, rel: &str, content: &[u8]) -> Result<(), StateError> {
-        let digest: [u8; 32] = Sha256::digest(content).into();
-        if self.stored.get(rel) == Some(&digest) {
+    pub fn keep_file(&mut self, rel: &str, content: &Content) -> Result<(), StateError> {
+        if self.stored.get(rel) == Some(&content.digest) {
             return Ok(());
         }
-        let mut bytes = Vec::with_capacity(content.len() + rel.len() + 40);
+        let mut bytes = Vec::with_capacity(content.bytes.len() + rel.len() + 40);
         bytes.extend_from_slice(FILE_HEADER.as_bytes());
         bytes.extend_from_slice(rel.as_bytes());
         bytes.push(b'\n');
-        bytes.extend_from_slice(content);
+        bytes.extend_from_slice(&content.bytes);
         write_atomically(&self.root.join("files").join(file_name(rel)), &bytes)?;
-        self.stored.insert(rel.to_string(), digest);
+        self.stored.insert(rel.to_string(), content.digest);
         Ok(())
     }
 
@@ -315,13 +315,14 @@ fn decode_sets(mut bytes: &[u8]) -> Result<Vec<(Kind, ResourceSet)>, String> {
 const PERSISTED_GENERATIONS: u64 = 2;
 
 /// Writes the last good files and the sets served to `--state-dir`, off the async threads.
+/// A file's content is the bytes the reload accepted, never the file read again: by now the
+/// path may name something else (a FIFO would block, a link to `/dev/zero` never ends).
 /// A failure is logged, never fatal: serving goes on.
 pub(super) async fn persist(
     mut state: StateDir,
     reloader: &Reloader,
     hub: &Hub,
-    accepted: Vec<(String, [u8; 32])>,
-    dir: &std::path::Path,
+    accepted: Vec<(String, Content)>,
 ) -> Option<StateDir> {
     let present: BTreeSet<String> = reloader
         .good_files()
@@ -329,18 +330,11 @@ pub(super) async fn persist(
         .collect();
     let sets = hub.with_archive(|a| a.recent(PERSISTED_GENERATIONS));
     let bases = reloader.bases().clone();
-    let dir = dir.to_path_buf();
     let result = tokio::task::spawn_blocking(move || {
         let mut errors = Vec::new();
-        for (rel, digest) in accepted {
-            // Keep the content only if it is still what was accepted.
-            match std::fs::read(dir.join(&rel)) {
-                Ok(bytes) if <[u8; 32]>::from(sha2::Sha256::digest(&bytes)) == digest => {
-                    if let Err(e) = state.keep_file(&rel, &bytes) {
-                        errors.push(e.to_string());
-                    }
-                }
-                _ => {}
+        for (rel, content) in accepted {
+            if let Err(e) = state.keep_file(&rel, &content) {
+                errors.push(e.to_string());
             }
         }
         if let Err(e) = state.retain_files(&|rel| present.contains(rel)) {
@@ -378,8 +372,9 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let (mut s, saved) = StateDir::open(t.path()).unwrap();
         assert!(saved.files.is_empty() && saved.sets.is_empty());
-        s.keep_file("a/b.yaml", b"kind: Mapping\n").unwrap();
-        s.keep_file("gone.yaml", b"x").unwrap();
+        s.keep_file("a/b.yaml", &Content::new(&b"kind: Mapping\n"[..]))
+            .unwrap();
+        s.keep_file("gone.yaml", &Content::new(&b"x"[..])).unwrap();
         s.retain_files(&|r| r != "gone.yaml").unwrap();
         let route = Arc::new(Resource::new(
             Kind::Route,
@@ -426,5 +421,66 @@ mod tests {
             StateDir::open(t.path()),
             Err(StateError::Corrupt { .. })
         ));
+    }
+
+    #[test]
+    fn persist_keeps_the_bytes_accepted_whatever_the_path_holds_now() {
+        use std::time::{Duration, Instant};
+
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("m");
+        fs::create_dir(&dir).unwrap();
+        let fifo_text =
+            "apiVersion: ambassador/v1\nkind: Mapping\nname: a\nprefix: /a/\nservice: a\n";
+        let zero_text =
+            "apiVersion: ambassador/v1\nkind: Mapping\nname: b\nprefix: /b/\nservice: b\n";
+        fs::write(dir.join("fifo.yaml"), fifo_text).unwrap();
+        fs::write(dir.join("zero.yaml"), zero_text).unwrap();
+        let mut reloader = Reloader::new(
+            crate::input::Loader::new(&dir, crate::input::DEFAULT_MAX_FILE_SIZE),
+            crate::envoy::snapshot::SnapshotBuilder::new(
+                crate::serve::parse_listen(&[]).unwrap(),
+                None,
+            ),
+            Duration::ZERO,
+        );
+        let outcome = reloader.reload(false, Instant::now());
+        assert_eq!(outcome.accepted.len(), 2);
+        let hub = Hub::new(outcome.served.expect("served").published);
+        // Right after the reload, each file is swapped: for a FIFO no one writes to (reading
+        // it blocks forever) and for a link to /dev/zero (reading it never ends).
+        fs::remove_file(dir.join("fifo.yaml")).unwrap();
+        let made = std::process::Command::new("mkfifo")
+            .arg(dir.join("fifo.yaml"))
+            .status();
+        assert!(made.is_ok_and(|s| s.success()), "mkfifo");
+        fs::remove_file(dir.join("zero.yaml")).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", dir.join("zero.yaml")).unwrap();
+
+        let (state, _) = StateDir::open(&t.path().join("state")).unwrap();
+        // In a thread of its own, so that a persist that blocks fails the test instead of
+        // hanging it.
+        let (done, kept) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            let state = runtime.block_on(persist(state, &reloader, &hub, outcome.accepted));
+            let kept = state.is_some();
+            drop(state);
+            let _ = done.send(kept);
+        });
+        let kept = kept
+            .recv_timeout(Duration::from_secs(10))
+            .expect("persist does not block on what the paths hold now");
+        assert!(kept, "the state is kept");
+        let (_, saved) = StateDir::open(&t.path().join("state")).unwrap();
+        assert_eq!(
+            saved.files,
+            BTreeMap::from([
+                ("fifo.yaml".to_string(), fifo_text.as_bytes().to_vec()),
+                ("zero.yaml".to_string(), zero_text.as_bytes().to_vec()),
+            ])
+        );
     }
 }

@@ -154,7 +154,7 @@ impl WatchLoop {
             }
             if let Some(s) = state.take() {
                 state = if outcome.changed || !outcome.accepted.is_empty() {
-                    persist(s, &reloader, &hub, outcome.accepted, &settings.dir).await
+                    persist(s, &reloader, &hub, outcome.accepted).await
                 } else {
                     Some(s)
                 };
