@@ -48,3 +48,39 @@ async fn a_second_serve_on_one_state_dir_refuses_to_start() {
     wait_served(&running.admin, &[("qotm", 10000)], Order::Served, WAIT).await;
     stop_in_process(running, stop).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_starts_over_corrupt_caches_and_writes_them_anew() {
+    let work = WorkDir::new();
+    let dir = work.mappings(&[
+        ("qotm.yaml", Mapping::named("qotm", "/qotm/").text()),
+        (
+            "canary.yaml",
+            Mapping::named("canary", "/qotm/").weight(10).text(),
+        ),
+    ]);
+    let state = work.path().join("state");
+    let mut settings = Settings::for_dir(&dir);
+    settings.state_dir = Some(state.clone());
+    let expected = [("canary", 1000), ("qotm", 9000)];
+    let (running, stop) = serve_in_process(settings.clone(), false).await;
+    wait_served(&running.admin, &expected, Order::ByName, WAIT).await;
+    stop_in_process(running, stop).await;
+
+    // A crash (or a disk) left both caches unreadable: one NUL-filled, one not even UTF-8.
+    let len = std::fs::metadata(state.join("served.bin")).unwrap().len();
+    std::fs::write(state.join("served.bin"), vec![0u8; len as usize]).unwrap();
+    std::fs::write(
+        state.join("bases.json"),
+        b"{\"default\": {\"structure\": \"\xff",
+    )
+    .unwrap();
+    let (running, stop) = serve_in_process(settings, false).await;
+    wait_served(&running.admin, &expected, Order::ByName, WAIT).await;
+    // Written anew at the next persist, which follows the first reload.
+    wait_until("the caches to be written anew", WAIT, async || {
+        std::fs::read(state.join("served.bin")).is_ok_and(|b| b.iter().any(|&x| x != 0))
+    })
+    .await;
+    stop_in_process(running, stop).await;
+}

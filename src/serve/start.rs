@@ -111,6 +111,9 @@ pub async fn start(
     let (state, mut saved) = match &settings.state_dir {
         Some(dir) => {
             let (state, saved) = StateDir::open(dir)?;
+            for w in &saved.warnings {
+                tracing::warn!("{w}; left out, as after a start without it");
+            }
             (Some(state), saved)
         }
         None => (None, Saved::default()),

@@ -16,13 +16,16 @@ pub(super) fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// A 32-byte digest from 64 hex digits. Bytes, not characters: the file may hold anything.
 fn unhex(s: &str) -> Result<[u8; 32], String> {
+    let not_hex = || format!("{s:?} is not a 32-byte hex digest");
     if s.len() != 64 {
-        return Err(format!("{s:?} is not a 32-byte hex digest"));
+        return Err(not_hex());
     }
+    let digit = |c: u8| char::from(c).to_digit(16).ok_or_else(not_hex);
     let mut out = [0u8; 32];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|e| e.to_string())?;
+    for (o, pair) in out.iter_mut().zip(s.as_bytes().chunks_exact(2)) {
+        *o = ((digit(pair[0])? << 4) | digit(pair[1])?) as u8;
     }
     Ok(out)
 }

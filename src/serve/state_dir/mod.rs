@@ -70,6 +70,8 @@ pub struct Saved {
     pub sets: Vec<(Kind, ResourceSet)>,
     /// The base weights of the runtime route configurations, by fleet.
     pub bases: HashMap<String, FleetBases>,
+    /// What could not be read back (a cache left out), for the log.
+    pub warnings: Vec<StateError>,
 }
 
 /// What one `StateDir::keep` writes.
@@ -94,6 +96,33 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StateError + '_ {
 
 fn file_name(rel: &str) -> String {
     hex(&Sha256::digest(rel.as_bytes()))
+}
+
+/// Reads and decodes a cache file: `None` when it is not there, or (with a warning) when it
+/// cannot be read or decoded.
+fn read_cache<T>(
+    path: &Path,
+    decode: fn(&[u8]) -> Result<T, String>,
+    warnings: &mut Vec<StateError>,
+) -> Option<T> {
+    let bytes = match fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
+        Err(e) => {
+            warnings.push(io_err(path)(e));
+            return None;
+        }
+    };
+    match decode(&bytes) {
+        Ok(value) => Some(value),
+        Err(what) => {
+            warnings.push(StateError::Corrupt {
+                path: path.to_path_buf(),
+                what,
+            });
+            None
+        }
+    }
 }
 
 /// Takes the directory's lock, or says who holds it.
@@ -161,27 +190,15 @@ impl StateDir {
             stored.insert(rel.to_string(), Sha256::digest(&content).into());
             saved.files.insert(rel.to_string(), content);
         }
+        // Caches of what was served: one that cannot be read back is a warning, never a
+        // reason not to start (Envoys then reconnect as after a restart without them).
         let served = root.join("served.bin");
-        match fs::read(&served) {
-            Ok(bytes) => {
-                saved.sets = decode_sets(&bytes).map_err(|what| StateError::Corrupt {
-                    path: served.clone(),
-                    what,
-                })?
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_err(&served)(e)),
+        if let Some(sets) = read_cache(&served, decode_sets, &mut saved.warnings) {
+            saved.sets = sets;
         }
-        let bases_path = root.join("bases.json");
-        match fs::read(&bases_path) {
-            Ok(bytes) => {
-                saved.bases = decode_bases(&bytes).map_err(|what| StateError::Corrupt {
-                    path: bases_path.clone(),
-                    what,
-                })?
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_err(&bases_path)(e)),
+        let bases = root.join("bases.json");
+        if let Some(bases) = read_cache(&bases, decode_bases, &mut saved.warnings) {
+            saved.bases = bases;
         }
         Ok((
             StateDir {

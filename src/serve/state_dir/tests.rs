@@ -75,13 +75,88 @@ fn files_and_sets_survive_a_restart() {
 }
 
 #[test]
-fn a_corrupt_sets_file_is_an_error_not_a_panic() {
+fn a_corrupt_sets_file_is_a_warning_not_a_panic() {
     let t = tempfile::tempdir().unwrap();
     fs::write(t.path().join("served.bin"), b"\xff\xff\xff garbage").unwrap();
-    assert!(matches!(
-        StateDir::open(t.path()),
-        Err(StateError::Corrupt { .. })
-    ));
+    let (_, saved) = StateDir::open(t.path()).expect("a corrupt cache does not stop a start");
+    assert!(matches!(&saved.warnings[..], [StateError::Corrupt { .. }]));
+    assert!(saved.sets.is_empty());
+}
+
+/// A good state: one file, two sets and one fleet's bases.
+fn good_state(root: &Path) {
+    let (mut s, _) = StateDir::open(root).unwrap();
+    let (route, cluster) = route_and_cluster();
+    let files = [("a.yaml".to_string(), Content::new(&b"kind: Mapping\n"[..]))];
+    let bases = HashMap::from([(
+        "default".to_string(),
+        FleetBases {
+            structure: [7; 32],
+            bases: HashMap::from([([9; 32], vec![9000, 1000])]),
+        },
+    )]);
+    let errors = s.keep(Update {
+        files: &files,
+        present: &|_| true,
+        sets: &sets(&route, &cluster),
+        bases: &bases,
+    });
+    assert!(errors.is_empty(), "{errors:?}");
+}
+
+#[test]
+fn corrupt_caches_are_warnings_and_left_out_never_a_failed_start() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path();
+    good_state(root);
+    let good_sets = fs::read(root.join("served.bin")).unwrap();
+    let good_bases = fs::read_to_string(root.join("bases.json")).unwrap();
+    // Non-ASCII where the hex digits go: 64 bytes, but a character across each pair.
+    let structure = hex(&[7; 32]);
+    assert!(good_bases.contains(&structure));
+    let non_ascii = good_bases.replace(&structure, &format!("0{}0", "é".repeat(31)));
+    let corruptions: [(&str, &str, Vec<u8>); 6] = [
+        (
+            "served.bin",
+            "truncated",
+            good_sets[..good_sets.len() / 2].to_vec(),
+        ),
+        ("served.bin", "NUL-filled", vec![0; good_sets.len()]),
+        ("served.bin", "garbage", b"\xff\xff\xff garbage".to_vec()),
+        (
+            "bases.json",
+            "truncated",
+            good_bases.as_bytes()[..good_bases.len() / 2].to_vec(),
+        ),
+        ("bases.json", "NUL-filled", vec![0; good_bases.len()]),
+        ("bases.json", "non-ASCII hex", non_ascii.into_bytes()),
+    ];
+    for (name, how, bytes) in corruptions {
+        fs::write(root.join("served.bin"), &good_sets).unwrap();
+        fs::write(root.join("bases.json"), &good_bases).unwrap();
+        fs::write(root.join(name), bytes).unwrap();
+        let (_, saved) =
+            StateDir::open(root).unwrap_or_else(|e| panic!("{name} {how} stopped the start: {e}"));
+        let [StateError::Corrupt { path, .. }] = &saved.warnings[..] else {
+            panic!("{name} {how}: {:?}", saved.warnings);
+        };
+        assert_eq!(path, &root.join(name), "{how}");
+        // That cache is left out; the rest is read as usual.
+        assert_eq!(saved.sets.is_empty(), name == "served.bin", "{name} {how}");
+        assert_eq!(saved.bases.is_empty(), name == "bases.json", "{name} {how}");
+        assert_eq!(saved.files.len(), 1, "{name} {how}");
+    }
+    // One that cannot be read at all (a directory in its place) is a warning too.
+    fs::remove_file(root.join("served.bin")).unwrap();
+    fs::create_dir(root.join("served.bin")).unwrap();
+    fs::write(root.join("bases.json"), &good_bases).unwrap();
+    let (_, saved) = StateDir::open(root).expect("starts");
+    assert!(
+        matches!(&saved.warnings[..], [StateError::Io { .. }]),
+        "{:?}",
+        saved.warnings
+    );
+    assert!(saved.sets.is_empty() && !saved.bases.is_empty());
 }
 
 #[test]
