@@ -22,7 +22,7 @@ use canary_xds::envoy::snapshot::SnapshotBuilder;
 use canary_xds::input::{DEFAULT_MAX_FILE_SIZE, Loader};
 use canary_xds::model::diagnostic::{Diagnostic, Severity};
 use canary_xds::reload::Reloader;
-use canary_xds::serve::{Settings, parse_listen};
+use canary_xds::serve::{ReloadHook, Settings, parse_listen};
 use common::*;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -698,4 +698,33 @@ async fn a_tree_deleted_slowly_file_by_file_is_not_served_half_deleted() {
         [("canary".to_string(), 1000), ("qotm".to_string(), 9000)]
     );
     stop_in_process(running, stopper).await;
+}
+
+/// A reload that panics takes the reloader with it: nothing on disk would reach Envoy again
+/// while /readyz said ready. `serve` ends instead, with an error that says why (the binary
+/// then exits 1, and a supervisor restarts it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_panics_ends_serve_with_an_error() {
+    let work = WorkDir::new();
+    let dir = work.mappings(&[("qotm.yaml", Mapping::named("qotm", "/qotm/").text())]);
+    let mut settings = Settings::for_dir(&dir);
+    settings.reload_hook = ReloadHook::new(|| panic!("an injected fault"));
+    // The first reload, in `start`, is not the watch loop's: serve starts.
+    let (running, _stop) = serve_in_process(settings, false).await;
+    wait_served(&running.admin, &[("qotm", 10000)], Order::Served, WAIT).await;
+
+    write_atomically(
+        &dir.join("canary.yaml"),
+        &Mapping::named("canary", "/qotm/").weight(10).text(),
+    );
+    let ended = tokio::time::timeout(WAIT, running.done)
+        .await
+        .expect("serve ends by itself")
+        .expect("the serve task does not panic");
+    let e = ended.expect_err("serve ends with an error");
+    assert!(
+        e.to_string()
+            .contains("the watch loop stopped (a reload panicked: an injected fault)"),
+        "{e}"
+    );
 }

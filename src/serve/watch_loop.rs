@@ -15,8 +15,8 @@ use crate::model::diagnostic::{Diagnostic, Severity};
 use crate::reload::{Outcome, Reloader, Served};
 use crate::xds::Hub;
 
-use super::Settings;
 use super::state_dir::persist;
+use super::{ServeError, Settings};
 
 /// What a reload looks at: the paths the watcher named, or every file (`verify`: read each
 /// one again even if its metadata did not change).
@@ -45,8 +45,9 @@ pub(super) struct WatchLoop {
 }
 
 impl WatchLoop {
-    /// Reloads on every file event, rescan and recheck until `stop`.
-    pub async fn run(self) {
+    /// Reloads on every file event, rescan and recheck until `stop`. A reload that panics ends
+    /// it with an error: the reloader went with it, so nothing on disk would be served again.
+    pub async fn run(self) -> Result<(), ServeError> {
         let WatchLoop {
             mut reloader,
             hub,
@@ -104,7 +105,9 @@ impl WatchLoop {
                 }
                 _ = stop.changed() => break,
             };
+            let hook = settings.reload_hook.clone();
             let (back, outcome) = match tokio::task::spawn_blocking(move || {
+                hook.call();
                 let outcome = match look {
                     Look::Paths(paths) => reloader.reload_paths(&paths, since),
                     Look::All { verify } => reloader.reload(verify, since),
@@ -115,8 +118,10 @@ impl WatchLoop {
             {
                 Ok(r) => r,
                 Err(e) => {
-                    tracing::error!(error = %e, "a reload panicked; the last good config keeps serving");
-                    return;
+                    return Err(ServeError::WatchLoop(format!(
+                        "a reload panicked: {}",
+                        panic_message(e)
+                    )));
                 }
             };
             reloader = back;
@@ -160,7 +165,21 @@ impl WatchLoop {
                 };
             }
         }
+        Ok(())
     }
+}
+
+/// What a task that failed said: its panic's message, when it has one.
+pub(super) fn panic_message(e: tokio::task::JoinError) -> String {
+    if !e.is_panic() {
+        return e.to_string();
+    }
+    let payload = e.into_panic();
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".to_string())
 }
 
 /// Serves `served`: the admin page and API take it first, so that they never lag behind what
