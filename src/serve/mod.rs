@@ -6,6 +6,7 @@
 
 mod args;
 pub mod dir_watch;
+mod in_place;
 mod start;
 pub mod state_dir;
 pub mod tls;
