@@ -62,7 +62,7 @@ pub(super) struct Staged {
 
 /// How many files are written and flushed at once. Flushes wait on the device, not the CPU,
 /// and the file system commits concurrent ones together: a first start with 10,000 files
-/// flushes them in about 2 s instead of 20 s one by one (ext4, this project's VM).
+/// keeps them in 0.9 s, against 5.5 s one by one (ext4, this project's VM).
 const PARALLEL_FLUSHES: usize = 16;
 
 /// Writes every staged file and removes every file in `remove`, durably: all are written to
