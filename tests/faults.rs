@@ -1,6 +1,6 @@
 //! File system faults, without Envoy: files and symlinks that vanish, loop, point outside the
 //! directory or cannot be read; the directory itself deleted and re-created; ten thousand
-//! files. The watch loop runs in process (`serve::start`), or the `Reloader` directly where the
+//! files; a file written in place in steps; a reload that panics. The watch loop runs in process (`serve::start`), or the `Reloader` directly where the
 //! point is one reload.
 //!
 //! Permission denied: the tests run as root, whom `chmod 000` does not stop. That test runs
@@ -22,7 +22,7 @@ use canary_xds::envoy::snapshot::SnapshotBuilder;
 use canary_xds::input::{DEFAULT_MAX_FILE_SIZE, Loader};
 use canary_xds::model::diagnostic::{Diagnostic, Severity};
 use canary_xds::reload::Reloader;
-use canary_xds::serve::{Settings, parse_listen};
+use canary_xds::serve::{ReloadHook, Settings, parse_listen};
 use common::*;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -697,5 +697,152 @@ async fn a_tree_deleted_slowly_file_by_file_is_not_served_half_deleted() {
         served_weights(&running.admin, Order::ByName),
         [("canary".to_string(), 1000), ("qotm".to_string(), 9000)]
     );
+    stop_in_process(running, stopper).await;
+}
+
+/// A reload that panics takes the reloader with it: nothing on disk would reach Envoy again
+/// while /readyz said ready. `serve` ends instead, with an error that says why (the binary
+/// then exits 1, and a supervisor restarts it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_panics_ends_serve_with_an_error() {
+    let work = WorkDir::new();
+    let dir = work.mappings(&[("qotm.yaml", Mapping::named("qotm", "/qotm/").text())]);
+    let mut settings = Settings::for_dir(&dir);
+    settings.reload_hook = ReloadHook::new(|| panic!("an injected fault"));
+    // The first reload, in `start`, is not the watch loop's: serve starts.
+    let (running, _stop) = serve_in_process(settings, false).await;
+    wait_served(&running.admin, &[("qotm", 10000)], Order::Served, WAIT).await;
+
+    write_atomically(
+        &dir.join("canary.yaml"),
+        &Mapping::named("canary", "/qotm/").weight(10).text(),
+    );
+    let ended = tokio::time::timeout(WAIT, running.done)
+        .await
+        .expect("serve ends by itself")
+        .expect("the serve task does not panic");
+    let e = ended.expect_err("serve ends with an error");
+    assert!(
+        e.to_string()
+            .contains("the watch loop stopped (a reload panicked: an injected fault)"),
+        "{e}"
+    );
+}
+
+/// Every weight the canary is served at, polled every 0.2 ms in a thread of its own until
+/// `stop`: a value served for a few milliseconds does not slip by.
+fn record_canary_weights(
+    admin: Arc<canary_xds::admin::AdminState>,
+    stop: Arc<AtomicBool>,
+) -> thread::JoinHandle<Vec<u32>> {
+    thread::spawn(move || {
+        let mut seen: Vec<u32> = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            let now = served_weights(&admin, Order::ByName)
+                .into_iter()
+                .find(|(name, _)| name == "canary")
+                .map(|(_, w)| w);
+            if let Some(w) = now
+                && seen.last() != Some(&w)
+            {
+                seen.push(w);
+            }
+            thread::sleep(Duration::from_micros(200));
+        }
+        seen
+    })
+}
+
+/// A file written in place in two steps (`weight: 5`, then `0` a few milliseconds later, the
+/// file still open) is read once its writer is quiet: `weight: 5` is never served. A file
+/// renamed into place meanwhile is read at once, even while that writer is still writing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_written_in_place_in_steps_is_never_served_half_written() {
+    use std::io::{Seek, Write};
+
+    let work = WorkDir::new();
+    let canary = |w: u32| Mapping::named("canary", "/qotm/").weight(w).text();
+    let dir = work.mappings(&[
+        ("qotm.yaml", Mapping::named("qotm", "/qotm/").text()),
+        ("canary.yaml", canary(20)),
+    ]);
+    let (running, stopper) = serve_in_process(Settings::for_dir(&dir), false).await;
+    let admin = Arc::clone(&running.admin);
+    wait_served(
+        &admin,
+        &[("canary", 2000), ("qotm", 8000)],
+        Order::ByName,
+        WAIT,
+    )
+    .await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let recorder = record_canary_weights(Arc::clone(&admin), Arc::clone(&stop));
+
+    // The writer: `weight: 5` (no newline yet), 5 ms, then `0`; then it keeps the file open,
+    // writing the same bytes again every 5 ms, until told to stop.
+    let path = dir.join("canary.yaml");
+    let done_writing = Arc::new(AtomicBool::new(false));
+    let (both_steps, written) = std::sync::mpsc::channel();
+    let writer = {
+        let done = Arc::clone(&done_writing);
+        let first = canary(5).trim_end().to_string();
+        thread::spawn(move || {
+            let mut file = fs::OpenOptions::new()
+                .write(true)
+                .truncate(true)
+                .open(&path)
+                .unwrap();
+            file.write_all(first.as_bytes()).unwrap();
+            thread::sleep(Duration::from_millis(5));
+            file.write_all(b"0\n").unwrap();
+            both_steps.send(()).unwrap();
+            let whole = fs::read(&path).unwrap();
+            while !done.load(Ordering::Relaxed) {
+                thread::sleep(Duration::from_millis(5));
+                file.rewind().unwrap();
+                file.write_all(&whole).unwrap();
+            }
+            // Closed here: read at once.
+        })
+    };
+    // Still being written, never quiet: a file renamed into place is read at once.
+    written.recv_timeout(WAIT).unwrap();
+    let started = Instant::now();
+    write_atomically(
+        &dir.join("other.yaml"),
+        &Mapping::named("other", "/other/").text(),
+    );
+    wait_until("the renamed file to be served", WAIT, async || {
+        admin.served().tables.fleet("default").is_some_and(|t| {
+            t.routes
+                .iter()
+                .any(|r| r.backends.iter().any(|b| b.mapping.id.name == "other"))
+        })
+    })
+    .await;
+    let renamed_in = started.elapsed();
+    assert!(
+        !writer.is_finished(),
+        "the writer stopped before the rename was served"
+    );
+    done_writing.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    wait_served(
+        &admin,
+        &[("canary", 5000), ("other", 10000), ("qotm", 5000)],
+        Order::ByName,
+        WAIT,
+    )
+    .await;
+    // A moment more for anything late, then every weight served is on the record.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    stop.store(true, Ordering::Relaxed);
+    let seen = recorder.join().unwrap();
+    eprintln!("canary weights served: {seen:?}; the renamed file served in {renamed_in:?}");
+    assert!(
+        !seen.contains(&500),
+        "weight: 5 was served half written: {seen:?}"
+    );
+    assert_eq!(seen.last(), Some(&5000), "{seen:?}");
     stop_in_process(running, stopper).await;
 }

@@ -8,6 +8,6 @@ pub mod regex_check;
 mod walk;
 pub mod yaml;
 
-pub use loader::{DEFAULT_MAX_FILE_SIZE, FileState, Loader, Scan};
+pub use loader::{Content, DEFAULT_MAX_FILE_SIZE, FileState, Loader, Scan};
 pub use read::{ReadError, read_limited};
 pub use walk::{Found, SourceError, list};

@@ -7,7 +7,7 @@ use std::io::{self, Read};
 use std::path::Path;
 use std::sync::Arc;
 
-use super::loader::Stamp;
+use super::loader::{Content, Stamp};
 use crate::input::parse::ParsedFile;
 
 /// Reads a file, refusing one over `max_size` bytes without reading it all.
@@ -91,7 +91,7 @@ pub(super) enum Looked {
     Read {
         stamp: Stamp,
         racy: bool,
-        digest: [u8; 32],
+        content: Content,
         parsed: Option<Arc<ParsedFile>>,
     },
     /// Deleted, or no longer a regular file inside the directory, since it was listed.

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::envoy::snapshot::SnapshotBuilder;
 use crate::input::parse::ParsedFile;
-use crate::input::{Loader, Scan, SourceError};
+use crate::input::{Content, Loader, Scan, SourceError};
 use crate::model::diagnostic::{Counts, Diagnostic, Location};
 use crate::routes::{Compiled, RouteTable, Tables, compile, diagnostic_order, recompile_routes};
 use crate::xds::{Published, Snapshot};
@@ -48,9 +48,9 @@ pub struct Outcome {
     pub diagnostics: Vec<Diagnostic>,
     /// Call again after this long even without a file event (a file held while empty).
     pub recheck_after: Option<Duration>,
-    /// Files accepted as good with new content in this reload, with the digest of that content
-    /// (for `--state-dir`).
-    pub accepted: Vec<(String, [u8; 32])>,
+    /// Files accepted as good with new content in this reload, with that content as it was
+    /// read (for `--state-dir`, which keeps these bytes rather than read the file again).
+    pub accepted: Vec<(String, Content)>,
     /// How many files that were there at the last reload are gone.
     pub removed_files: usize,
 }
@@ -388,14 +388,14 @@ impl Reloader {
 }
 
 /// Takes a file's current content as its last good one.
-fn accept(m: &mut FileMemory, f: &crate::input::FileState, accepted: &mut Vec<(String, [u8; 32])>) {
+fn accept(m: &mut FileMemory, f: &crate::input::FileState, accepted: &mut Vec<(String, Content)>) {
     m.good = Arc::clone(&f.parsed);
     m.empty_since = None;
-    if let Some(d) = f.digest
-        && m.digest != Some(d)
+    if let Some(c) = &f.content
+        && m.digest != Some(c.digest)
     {
-        m.digest = Some(d);
-        accepted.push((f.rel.clone(), d));
+        m.digest = Some(c.digest);
+        accepted.push((f.rel.clone(), c.clone()));
     }
 }
 

@@ -1,8 +1,10 @@
 //! The flags of `serve` and the settings they fill.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
@@ -180,6 +182,37 @@ pub struct Settings {
     /// After a shutdown signal, how long open streams and connections get to finish before
     /// they are dropped and `serve` exits.
     pub drain: Duration,
+    /// Called inside every reload of the watch loop; tests only.
+    #[doc(hidden)]
+    pub reload_hook: ReloadHook,
+}
+
+/// Code run inside every reload of the watch loop, so that a test can make a reload fail (say,
+/// panic) where no input can. Not a flag nor a variable: only code in the process sets it.
+#[doc(hidden)]
+#[derive(Clone, Default)]
+pub struct ReloadHook(Option<Arc<dyn Fn() + Send + Sync>>);
+
+impl ReloadHook {
+    pub fn new(f: impl Fn() + Send + Sync + 'static) -> ReloadHook {
+        ReloadHook(Some(Arc::new(f)))
+    }
+
+    pub(crate) fn call(&self) {
+        if let Some(f) = &self.0 {
+            f();
+        }
+    }
+}
+
+impl fmt::Debug for ReloadHook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "ReloadHook(set)"
+        } else {
+            "ReloadHook(none)"
+        })
+    }
 }
 
 /// How long `serve` waits, after SIGTERM, for responses in flight and connections to close.
@@ -212,6 +245,7 @@ impl Settings {
             allow: args.allow.clone(),
             insecure: args.insecure,
             drain: DRAIN,
+            reload_hook: ReloadHook::default(),
         })
     }
 
@@ -248,6 +282,7 @@ impl Settings {
             allow: Vec::new(),
             insecure: false,
             drain: DRAIN,
+            reload_hook: ReloadHook::default(),
         }
     }
 }

@@ -2,7 +2,9 @@
 //! into reloads.
 //!
 //! The first event of a burst is applied at once; events that arrive while a reload runs are
-//! coalesced into one more reload. A missed event never leaves routing stale: a periodic full
+//! coalesced into one more reload. A bare write in place is the exception: the file is read once
+//! its writer closes it or goes quiet (`in_place`), so a file written in steps is never served
+//! half written. A missed event never leaves routing stale: a periodic full
 //! rescan (and one after any watcher overflow or error) is the safety net, and a directory that
 //! was deleted or replaced gets a new watch.
 
@@ -16,8 +18,12 @@ use tokio::sync::mpsc;
 /// What the watcher tells the reload loop.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Signal {
-    /// Something changed at these paths.
+    /// Something changed at these paths: read them now (created, renamed, removed, or closed
+    /// after writing).
     Changed(Vec<PathBuf>),
+    /// These files were written in place and may still be being written: read them once their
+    /// writer closes them or goes quiet.
+    Written(Vec<PathBuf>),
     /// Events may have been lost (overflow, watcher error): read everything again.
     Rescan,
     /// The directory itself went away: this watch is dead and must be started again.
@@ -40,10 +46,29 @@ impl DirWatch {
         let root = dir.to_path_buf();
         let mut watcher =
             notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+                use notify::EventKind::{Access, Modify};
+                use notify::event::{AccessKind, AccessMode, ModifyKind};
                 let signal = match res {
+                    // A writer is done with the file: read it now.
+                    Ok(event)
+                        if event.kind == Access(AccessKind::Close(AccessMode::Write))
+                            && !event.paths.is_empty() =>
+                    {
+                        Signal::Changed(event.paths)
+                    }
                     // Reading a file (ours, on every reload) is not a change: ignoring opens
                     // and closes after reading keeps a reload from triggering the next.
-                    Ok(event) if matches!(event.kind, notify::EventKind::Access(_)) => return,
+                    Ok(event) if matches!(event.kind, Access(_)) => return,
+                    // Written in place (truncating sets the times too): maybe not finished.
+                    Ok(event)
+                        if matches!(
+                            event.kind,
+                            Modify(ModifyKind::Data(_) | ModifyKind::Metadata(_) | ModifyKind::Any)
+                        ) && !event.paths.is_empty()
+                            && !event.need_rescan() =>
+                    {
+                        Signal::Written(event.paths)
+                    }
                     Ok(event) if event.need_rescan() => Signal::Rescan,
                     Ok(event)
                         if matches!(event.kind, notify::EventKind::Remove(_))
@@ -120,5 +145,65 @@ mod tests {
                 break;
             }
         }
+    }
+
+    /// Every signal that arrives within `quiet` of the last.
+    async fn drain(
+        rx: &mut mpsc::UnboundedReceiver<(Signal, Instant)>,
+        quiet: Duration,
+    ) -> Vec<Signal> {
+        let mut out = Vec::new();
+        while let Ok(Some((s, _))) = tokio::time::timeout(quiet, rx.recv()).await {
+            out.push(s);
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn a_write_in_place_is_changed_only_once_closed_and_a_rename_at_once() {
+        use std::io::Write;
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("m");
+        std::fs::create_dir(&dir).unwrap();
+        let a = dir.join("a.yaml");
+        std::fs::write(&a, "weight: 10\n").unwrap();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let _w = DirWatch::start(&dir, tx).unwrap();
+
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(&a)
+            .unwrap();
+        file.write_all(b"weight: 5").unwrap();
+        let open = drain(&mut rx, Duration::from_millis(200)).await;
+        assert!(!open.is_empty());
+        for s in &open {
+            assert_eq!(s, &Signal::Written(vec![a.clone()]), "{open:?}");
+        }
+        file.write_all(b"0\n").unwrap();
+        drop(file);
+        let closed = drain(&mut rx, Duration::from_millis(200)).await;
+        assert_eq!(
+            closed.last(),
+            Some(&Signal::Changed(vec![a.clone()])),
+            "{closed:?}"
+        );
+
+        let tmp = dir.join(".a.yaml.tmp");
+        std::fs::write(&tmp, "weight: 60\n").unwrap();
+        drain(&mut rx, Duration::from_millis(200)).await;
+        std::fs::rename(&tmp, &a).unwrap();
+        let renamed = drain(&mut rx, Duration::from_millis(200)).await;
+        assert!(
+            renamed
+                .iter()
+                .any(|s| matches!(s, Signal::Changed(p) if p.contains(&a))),
+            "{renamed:?}"
+        );
+        assert!(
+            !renamed.iter().any(|s| matches!(s, Signal::Written(_))),
+            "{renamed:?}"
+        );
     }
 }

@@ -6,12 +6,13 @@
 
 mod args;
 pub mod dir_watch;
+mod in_place;
 mod start;
 pub mod state_dir;
 pub mod tls;
 mod watch_loop;
 
-pub use args::{DEFAULT_LISTEN, DRAIN, LogFormat, ServeArgs, Settings, parse_listen};
+pub use args::{DEFAULT_LISTEN, DRAIN, LogFormat, ReloadHook, ServeArgs, Settings, parse_listen};
 pub use start::{Listeners, Running, start};
 use std::future::Future;
 
@@ -37,6 +38,10 @@ pub enum ServeError {
     State(#[from] crate::serve::state_dir::StateError),
     #[error(transparent)]
     Tls(#[from] crate::serve::tls::TlsError),
+    /// The watch loop died: no change on disk would reach Envoy any more, so `serve` ends, for
+    /// a supervisor to restart it (`--state-dir` restores the last good state).
+    #[error("the watch loop stopped ({0}); exiting, so that serve is restarted")]
+    WatchLoop(String),
 }
 
 /// Sets up logging for `serve`: `RUST_LOG` filters (default `info`), text or JSON lines.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use super::dir_watch::Signal;
@@ -25,7 +25,7 @@ use crate::xds::identity;
 use crate::xds::{Hub, Published};
 
 use super::state_dir::persist;
-use super::watch_loop::{WatchLoop, log_outcome, start_watch};
+use super::watch_loop::{WatchLoop, log_outcome, panic_message, start_watch};
 use super::{ServeError, Settings};
 
 /// The sockets `serve` listens on, bound by the caller.
@@ -50,7 +50,8 @@ pub struct Running {
     pub hub: Arc<Hub>,
     /// What the admin server shows; `set_live` feeds its live-traffic section.
     pub admin: Arc<AdminState>,
-    /// Ends when the server has shut down.
+    /// Ends when the server has shut down: after `shutdown`, or with an error after the watch
+    /// loop died (`ServeError::WatchLoop`).
     pub done: JoinHandle<Result<(), ServeError>>,
 }
 
@@ -111,6 +112,9 @@ pub async fn start(
     let (state, mut saved) = match &settings.state_dir {
         Some(dir) => {
             let (state, saved) = StateDir::open(dir)?;
+            for w in &saved.warnings {
+                tracing::warn!("{w}; left out, as after a start without it");
+            }
             (Some(state), saved)
         }
         None => (None, Saved::default()),
@@ -187,15 +191,20 @@ pub async fn start(
         tracing::info!(sets = saved.sets.len(), "resuming from --state-dir");
     }
     let state = match state {
-        Some(s) => persist(s, &reloader, &hub, accepted, &settings.dir).await,
+        Some(s) => persist(s, &reloader, &hub, accepted).await,
         None => None,
     };
 
+    // Stops everything: sent on `shutdown`, or when the watch loop dies.
     let (stop_tx, stop_rx) = watch::channel(false);
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-    });
+    let stop_tx = Arc::new(stop_tx);
+    {
+        let stop_tx = Arc::clone(&stop_tx);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+    }
 
     if !envoy_admin.is_empty() {
         tokio::spawn(crate::admin::live_task::run(
@@ -214,7 +223,7 @@ pub async fn start(
             },
         ))
     });
-    let watch_task = tokio::spawn(
+    let watch_loop = tokio::spawn(
         WatchLoop {
             reloader,
             hub: Arc::clone(&hub),
@@ -230,6 +239,24 @@ pub async fn start(
         }
         .run(),
     );
+    // A watch loop that dies (a reload panicked) leaves Envoys on a config that no longer
+    // follows the directory: everything stops, and `done` ends with why, so the process exits
+    // non-zero and a supervisor restarts it.
+    let (died_tx, mut died) = oneshot::channel::<ServeError>();
+    let watch_task = tokio::spawn(async move {
+        let result = match watch_loop.await {
+            Ok(result) => result,
+            Err(e) => Err(ServeError::WatchLoop(format!(
+                "it panicked: {}",
+                panic_message(e)
+            ))),
+        };
+        if let Err(e) = result {
+            tracing::error!("{e}");
+            let _ = died_tx.send(e);
+            let _ = stop_tx.send(true);
+        }
+    });
     let server_hub = Arc::clone(&hub);
     let service = hub.service_with(security.access);
     let mut server_stop = stop_rx.clone();
@@ -274,7 +301,7 @@ pub async fn start(
             let _ = drain_stop.wait_for(|s| *s).await;
             tokio::time::sleep(drain).await;
         };
-        tokio::select! {
+        let result = tokio::select! {
             result = serving => result,
             () = deadline => {
                 tracing::warn!(
@@ -283,6 +310,11 @@ pub async fn start(
                 );
                 Ok(())
             }
+        };
+        // Sent before the stop it caused, so it is here whichever way the server ended.
+        match died.try_recv() {
+            Ok(e) => Err(e),
+            Err(_) => result,
         }
     });
     Ok(Running {

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
 use super::dir_watch::{DirWatch, Signal};
+use super::in_place::Writes;
 use super::state_dir::StateDir;
 use crate::admin::AdminState;
 use crate::admin::metrics::Metrics;
@@ -15,8 +16,8 @@ use crate::model::diagnostic::{Diagnostic, Severity};
 use crate::reload::{Outcome, Reloader, Served};
 use crate::xds::Hub;
 
-use super::Settings;
 use super::state_dir::persist;
+use super::{ServeError, Settings};
 
 /// What a reload looks at: the paths the watcher named, or every file (`verify`: read each
 /// one again even if its metadata did not change).
@@ -45,8 +46,9 @@ pub(super) struct WatchLoop {
 }
 
 impl WatchLoop {
-    /// Reloads on every file event, rescan and recheck until `stop`.
-    pub async fn run(self) {
+    /// Reloads on every file event, rescan and recheck until `stop`. A reload that panics ends
+    /// it with an error: the reloader went with it, so nothing on disk would be served again.
+    pub async fn run(self) -> Result<(), ServeError> {
         let WatchLoop {
             mut reloader,
             hub,
@@ -66,18 +68,32 @@ impl WatchLoop {
         let mut retry = tokio::time::interval(Duration::from_secs(1));
         retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut recheck: Option<tokio::time::Instant> = None;
+        // Files written in place, read once their writer is done with them.
+        let mut writes = Writes::default();
         // A reload that removed files, waiting to be confirmed before it is served.
         let mut pending_removal = false;
         let mut removal_tries: u32 = 0;
         loop {
+            let quiet_at = writes.next_due().map(tokio::time::Instant::from_std);
             let (look, since) = tokio::select! {
                 received = rx.recv() => {
-                    let Some((signal, at)) = received else { break };
+                    let Some(first) = received else { break };
                     // Everything queued belongs to the same burst: one reload covers it.
                     let mut look = Look::Paths(Vec::new());
                     let mut gone = false;
-                    for s in std::iter::once(signal).chain(std::iter::from_fn(|| rx.try_recv().ok().map(|(s, _)| s))) {
+                    let mut since: Option<Instant> = None;
+                    for (s, at) in std::iter::once(first).chain(std::iter::from_fn(|| rx.try_recv().ok())) {
                         gone |= s == Signal::RootGone;
+                        if let Signal::Written(paths) = s {
+                            writes.written(paths, at);
+                            continue;
+                        }
+                        // A file closed after writing is read now, and was changed when its
+                        // first write was seen.
+                        let seen = match &s {
+                            Signal::Changed(paths) => writes.settle(paths).map_or(at, |w| w.min(at)),
+                            _ => at,
+                        };
                         look = match (look, s) {
                             (Look::Paths(mut all), Signal::Changed(paths)) => {
                                 all.extend(paths);
@@ -85,11 +101,18 @@ impl WatchLoop {
                             }
                             _ => Look::All { verify: true },
                         };
+                        since = Some(since.map_or(seen, |s| s.min(seen)));
                     }
                     if gone {
                         dir_watch = None;
                     }
-                    (look, at)
+                    // Only writes in place, not finished yet: nothing to read.
+                    let Some(since) = since else { continue };
+                    (look, since)
+                }
+                _ = async { tokio::time::sleep_until(quiet_at.expect("guarded")).await }, if quiet_at.is_some() => {
+                    let Some((paths, since)) = writes.take_quiet(Instant::now()) else { continue };
+                    (Look::Paths(paths), since)
                 }
                 _ = rescan.tick() => (Look::All { verify: true }, Instant::now()),
                 _ = async { tokio::time::sleep_until(recheck.expect("guarded")).await }, if recheck.is_some() => {
@@ -104,7 +127,9 @@ impl WatchLoop {
                 }
                 _ = stop.changed() => break,
             };
+            let hook = settings.reload_hook.clone();
             let (back, outcome) = match tokio::task::spawn_blocking(move || {
+                hook.call();
                 let outcome = match look {
                     Look::Paths(paths) => reloader.reload_paths(&paths, since),
                     Look::All { verify } => reloader.reload(verify, since),
@@ -115,8 +140,10 @@ impl WatchLoop {
             {
                 Ok(r) => r,
                 Err(e) => {
-                    tracing::error!(error = %e, "a reload panicked; the last good config keeps serving");
-                    return;
+                    return Err(ServeError::WatchLoop(format!(
+                        "a reload panicked: {}",
+                        panic_message(e)
+                    )));
                 }
             };
             reloader = back;
@@ -154,13 +181,27 @@ impl WatchLoop {
             }
             if let Some(s) = state.take() {
                 state = if outcome.changed || !outcome.accepted.is_empty() {
-                    persist(s, &reloader, &hub, outcome.accepted, &settings.dir).await
+                    persist(s, &reloader, &hub, outcome.accepted).await
                 } else {
                     Some(s)
                 };
             }
         }
+        Ok(())
     }
+}
+
+/// What a task that failed said: its panic's message, when it has one.
+pub(super) fn panic_message(e: tokio::task::JoinError) -> String {
+    if !e.is_panic() {
+        return e.to_string();
+    }
+    let payload = e.into_panic();
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".to_string())
 }
 
 /// Serves `served`: the admin page and API take it first, so that they never lag behind what

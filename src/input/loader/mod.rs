@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use std::{fs, io};
 
+use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
 use super::read::{Looked, open_inside, read_open};
@@ -47,8 +48,28 @@ impl Stamp {
 struct Cached {
     stamp: Stamp,
     racy: bool,
-    digest: [u8; 32],
+    content: Content,
     parsed: Arc<ParsedFile>,
+}
+
+/// The bytes of a file as read, and their SHA-256. `--state-dir` keeps these very bytes: read
+/// again by path, the file could be something else by then (a FIFO, a link to `/dev/zero`).
+/// Cloning shares the bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Content {
+    pub digest: [u8; 32],
+    pub bytes: Bytes,
+}
+
+impl Content {
+    /// `bytes` and their digest.
+    pub fn new(bytes: impl Into<Bytes>) -> Content {
+        let bytes = bytes.into();
+        Content {
+            digest: Sha256::digest(&bytes).into(),
+            bytes,
+        }
+    }
 }
 
 /// One file as the last scan saw it.
@@ -56,8 +77,8 @@ struct Cached {
 pub struct FileState {
     pub rel: String,
     pub parsed: Arc<ParsedFile>,
-    /// The SHA-256 of the content parsed, when the file could be read.
-    pub digest: Option<[u8; 32]>,
+    /// The content parsed, when the file could be read.
+    pub content: Option<Content>,
 }
 
 /// The result of a scan: every file in path order, or why the directory cannot be read.
@@ -163,7 +184,7 @@ impl Loader {
                         )],
                         ..ParsedFile::default()
                     }),
-                    digest: None,
+                    content: None,
                 });
             }
             scan.files.sort_by(|a, b| a.rel.cmp(&b.rel));
@@ -347,25 +368,25 @@ impl Loader {
             Ok(b) => b,
             Err(e) => return Looked::Unreadable(e.to_string()),
         };
-        let digest: [u8; 32] = Sha256::digest(&bytes).into();
+        let content = Content::new(bytes);
         let racy = stamp
             .modified
             .is_none_or(|m| read_at.duration_since(m).map_or(true, |d| d < RACY_WINDOW));
         let parsed = match cached {
-            Some(c) if c.digest == digest => None,
-            _ => Some(Arc::new(parse_file(&f.rel, &bytes))),
+            Some(c) if c.content.digest == content.digest => None,
+            _ => Some(Arc::new(parse_file(&f.rel, &content.bytes))),
         };
         Looked::Read {
             stamp,
             racy,
-            digest,
+            content,
             parsed,
         }
     }
 
     /// Turns what `look` saw into the file's state, updating the cache.
     fn settle(&mut self, f: &Found, looked: Looked, scan: &mut Scan) -> Option<FileState> {
-        let (stamp, racy, digest, parsed) = match looked {
+        let (stamp, racy, content, parsed) = match looked {
             Looked::Gone => return None,
             Looked::Unreadable(why) => return Some(self.unreadable(f, &why)),
             Looked::Unchanged => {
@@ -373,15 +394,15 @@ impl Loader {
                 return Some(FileState {
                     rel: f.rel.clone(),
                     parsed: Arc::clone(&c.parsed),
-                    digest: Some(c.digest),
+                    content: Some(c.content.clone()),
                 });
             }
             Looked::Read {
                 stamp,
                 racy,
-                digest,
+                content,
                 parsed,
-            } => (stamp, racy, digest, parsed),
+            } => (stamp, racy, content, parsed),
         };
         scan.read += 1;
         let parsed = match parsed {
@@ -396,14 +417,14 @@ impl Loader {
             Cached {
                 stamp,
                 racy,
-                digest,
+                content: content.clone(),
                 parsed: Arc::clone(&parsed),
             },
         );
         Some(FileState {
             rel: f.rel.clone(),
             parsed,
-            digest: Some(digest),
+            content: Some(content),
         })
     }
 
@@ -418,7 +439,7 @@ impl Loader {
                 )],
                 ..ParsedFile::default()
             }),
-            digest: None,
+            content: None,
         }
     }
 }
