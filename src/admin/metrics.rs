@@ -91,6 +91,8 @@ pub struct Metrics {
     routes: Gauge,
     clusters: Gauge,
     held_files: Gauge,
+    route_tables_refused: Counter,
+    fleets_withheld: Gauge,
     diagnostics: Family<SeverityLabel, Gauge>,
     envoys: Family<EnvoyLabels, Gauge>,
     streams: Counter,
@@ -163,6 +165,19 @@ impl Metrics {
             "Files held at their last good content (they have errors now, or just became empty)",
             held_files.clone(),
         );
+        let route_tables_refused = Counter::default();
+        registry.register(
+            "route_tables_refused",
+            "Fleet route tables refused for being over --max-routes or --max-route-bytes, one per \
+             fleet and reload (the fleet keeps its last good table, or is sent nothing)",
+            route_tables_refused.clone(),
+        );
+        let fleets_withheld = Gauge::default();
+        registry.register(
+            "fleets_withheld",
+            "Fleets sent nothing: their route table is refused and there is no good one to serve",
+            fleets_withheld.clone(),
+        );
         let diagnostics = Family::<SeverityLabel, Gauge>::default();
         registry.register(
             "diagnostics",
@@ -226,6 +241,8 @@ impl Metrics {
             routes,
             clusters,
             held_files,
+            route_tables_refused,
+            fleets_withheld,
             diagnostics,
             envoys,
             streams,
@@ -263,6 +280,8 @@ impl Metrics {
             self.routes.set(as_i64(s.routes));
             self.clusters.set(as_i64(s.clusters));
             self.held_files.set(as_i64(s.held_files));
+            self.route_tables_refused.inc_by(s.refused_tables as u64);
+            self.fleets_withheld.set(as_i64(s.withheld_fleets));
         }
     }
 
@@ -392,6 +411,8 @@ mod tests {
             ("canary_xds_routes", 0.0),
             ("canary_xds_clusters", 0.0),
             ("canary_xds_held_files", 0.0),
+            ("canary_xds_route_tables_refused_total", 0.0),
+            ("canary_xds_fleets_withheld", 0.0),
             ("canary_xds_diagnostics{severity=\"error\"}", 0.0),
             ("canary_xds_diagnostics{severity=\"warning\"}", 0.0),
             ("canary_xds_diagnostics{severity=\"info\"}", 0.0),

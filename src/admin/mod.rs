@@ -181,14 +181,17 @@ impl AdminState {
         self.serving.store(serving, Ordering::Relaxed);
     }
 
-    /// Why the control plane is not ready, or `None` when it is.
-    pub fn not_ready(&self) -> Option<&'static str> {
+    /// Why the control plane is not ready, or `None` when it is. A withheld fleet (its table
+    /// refused, with no good one to serve) makes it not ready: its Envoys get nothing.
+    pub fn not_ready(&self) -> Option<String> {
         if !self.loaded.load(Ordering::Relaxed) {
-            Some("no config loaded yet: the Mapping directory has not been read")
+            Some("no config loaded yet: the Mapping directory has not been read".into())
         } else if !self.serving.load(Ordering::Relaxed) {
-            Some("the xDS server is not accepting streams")
+            Some("the xDS server is not accepting streams".into())
         } else {
-            None
+            let served = self.served();
+            let (fleet, why) = served.published.withheld.iter().next()?;
+            Some(format!("fleet {fleet} is sent nothing: {why}"))
         }
     }
 

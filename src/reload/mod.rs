@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::envoy::snapshot::SnapshotBuilder;
+use crate::envoy::snapshot::{RouteLimits, SnapshotBuilder};
 use crate::input::parse::ParsedFile;
 use crate::input::{Content, Loader, Scan, SourceError};
 use crate::model::diagnostic::{Counts, Diagnostic, Location};
@@ -73,6 +73,10 @@ pub struct ReloadStats {
     pub counts: Counts,
     /// Files (relative paths) held at their last good content.
     pub held_files: usize,
+    /// Fleets whose route table is over the limits: refused, this reload.
+    pub refused_tables: usize,
+    /// Fleets sent nothing: refused, with no good table to keep serving.
+    pub withheld_fleets: usize,
 }
 
 /// A file's last good content and when it became empty, if it did.
@@ -95,6 +99,8 @@ pub struct Reloader {
     empty_grace: Duration,
     /// When the directory was first seen without any Mapping file, while it used to have some.
     dir_empty_since: Option<Instant>,
+    /// The most a fleet's route configuration may hold.
+    limits: RouteLimits,
 }
 
 impl Reloader {
@@ -107,7 +113,14 @@ impl Reloader {
             last: None,
             empty_grace,
             dir_empty_since: None,
+            limits: RouteLimits::default(),
         }
+    }
+
+    /// Refuses route tables over `limits` (the defaults otherwise).
+    pub fn with_limits(mut self, limits: RouteLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Seeds a file's last good content (from `--state-dir`), used if the file is broken now.
@@ -138,7 +151,7 @@ impl Reloader {
         let effective: Vec<Arc<ParsedFile>> =
             files.iter().map(|(_, m)| Arc::clone(&m.good)).collect();
         let compiled = compile(&effective, None);
-        let served = self.publish(&compiled.tables, since);
+        let served = self.publish(&compiled.tables, since, &mut Vec::new());
         self.last_compile = Some((effective, compiled));
         self.last = Some(served.clone());
         Some(served)
@@ -302,13 +315,14 @@ impl Reloader {
             None => compile(&effective, None),
         };
         let compiled_at = Instant::now();
-        // The compiler re-reports the served files' own diagnostics: sorting drops the repeats.
         diagnostics.extend(compiled.diagnostics.iter().cloned());
+        let before = diagnostics.len();
+        let served = self.publish(&compiled.tables, since, &mut diagnostics);
+        let refused_tables = diagnostics.len() - before;
+        // The compiler re-reports the served files' own diagnostics: sorting drops the repeats.
         diagnostics.sort_by(diagnostic_order);
         diagnostics.dedup();
-
-        let tables = &compiled.tables;
-        let served = self.publish(tables, since);
+        let tables = &served.tables;
         let built_at = Instant::now();
         let changed = self
             .last
@@ -328,6 +342,8 @@ impl Reloader {
             took_snapshot: built_at - compiled_at,
             counts: Counts::of(&diagnostics),
             held_files,
+            withheld_fleets: served.published.withheld.len(),
+            refused_tables,
         };
         self.last_compile = Some((effective, compiled));
         if changed {
@@ -348,11 +364,57 @@ impl Reloader {
         }
     }
 
-    fn publish(&mut self, tables: &Tables, since: Instant) -> Served {
+    /// Builds every fleet's snapshot. A fleet whose table is over the limits keeps its last good
+    /// table, or, with none, is withheld (sent nothing): each refusal is an error in
+    /// `diagnostics`, naming the size and what made it.
+    fn publish(
+        &mut self,
+        tables: &Tables,
+        since: Instant,
+        diagnostics: &mut Vec<Diagnostic>,
+    ) -> Served {
         let mut fleets = BTreeMap::new();
+        let mut served = Tables::default();
+        let mut withheld = BTreeMap::new();
         for (name, table) in &tables.fleets {
-            let snap = self.builder.build(name, Arc::clone(table));
+            let table = match self.builder.check(table, self.limits) {
+                Ok(()) => Arc::clone(table),
+                Err(over) => {
+                    let last = self.last.as_ref().and_then(|s| s.tables.fleets.get(name));
+                    let d =
+                        Diagnostic::error(&Location::directory(), format!("fleet {name}: {over}"));
+                    match last {
+                        Some(last) => {
+                            diagnostics.push(
+                                Diagnostic {
+                                    message: format!(
+                                        "{}; its last good route table keeps serving",
+                                        d.message
+                                    ),
+                                    ..d
+                                }
+                                .held_back(),
+                            );
+                            Arc::clone(last)
+                        }
+                        None => {
+                            diagnostics.push(Diagnostic {
+                                message: format!(
+                                    "{}; with no good route table to keep serving, its Envoys are \
+                                     sent nothing until it fits",
+                                    d.message
+                                ),
+                                ..d
+                            });
+                            withheld.insert(name.clone(), over.to_string());
+                            continue;
+                        }
+                    }
+                }
+            };
+            let snap = self.builder.build(name, Arc::clone(&table));
             fleets.insert(name.clone(), Arc::new(snap));
+            served.fleets.insert(name.clone(), table);
         }
         // Envoys of a fleet no Mapping names get the default listener and no routes.
         let other = Arc::new(self.builder.build("", Arc::new(Default::default())));
@@ -362,9 +424,9 @@ impl Reloader {
                 fleets,
                 other,
                 since,
-                withheld: BTreeMap::new(),
+                withheld,
             },
-            tables: tables.clone(),
+            tables: served,
         }
     }
 

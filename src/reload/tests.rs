@@ -2,6 +2,7 @@
 //! directories, and versions that follow content.
 
 use super::*;
+use crate::envoy::snapshot::RouteLimits;
 use crate::model::diagnostic::Severity;
 use std::fs;
 
@@ -200,4 +201,131 @@ fn the_same_files_give_the_same_versions() {
     let b = reloader(t.path()).reload(false, Instant::now());
     assert_eq!(a.stats.version, b.stats.version);
     assert!(!a.stats.version.is_empty());
+}
+
+/// `n` Mappings, one per document: with `host`, each on its own host.
+fn many(n: usize, name: &str, host: bool) -> String {
+    (0..n)
+        .map(|i| {
+            let host = if host {
+                format!("host: h{i}.example.com\n")
+            } else {
+                String::new()
+            };
+            format!(
+                "---\napiVersion: ambassador/v1\nkind: Mapping\nname: {name}{i}\nprefix: /{name}{i}/\nservice: {name}{i}\n{host}"
+            )
+        })
+        .collect()
+}
+
+/// Two valid files, 3,000 hosts and 3,000 hostless routes, make 9 million route entries:
+/// refused at once, with the number and the files that grew it, and the last good table (the
+/// hostless routes alone) keeps serving.
+#[test]
+fn hosts_times_hostless_routes_over_the_limit_keep_the_last_good_table() {
+    let t = tempfile::tempdir().unwrap();
+    fs::write(t.path().join("hostless.yaml"), many(3_000, "r", false)).unwrap();
+    let mut r = reloader(t.path());
+    let first = r.reload(false, Instant::now());
+    assert_eq!(first.stats.routes, 3_000);
+    let good = first
+        .served
+        .unwrap()
+        .published
+        .fleet("default")
+        .version
+        .clone();
+
+    fs::write(t.path().join("hosts.yaml"), many(3_000, "h", true)).unwrap();
+    let o = r.reload(false, Instant::now());
+    let refused: Vec<&Diagnostic> = o
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .collect();
+    assert_eq!(refused.len(), 1, "{:?}", o.diagnostics);
+    assert_eq!(refused[0].location(), Location::directory());
+    assert_eq!(
+        refused[0].message,
+        "fleet default: the route table would hold 9,006,000 route entries across 3,001 virtual \
+         hosts, over the limit of 500,000 (--max-routes): hosts.yaml adds 3,000 hosts, and each \
+         repeats the 3,000 hostless routes of hostless.yaml; its last good route table keeps \
+         serving"
+    );
+    assert!(refused[0].held_back);
+    assert_eq!((o.stats.refused_tables, o.stats.withheld_fleets), (1, 0));
+    assert!(!o.changed, "the last good table keeps serving");
+    let served = o.served.unwrap();
+    assert_eq!(served.published.fleet("default").version, good);
+    assert_eq!(served.tables.fleet("default").unwrap().routes.len(), 3_000);
+
+    // Within the limit again, it is served.
+    fs::write(t.path().join("hosts.yaml"), many(100, "h", true)).unwrap();
+    let o = r.reload(false, Instant::now());
+    assert!(o.changed);
+    assert_eq!(o.stats.refused_tables, 0);
+    assert_eq!(o.stats.routes, 3_100);
+}
+
+/// With no good table to fall back on, the fleet is withheld: sent nothing at all, rather than
+/// an empty table that would wipe a reconnecting Envoy's routes.
+#[test]
+fn a_table_over_the_limit_with_no_past_withholds_its_fleet() {
+    let t = tempfile::tempdir().unwrap();
+    fs::write(t.path().join("hostless.yaml"), many(3_000, "r", false)).unwrap();
+    fs::write(t.path().join("hosts.yaml"), many(3_000, "h", true)).unwrap();
+    let mut r = reloader(t.path());
+    let o = r.reload(false, Instant::now());
+    let served = o.served.unwrap();
+    assert!(!served.published.fleets.contains_key("default"));
+    let why = served.published.withholds("default").unwrap();
+    assert!(why.contains("9,006,000 route entries"), "{why}");
+    assert_eq!(o.stats.withheld_fleets, 1);
+    let d = o
+        .diagnostics
+        .iter()
+        .find(|d| d.severity == Severity::Error)
+        .unwrap();
+    assert!(
+        d.message
+            .ends_with("its Envoys are sent nothing until it fits")
+    );
+    assert!(!d.held_back);
+}
+
+/// The encoded size is a limit too, and other fleets go on.
+#[test]
+fn a_table_over_the_byte_limit_is_refused_and_other_fleets_are_served() {
+    let t = tempfile::tempdir().unwrap();
+    fs::write(t.path().join("a.yaml"), MAIN).unwrap();
+    fs::write(
+        t.path().join("edge.yaml"),
+        "apiVersion: ambassador/v1\nkind: Mapping\nname: e\nprefix: /e/\nservice: e\nambassador_id: edge\n",
+    )
+    .unwrap();
+    let mut r = reloader(t.path()).with_limits(RouteLimits {
+        max_routes: 1_000,
+        max_bytes: 5_000,
+    });
+    assert_eq!(r.reload(false, Instant::now()).stats.refused_tables, 0);
+    fs::write(t.path().join("a.yaml"), many(200, "r", false)).unwrap();
+    let o = r.reload(false, Instant::now());
+    assert_eq!(o.stats.refused_tables, 1);
+    let d = o
+        .diagnostics
+        .iter()
+        .find(|d| d.severity == Severity::Error)
+        .unwrap();
+    assert!(
+        d.message
+            .starts_with("fleet default: the route table would take ")
+            && d.message
+                .contains("bytes encoded, over the limit of 5,000 (--max-route-bytes)"),
+        "{}",
+        d.message
+    );
+    let served = o.served.unwrap();
+    assert_eq!(served.tables.fleet("default").unwrap().routes.len(), 1);
+    assert_eq!(served.tables.fleet("edge").unwrap().routes.len(), 1);
 }

@@ -11,7 +11,7 @@ use clap::Args;
 
 use super::tls::TlsFiles;
 use crate::admin::AdminAddr;
-use crate::envoy::snapshot::Listen;
+use crate::envoy::snapshot::{DEFAULT_MAX_ROUTE_BYTES, DEFAULT_MAX_ROUTES, Listen, RouteLimits};
 use crate::input::DEFAULT_MAX_FILE_SIZE;
 use crate::xds::identity::AllowRule;
 
@@ -53,6 +53,15 @@ pub struct ServeArgs {
     /// system trust store. A UTF-8 path: Envoy's config names files by string.
     #[arg(long, env = "CANARY_XDS_UPSTREAM_CA")]
     pub upstream_ca: Option<String>,
+    /// The most route entries a fleet's route configuration may hold, across its virtual hosts
+    /// (every route without a host repeats in every host's virtual host). A larger table is
+    /// refused: its fleet keeps its last good table.
+    #[arg(long, default_value_t = DEFAULT_MAX_ROUTES, env = "CANARY_XDS_MAX_ROUTES")]
+    pub max_routes: u64,
+    /// The most bytes a fleet's encoded route configuration may take. A larger table is
+    /// refused: its fleet keeps its last good table.
+    #[arg(long, default_value_t = DEFAULT_MAX_ROUTE_BYTES, env = "CANARY_XDS_MAX_ROUTE_BYTES")]
+    pub max_route_bytes: u64,
     /// Milliseconds a file that suddenly became empty keeps its content (editors truncate
     /// before they write).
     #[arg(long, default_value_t = 1000, env = "CANARY_XDS_EMPTY_GRACE_MS")]
@@ -168,6 +177,8 @@ pub struct Settings {
     pub state_dir: Option<PathBuf>,
     pub rescan_interval: Duration,
     pub max_file_size: u64,
+    /// The most a fleet's route configuration may hold (`--max-routes`, `--max-route-bytes`).
+    pub route_limits: RouteLimits,
     pub upstream_ca: Option<PathBuf>,
     pub empty_grace: Duration,
     /// Envoy admin endpoints to read live traffic from (`--envoy-admin`).
@@ -226,6 +237,10 @@ impl Settings {
             state_dir: args.state_dir.clone(),
             rescan_interval: Duration::from_secs(args.rescan_interval.max(1)),
             max_file_size: args.max_file_size,
+            route_limits: RouteLimits {
+                max_routes: args.max_routes,
+                max_bytes: args.max_route_bytes,
+            },
             upstream_ca: args.upstream_ca.clone().map(PathBuf::from),
             empty_grace: Duration::from_millis(args.empty_grace_ms),
             envoy_admin: args
@@ -275,6 +290,7 @@ impl Settings {
             state_dir: None,
             rescan_interval: Duration::from_secs(30),
             max_file_size: DEFAULT_MAX_FILE_SIZE,
+            route_limits: RouteLimits::default(),
             upstream_ca: None,
             empty_grace: Duration::from_millis(1000),
             envoy_admin: Vec::new(),

@@ -105,7 +105,8 @@ pub async fn start(
         Loader::new(&settings.dir, settings.max_file_size),
         SnapshotBuilder::new(settings.listen.clone(), settings.upstream_ca.clone()),
         settings.empty_grace,
-    );
+    )
+    .with_limits(settings.route_limits);
     // Watch before the first scan, so that no change after it can be missed.
     let (tx, rx) = mpsc::unbounded_channel::<(Signal, Instant)>();
     let dir_watch = start_watch(&settings, &tx);

@@ -50,7 +50,7 @@ pub struct PageData {
     pub envoy_admin: Vec<String>,
     pub live: Option<LiveTraffic>,
     /// Why the control plane is not ready, if it is not.
-    pub not_ready: Option<&'static str>,
+    pub not_ready: Option<String>,
 }
 
 /// How things stand, worst first.
@@ -100,7 +100,7 @@ pub fn summary(d: &PageData) -> Summary {
         }
     }
     let envoys = d.envoys.len();
-    let (level, headline) = if let Some(why) = d.not_ready.filter(|_| !d.last.ok) {
+    let (level, headline) = if let Some(why) = d.not_ready.as_deref().filter(|_| !d.last.ok) {
         (Level::Bad, format!("Not ready: {why}"))
     } else if !d.last.ok {
         (
