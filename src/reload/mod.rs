@@ -377,7 +377,7 @@ impl Reloader {
         let mut served = Tables::default();
         let mut withheld = BTreeMap::new();
         for (name, table) in &tables.fleets {
-            let table = match self.builder.check(table, self.limits) {
+            let table = match self.builder.check(name, table, self.limits) {
                 Ok(()) => Arc::clone(table),
                 Err(over) => {
                     let last = self.last.as_ref().and_then(|s| s.tables.fleets.get(name));

@@ -50,6 +50,8 @@ pub struct SnapshotBuilder {
     bases: HashMap<String, FleetBases>,
     /// Per fleet: its last route configurations and what they were made of.
     built: HashMap<String, Built>,
+    /// Per fleet: its last measured table (`measure`).
+    measured: HashMap<String, size::Measured>,
     /// Whether a cluster set was built since the last `retain`.
     new_clusters: bool,
     generation: u64,
@@ -107,6 +109,7 @@ impl SnapshotBuilder {
             layers: HashMap::new(),
             bases: HashMap::new(),
             built: HashMap::new(),
+            measured: HashMap::new(),
             new_clusters: false,
             generation: 0,
         }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::SnapshotBuilder;
 use crate::envoy::translate::{self, Growth, thousands};
-use crate::routes::RouteTable;
+use crate::routes::{Route, RouteTable};
 
 /// The default `--max-routes`: route entries per fleet, across its virtual hosts.
 pub const DEFAULT_MAX_ROUTES: u64 = 500_000;
@@ -82,28 +82,84 @@ impl fmt::Display for Oversized {
     }
 }
 
+/// A fleet's last measured table, with each route's part of the size: a table whose route keys
+/// are the same (what a weight or setting change gives) is measured again from its changed
+/// routes alone.
+pub(super) struct Measured {
+    table: Arc<RouteTable>,
+    repeats: Vec<u64>,
+    /// Each route's entries and bytes in one virtual host.
+    parts: Vec<(u64, u64)>,
+    size: TableSize,
+}
+
 impl SnapshotBuilder {
     /// What `table` would cost Envoy, translating and encoding only its routes not cached yet
     /// (once each, however many virtual hosts repeat them).
-    pub fn measure(&mut self, table: &Arc<RouteTable>) -> TableSize {
+    pub fn measure(&mut self, fleet: &str, table: &Arc<RouteTable>) -> TableSize {
+        if let Some(mut m) = self.measured.remove(fleet)
+            && m.table.routes.len() == table.routes.len()
+        {
+            let changed: Vec<usize> = (0..table.routes.len())
+                .filter(|&i| !Arc::ptr_eq(&m.table.routes[i], &table.routes[i]))
+                .collect();
+            if changed
+                .iter()
+                .all(|&i| m.table.routes[i].key == table.routes[i].key)
+            {
+                for i in changed {
+                    let part = self.part(&table.routes[i]);
+                    let (n, old) = (m.repeats[i], m.parts[i]);
+                    m.size.entries = (m.size.entries.saturating_sub(n * old.0))
+                        .saturating_add(n.saturating_mul(part.0));
+                    m.size.bytes = (m.size.bytes.saturating_sub(n * old.1))
+                        .saturating_add(n.saturating_mul(part.1));
+                    m.parts[i] = part;
+                }
+                m.table = Arc::clone(table);
+                let size = m.size;
+                self.measured.insert(fleet.to_string(), m);
+                return size;
+            }
+        }
         let repeats = translate::repetitions(table);
+        let parts: Vec<(u64, u64)> = table.routes.iter().map(|r| self.part(r)).collect();
         let mut size = TableSize {
             virtual_hosts: translate::virtual_hosts(table),
             ..TableSize::default()
         };
-        for (r, n) in table.routes.iter().zip(repeats) {
-            let bytes = self.cached_route(r).entries.len() as u64;
-            size.entries = size
-                .entries
-                .saturating_add(n.saturating_mul(translate::links(r)));
+        for (&n, &(entries, bytes)) in repeats.iter().zip(&parts) {
+            size.entries = size.entries.saturating_add(n.saturating_mul(entries));
             size.bytes = size.bytes.saturating_add(n.saturating_mul(bytes));
         }
+        self.measured.insert(
+            fleet.to_string(),
+            Measured {
+                table: Arc::clone(table),
+                repeats,
+                parts,
+                size,
+            },
+        );
         size
     }
 
-    /// `Err` when `table` is over `limits`, saying by how much and why.
-    pub fn check(&mut self, table: &Arc<RouteTable>, limits: RouteLimits) -> Result<(), Oversized> {
-        let size = self.measure(table);
+    /// A route's entries and encoded bytes in one virtual host.
+    fn part(&mut self, r: &Arc<Route>) -> (u64, u64) {
+        (
+            translate::links(r),
+            self.cached_route(r).entries.len() as u64,
+        )
+    }
+
+    /// `Err` when fleet's `table` is over `limits`, saying by how much and why.
+    pub fn check(
+        &mut self,
+        fleet: &str,
+        table: &Arc<RouteTable>,
+        limits: RouteLimits,
+    ) -> Result<(), Oversized> {
+        let size = self.measure(fleet, table);
         if size.entries <= limits.max_routes && size.bytes <= limits.max_bytes {
             return Ok(());
         }

@@ -206,3 +206,37 @@ proptest::proptest! {
         }
     }
 }
+
+/// A table measured again after a change that keeps its routes' keys (a weight, a timeout)
+/// measures what a fresh builder measures, and a change of keys (a new host) too.
+#[test]
+fn a_table_measured_again_from_its_changed_routes_measures_what_a_fresh_builder_does() {
+    let hosted = "apiVersion: ambassador/v1\nkind: Mapping\nname: h\nprefix: /h/\nservice: h\nhost: a.example.com\n";
+    let files = |canary_weight: u32, timeout: u32| {
+        vec![
+            ("a.yaml", crate::test_util::MAIN.to_string()),
+            (
+                "b.yaml",
+                crate::test_util::CANARY.replace(
+                    "weight: 10",
+                    &format!("weight: {canary_weight}\ntimeout_ms: {timeout}"),
+                ),
+            ),
+            ("h.yaml", hosted.to_string()),
+        ]
+    };
+    let mut builder = crate::test_util::builder();
+    for (w, t) in [(10, 3000), (25, 3000), (25, 4000), (99, 100_000)] {
+        let docs = files(w, t);
+        let refs: Vec<(&str, &str)> = docs.iter().map(|(f, y)| (*f, y.as_str())).collect();
+        let table = Arc::clone(&crate::test_util::tables(&refs).fleets["default"]);
+        let again = builder.measure("default", &table);
+        let fresh = crate::test_util::builder().measure("default", &table);
+        assert_eq!(again, fresh, "weight {w}, timeout {t}");
+        // Two virtual hosts (a.example.com and *) each repeat the /qotm/ route (one route, or a
+        // chain of two links when the timeouts differ), and a.example.com has /h/.
+        let links = if t == 3000 { 1 } else { 2 };
+        assert_eq!((fresh.virtual_hosts, fresh.entries), (2, 2 * links + 1));
+        builder.retain();
+    }
+}
