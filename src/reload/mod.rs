@@ -79,6 +79,18 @@ pub struct ReloadStats {
     pub withheld_fleets: usize,
 }
 
+/// What containment leaves of a scan: the files to compile (each as it is on disk or at its
+/// last good content), and what it found.
+#[derive(Default)]
+struct Contained {
+    effective: Vec<Arc<ParsedFile>>,
+    diagnostics: Vec<Diagnostic>,
+    held_files: usize,
+    recheck_after: Option<Duration>,
+    accepted: Vec<(String, Content)>,
+    removed_files: usize,
+}
+
 /// A file's last good content and when it became empty, if it did.
 struct FileMemory {
     good: Arc<ParsedFile>,
@@ -202,112 +214,19 @@ impl Reloader {
             Err(e) => return self.unreadable(&e, started),
         };
         let scanned_at = Instant::now();
-        // A directory whose every file vanished is more likely being replaced or deleted than
-        // meant to serve nothing: hold the last config for a while, as for an emptied file.
-        if scan.files.is_empty()
-            && self.last.is_some()
-            && self.files.values().any(|m| !m.good.mappings.is_empty())
-        {
-            let now = Instant::now();
-            let since_empty = *self.dir_empty_since.get_or_insert(now);
-            let waited = now.duration_since(since_empty);
-            if waited < self.empty_grace {
-                let d = Diagnostic::warning(
-                    &Location::directory(),
-                    "the directory has no Mapping file any more; the last config keeps serving \
-                     until it stays empty",
-                )
-                .held_back();
-                return Outcome {
-                    served: self.last.clone(),
-                    changed: false,
-                    stats: ReloadStats {
-                        took: started.elapsed(),
-                        counts: Counts::of(std::slice::from_ref(&d)),
-                        ..ReloadStats::default()
-                    },
-                    diagnostics: vec![d],
-                    recheck_after: Some(self.empty_grace - waited),
-                    accepted: Vec::new(),
-                    removed_files: 0,
-                };
-            }
+        if let Some(held) = self.hold_emptied_directory(&scan, started) {
+            return held;
         }
-        self.dir_empty_since = None;
-        let mut diagnostics = scan.diagnostics;
-        let mut effective: Vec<Arc<ParsedFile>> = Vec::with_capacity(scan.files.len());
-        let mut present = BTreeSet::new();
-        let mut held_files = 0;
-        let mut recheck_after = None;
-        let mut accepted = Vec::new();
-        let now = Instant::now();
-        for f in &scan.files {
-            present.insert(f.rel.clone());
-            let parsed = &f.parsed;
-            diagnostics.extend(parsed.diagnostics.iter().cloned());
-            let memory = self.files.get_mut(&f.rel);
-            let is_empty = parsed.mappings.is_empty()
-                && parsed.rejected.is_empty()
-                && parsed.diagnostics.is_empty();
-            match memory {
-                Some(m) if parsed.has_errors() => {
-                    held_files += 1;
-                    diagnostics.push(hold_note(
-                        &f.rel,
-                        &m.good,
-                        "it has errors, so its last good content keeps serving",
-                    ));
-                    effective.push(Arc::clone(&m.good));
-                }
-                Some(m) if is_empty && !m.good.mappings.is_empty() => {
-                    let since_empty = *m.empty_since.get_or_insert(now);
-                    let waited = now.duration_since(since_empty);
-                    if waited < self.empty_grace {
-                        held_files += 1;
-                        diagnostics.push(hold_note(
-                            &f.rel,
-                            &m.good,
-                            "it just became empty (an editor mid-save?), so its last content \
-                             keeps serving until it stays empty",
-                        ));
-                        effective.push(Arc::clone(&m.good));
-                        let left = self.empty_grace - waited;
-                        recheck_after = Some(recheck_after.map_or(left, |r: Duration| r.min(left)));
-                    } else {
-                        accept(m, f, &mut accepted);
-                        effective.push(Arc::clone(parsed));
-                    }
-                }
-                Some(m) => {
-                    accept(m, f, &mut accepted);
-                    effective.push(Arc::clone(parsed));
-                }
-                None if parsed.has_errors() => {
-                    diagnostics.push(
-                        Diagnostic::error(
-                            &Location::new(f.rel.clone(), 0, 0),
-                            "this file has errors and no good past content, so none of it is \
-                             served",
-                        )
-                        .field("file"),
-                    );
-                }
-                None => {
-                    let mut m = FileMemory {
-                        good: Arc::clone(parsed),
-                        digest: None,
-                        empty_since: None,
-                    };
-                    accept(&mut m, f, &mut accepted);
-                    self.files.insert(f.rel.clone(), m);
-                    effective.push(Arc::clone(parsed));
-                }
-            }
-        }
-        // Deleted files are gone for good.
-        let before = self.files.len();
-        self.files.retain(|rel, _| present.contains(rel));
-        let removed_files = before - self.files.len();
+        let files = scan.files.len();
+        let (files_read, files_parsed) = (scan.read, scan.parsed);
+        let Contained {
+            effective,
+            mut diagnostics,
+            held_files,
+            recheck_after,
+            accepted,
+            removed_files,
+        } = self.contain(scan);
 
         let compiled = match &self.last_compile {
             Some((files, last)) => recompile_routes(files, last, &effective)
@@ -329,9 +248,9 @@ impl Reloader {
             .as_ref()
             .is_none_or(|old| old.published.fleet_versions() != served.published.fleet_versions());
         let stats = ReloadStats {
-            files: scan.files.len(),
-            files_read: scan.read,
-            files_parsed: scan.parsed,
+            files,
+            files_read,
+            files_parsed,
             mappings: tables.fleets.values().map(|t| t.mapping_count()).sum(),
             routes: tables.fleets.values().map(|t| t.routes.len()).sum(),
             clusters: tables.fleets.values().map(|t| t.clusters.len()).sum(),
@@ -362,6 +281,125 @@ impl Reloader {
             accepted,
             removed_files,
         }
+    }
+
+    /// A directory whose every file vanished is more likely being replaced or deleted than
+    /// meant to serve nothing: the last config is held for `empty_grace`, as for an emptied
+    /// file. `Some` while it is held.
+    fn hold_emptied_directory(&mut self, scan: &Scan, started: Instant) -> Option<Outcome> {
+        if !(scan.files.is_empty()
+            && self.last.is_some()
+            && self.files.values().any(|m| !m.good.mappings.is_empty()))
+        {
+            self.dir_empty_since = None;
+            return None;
+        }
+        let now = Instant::now();
+        let since_empty = *self.dir_empty_since.get_or_insert(now);
+        let waited = now.duration_since(since_empty);
+        if waited >= self.empty_grace {
+            self.dir_empty_since = None;
+            return None;
+        }
+        let d = Diagnostic::warning(
+            &Location::directory(),
+            "the directory has no Mapping file any more; the last config keeps serving until it \
+             stays empty",
+        )
+        .held_back();
+        Some(Outcome {
+            served: self.last.clone(),
+            changed: false,
+            stats: ReloadStats {
+                took: started.elapsed(),
+                counts: Counts::of(std::slice::from_ref(&d)),
+                ..ReloadStats::default()
+            },
+            diagnostics: vec![d],
+            recheck_after: Some(self.empty_grace - waited),
+            accepted: Vec::new(),
+            removed_files: 0,
+        })
+    }
+
+    /// Containment, file by file: a file with errors keeps its last good content (or, with
+    /// none, is left out); a file that just became empty keeps its content for `empty_grace`;
+    /// any other file is accepted as it is. Deleted files are forgotten.
+    fn contain(&mut self, scan: Scan) -> Contained {
+        let mut out = Contained {
+            effective: Vec::with_capacity(scan.files.len()),
+            diagnostics: scan.diagnostics,
+            ..Contained::default()
+        };
+        let mut present = BTreeSet::new();
+        let now = Instant::now();
+        for f in &scan.files {
+            present.insert(f.rel.clone());
+            let parsed = &f.parsed;
+            out.diagnostics.extend(parsed.diagnostics.iter().cloned());
+            let is_empty = parsed.mappings.is_empty()
+                && parsed.rejected.is_empty()
+                && parsed.diagnostics.is_empty();
+            match self.files.get_mut(&f.rel) {
+                Some(m) if parsed.has_errors() => {
+                    out.held_files += 1;
+                    out.diagnostics.push(hold_note(
+                        &f.rel,
+                        &m.good,
+                        "it has errors, so its last good content keeps serving",
+                    ));
+                    out.effective.push(Arc::clone(&m.good));
+                }
+                Some(m) if is_empty && !m.good.mappings.is_empty() => {
+                    let since_empty = *m.empty_since.get_or_insert(now);
+                    let waited = now.duration_since(since_empty);
+                    if waited < self.empty_grace {
+                        out.held_files += 1;
+                        out.diagnostics.push(hold_note(
+                            &f.rel,
+                            &m.good,
+                            "it just became empty (an editor mid-save?), so its last content \
+                             keeps serving until it stays empty",
+                        ));
+                        out.effective.push(Arc::clone(&m.good));
+                        let left = self.empty_grace - waited;
+                        out.recheck_after =
+                            Some(out.recheck_after.map_or(left, |r: Duration| r.min(left)));
+                    } else {
+                        accept(m, f, &mut out.accepted);
+                        out.effective.push(Arc::clone(parsed));
+                    }
+                }
+                Some(m) => {
+                    accept(m, f, &mut out.accepted);
+                    out.effective.push(Arc::clone(parsed));
+                }
+                None if parsed.has_errors() => {
+                    out.diagnostics.push(
+                        Diagnostic::error(
+                            &Location::new(f.rel.clone(), 0, 0),
+                            "this file has errors and no good past content, so none of it is \
+                             served",
+                        )
+                        .field("file"),
+                    );
+                }
+                None => {
+                    let mut m = FileMemory {
+                        good: Arc::clone(parsed),
+                        digest: None,
+                        empty_since: None,
+                    };
+                    accept(&mut m, f, &mut out.accepted);
+                    self.files.insert(f.rel.clone(), m);
+                    out.effective.push(Arc::clone(parsed));
+                }
+            }
+        }
+        let before = self.files.len();
+        self.files.retain(|rel, _| present.contains(rel));
+        out.removed_files = before - self.files.len();
+        out
     }
 
     /// Builds every fleet's snapshot. A fleet whose table is over the limits keeps its last good
