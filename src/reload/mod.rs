@@ -169,19 +169,6 @@ impl Reloader {
         Some(served)
     }
 
-    /// The snapshot builder's base weights (for `--state-dir`).
-    pub fn bases(&self) -> &std::collections::HashMap<String, crate::envoy::snapshot::FleetBases> {
-        self.builder.bases()
-    }
-
-    /// Restores base weights kept by `--state-dir`, before the first reload.
-    pub fn restore_bases(
-        &mut self,
-        bases: std::collections::HashMap<String, crate::envoy::snapshot::FleetBases>,
-    ) {
-        self.builder.restore_bases(bases);
-    }
-
     /// What is being served now.
     pub fn last(&self) -> Option<&Served> {
         self.last.as_ref()

@@ -62,6 +62,18 @@ pub struct Route {
     pub remark: Option<Remark>,
 }
 
+impl Route {
+    /// The route's primary, by structure alone: the first backend (they are in (namespace,
+    /// name) order) of a Mapping without a weight, or the first backend when every Mapping has
+    /// one. A runtime Envoy's route table gives it 100% until the runtime layer says otherwise.
+    pub fn primary(&self) -> usize {
+        self.backends
+            .iter()
+            .position(|b| b.mapping.weight.is_none())
+            .unwrap_or(0)
+    }
+}
+
 /// A Mapping's share of a route, with everything it carries.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Backend {

@@ -110,7 +110,7 @@ pub async fn start(
     // Watch before the first scan, so that no change after it can be missed.
     let (tx, rx) = mpsc::unbounded_channel::<(Signal, Instant)>();
     let dir_watch = start_watch(&settings, &tx);
-    let (state, mut saved) = match &settings.state_dir {
+    let (state, saved) = match &settings.state_dir {
         Some(dir) => {
             let (state, saved) = StateDir::open(dir)?;
             for w in &saved.warnings {
@@ -120,7 +120,6 @@ pub async fn start(
         }
         None => (None, Saved::default()),
     };
-    reloader.restore_bases(std::mem::take(&mut saved.bases));
     for (rel, bytes) in &saved.files {
         let parsed = crate::input::parse::parse_file(rel, bytes);
         if !parsed.has_errors() {

@@ -9,7 +9,7 @@ mod routes;
 mod runtime;
 mod size;
 
-pub use runtime::{FleetBases, MAX_LAYER_ROUTES};
+pub use runtime::MAX_LAYER_ROUTES;
 pub use size::{DEFAULT_MAX_ROUTE_BYTES, DEFAULT_MAX_ROUTES, Oversized, RouteLimits, TableSize};
 
 use crate::envoy::translate;
@@ -46,8 +46,6 @@ pub struct SnapshotBuilder {
     runtime_routes: HashMap<[u8; 32], Used<bytes::Bytes>>,
     configs: HashMap<String, Used<Arc<Resource>>>,
     layers: HashMap<String, Used<Arc<Resource>>>,
-    /// Per fleet: the base weights of each weighted route's structure.
-    bases: HashMap<String, FleetBases>,
     /// Per fleet: its last route configurations and what they were made of.
     built: HashMap<String, Built>,
     /// Per fleet: its last measured table (`measure`).
@@ -70,8 +68,11 @@ struct Built {
     rt_digests: Vec<[u8; 32]>,
     /// A weighted route's runtime key prefix.
     prefixes: Vec<Option<String>>,
-    /// Whether the layer carries a weighted route's weights (they differ from its bases).
+    /// Whether the layer carries a weighted route's weights (they differ from its default).
     overrides: Vec<bool>,
+    /// Whether some weighted route's weights differ from its default but are in the route table
+    /// (more than `MAX_LAYER_ROUTES` differ).
+    baked: bool,
     layer: Layer,
     plain: Arc<Resource>,
     runtime: Arc<Resource>,
@@ -107,7 +108,6 @@ impl SnapshotBuilder {
             runtime_routes: HashMap::new(),
             configs: HashMap::new(),
             layers: HashMap::new(),
-            bases: HashMap::new(),
             built: HashMap::new(),
             measured: HashMap::new(),
             new_clusters: false,
@@ -179,17 +179,6 @@ impl SnapshotBuilder {
                 one(layer),
             )
         }
-    }
-
-    /// The base weights of every fleet, for `--state-dir`.
-    pub fn bases(&self) -> &HashMap<String, FleetBases> {
-        &self.bases
-    }
-
-    /// Restores base weights kept by `--state-dir`, so a restart serves the very route
-    /// configurations it served before.
-    pub fn restore_bases(&mut self, bases: HashMap<String, FleetBases>) {
-        self.bases = bases;
     }
 
     /// Forgets what the snapshots built since the last call did not use, so the caches stay

@@ -8,7 +8,7 @@ use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
 use super::clusters::Used;
-use super::runtime::{hash_weights, runtime_id};
+use super::runtime::{default_weights, hash_weights, runtime_id};
 use super::{Built, MAX_LAYER_ROUTES, PARALLEL_MIN, SnapshotBuilder};
 use crate::envoy::translate;
 use crate::model::mapping::{BackendSettings, Bp, RouteKey, RouteSettings};
@@ -29,8 +29,8 @@ pub(super) struct CachedRoute {
     pub(super) structure: Option<[u8; 32]>,
     /// Its Envoy routes as entries of `VirtualHost.routes` (field 3).
     pub(super) entries: bytes::Bytes,
-    /// For a weighted route, its runtime variant as last built: base weights, id and the
-    /// prefix of its runtime keys.
+    /// For a weighted route, its runtime variant as last built: its configured weights, id and
+    /// the prefix of its runtime keys.
     pub(super) runtime: Option<(Vec<Bp>, [u8; 32], String)>,
 }
 
@@ -39,8 +39,8 @@ type RuntimeVariant = ([u8; 32], bytes::Bytes);
 
 impl CachedRoute {
     /// Translates and encodes a route. With `with_runtime`, a weighted route's runtime variant
-    /// on its own weights too (what a first load serves: the bases are the table's weights),
-    /// from the same translation.
+    /// on its default weights too (what a first load nearly always serves), from the same
+    /// translation.
     pub(super) fn of(r: &Arc<Route>, with_runtime: bool) -> (Self, Option<RuntimeVariant>) {
         let mut envoy = translate::envoy_routes(r);
         let structure = translate::is_weighted(r)
@@ -59,9 +59,10 @@ impl CachedRoute {
         };
         let variant = match (structure, envoy.as_mut_slice()) {
             (Some(s), [route]) if with_runtime => {
-                let (id, prefix) = runtime_id(s, &weights);
-                translate::read_weights_from_runtime(route, &prefix);
-                cached.runtime = Some((weights, id, prefix));
+                let configured = default_weights(r);
+                let (id, prefix) = runtime_id(s, &configured);
+                translate::read_weights_from_runtime(route, &prefix, &configured);
+                cached.runtime = Some((configured, id, prefix));
                 Some((id, encode_entries(&envoy)))
             }
             _ => None,
@@ -199,11 +200,11 @@ impl SnapshotBuilder {
         cluster_names: &Arc<[String]>,
     ) -> (Arc<Resource>, Arc<Resource>, Arc<Resource>) {
         let built = match self.built.remove(fleet) {
-            Some(last) => match self.patch(fleet, last, table, cluster_names) {
+            Some(last) => match self.patch(last, table, cluster_names) {
                 Ok(built) => built,
-                Err(()) => self.assemble_all(fleet, table, cluster_names),
+                Err(()) => self.assemble_all(table, cluster_names),
             },
-            None => self.assemble_all(fleet, table, cluster_names),
+            None => self.assemble_all(table, cluster_names),
         };
         let out = (
             Arc::clone(&built.plain),
@@ -255,12 +256,7 @@ impl SnapshotBuilder {
     }
 
     /// Builds a fleet's route configurations and layer from every route of its table.
-    fn assemble_all(
-        &mut self,
-        fleet: &str,
-        table: &Arc<RouteTable>,
-        cluster_names: &Arc<[String]>,
-    ) -> Built {
+    fn assemble_all(&mut self, table: &Arc<RouteTable>, cluster_names: &Arc<[String]>) -> Built {
         let n = table.routes.len();
         self.cache_routes(&table.routes);
         let mut digests = Vec::with_capacity(n);
@@ -275,32 +271,35 @@ impl SnapshotBuilder {
         let plan = translate::virtual_host_plan(table);
         let plain = self.assemble(cluster_names, &plan, &digests, &entries, Vec::new());
 
-        // The runtime variant: weighted routes keep base weights and read runtime keys.
-        let mut h = Sha256::new();
-        hash_plan(&mut h, &plan, n, |i| structures[i].unwrap_or(digests[i]));
-        let structure: [u8; 32] = h.finalize().into();
-        let weights = |i: usize| table.routes[i].backends.iter().map(|b| b.weight_bp);
-        let mut fleet_bases = self.bases.remove(fleet).unwrap_or_default();
-        let mut rebase = fleet_bases.structure != structure;
-        if !rebase {
-            let overridden = (0..n)
-                .filter(|&i| {
-                    structures[i].is_some_and(|s| {
-                        fleet_bases
-                            .bases
-                            .get(&s)
-                            .is_none_or(|base| !base.iter().copied().eq(weights(i)))
-                    })
-                })
-                .count();
-            rebase = overridden > MAX_LAYER_ROUTES;
-        }
-        if rebase {
-            fleet_bases.structure = structure;
-            fleet_bases.bases = (0..n)
-                .filter_map(|i| structures[i].map(|s| (s, weights(i).collect())))
-                .collect();
-        }
+        // The runtime variant: each weighted route's table weights are its default (100% to
+        // its primary) and the layer carries the routes whose weights differ from it, in table
+        // order, as many as the layer may hold; beyond that, a route's own weights are in the
+        // table. A pure function of the files.
+        let weights = |i: usize| -> Vec<Bp> {
+            table.routes[i]
+                .backends
+                .iter()
+                .map(|b| b.weight_bp)
+                .collect()
+        };
+        let mut layered = 0;
+        let mut baked = false;
+        let configured: Vec<Option<(Vec<Bp>, bool)>> = (0..n)
+            .map(|i| {
+                structures[i]?;
+                let default = default_weights(&table.routes[i]);
+                let own = weights(i);
+                if own == default {
+                    Some((default, false))
+                } else if layered < MAX_LAYER_ROUTES {
+                    layered += 1;
+                    Some((default, true))
+                } else {
+                    baked = true;
+                    Some((own, false))
+                }
+            })
+            .collect();
         let mut rt_digests = digests.clone();
         let mut rt_entries = entries.clone();
         let mut prefixes: Vec<Option<String>> = vec![None; n];
@@ -310,21 +309,20 @@ impl SnapshotBuilder {
         // translated together (on every core for a first load).
         let mut missing = Vec::new();
         for i in 0..n {
-            let Some(s) = structures[i] else { continue };
-            let base = fleet_bases
-                .bases
-                .entry(s)
-                .or_insert_with(|| weights(i).collect());
-            let (id, prefix) = self.runtime_key(&table.routes[i], s, base);
+            let (Some(s), Some((configured, _))) = (structures[i], &configured[i]) else {
+                continue;
+            };
+            let (id, prefix) = self.runtime_key(&table.routes[i], s, configured);
             if !self.runtime_routes.contains_key(&id) {
-                missing.push((i, id, prefix.clone(), base.clone()));
+                missing.push((i, id, prefix.clone(), configured.clone()));
             }
             rt_digests[i] = id;
             prefixes[i] = Some(prefix);
         }
-        let encode = |(i, _, prefix, base): &(usize, [u8; 32], String, Vec<Bp>)| {
+        let encode = |(i, _, prefix, configured): &(usize, [u8; 32], String, Vec<Bp>)| {
             let mut bytes = Vec::new();
-            let envoy = translate::weighted_route_with_runtime(&table.routes[*i], prefix, base);
+            let envoy =
+                translate::weighted_route_with_runtime(&table.routes[*i], prefix, configured);
             prost::encoding::message::encode(3, &envoy, &mut bytes);
             bytes::Bytes::from(bytes)
         };
@@ -338,25 +336,22 @@ impl SnapshotBuilder {
             self.runtime_routes.insert(*id, Used { value, generation });
         }
         for i in 0..n {
-            let (Some(s), Some(prefix)) = (structures[i], &prefixes[i]) else {
+            let (Some(prefix), Some((_, in_layer))) = (&prefixes[i], &configured[i]) else {
                 continue;
             };
-            let route = &table.routes[i];
-            let base = &fleet_bases.bases[&s];
             let bytes = self
                 .runtime_routes
                 .get_mut(&rt_digests[i])
                 .expect("cached above");
             bytes.generation = generation;
             rt_entries[i] = bytes.value.clone();
-            if !base.iter().copied().eq(weights(i)) {
+            if *in_layer {
                 overrides[i] = true;
-                for b in &route.backends {
+                for b in &table.routes[i].backends {
                     layer.insert(format!("{prefix}.{}", b.cluster), b.weight_bp);
                 }
             }
         }
-        self.bases.insert(fleet.to_string(), fleet_bases);
         let all_prefixes = prefixes.iter().flatten().cloned().collect();
         let runtime = self.assemble(cluster_names, &plan, &rt_digests, &rt_entries, all_prefixes);
         let layer_resource = self.layer(&layer);
@@ -370,6 +365,7 @@ impl SnapshotBuilder {
             rt_digests,
             prefixes,
             overrides,
+            baked,
             layer,
             plain,
             runtime,
@@ -384,7 +380,6 @@ impl SnapshotBuilder {
     /// everything), so the result is always what `assemble_all` would give.
     fn patch(
         &mut self,
-        fleet: &str,
         mut last: Built,
         table: &Arc<RouteTable>,
         cluster_names: &Arc<[String]>,
@@ -399,7 +394,9 @@ impl SnapshotBuilder {
         if changed.len() > MAX_PATCHED_ROUTES {
             return Err(());
         }
-        if !self.bases.contains_key(fleet) {
+        // With weights in the route table (more routes than the layer holds), the full build
+        // decides which routes the layer carries.
+        if last.baked {
             return Err(());
         }
         let mut overridden = last.overrides.iter().filter(|o| **o).count();
@@ -412,20 +409,22 @@ impl SnapshotBuilder {
             let cached = self.cached_route(route);
             let (digest, structure, entries) =
                 (cached.digest, cached.structure, cached.entries.clone());
-            // A new structure (not only weights) needs new bases, and so does any change to
-            // a route without weights (its digest is part of the fleet's structure): the full
+            // A new structure (not only weights) is a new runtime variant, and so is any change
+            // to a route without weights (its digest is part of the fleet's structure): the full
             // build decides.
             if structure != last.structures[i] || (structure.is_none() && digest != last.digests[i])
             {
                 return Err(());
             }
-            let bases = self.bases.get(fleet).expect("checked above");
-            let weights = || route.backends.iter().map(|b| b.weight_bp);
             let overrides = match structure {
-                Some(s) => match bases.bases.get(&s) {
-                    Some(base) => !base.iter().copied().eq(weights()),
-                    None => return Err(()),
-                },
+                Some(s) => {
+                    // A new primary (a Mapping gained or lost its weight) is a new default.
+                    let default = default_weights(route);
+                    if runtime_id(s, &default).0 != last.rt_digests[i] {
+                        return Err(());
+                    }
+                    !route.backends.iter().map(|b| b.weight_bp).eq(default)
+                }
                 None => false,
             };
             overridden = overridden + usize::from(overrides) - usize::from(last.overrides[i]);

@@ -4,10 +4,9 @@
 use envoy_types::pb::google::protobuf::Any;
 
 use super::routes::{CachedRoute, encode_entries};
-use super::runtime::runtime_id;
+use super::runtime::{default_weights, runtime_id};
 use super::*;
 use crate::input::parse::parse_file;
-use crate::model::mapping::Bp;
 use crate::routes::compile;
 use crate::xds::RUNTIME_LAYER;
 
@@ -35,10 +34,12 @@ fn a_runtime_variant_made_with_the_plain_one_is_the_runtime_translation() {
     assert!(translate::is_weighted(r));
     let (cached, variant) = CachedRoute::of(r, true);
     let (id, entries) = variant.expect("a weighted route has a runtime variant");
-    let weights: Vec<Bp> = r.backends.iter().map(|b| b.weight_bp).collect();
-    let (want, prefix) = runtime_id(cached.structure.expect("weighted"), &weights);
+    // Its table weights are the default: 100% to the primary, the unweighted Mapping `a`.
+    let configured = default_weights(r);
+    assert_eq!(configured, [10_000, 0]);
+    let (want, prefix) = runtime_id(cached.structure.expect("weighted"), &configured);
     assert_eq!(id, want);
-    let runtime = translate::weighted_route_with_runtime(r, &prefix, &weights);
+    let runtime = translate::weighted_route_with_runtime(r, &prefix, &configured);
     assert_eq!(entries, encode_entries(&[runtime]));
     assert_ne!(entries, cached.entries);
     assert_ne!(
@@ -186,16 +187,21 @@ proptest::proptest! {
         let mut compiled = compile(&files, None);
         let listen = Listen { default: "0.0.0.0:8080".parse().unwrap(), fleets: BTreeMap::new() };
         let mut patching = SnapshotBuilder::new(listen.clone(), None);
-        let mut full = SnapshotBuilder::new(listen, None);
+        let mut full = SnapshotBuilder::new(listen.clone(), None);
         for (i, w, other) in steps {
             let t = Arc::clone(&compiled.tables.fleets["default"]);
             let a = patching.build("default", Arc::clone(&t));
             full.built.clear();
-            let b = full.build("default", t);
+            let b = full.build("default", Arc::clone(&t));
             patching.retain();
             full.retain();
             proptest::prop_assert_eq!(served(&a), served(&b));
             proptest::prop_assert_eq!(&a.version, &b.version);
+            // And a process that never saw the history serves the very same bytes: what is
+            // served is a function of the files alone.
+            let fresh = SnapshotBuilder::new(listen.clone(), None).build("default", t);
+            proptest::prop_assert_eq!(served(&a), served(&fresh));
+            proptest::prop_assert_eq!(&a.version, &fresh.version);
             // Mostly a weight; now and then an upstream (not a patch).
             weights[i] = w;
             let mut next = files.clone();
@@ -239,4 +245,55 @@ fn a_table_measured_again_from_its_changed_routes_measures_what_a_fresh_builder_
         assert_eq!((fresh.virtual_hosts, fresh.entries), (2, 2 * links + 1));
         builder.retain();
     }
+}
+
+/// More canaries in flight than the layer holds: the first `MAX_LAYER_ROUTES` in table order
+/// are in the layer, the others have their weights in the route table, and a builder that saw
+/// another history serves the same.
+#[test]
+fn beyond_the_layer_s_capacity_weights_are_in_the_route_table_by_a_rule_of_the_files() {
+    let n = MAX_LAYER_ROUTES + 4;
+    let files = |canary: u32| -> Vec<(String, String)> {
+        (0..n)
+            .flat_map(|i| {
+                [
+                    (
+                        format!("m{i:03}.yaml"),
+                        format!("apiVersion: ambassador/v1\nkind: Mapping\nname: m{i:03}\nprefix: /r{i:03}/\nservice: m{i:03}\n"),
+                    ),
+                    (
+                        format!("c{i:03}.yaml"),
+                        format!("apiVersion: ambassador/v1\nkind: Mapping\nname: c{i:03}\nprefix: /r{i:03}/\nservice: c{i:03}\nweight: {canary}\n"),
+                    ),
+                ]
+            })
+            .collect()
+    };
+    let table_of = |canary: u32| {
+        let docs = files(canary);
+        let refs: Vec<(&str, &str)> = docs.iter().map(|(f, y)| (f.as_str(), y.as_str())).collect();
+        Arc::clone(&crate::test_util::tables(&refs).fleets["default"])
+    };
+    let mut seasoned = crate::test_util::builder();
+    for w in [0, 5, 10, 0] {
+        seasoned.build("default", table_of(w));
+        seasoned.retain();
+    }
+    let a = seasoned.build("default", table_of(25));
+    let b = crate::test_util::builder().build("default", table_of(25));
+    assert_eq!(served(&a), served(&b));
+    let layer = b.runtime.items[RUNTIME_LAYER].layer.as_deref().unwrap();
+    // Two keys per route in the layer, one per backend.
+    assert_eq!(layer.len(), 2 * MAX_LAYER_ROUTES);
+    // At 0% every canary is at its default: nothing in the layer, and the route table
+    // (weights 100/0 everywhere) is the one that holds 25% nowhere.
+    let zero = crate::test_util::builder().build("default", table_of(0));
+    assert!(
+        zero.runtime.items[RUNTIME_LAYER]
+            .layer
+            .as_deref()
+            .unwrap()
+            .is_empty()
+    );
+    assert_ne!(zero.routes_runtime.version, b.routes_runtime.version);
 }

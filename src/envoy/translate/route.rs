@@ -113,31 +113,27 @@ pub fn is_weighted(route: &Route) -> bool {
 }
 
 /// The Envoy route of a weighted route for an Envoy with canary-xds's runtime layer: its
-/// weights default to `base` and are read at each request from the runtime keys
-/// `<prefix>.<cluster>`, so a weight change is a small runtime update, not a new route table.
-pub fn weighted_route_with_runtime(route: &Route, prefix: &str, base: &[Bp]) -> XdsRoute {
-    let backends: Vec<Backend> = route
-        .backends
-        .iter()
-        .zip(base)
-        .map(|(b, &w)| Backend {
-            weight_bp: w,
-            ..b.clone()
-        })
-        .collect();
+/// weights are read at each request from the runtime keys `<prefix>.<cluster>`, `configured`
+/// where the runtime has none, so a weight change is a small runtime update, not a new route
+/// table.
+pub fn weighted_route_with_runtime(route: &Route, prefix: &str, configured: &[Bp]) -> XdsRoute {
     let mirrors: Vec<RequestMirrorPolicy> = route.shadow.iter().map(mirror_policy).collect();
-    let mut r = weighted_route(route_match(&route.key), &backends, &mirrors);
-    read_weights_from_runtime(&mut r, prefix);
+    let mut r = weighted_route(route_match(&route.key), &route.backends, &mirrors);
+    read_weights_from_runtime(&mut r, prefix, configured);
     r
 }
 
-/// Makes a route with `weighted_clusters` read its weights from runtime keys under `prefix`
-/// (its base weights stay as they are, for keys the runtime does not hold).
-pub fn read_weights_from_runtime(route: &mut XdsRoute, prefix: &str) {
+/// Makes a route with `weighted_clusters` read its weights from runtime keys under `prefix`,
+/// with `configured` (one per backend, in order) as the weights for keys the runtime does not
+/// hold.
+pub fn read_weights_from_runtime(route: &mut XdsRoute, prefix: &str, configured: &[Bp]) {
     if let Some(XdsRouteKind::Route(action)) = &mut route.action
         && let Some(ClusterSpecifier::WeightedClusters(w)) = &mut action.cluster_specifier
     {
         w.runtime_key_prefix = prefix.to_string();
+        for (c, &weight) in w.clusters.iter_mut().zip(configured) {
+            c.weight = Some(UInt32Value { value: weight });
+        }
     }
 }
 

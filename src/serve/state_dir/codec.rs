@@ -1,4 +1,4 @@
-//! The encodings of `served.bin` and `bases.json`.
+//! The encoding of `served.bin`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -9,57 +9,10 @@ use envoy_types::pb::envoy::service::discovery::v3::{
 use envoy_types::pb::google::protobuf::Any;
 use prost::Message;
 
-use crate::envoy::snapshot::FleetBases;
 use crate::xds::resource::{Kind, Resource, ResourceSet};
 
 pub(super) fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-/// A 32-byte digest from 64 hex digits. Bytes, not characters: the file may hold anything.
-fn unhex(s: &str) -> Result<[u8; 32], String> {
-    let not_hex = || format!("{s:?} is not a 32-byte hex digest");
-    if s.len() != 64 {
-        return Err(not_hex());
-    }
-    let digit = |c: u8| char::from(c).to_digit(16).ok_or_else(not_hex);
-    let mut out = [0u8; 32];
-    for (o, pair) in out.iter_mut().zip(s.as_bytes().chunks_exact(2)) {
-        *o = ((digit(pair[0])? << 4) | digit(pair[1])?) as u8;
-    }
-    Ok(out)
-}
-
-/// The bases file: JSON, `{fleet: {"structure": hex, "bases": {hex: [weights]}}}`.
-pub(super) fn encode_bases(bases: &HashMap<String, FleetBases>) -> Vec<u8> {
-    let v: BTreeMap<&str, serde_json::Value> = bases
-        .iter()
-        .map(|(fleet, b)| {
-            let routes: BTreeMap<String, &Vec<u32>> =
-                b.bases.iter().map(|(k, w)| (hex(k), w)).collect();
-            (
-                fleet.as_str(),
-                serde_json::json!({"structure": hex(&b.structure), "bases": routes}),
-            )
-        })
-        .collect();
-    serde_json::to_vec(&v).expect("JSON serializes")
-}
-
-pub(super) fn decode_bases(bytes: &[u8]) -> Result<HashMap<String, FleetBases>, String> {
-    let v: BTreeMap<String, serde_json::Value> =
-        serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
-    let mut out = HashMap::new();
-    for (fleet, b) in v {
-        let structure = unhex(b["structure"].as_str().ok_or("no structure")?)?;
-        let mut bases = HashMap::new();
-        for (k, w) in b["bases"].as_object().ok_or("no bases")? {
-            let weights: Vec<u32> = serde_json::from_value(w.clone()).map_err(|e| e.to_string())?;
-            bases.insert(unhex(k)?, weights);
-        }
-        out.insert(fleet, FleetBases { structure, bases });
-    }
-    Ok(out)
 }
 
 /// The sets file: per kind, one message with every resource (payload included, once), then one

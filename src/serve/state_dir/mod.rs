@@ -24,12 +24,11 @@ use std::sync::Arc;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
-use crate::envoy::snapshot::FleetBases;
 use crate::input::Content;
 use crate::reload::Reloader;
 use crate::xds::Hub;
 use crate::xds::resource::{Kind, Resource, ResourceSet};
-use codec::{decode_bases, decode_sets, encode_bases, encode_sets, hex};
+use codec::{decode_sets, encode_sets, hex};
 use write::{Disk, Fs, Staged, TEMP_SUFFIX, commit};
 
 const FILE_HEADER: &str = "# canary-xds last good content of: ";
@@ -68,8 +67,6 @@ pub struct Saved {
     pub files: BTreeMap<String, Vec<u8>>,
     /// The sets served last.
     pub sets: Vec<(Kind, ResourceSet)>,
-    /// The base weights of the runtime route configurations, by fleet.
-    pub bases: HashMap<String, FleetBases>,
     /// What could not be read back (a cache left out), for the log.
     pub warnings: Vec<StateError>,
 }
@@ -82,9 +79,6 @@ pub struct Update<'a> {
     pub present: &'a dyn Fn(&str) -> bool,
     /// The sets served most recently.
     pub sets: &'a [(Kind, Vec<Arc<Resource>>)],
-    /// The base weights of the runtime route configurations, so a restart serves the very
-    /// route configurations an Envoy with the runtime layer already holds.
-    pub bases: &'a HashMap<String, FleetBases>,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StateError + '_ {
@@ -196,10 +190,9 @@ impl StateDir {
         if let Some(sets) = read_cache(&served, decode_sets, &mut saved.warnings) {
             saved.sets = sets;
         }
-        let bases = root.join("bases.json");
-        if let Some(bases) = read_cache(&bases, decode_bases, &mut saved.warnings) {
-            saved.bases = bases;
-        }
+        // Releases before content-only versions kept the runtime layer's base weights here.
+        // What is served is now a function of the files alone: an old file is not read.
+        let _ = fs::remove_file(root.join("bases.json"));
         Ok((
             StateDir {
                 root: root.to_path_buf(),
@@ -212,7 +205,7 @@ impl StateDir {
     }
 
     /// Writes what changed, in one durable commit (`write::commit`): the files whose content
-    /// is not the one stored, the removal of files no longer present, the sets and the bases.
+    /// is not the one stored, the removal of files no longer present, and the sets.
     /// Returns the errors met; whatever could not be written keeps its previous content.
     pub fn keep(&mut self, update: Update<'_>) -> Vec<StateError> {
         let files_dir = self.root.join("files");
@@ -249,11 +242,6 @@ impl StateDir {
             head: encode_sets(update.sets),
             body: Bytes::new(),
         });
-        staged.push(Staged {
-            path: self.root.join("bases.json"),
-            head: encode_bases(update.bases),
-            body: Bytes::new(),
-        });
         let (written, errors) = commit(self.disk.as_ref(), staged, &remove);
         for path in written {
             if let Some((rel, digest)) = wrote.remove(&path) {
@@ -283,13 +271,11 @@ pub(super) async fn persist(
         .map(|(rel, _)| rel.to_string())
         .collect();
     let sets = hub.with_archive(|a| a.recent(PERSISTED_GENERATIONS));
-    let bases = reloader.bases().clone();
     let result = tokio::task::spawn_blocking(move || {
         let errors = state.keep(Update {
             files: &accepted,
             present: &|rel| present.contains(rel),
             sets: &sets,
-            bases: &bases,
         });
         (state, errors)
     })

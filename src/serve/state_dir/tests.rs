@@ -41,7 +41,6 @@ fn keep(
         files: &files,
         present,
         sets,
-        bases: &HashMap::new(),
     })
 }
 
@@ -83,23 +82,15 @@ fn a_corrupt_sets_file_is_a_warning_not_a_panic() {
     assert!(saved.sets.is_empty());
 }
 
-/// A good state: one file, two sets and one fleet's bases.
+/// A good state: one file and two sets.
 fn good_state(root: &Path) {
     let (mut s, _) = StateDir::open(root).unwrap();
     let (route, cluster) = route_and_cluster();
     let files = [("a.yaml".to_string(), Content::new(&b"kind: Mapping\n"[..]))];
-    let bases = HashMap::from([(
-        "default".to_string(),
-        FleetBases {
-            structure: [7; 32],
-            bases: HashMap::from([([9; 32], vec![9000, 1000])]),
-        },
-    )]);
     let errors = s.keep(Update {
         files: &files,
         present: &|_| true,
         sets: &sets(&route, &cluster),
-        bases: &bases,
     });
     assert!(errors.is_empty(), "{errors:?}");
 }
@@ -110,12 +101,7 @@ fn corrupt_caches_are_warnings_and_left_out_never_a_failed_start() {
     let root = t.path();
     good_state(root);
     let good_sets = fs::read(root.join("served.bin")).unwrap();
-    let good_bases = fs::read_to_string(root.join("bases.json")).unwrap();
-    // Non-ASCII where the hex digits go: 64 bytes, but a character across each pair.
-    let structure = hex(&[7; 32]);
-    assert!(good_bases.contains(&structure));
-    let non_ascii = good_bases.replace(&structure, &format!("0{}0", "é".repeat(31)));
-    let corruptions: [(&str, &str, Vec<u8>); 6] = [
+    let corruptions: [(&str, &str, Vec<u8>); 3] = [
         (
             "served.bin",
             "truncated",
@@ -123,17 +109,8 @@ fn corrupt_caches_are_warnings_and_left_out_never_a_failed_start() {
         ),
         ("served.bin", "NUL-filled", vec![0; good_sets.len()]),
         ("served.bin", "garbage", b"\xff\xff\xff garbage".to_vec()),
-        (
-            "bases.json",
-            "truncated",
-            good_bases.as_bytes()[..good_bases.len() / 2].to_vec(),
-        ),
-        ("bases.json", "NUL-filled", vec![0; good_bases.len()]),
-        ("bases.json", "non-ASCII hex", non_ascii.into_bytes()),
     ];
     for (name, how, bytes) in corruptions {
-        fs::write(root.join("served.bin"), &good_sets).unwrap();
-        fs::write(root.join("bases.json"), &good_bases).unwrap();
         fs::write(root.join(name), bytes).unwrap();
         let (_, saved) =
             StateDir::open(root).unwrap_or_else(|e| panic!("{name} {how} stopped the start: {e}"));
@@ -142,21 +119,38 @@ fn corrupt_caches_are_warnings_and_left_out_never_a_failed_start() {
         };
         assert_eq!(path, &root.join(name), "{how}");
         // That cache is left out; the rest is read as usual.
-        assert_eq!(saved.sets.is_empty(), name == "served.bin", "{name} {how}");
-        assert_eq!(saved.bases.is_empty(), name == "bases.json", "{name} {how}");
+        assert!(saved.sets.is_empty(), "{name} {how}");
         assert_eq!(saved.files.len(), 1, "{name} {how}");
     }
     // One that cannot be read at all (a directory in its place) is a warning too.
     fs::remove_file(root.join("served.bin")).unwrap();
     fs::create_dir(root.join("served.bin")).unwrap();
-    fs::write(root.join("bases.json"), &good_bases).unwrap();
     let (_, saved) = StateDir::open(root).expect("starts");
     assert!(
         matches!(&saved.warnings[..], [StateError::Io { .. }]),
         "{:?}",
         saved.warnings
     );
-    assert!(saved.sets.is_empty() && !saved.bases.is_empty());
+    assert!(saved.sets.is_empty());
+}
+
+/// What is served is a function of the files alone: the base weights an earlier release kept
+/// in `bases.json` are not read (corrupt or not), and the file goes.
+#[test]
+fn an_old_bases_file_is_ignored_and_removed() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path();
+    good_state(root);
+    for old in [
+        &b"{\"default\":{\"structure\":\"00\",\"bases\":{}}}"[..],
+        &[0; 64][..],
+    ] {
+        fs::write(root.join("bases.json"), old).unwrap();
+        let (_, saved) = StateDir::open(root).expect("starts");
+        assert!(saved.warnings.is_empty(), "{:?}", saved.warnings);
+        assert!(!root.join("bases.json").exists());
+        assert_eq!(saved.files.len(), 1);
+    }
 }
 
 #[test]
@@ -279,8 +273,8 @@ fn each_file_is_flushed_whole_before_its_rename_and_its_directory_after() {
             _ => None,
         })
         .collect();
-    // Two Mapping files, the sets and the bases.
-    assert_eq!(renames.len(), 4, "{calls:#?}");
+    // Two Mapping files and the sets.
+    assert_eq!(renames.len(), 3, "{calls:#?}");
     for (at, from, to) in &renames {
         let final_len = fs::metadata(to).unwrap().len();
         let synced = calls[..*at]

@@ -642,9 +642,11 @@ fn a_runtime_envoy_gets_the_layer_before_routes_and_weight_changes_over_rtds_onl
     let rds = sent.iter().position(|k| *k == Kind::Route).unwrap();
     let rtds = sent.iter().position(|k| *k == Kind::Runtime).unwrap();
     assert!(rtds < rds, "{sent:?}");
-    assert!(
-        held_layer_of(&st).is_empty(),
-        "a new route's weights are its base"
+    // The route table gives the primary 100%; the layer carries the canary's real split.
+    // Keys sort by cluster name: canary (10%) before main (90%).
+    assert_eq!(
+        held_layer_of(&st).values().copied().collect::<Vec<_>>(),
+        [1000, 9000]
     );
 
     // Weight changes: the runtime layer alone.
@@ -654,14 +656,12 @@ fn a_runtime_envoy_gets_the_layer_before_routes_and_weight_changes_over_rtds_onl
     assert_eq!(rt_sync(&mut st, &s2, &mut a), [Kind::Runtime]);
     let layer = held_layer_of(&st);
     assert_eq!(layer.values().copied().collect::<Vec<_>>(), [5000, 5000]);
+    // Back to the default (the canary at 0%): the layer need not carry the route at all.
     assert_eq!(
         rt_sync(&mut st, &b.snap(0, "canary"), &mut a),
         [Kind::Runtime]
     );
-    assert_eq!(
-        held_layer_of(&st).values().copied().collect::<Vec<_>>(),
-        [0, 10000]
-    );
+    assert!(held_layer_of(&st).is_empty());
 }
 
 #[test]
@@ -676,35 +676,43 @@ fn a_structural_change_keeps_old_runtime_values_until_the_new_routes_are_held() 
     rt_sync(&mut st, &b.snap(30, "canary"), &mut a);
     let before = held_layer_of(&st);
     assert_eq!(before.len(), 2);
-    // The canary moves to another service: a new structure, rebased, new prefix. The
-    // layer Envoy holds already keeps the old routes' values: no RTDS before the routes.
+    // The canary moves to another service: a new structure, a new prefix. The new cluster
+    // and the layer with the new route's values go first, the old values kept beside them
+    // for the routes Envoy still holds.
     let s3 = b.snap(40, "canary2");
     let out = st.plan(&s3, &mut a);
     assert_eq!(
         out.iter().map(|r| r.kind).collect::<Vec<_>>(),
-        [Kind::Cluster]
+        [Kind::Cluster, Kind::Runtime]
     );
-    st.on_sotw(&rt_req(Kind::Cluster, &out[0].version, &out[0].nonce), &a)
-        .unwrap();
+    for r in &out {
+        st.on_sotw(&rt_req(r.kind, &r.version, &r.nonce), &a)
+            .unwrap();
+    }
+    let held = held_layer_of(&st);
+    assert!(
+        before.iter().all(|(k, v)| held.get(k) == Some(v)),
+        "old values stay while the old routes are held: {held:?}"
+    );
+    assert_eq!(held.len(), 4, "{held:?}");
     let out = st.plan(&s3, &mut a);
     assert_eq!(
         out.iter().map(|r| r.kind).collect::<Vec<_>>(),
         [Kind::Route]
     );
-    assert_eq!(
-        held_layer_of(&st),
-        before,
-        "old values stay while the old routes are held"
-    );
     st.on_sotw(&rt_req(Kind::Route, &out[0].version, &out[0].nonce), &a)
         .unwrap();
-    // Then the layer is pruned, and the old cluster goes.
+    // Then the layer is pruned to the new route's values, and the old cluster goes.
     let rest = rt_sync(&mut st, &s3, &mut a);
     assert!(
         rest.contains(&Kind::Runtime) && rest.contains(&Kind::Cluster),
         "{rest:?}"
     );
-    assert!(held_layer_of(&st).is_empty());
+    // canary2 (40%) before main (60%).
+    assert_eq!(
+        held_layer_of(&st).values().copied().collect::<Vec<_>>(),
+        [4000, 6000]
+    );
 }
 
 #[test]
@@ -718,8 +726,8 @@ fn overrides_for_routes_being_replaced_are_sent_before_the_routes() {
         st.on_sotw(&rt_req(kind, "", ""), &a).unwrap();
     }
     rt_sync(&mut st, &b.snap(10, "canary"), &mut a);
-    // A new structure whose base is 20, then (before Envoy took it) a weight change to 60:
-    // the layer must carry 60 for the new prefix before the new routes are sent.
+    // A new structure at 20, then (before Envoy took it) a weight change to 60: the layer
+    // must carry 60 for the new prefix before the new routes are sent.
     let _ = b.snap(20, "canary2");
     let s = b.snap(60, "canary2");
     let sent = rt_sync(&mut st, &s, &mut a);
