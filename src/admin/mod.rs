@@ -5,12 +5,16 @@
 //! Everything it shows is read from shared state at request time: the hub (what is served and
 //! who is connected), the last reload (its diagnostics), and the live traffic readings someone
 //! else may fill in (`AdminState::set_live`). Rendering is pure (`api`, `page`); this module only
-//! moves state into it and answers HTTP.
+//! moves state into it and answers HTTP, within limits: only for IP addresses, `localhost` and
+//! the `--admin-host` names (`host`), a bounded number of connections, each with a header-read
+//! timeout (`server`).
 
 pub mod api;
+mod host;
 pub mod live_task;
 pub mod metrics;
 pub mod page;
+mod server;
 pub mod traffic;
 
 use std::fmt;
@@ -22,8 +26,9 @@ use std::sync::{Arc, LazyLock, RwLock};
 use std::time::SystemTime;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tokio::net::TcpListener;
@@ -32,6 +37,9 @@ use crate::admin::metrics::Metrics;
 use crate::model::diagnostic::Diagnostic;
 use crate::reload::{Outcome, ReloadStats, Served};
 use crate::xds::Hub;
+pub use host::AllowedHosts;
+use server::Refusals;
+pub use server::{AdminLimits, DEFAULT_MAX_CONNECTIONS, HEADER_READ_TIMEOUT, Refusal};
 pub use traffic::LiveTraffic;
 
 /// The default `--admin` address: loopback, since the page and the API are for operators on
@@ -44,9 +52,12 @@ pub enum AdminError {
     /// `--admin` is neither an address nor `off`.
     #[error("{0:?} is neither an address (such as 127.0.0.1:8877) nor off")]
     BadAddr(String),
-    /// The HTTP server failed.
-    #[error("the admin server failed: {0}")]
-    Serve(#[source] std::io::Error),
+    /// An `--admin-host` value that is not a host name.
+    #[error(
+        "--admin-host {0:?}: expected a host name without a port (such as canary-xds.example.com), \
+         or * for any name"
+    )]
+    BadHost(String),
 }
 
 /// Where the admin server listens, or `off`.
@@ -117,6 +128,8 @@ pub struct AdminState {
     /// `--envoy-admin` URLs, with any credentials taken out.
     envoy_admin: Vec<String>,
     live: RwLock<Option<LiveTraffic>>,
+    /// Requests and connections the server refused, by reason.
+    refusals: Arc<Refusals>,
 }
 
 impl fmt::Debug for AdminState {
@@ -150,7 +163,13 @@ impl AdminState {
             dir: dir.display().to_string(),
             envoy_admin: envoy_admin.iter().map(|u| redact_url(u)).collect(),
             live: RwLock::new(None),
+            refusals: Arc::default(),
         })
+    }
+
+    /// How many requests or connections the admin server refused for `why` since start.
+    pub fn refused(&self, why: Refusal) -> u64 {
+        self.refusals.get(why)
     }
 
     /// Takes in what serve publishes, as it publishes it.
@@ -220,8 +239,12 @@ impl AdminState {
     }
 }
 
-/// The admin routes over `state`.
-pub fn router(state: Arc<AdminState>) -> Router {
+/// The admin routes over `state`, answering only requests for `hosts` (see [`AllowedHosts`]).
+pub fn router(state: Arc<AdminState>, hosts: AllowedHosts) -> Router {
+    let check = axum::middleware::from_fn_with_state(
+        (Arc::clone(&state.refusals), Arc::new(hosts)),
+        check_host,
+    );
     Router::new()
         .route("/", get(page_handler))
         .route("/healthz", get(|| async { plain(StatusCode::OK, "ok\n") }))
@@ -237,18 +260,57 @@ pub fn router(state: Arc<AdminState>) -> Router {
             )
         })
         .with_state(state)
+        .layer(check)
 }
 
-/// Serves the admin routes on `listener` until `shutdown` completes.
+/// Serves the admin routes on `listener` within `limits` until `shutdown` completes, then
+/// returns once the connections have finished what they were answering.
 pub async fn serve(
     listener: TcpListener,
     state: Arc<AdminState>,
+    limits: AdminLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), AdminError> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(AdminError::Serve)
+    let refusals = Arc::clone(&state.refusals);
+    let app = router(state, limits.hosts.clone());
+    server::run(listener, app, &limits, refusals, shutdown).await;
+    Ok(())
+}
+
+/// Answers 421 to a request for a host name the server does not answer to (DNS rebinding:
+/// see `host.rs`). Both the `Host` header and an absolute URI's authority must be allowed.
+async fn check_host(
+    State((refusals, hosts)): State<(Arc<Refusals>, Arc<AllowedHosts>)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let mut given = request
+        .headers()
+        .get_all(header::HOST)
+        .iter()
+        .map(|v| v.to_str().ok())
+        .chain(request.uri().authority().map(|a| Some(a.as_str())));
+    let refused = given.find(|host| !host.is_some_and(|h| hosts.allows(Some(h))));
+    let Some(host) = refused else {
+        return next.run(request).await;
+    };
+    refusals.count(Refusal::Host);
+    let shown: String = host.unwrap_or("(not text)").chars().take(100).collect();
+    tracing::debug!(host = shown, "admin request refused for its Host");
+    (
+        StatusCode::MISDIRECTED_REQUEST,
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        // The flag first: `status` shows only the first 200 characters of an answer.
+        format!(
+            "misdirected request: the admin server answers only for an IP address, localhost or \
+             a name given with --admin-host (CANARY_XDS_ADMIN_HOST), not for Host {shown:?} \
+             (a name could be a web page's, reading it through a browser by DNS rebinding)\n"
+        ),
+    )
+        .into_response()
 }
 
 fn plain(status: StatusCode, text: &'static str) -> Response {
@@ -279,7 +341,8 @@ async fn readyz(State(state): State<Arc<AdminState>>) -> Response {
 }
 
 async fn metrics(State(state): State<Arc<AdminState>>) -> Response {
-    let text = state.metrics.render(&state.hub);
+    let mut text = state.metrics.render(&state.hub);
+    text.push_str(&refusals_text(&state.refusals));
     (
         [
             (header::CONTENT_TYPE, crate::admin::metrics::CONTENT_TYPE),
@@ -339,6 +402,26 @@ async fn page_handler(State(state): State<Arc<AdminState>>) -> Response {
         html,
     )
         .into_response()
+}
+
+/// `canary_xds_admin_refused_total`, in the Prometheus text format, added after the registry's
+/// metrics (the counters live in `AdminState`, which the connection loop reaches).
+fn refusals_text(refusals: &Refusals) -> String {
+    let mut out = String::from(
+        "# HELP canary_xds_admin_refused_total Admin requests and connections refused: a Host \
+         that is not an IP address, localhost or an --admin-host name (host), a connection over \
+         --admin-max-connections (connections), request headers not sent within the header-read \
+         timeout (header_timeout).\n\
+         # TYPE canary_xds_admin_refused_total counter\n",
+    );
+    for why in Refusal::ALL {
+        out.push_str(&format!(
+            "canary_xds_admin_refused_total{{reason=\"{}\"}} {}\n",
+            why.label(),
+            refusals.get(why)
+        ));
+    }
+    out
 }
 
 /// Standard base64 with padding (for the CSP hash; no dependency for 20 lines).

@@ -15,6 +15,17 @@ use crate::canary::error::LiveError;
 use crate::canary::weights::ConfiguredWeights;
 use crate::canary::window::FleetSample;
 
+/// The most bytes read from an Envoy's `/stats`. With [`STATS_FILTER`] Envoy sends a few
+/// lines per cluster (about 4 KiB with the bootstrap's 33 latency buckets): 64 MiB is some
+/// 15,000 clusters, far more than a fleet has, and keeps an admin that answers without end (or
+/// a wrong URL serving a huge file) from taking the memory of `status` or `serve`.
+pub const MAX_STATS_BODY: u64 = 64 << 20;
+
+/// The most bytes read from a JSON document: Envoy's `/config_dump` of route configurations,
+/// or canary-xds's `/api/routes`. A route table may take up to `--max-route-bytes` (256 MiB by
+/// default) in protobuf, and more as JSON, hence 1 GiB.
+pub const MAX_JSON_BODY: u64 = 1 << 30;
+
 /// Reads Envoy admins and canary-xds's admin API over plain HTTP/1.1.
 #[derive(Clone)]
 pub struct AdminClient {
@@ -32,8 +43,10 @@ impl AdminClient {
         }
     }
 
-    /// GETs `url` and returns its body as text, or an error for anything but a 200.
-    async fn get(&self, url: &str) -> Result<String, LiveError> {
+    /// GETs `url` and returns its body as text, or an error for anything but a 200 and for a
+    /// body over `limit` bytes (refused from its `content-length` when it has one, else as soon
+    /// as that much has come).
+    async fn get(&self, url: &str, limit: u64) -> Result<String, LiveError> {
         let uri: hyper::Uri = url.parse().map_err(|e| LiveError::Url {
             url: url.to_string(),
             message: format!("{e}"),
@@ -48,13 +61,30 @@ impl AdminClient {
                     source,
                 })?;
             let status = response.status();
-            let body = response
-                .into_body()
+            let too_large = || LiveError::TooLarge {
+                url: url.to_string(),
+                limit,
+            };
+            if http_body::Body::size_hint(response.body())
+                .exact()
+                .is_some_and(|len| len > limit)
+            {
+                return Err(too_large());
+            }
+            let limited = http_body_util::Limited::new(
+                response.into_body(),
+                usize::try_from(limit).unwrap_or(usize::MAX),
+            );
+            // `Limited` fails with its own error past the limit, else with hyper's.
+            let body = limited
                 .collect()
                 .await
-                .map_err(|source| LiveError::Body {
-                    url: url.to_string(),
-                    source,
+                .map_err(|e| match e.downcast::<hyper::Error>() {
+                    Ok(source) => LiveError::Body {
+                        url: url.to_string(),
+                        source: *source,
+                    },
+                    Err(_) => too_large(),
                 })?
                 .to_bytes();
             let text = String::from_utf8_lossy(&body).into_owned();
@@ -82,7 +112,7 @@ impl AdminClient {
             base_url(admin)?,
             query_escape(STATS_FILTER)
         );
-        let text = self.get(&url).await?;
+        let text = self.get(&url, MAX_STATS_BODY).await?;
         parse_prometheus(&text).map_err(|e| LiveError::from_url(&url, e))
     }
 
@@ -107,7 +137,7 @@ impl AdminClient {
             "{}/config_dump?resource=dynamic_route_configs",
             base_url(admin)?
         );
-        let text = self.get(&url).await?;
+        let text = self.get(&url, MAX_JSON_BODY).await?;
         ConfiguredWeights::from_config_dump(&text, &url).map_err(|e| LiveError::from_url(&url, e))
     }
 
@@ -124,7 +154,7 @@ impl AdminClient {
         } else {
             format!("{base}/api/routes")
         };
-        let text = self.get(&url).await?;
+        let text = self.get(&url, MAX_JSON_BODY).await?;
         ConfiguredWeights::from_routes_json(&text, fleet, &url)
             .map_err(|e| LiveError::from_url(&url, e))
     }
@@ -174,7 +204,114 @@ fn query_escape(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::net::SocketAddr;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
     use super::*;
+
+    /// An HTTP server on a port of its own that answers every request with `head` then `body`
+    /// and keeps the connection open until the client closes it.
+    async fn answering(head: String, body: Vec<u8>) -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let (head, body) = (head.clone(), body.clone());
+                tokio::spawn(async move {
+                    let mut request = Vec::new();
+                    let mut buf = [0; 1024];
+                    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match s.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => request.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let _ = s.write_all(head.as_bytes()).await;
+                    let _ = s.write_all(&body).await;
+                    while matches!(s.read(&mut buf).await, Ok(n) if n > 0) {}
+                });
+            }
+        });
+        addr
+    }
+
+    fn ok_head(headers: &str) -> String {
+        format!("HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n{headers}\r\n")
+    }
+
+    /// A body in chunks of 1 KiB, `len` bytes in all.
+    fn chunked(len: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        for start in (0..len).step_by(1024) {
+            let n = (len - start).min(1024);
+            out.extend_from_slice(format!("{n:x}\r\n").as_bytes());
+            out.extend(std::iter::repeat_n(b'x', n));
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"0\r\n\r\n");
+        out
+    }
+
+    #[tokio::test]
+    async fn a_body_over_the_limit_is_refused_naming_the_url() {
+        let client = AdminClient::new(Duration::from_secs(5));
+        let limit = 10_000;
+        // Announced too large: refused from its length, before any of it is sent.
+        let addr = answering(
+            ok_head(&format!("content-length: {}\r\n", limit + 1)),
+            vec![],
+        )
+        .await;
+        let url = format!("http://{addr}/stats");
+        let e = client.get(&url, limit).await.unwrap_err();
+        assert!(matches!(e, LiveError::TooLarge { .. }), "{e:?}");
+        assert_eq!(
+            e.to_string(),
+            format!("{url}: the answer is larger than 10000 bytes, the most read from it")
+        );
+        // Chunked, so only counting tells: refused once past the limit.
+        let addr = answering(
+            ok_head("transfer-encoding: chunked\r\n"),
+            chunked(limit as usize + 1),
+        )
+        .await;
+        let e = client
+            .get(&format!("http://{addr}/"), limit)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, LiveError::TooLarge { limit: 10_000, .. }),
+            "{e:?}"
+        );
+        // At the limit: read.
+        let addr = answering(
+            ok_head("transfer-encoding: chunked\r\n"),
+            chunked(limit as usize),
+        )
+        .await;
+        let body = client.get(&format!("http://{addr}/"), limit).await.unwrap();
+        assert_eq!(body.len(), 10_000);
+    }
+
+    #[tokio::test]
+    async fn envoy_stats_over_64_mib_are_refused() {
+        let client = AdminClient::new(Duration::from_secs(5));
+        let length = format!("content-length: {}\r\n", MAX_STATS_BODY + 1);
+        let addr = answering(ok_head(&length), vec![]).await;
+        let admin = format!("http://{addr}");
+        let e = client
+            .sample(std::slice::from_ref(&admin))
+            .await
+            .unwrap_err();
+        match &e {
+            LiveError::TooLarge { url, limit } => {
+                assert!(url.starts_with(&format!("{admin}/stats?")), "{url}");
+                assert_eq!(*limit, 64 * 1024 * 1024);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 
     #[test]
     fn admin_urls() {

@@ -21,9 +21,10 @@ pub struct ClusterStats {
 }
 
 impl ClusterStats {
-    /// Responses of every class: the requests that finished.
+    /// Responses of every class: the requests that finished. Saturates at `u64::MAX` (each
+    /// class is what Envoy printed, so their sum can overflow).
     pub fn responses(&self) -> u64 {
-        self.rq_xx.iter().sum()
+        self.rq_xx.iter().fold(0, |sum, n| sum.saturating_add(*n))
     }
 }
 
@@ -225,5 +226,16 @@ mod tests {
         assert!(
             parse_prometheus("envoy_cluster_upstream_rq_total{envoy_cluster_name=\"a} 1").is_err()
         );
+    }
+
+    #[test]
+    fn counters_at_the_top_of_u64_are_read_and_add_up_without_overflow() {
+        let text = "envoy_cluster_upstream_rq_total{envoy_cluster_name=\"a\"} 18446744073709551615\n\
+                    envoy_cluster_upstream_rq_xx{envoy_cluster_name=\"a\",envoy_response_code_class=\"2\"} 18446744073709551615\n\
+                    envoy_cluster_upstream_rq_xx{envoy_cluster_name=\"a\",envoy_response_code_class=\"5\"} 1e30\n";
+        let a = &parse_prometheus(text).unwrap().clusters["a"];
+        assert_eq!(a.rq_total, u64::MAX);
+        assert_eq!(a.rq_xx, [0, u64::MAX, 0, 0, u64::MAX]);
+        assert_eq!(a.responses(), u64::MAX);
     }
 }

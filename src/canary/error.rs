@@ -26,6 +26,10 @@ pub enum LiveError {
         status: u16,
         body: String,
     },
+    /// The answer is larger than the client reads from that URL (see `client::MAX_STATS_BODY`
+    /// and `client::MAX_JSON_BODY`); nothing of it is used.
+    #[error("{url}: the answer is larger than {limit} bytes, the most read from it")]
+    TooLarge { url: String, limit: u64 },
     /// The body could not be read.
     #[error("{url}: reading the answer: {source}")]
     Body {

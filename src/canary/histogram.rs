@@ -65,7 +65,8 @@ impl Histogram {
 
     /// The sum of two histograms (two Envoys). With different bounds, the union of the bounds,
     /// each side counting what it knows to be at most that bound (its largest bucket below):
-    /// an undercount inside the odd buckets, never an invented observation.
+    /// an undercount inside the odd buckets, never an invented observation. Counts saturate at
+    /// `u64::MAX`.
     pub fn add(&self, other: &Histogram) -> Histogram {
         if self.buckets.is_empty() {
             return other.clone();
@@ -93,7 +94,7 @@ impl Histogram {
                 .into_iter()
                 .map(|le| Bucket {
                     le,
-                    count: at(self, le) + at(other, le),
+                    count: at(self, le).saturating_add(at(other, le)),
                 })
                 .collect(),
         }
@@ -230,5 +231,13 @@ mod tests {
             hist(&[(1.0, 1), (1.5, 3), (2.0, 5), (f64::INFINITY, 6)])
         );
         assert_eq!(Histogram::default().add(&a), a);
+        // Counts at the top saturate rather than overflow.
+        let top = hist(&[(1.0, 1), (2.0, u64::MAX), (f64::INFINITY, u64::MAX)]);
+        assert_eq!(
+            top.add(&a),
+            hist(&[(1.0, 2), (2.0, u64::MAX), (f64::INFINITY, u64::MAX)])
+        );
+        let top = hist(&[(1.0, u64::MAX), (2.0, u64::MAX), (f64::INFINITY, u64::MAX)]);
+        assert_eq!(top.add(&a), top);
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use clap::Args;
 
 use super::tls::TlsFiles;
-use crate::admin::AdminAddr;
+use crate::admin::{AdminAddr, AdminLimits, AllowedHosts};
 use crate::envoy::snapshot::{DEFAULT_MAX_ROUTE_BYTES, DEFAULT_MAX_ROUTES, Listen, RouteLimits};
 use crate::input::DEFAULT_MAX_FILE_SIZE;
 use crate::xds::identity::AllowRule;
@@ -75,6 +75,26 @@ pub struct ServeArgs {
         env = "CANARY_XDS_ADMIN"
     )]
     pub admin: AdminAddr,
+    /// A host name the admin server answers to besides IP addresses and `localhost` (say, its
+    /// Service's name, when read through it); `*` for any name. Repeatable. Requests for other
+    /// names are refused (421), so that no web page can read the admin server through a
+    /// browser by DNS rebinding.
+    #[arg(
+        long = "admin-host",
+        value_name = "NAME",
+        env = "CANARY_XDS_ADMIN_HOST",
+        value_delimiter = ','
+    )]
+    pub admin_host: Vec<String>,
+    /// The most connections the admin server holds open at once; more are answered 503 and
+    /// closed.
+    #[arg(
+        long,
+        default_value_t = crate::admin::DEFAULT_MAX_CONNECTIONS,
+        env = "CANARY_XDS_ADMIN_MAX_CONNECTIONS",
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub admin_max_connections: u32,
     /// An Envoy admin endpoint (`http://127.0.0.1:9901`) whose stats show live traffic per
     /// backend on the page. Repeatable.
     #[arg(
@@ -183,6 +203,8 @@ pub struct Settings {
     pub empty_grace: Duration,
     /// Envoy admin endpoints to read live traffic from (`--envoy-admin`).
     pub envoy_admin: Vec<String>,
+    /// What the admin server accepts (`--admin-host`, `--admin-max-connections`).
+    pub admin_limits: AdminLimits,
     /// TLS on the xDS port (`--xds-tls-cert`, `--xds-tls-key`, `--xds-client-ca`); `None`
     /// for plaintext.
     pub xds_tls: Option<TlsFiles>,
@@ -249,6 +271,11 @@ impl Settings {
                 .map(|u| u.trim().to_string())
                 .filter(|u| !u.is_empty())
                 .collect(),
+            admin_limits: AdminLimits {
+                hosts: AllowedHosts::new(&args.admin_host)?,
+                max_connections: args.admin_max_connections,
+                ..AdminLimits::default()
+            },
             xds_tls: match (&args.xds_tls_cert, &args.xds_tls_key) {
                 (Some(cert), Some(key)) => Some(TlsFiles {
                     cert: cert.clone(),
@@ -294,6 +321,7 @@ impl Settings {
             upstream_ca: None,
             empty_grace: Duration::from_millis(1000),
             envoy_admin: Vec::new(),
+            admin_limits: AdminLimits::default(),
             xds_tls: None,
             allow: Vec::new(),
             insecure: false,
@@ -405,6 +433,38 @@ mod tests {
         .concat()));
         assert!(!ok(&["--listen", "nowhere"]));
         assert!(parse(&["--validate-flags"]).unwrap().validate_flags);
+    }
+
+    #[test]
+    fn the_admin_server_limits_have_flags_and_defaults() {
+        let settings = Settings::from_args(&parse(&[]).unwrap()).unwrap();
+        assert_eq!(settings.admin_limits, AdminLimits::default());
+        assert_eq!(settings.admin_limits.max_connections, 256);
+        assert_eq!(
+            settings.admin_limits.header_read_timeout,
+            Duration::from_secs(10)
+        );
+        let args = parse(&[
+            "--admin-host",
+            "canary-xds.ops.svc,Admin.Example.",
+            "--admin-host",
+            "canary-xds",
+            "--admin-max-connections",
+            "16",
+        ])
+        .unwrap();
+        let settings = Settings::from_args(&args).unwrap();
+        assert_eq!(
+            settings.admin_limits.hosts,
+            AllowedHosts::new(&["canary-xds.ops.svc", "admin.example", "canary-xds"]).unwrap()
+        );
+        assert_eq!(settings.admin_limits.max_connections, 16);
+        assert!(parse(&["--admin-max-connections", "0"]).is_err());
+        // A port or a URL is not a name: refused at start, and by --validate-flags.
+        for bad in ["canary-xds:8877", "http://canary-xds"] {
+            let args = parse(&["--admin-host", bad]).unwrap();
+            assert!(Settings::check_flags(&args).is_err(), "{bad}");
+        }
     }
 
     #[test]

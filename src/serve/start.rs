@@ -218,6 +218,7 @@ pub async fn start(
         tokio::spawn(crate::admin::serve(
             listener,
             Arc::clone(&admin_state),
+            settings.admin_limits.clone(),
             async move {
                 let _ = stop.wait_for(|s| *s).await;
             },

@@ -56,7 +56,8 @@ impl Client {
             self.conn = Some(BufReader::new(s));
         }
         let conn = self.conn.as_mut().unwrap();
-        let mut req = format!("GET {path} HTTP/1.1\r\nhost: test\r\n");
+        // An address, not a name: canary-xds's admin server answers no other name by default.
+        let mut req = format!("GET {path} HTTP/1.1\r\nhost: {}\r\n", self.addr);
         for (k, v) in headers {
             req.push_str(&format!("{k}: {v}\r\n"));
         }

@@ -96,11 +96,11 @@ fn measure_route(
     // A cluster no Envoy has did nothing in the window.
     let none = ClusterWindow::default();
     let window_of = |cluster: &str| windows.get(cluster).unwrap_or(&none);
-    let total: u64 = route
+    let total = route
         .backends
         .iter()
         .map(|b| window_of(&b.cluster).requests)
-        .sum();
+        .fold(0u64, u64::saturating_add);
     let order = std::iter::once(p).chain((0..route.backends.len()).filter(|&i| i != p));
     let mut backends: Vec<BackendReport> = order
         .map(|i| {

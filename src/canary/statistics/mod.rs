@@ -97,6 +97,23 @@ pub struct RequestCounts {
     pub errors: u64,
 }
 
+/// The most requests a side is counted with. Counts come from Envoy's text as printed; beyond
+/// 2^62 (4.6e18, more than any Envoy serves) they are clamped, so that sums such as
+/// `n1 + n2 + 2` stay within a u64. The tests work in f64, which could not tell such counts
+/// apart anyway.
+const MAX_COUNT: u64 = 1 << 62;
+
+impl RequestCounts {
+    /// At most [`MAX_COUNT`] requests, and no more errors than requests.
+    fn bounded(self) -> RequestCounts {
+        let requests = self.requests.min(MAX_COUNT);
+        RequestCounts {
+            requests,
+            errors: self.errors.min(requests),
+        }
+    }
+}
+
 /// The result of the one-sided two-proportion z-test.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ZTest {
@@ -116,6 +133,7 @@ pub fn two_proportion_z(
     second: RequestCounts,
     continuity: bool,
 ) -> Option<ZTest> {
+    let (first, second) = (first.bounded(), second.bounded());
     if first.requests == 0 || second.requests == 0 {
         return None;
     }
@@ -174,6 +192,7 @@ fn ln_choose(n: u64, k: u64) -> f64 {
 /// from the mode (so each sum shrinks geometrically and stops when a term no longer counts):
 /// O(sqrt(errors)) steps at any size.
 pub fn fisher_exact_greater(first: RequestCounts, second: RequestCounts) -> f64 {
+    let (first, second) = (first.bounded(), second.bounded());
     let n1 = first.requests;
     let n2 = second.requests;
     let a = first.errors.min(n1);
@@ -256,6 +275,7 @@ pub struct ErrorTest {
 /// `FISHER_MAX_ERRORS` (100,000) errors, the continuity-corrected z-test beyond (see the module
 /// doc). `None` when a side has no requests: nothing can be said.
 pub fn error_test(canary: RequestCounts, primary: RequestCounts) -> Option<ErrorTest> {
+    let (canary, primary) = (canary.bounded(), primary.bounded());
     if canary.requests == 0 || primary.requests == 0 {
         return None;
     }

@@ -323,3 +323,17 @@ fn plain_z_test_overshoots_on_a_90_10_split() {
     let rate = false_positive_rate(1000, 9000, 0.01, z);
     assert!(rate > 0.014 && rate < 0.016, "{rate}");
 }
+
+/// Counts at the top of u64 (read from a broken Envoy admin) give an answer, not an overflow:
+/// the sums inside the tests stay in range.
+#[test]
+fn counts_at_u64_max_do_not_overflow() {
+    let max = u64::MAX;
+    let p = fisher_exact_greater(c(max, 50), c(max, 40));
+    assert!((0.0..=1.0).contains(&p), "{p}");
+    let t = error_test(c(max, max), c(max, 3)).unwrap();
+    assert_eq!(t.method, ErrorTestMethod::ZTest);
+    assert!(t.p_value < 1e-9, "{t:?}");
+    assert!(two_proportion_z(c(max, max), c(max, max), true).is_none());
+    assert!(error_test(c(max, 0), c(1, 0)).is_some());
+}
