@@ -11,7 +11,9 @@ use clap::Args;
 
 use super::tls::TlsFiles;
 use crate::admin::{AdminAddr, AdminLimits, AllowedHosts};
-use crate::envoy::snapshot::{DEFAULT_MAX_ROUTE_BYTES, DEFAULT_MAX_ROUTES, Listen, RouteLimits};
+use crate::envoy::snapshot::{
+    DEFAULT_MAX_LAYER_ROUTES, DEFAULT_MAX_ROUTE_BYTES, DEFAULT_MAX_ROUTES, Listen, RouteLimits,
+};
 use crate::input::DEFAULT_MAX_FILE_SIZE;
 use crate::xds::identity::AllowRule;
 
@@ -62,6 +64,11 @@ pub struct ServeArgs {
     /// refused: its fleet keeps its last good table.
     #[arg(long, default_value_t = DEFAULT_MAX_ROUTE_BYTES, env = "CANARY_XDS_MAX_ROUTE_BYTES")]
     pub max_route_bytes: u64,
+    /// The most routes whose weights the runtime layer (RTDS) carries: the routes whose weights
+    /// differ from their default (100% to the primary), in table order. Any beyond have their
+    /// weights in the route table, so a change of theirs resends the route table.
+    #[arg(long, default_value_t = DEFAULT_MAX_LAYER_ROUTES, env = "CANARY_XDS_MAX_LAYER_ROUTES")]
+    pub max_layer_routes: usize,
     /// Milliseconds a file that suddenly became empty keeps its content (editors truncate
     /// before they write).
     #[arg(long, default_value_t = 1000, env = "CANARY_XDS_EMPTY_GRACE_MS")]
@@ -199,6 +206,8 @@ pub struct Settings {
     pub max_file_size: u64,
     /// The most a fleet's route configuration may hold (`--max-routes`, `--max-route-bytes`).
     pub route_limits: RouteLimits,
+    /// The most routes whose weights the runtime layer carries (`--max-layer-routes`).
+    pub max_layer_routes: usize,
     pub upstream_ca: Option<PathBuf>,
     pub empty_grace: Duration,
     /// Envoy admin endpoints to read live traffic from (`--envoy-admin`).
@@ -263,6 +272,7 @@ impl Settings {
                 max_routes: args.max_routes,
                 max_bytes: args.max_route_bytes,
             },
+            max_layer_routes: args.max_layer_routes,
             upstream_ca: args.upstream_ca.clone().map(PathBuf::from),
             empty_grace: Duration::from_millis(args.empty_grace_ms),
             envoy_admin: args
@@ -318,6 +328,7 @@ impl Settings {
             rescan_interval: Duration::from_secs(30),
             max_file_size: DEFAULT_MAX_FILE_SIZE,
             route_limits: RouteLimits::default(),
+            max_layer_routes: DEFAULT_MAX_LAYER_ROUTES,
             upstream_ca: None,
             empty_grace: Duration::from_millis(1000),
             envoy_admin: Vec::new(),

@@ -103,7 +103,8 @@ pub async fn start(
     let metrics = Arc::new(Metrics::new());
     let mut reloader = Reloader::new(
         Loader::new(&settings.dir, settings.max_file_size),
-        SnapshotBuilder::new(settings.listen.clone(), settings.upstream_ca.clone()),
+        SnapshotBuilder::new(settings.listen.clone(), settings.upstream_ca.clone())
+            .with_max_layer_routes(settings.max_layer_routes),
         settings.empty_grace,
     )
     .with_limits(settings.route_limits);

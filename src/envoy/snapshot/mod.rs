@@ -9,7 +9,7 @@ mod routes;
 mod runtime;
 mod size;
 
-pub use runtime::MAX_LAYER_ROUTES;
+pub use runtime::DEFAULT_MAX_LAYER_ROUTES;
 pub use size::{DEFAULT_MAX_ROUTE_BYTES, DEFAULT_MAX_ROUTES, Oversized, RouteLimits, TableSize};
 
 use crate::envoy::translate;
@@ -48,6 +48,8 @@ pub struct SnapshotBuilder {
     layers: HashMap<String, Used<Arc<Resource>>>,
     /// Per fleet: its last route configurations and what they were made of.
     built: HashMap<String, Built>,
+    /// The most routes whose weights the runtime layer carries (`--max-layer-routes`).
+    max_layer_routes: usize,
     /// Per fleet: its last measured table (`measure`).
     measured: HashMap<String, size::Measured>,
     /// Whether a cluster set was built since the last `retain`.
@@ -71,7 +73,7 @@ struct Built {
     /// Whether the layer carries a weighted route's weights (they differ from its default).
     overrides: Vec<bool>,
     /// Whether some weighted route's weights differ from its default but are in the route table
-    /// (more than `MAX_LAYER_ROUTES` differ).
+    /// (more than `max_layer_routes` differ).
     baked: bool,
     layer: Layer,
     plain: Arc<Resource>,
@@ -109,10 +111,18 @@ impl SnapshotBuilder {
             configs: HashMap::new(),
             layers: HashMap::new(),
             built: HashMap::new(),
+            max_layer_routes: DEFAULT_MAX_LAYER_ROUTES,
             measured: HashMap::new(),
             new_clusters: false,
             generation: 0,
         }
+    }
+
+    /// Lets the runtime layer carry the weights of at most `n` routes (the rest are in the
+    /// route table).
+    pub fn with_max_layer_routes(mut self, n: usize) -> Self {
+        self.max_layer_routes = n;
+        self
     }
 
     fn options(&self, fleet: &str) -> translate::Options {

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 
 use super::clusters::Used;
 use super::runtime::{default_weights, hash_weights, runtime_id};
-use super::{Built, MAX_LAYER_ROUTES, PARALLEL_MIN, SnapshotBuilder};
+use super::{Built, PARALLEL_MIN, SnapshotBuilder};
 use crate::envoy::translate;
 use crate::model::mapping::{BackendSettings, Bp, RouteKey, RouteSettings};
 use crate::routes::{Route, RouteTable};
@@ -291,7 +291,7 @@ impl SnapshotBuilder {
                 let own = weights(i);
                 if own == default {
                     Some((default, false))
-                } else if layered < MAX_LAYER_ROUTES {
+                } else if layered < self.max_layer_routes {
                     layered += 1;
                     Some((default, true))
                 } else {
@@ -430,7 +430,7 @@ impl SnapshotBuilder {
             overridden = overridden + usize::from(overrides) - usize::from(last.overrides[i]);
             now.push((i, digest, entries, overrides));
         }
-        if overridden > MAX_LAYER_ROUTES {
+        if overridden > self.max_layer_routes {
             return Err(());
         }
         for (i, digest, entries, overrides) in now {

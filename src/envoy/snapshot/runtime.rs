@@ -15,11 +15,12 @@ use crate::routes::Route;
 use crate::xds::RUNTIME_LAYER;
 use crate::xds::resource::{Kind, Layer, Resource, content_version, short_hex};
 
-/// At most this many routes have their weights in the runtime layer: Envoy rebuilds its runtime
-/// snapshot on every layer update, so the layer must stay small. The routes whose weights
-/// differ from their default go in it in table order; any beyond this many have their weights
-/// in the route table instead (a pure rule of the files, so every replica makes the same).
-pub const MAX_LAYER_ROUTES: usize = 256;
+/// The default `--max-layer-routes`: at most this many routes have their weights in the runtime
+/// layer, since Envoy rebuilds its runtime snapshot on every layer update. The routes whose
+/// weights differ from their default go in it in table order; any beyond this many have their
+/// weights in the route table instead (a pure rule of the files and flags, so every replica
+/// makes the same).
+pub const DEFAULT_MAX_LAYER_ROUTES: usize = 256;
 
 /// The weights a runtime Envoy's route table gives a weighted route, a function of its
 /// structure: 100% to its primary (`Route::primary`), so that an Envoy whose layer has not

@@ -247,12 +247,12 @@ fn a_table_measured_again_from_its_changed_routes_measures_what_a_fresh_builder_
     }
 }
 
-/// More canaries in flight than the layer holds: the first `MAX_LAYER_ROUTES` in table order
+/// More canaries in flight than the layer holds: the first `DEFAULT_MAX_LAYER_ROUTES` in table order
 /// are in the layer, the others have their weights in the route table, and a builder that saw
 /// another history serves the same.
 #[test]
 fn beyond_the_layer_s_capacity_weights_are_in_the_route_table_by_a_rule_of_the_files() {
-    let n = MAX_LAYER_ROUTES + 4;
+    let n = DEFAULT_MAX_LAYER_ROUTES + 4;
     let files = |canary: u32| -> Vec<(String, String)> {
         (0..n)
             .flat_map(|i| {
@@ -284,7 +284,7 @@ fn beyond_the_layer_s_capacity_weights_are_in_the_route_table_by_a_rule_of_the_f
     assert_eq!(served(&a), served(&b));
     let layer = b.runtime.items[RUNTIME_LAYER].layer.as_deref().unwrap();
     // Two keys per route in the layer, one per backend.
-    assert_eq!(layer.len(), 2 * MAX_LAYER_ROUTES);
+    assert_eq!(layer.len(), 2 * DEFAULT_MAX_LAYER_ROUTES);
     // At 0% every canary is at its default: nothing in the layer, and the route table
     // (weights 100/0 everywhere) is the one that holds 25% nowhere.
     let zero = crate::test_util::builder().build("default", table_of(0));
