@@ -8,7 +8,8 @@
 //!
 //! - the clusters sent are the snapshot's plus those the route table Envoy holds (or is being
 //!   sent) still uses, so a cluster is removed only after Envoy ACKed routes that no longer use it;
-//! - a route table is sent only once Envoy has ACKed every cluster it names;
+//! - a route table is sent only once Envoy has ACKed every cluster it names, and no cluster
+//!   response still in flight (which Envoy takes first) removes one;
 //! - listeners go after clusters.
 //!
 //! At most one response per type is in flight: while Envoy works on one, newer snapshots

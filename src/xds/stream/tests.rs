@@ -745,3 +745,78 @@ fn an_envoy_without_the_layer_gets_every_weight_in_its_routes() {
         [Kind::Route]
     );
 }
+
+// --- found by the protocol fuzzer (`sim`, `proptests`) ---
+
+#[test]
+fn routes_wait_while_a_cluster_response_in_flight_removes_a_cluster_they_name() {
+    let mut a = Archive::default();
+    let mut st = StreamState::new(Variant::Sotw);
+    sync(
+        &mut st,
+        &snap(&[("a", "1"), ("b", "1")], "r1", &["a", "b"]),
+        &mut a,
+    );
+    // b leaves: the routes go first, then the clusters without b.
+    let s2 = snap(&[("a", "1")], "r2", &["a"]);
+    let out = st.plan(&s2, &mut a);
+    assert_eq!(out[0].kind, Kind::Route);
+    st.on_sotw(
+        &req(Kind::Route, &["canary-xds"], &out[0].version, &out[0].nonce),
+        &a,
+    )
+    .unwrap();
+    let cds = st.plan(&s2, &mut a);
+    assert_eq!(decode(&cds[0]).resources.len(), 1, "b removed");
+    // b comes back before Envoy took that: Envoy takes the removal first, so routes naming b
+    // wait for b to be sent again and ACKed.
+    let s3 = snap(&[("a", "1"), ("b", "1")], "r3", &["a", "b"]);
+    assert!(
+        st.plan(&s3, &mut a).is_empty(),
+        "no route to b while b is being removed"
+    );
+    st.on_sotw(&req(Kind::Cluster, &[], &cds[0].version, &cds[0].nonce), &a)
+        .unwrap();
+    let out = st.plan(&s3, &mut a);
+    assert_eq!(
+        out.iter().map(|r| r.kind).collect::<Vec<_>>(),
+        [Kind::Cluster]
+    );
+    st.on_sotw(&req(Kind::Cluster, &[], &out[0].version, &out[0].nonce), &a)
+        .unwrap();
+    let out = st.plan(&s3, &mut a);
+    assert_eq!(
+        out.iter().map(|r| r.kind).collect::<Vec<_>>(),
+        [Kind::Route]
+    );
+}
+
+#[test]
+fn delta_routes_wait_while_a_cluster_removal_is_in_flight() {
+    let mut a = Archive::default();
+    let mut st = StreamState::new(Variant::Delta);
+    dsync(
+        &mut st,
+        &snap(&[("a", "1"), ("b", "1")], "r1", &["a", "b"]),
+        &mut a,
+    );
+    let s2 = snap(&[("a", "1")], "r2", &["a"]);
+    let out = st.plan(&s2, &mut a);
+    assert_eq!(out[0].kind, Kind::Route);
+    st.on_delta(&dreq(Kind::Route, &[], &out[0].nonce), &a)
+        .unwrap();
+    let cds = st.plan(&s2, &mut a);
+    assert_eq!(ddecode(&cds[0]).removed_resources, ["b"]);
+    let s3 = snap(&[("a", "1"), ("b", "1")], "r3", &["a", "b"]);
+    assert!(
+        st.plan(&s3, &mut a).is_empty(),
+        "no route to b while b is being removed"
+    );
+    st.on_delta(&dreq(Kind::Cluster, &[], &cds[0].nonce), &a)
+        .unwrap();
+    let kinds: Vec<Kind> = dsync(&mut st, &s3, &mut a)
+        .iter()
+        .map(|r| Kind::from_type_url(&r.type_url).unwrap())
+        .collect();
+    assert_eq!(kinds, [Kind::Cluster, Kind::Route]);
+}
