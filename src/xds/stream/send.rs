@@ -120,9 +120,14 @@ impl StreamState {
             .collect();
         if upserts.is_empty() && removals.is_empty() && !t.respond {
             // Envoy holds exactly this set: share its map rather than keep a copy per stream.
+            // (Not when it holds another version of a resource whose version here it refused.)
             if t.acked.unknown.is_empty()
                 && t.acked.known.len() == desired.items.len()
                 && !Arc::ptr_eq(&t.acked.known, &desired.items)
+                && desired
+                    .items
+                    .iter()
+                    .all(|(n, r)| t.acked.version(n) == Some(r.version.as_str()))
             {
                 self.ty(kind).acked = Holding::shared(Arc::clone(&desired.items));
             }

@@ -820,3 +820,37 @@ fn delta_routes_wait_while_a_cluster_removal_is_in_flight() {
         .collect();
     assert_eq!(kinds, [Kind::Cluster, Kind::Route]);
 }
+
+#[test]
+fn delta_a_refused_route_version_is_not_taken_as_held() {
+    let mut a = Archive::default();
+    let mut st = StreamState::new(Variant::Delta);
+    dsync(
+        &mut st,
+        &snap(&[("a", "1"), ("b", "1")], "r1", &["a", "b"]),
+        &mut a,
+    );
+    // Routes that leave b, refused: Envoy keeps r1, which routes to b.
+    let s2 = snap(&[("a", "1")], "r2", &["a"]);
+    let out = st.plan(&s2, &mut a);
+    assert_eq!(out[0].kind, Kind::Route);
+    let mut n = dreq(Kind::Route, &[], &out[0].nonce);
+    n.error_detail = Some(Status {
+        code: 3,
+        message: "no".into(),
+        ..Default::default()
+    });
+    st.on_delta(&n, &a).unwrap();
+    // Whatever Envoy says next, b stays while Envoy's routes use it.
+    for _ in 0..3 {
+        for r in st.plan(&s2, &mut a) {
+            let removed = ddecode(&r).removed_resources;
+            assert!(!removed.contains(&"b".to_string()), "{removed:?}");
+        }
+        st.on_delta(&dreq(Kind::Cluster, &[], "stale"), &a).unwrap();
+    }
+    assert_eq!(
+        st.types[index(Kind::Route)].acked.version("canary-xds"),
+        Some("r1")
+    );
+}
