@@ -197,8 +197,9 @@ struct TypeState {
     force: BTreeSet<String>,
     /// SotW: the version of the last response sent (answered, ACKed or NACKed).
     sent_version: Option<String>,
-    /// Delta: (name, version) pairs Envoy rejected; not sent again.
-    rejected: BTreeSet<(String, String)>,
+    /// Delta: by name, the version Envoy last refused, not sent again while it is the version
+    /// to send (one entry per resource, so NACKs of ever new versions cannot pile up).
+    rejected: BTreeMap<String, String>,
     /// The last NACK: version and Envoy's message.
     last_nack: Option<(String, String)>,
 }
@@ -217,7 +218,7 @@ impl TypeState {
             respond: false,
             force: BTreeSet::new(),
             sent_version: None,
-            rejected: BTreeSet::new(),
+            rejected: BTreeMap::new(),
             last_nack: None,
         }
     }

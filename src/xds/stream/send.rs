@@ -102,6 +102,12 @@ impl StreamState {
         {
             return None;
         }
+        // A refusal stands while its version is the one to send: newer files, or the name
+        // unsubscribed, end it.
+        self.types[index(kind)]
+            .rejected
+            .retain(|n, v| desired.items.get(n).is_some_and(|r| r.version == *v));
+        let t = &self.types[index(kind)];
         let upserts: BTreeMap<String, Arc<Resource>> = desired
             .items
             .iter()
@@ -109,7 +115,7 @@ impl StreamState {
             .filter(|(name, r)| {
                 t.force.contains(*name) || t.acked.version(name).is_none_or(|v| v != r.version)
             })
-            .filter(|(name, r)| !t.rejected.contains(&((*name).clone(), r.version.clone())))
+            .filter(|(name, r)| t.rejected.get(*name) != Some(&r.version))
             .map(|(n, r)| (n.clone(), Arc::clone(r)))
             .collect();
         let removals: Vec<String> = t

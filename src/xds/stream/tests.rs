@@ -854,3 +854,37 @@ fn delta_a_refused_route_version_is_not_taken_as_held() {
         Some("r1")
     );
 }
+
+#[test]
+fn delta_refusals_do_not_pile_up() {
+    let mut a = Archive::default();
+    let mut st = StreamState::new(Variant::Delta);
+    dsync(&mut st, &snap(&[("a", "1")], "r0", &["a"]), &mut a);
+    // An Envoy that refuses every new route table, for a hundred edits.
+    for i in 1..=100 {
+        let out = st.plan(&snap(&[("a", "1")], &format!("r{i}"), &["a"]), &mut a);
+        assert_eq!(out.len(), 1);
+        let mut n = dreq(Kind::Route, &[], &out[0].nonce);
+        n.error_detail = Some(Status {
+            code: 3,
+            message: "no".into(),
+            ..Default::default()
+        });
+        st.on_delta(&n, &a).unwrap();
+    }
+    assert!(st.types[index(Kind::Route)].rejected.len() <= 1);
+    // And every new cluster, each under a new name, a hundred times.
+    for i in 1..=100 {
+        let name = format!("c{i}");
+        let out = st.plan(&snap(&[("a", "1"), (&name, "1")], "r0", &["a"]), &mut a);
+        assert_eq!(out[0].kind, Kind::Cluster);
+        let mut n = dreq(Kind::Cluster, &[], &out[0].nonce);
+        n.error_detail = Some(Status {
+            code: 3,
+            message: "no".into(),
+            ..Default::default()
+        });
+        st.on_delta(&n, &a).unwrap();
+    }
+    assert!(st.types[index(Kind::Cluster)].rejected.len() <= 1);
+}
