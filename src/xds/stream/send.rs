@@ -48,7 +48,10 @@ impl StreamState {
         let set = desired.into_set();
         {
             let t = &self.types[index(kind)];
-            if !t.respond && t.sent_version.as_deref() == Some(set.version.as_str()) {
+            // The set sent last goes again only to answer a request (new names), and never
+            // when Envoy refused it: it would refuse it again.
+            let refused = t.last_nack.as_ref().is_some_and(|(v, _)| *v == set.version);
+            if (!t.respond || refused) && t.sent_version.as_deref() == Some(set.version.as_str()) {
                 return None;
             }
         }

@@ -888,3 +888,28 @@ fn delta_refusals_do_not_pile_up() {
     }
     assert!(st.types[index(Kind::Cluster)].rejected.len() <= 1);
 }
+
+#[test]
+fn a_refused_set_is_not_sent_again_to_answer_names_asked_for_meanwhile() {
+    let mut a = Archive::default();
+    let mut st = StreamState::new(Variant::Sotw);
+    sync(&mut st, &snap(&[("a", "1")], "r1", &["a"]), &mut a);
+    let before = st.types[index(Kind::Route)].last_nonce.clone().unwrap();
+    let s2 = snap(&[("a", "1")], "r2", &["a"]);
+    let out = st.plan(&s2, &mut a);
+    // Envoy asks for a name nobody serves (crossing the response), then refuses the response.
+    st.on_sotw(&req(Kind::Route, &["canary-xds", "other"], "", &before), &a)
+        .unwrap();
+    st.on_sotw(
+        &DiscoveryRequest {
+            resource_names: vec!["canary-xds".into(), "other".into()],
+            ..nack(Kind::Route, &out[0].nonce)
+        },
+        &a,
+    )
+    .unwrap();
+    assert!(
+        st.plan(&s2, &mut a).is_empty(),
+        "the very set Envoy refused is not sent again"
+    );
+}
