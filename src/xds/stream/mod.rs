@@ -226,6 +226,45 @@ impl TypeState {
     fn wants(&self, name: &str) -> bool {
         self.wildcard || self.names.contains(name)
     }
+
+    /// How many entries each part of this state holds: what the protocol fuzzer bounds.
+    #[cfg(any(test, feature = "fuzz"))]
+    fn footprint(&self) -> Footprint {
+        Footprint {
+            names: self.names.len(),
+            held: self.acked.known.len() + self.acked.unknown.len(),
+            force: self.force.len(),
+            rejected: self.rejected.len(),
+            inflight: self
+                .inflight
+                .as_ref()
+                .map_or(0, |i| i.upserts.len() + i.removals.len()),
+        }
+    }
+}
+
+/// The size of one type's state, part by part.
+#[cfg(any(test, feature = "fuzz"))]
+#[derive(Clone, Copy, Debug)]
+struct Footprint {
+    names: usize,
+    held: usize,
+    force: usize,
+    rejected: usize,
+    inflight: usize,
+}
+
+#[cfg(any(test, feature = "fuzz"))]
+impl Footprint {
+    fn parts(&self) -> [(&'static str, usize); 5] {
+        [
+            ("subscribed names", self.names),
+            ("held resources", self.held),
+            ("forced names", self.force),
+            ("rejected versions", self.rejected),
+            ("in-flight resources", self.inflight),
+        ]
+    }
 }
 
 /// Per type, what this stream sent and what Envoy ACKed: for `/api/envoys` and metrics.
@@ -347,6 +386,11 @@ impl StreamState {
         &mut self.types[index(kind)]
     }
 
+    #[cfg(any(test, feature = "fuzz"))]
+    fn footprint(&self, kind: Kind) -> Footprint {
+        self.types[index(kind)].footprint()
+    }
+
     pub fn status(&self, kind: Kind) -> TypeStatus {
         let t = &self.types[index(kind)];
         TypeStatus {
@@ -363,5 +407,10 @@ impl StreamState {
     }
 }
 
+#[cfg(test)]
+mod proptests;
+#[cfg(any(test, feature = "fuzz"))]
+#[doc(hidden)]
+pub mod sim;
 #[cfg(test)]
 mod tests;
