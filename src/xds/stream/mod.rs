@@ -8,7 +8,8 @@
 //!
 //! - the clusters sent are the snapshot's plus those the route table Envoy holds (or is being
 //!   sent) still uses, so a cluster is removed only after Envoy ACKed routes that no longer use it;
-//! - a route table is sent only once Envoy has ACKed every cluster it names;
+//! - a route table is sent only once Envoy has ACKed every cluster it names, and no cluster
+//!   response still in flight (which Envoy takes first) removes one;
 //! - listeners go after clusters.
 //!
 //! At most one response per type is in flight: while Envoy works on one, newer snapshots
@@ -196,8 +197,9 @@ struct TypeState {
     force: BTreeSet<String>,
     /// SotW: the version of the last response sent (answered, ACKed or NACKed).
     sent_version: Option<String>,
-    /// Delta: (name, version) pairs Envoy rejected; not sent again.
-    rejected: BTreeSet<(String, String)>,
+    /// Delta: by name, the version Envoy last refused, not sent again while it is the version
+    /// to send (one entry per resource, so NACKs of ever new versions cannot pile up).
+    rejected: BTreeMap<String, String>,
     /// The last NACK: version and Envoy's message.
     last_nack: Option<(String, String)>,
 }
@@ -216,13 +218,52 @@ impl TypeState {
             respond: false,
             force: BTreeSet::new(),
             sent_version: None,
-            rejected: BTreeSet::new(),
+            rejected: BTreeMap::new(),
             last_nack: None,
         }
     }
 
     fn wants(&self, name: &str) -> bool {
         self.wildcard || self.names.contains(name)
+    }
+
+    /// How many entries each part of this state holds: what the protocol fuzzer bounds.
+    #[cfg(any(test, feature = "fuzz"))]
+    fn footprint(&self) -> Footprint {
+        Footprint {
+            names: self.names.len(),
+            held: self.acked.known.len() + self.acked.unknown.len(),
+            force: self.force.len(),
+            rejected: self.rejected.len(),
+            inflight: self
+                .inflight
+                .as_ref()
+                .map_or(0, |i| i.upserts.len() + i.removals.len()),
+        }
+    }
+}
+
+/// The size of one type's state, part by part.
+#[cfg(any(test, feature = "fuzz"))]
+#[derive(Clone, Copy, Debug)]
+struct Footprint {
+    names: usize,
+    held: usize,
+    force: usize,
+    rejected: usize,
+    inflight: usize,
+}
+
+#[cfg(any(test, feature = "fuzz"))]
+impl Footprint {
+    fn parts(&self) -> [(&'static str, usize); 5] {
+        [
+            ("subscribed names", self.names),
+            ("held resources", self.held),
+            ("forced names", self.force),
+            ("rejected versions", self.rejected),
+            ("in-flight resources", self.inflight),
+        ]
     }
 }
 
@@ -345,6 +386,11 @@ impl StreamState {
         &mut self.types[index(kind)]
     }
 
+    #[cfg(any(test, feature = "fuzz"))]
+    fn footprint(&self, kind: Kind) -> Footprint {
+        self.types[index(kind)].footprint()
+    }
+
     pub fn status(&self, kind: Kind) -> TypeStatus {
         let t = &self.types[index(kind)];
         TypeStatus {
@@ -361,5 +407,10 @@ impl StreamState {
     }
 }
 
+#[cfg(test)]
+mod proptests;
+#[cfg(any(test, feature = "fuzz"))]
+#[doc(hidden)]
+pub mod sim;
 #[cfg(test)]
 mod tests;

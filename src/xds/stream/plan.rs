@@ -5,9 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use super::runtime::Prefixes;
-use super::{Desired, Response, StreamState, index, is_subset};
+use super::{Desired, Response, StreamState, Variant, index, is_subset};
 use crate::xds::archive::Archive;
-use crate::xds::resource::{Kind, Resource, ResourceSet};
+use crate::xds::resource::{Items, Kind, Resource, ResourceSet};
 use crate::xds::snapshot::Snapshot;
 
 impl StreamState {
@@ -72,15 +72,32 @@ impl StreamState {
         }
         // Routes: only once Envoy holds every cluster they name and, for a runtime Envoy, the
         // runtime values they read.
-        let held = &self.types[index(Kind::Cluster)].acked;
-        // Holding the snapshot's very cluster map, Envoy holds every cluster its routes name;
-        // else each is looked up.
-        let mut ready = (snap.routes_within_clusters
-            && Arc::ptr_eq(&held.known, &snap.clusters.items))
-            || routes
+        let cds = &self.types[index(Kind::Cluster)];
+        let held = &cds.acked;
+        let names_only = |has: &dyn Fn(&str) -> bool| {
+            routes
                 .items()
                 .values()
-                .all(|r| r.refs.iter().all(|c| held.contains_key(c)));
+                .all(|r| r.refs.iter().all(|c| has(c)))
+        };
+        // Holding the snapshot's very cluster map, Envoy holds every cluster its routes name;
+        // else each is looked up.
+        let within_snapshot =
+            |items: &Items| snap.routes_within_clusters && Arc::ptr_eq(items, &snap.clusters.items);
+        let mut ready = within_snapshot(&held.known) || names_only(&|c| held.contains_key(c));
+        // Envoy takes a cluster response in flight before these routes: it must not remove a
+        // cluster they name.
+        if let Some(i) = &cds.inflight {
+            ready &= match self.variant {
+                Variant::Sotw => {
+                    within_snapshot(&i.upserts) || names_only(&|c| i.upserts.contains_key(c))
+                }
+                Variant::Delta => {
+                    let removed: BTreeSet<&str> = i.removals.iter().map(String::as_str).collect();
+                    removed.is_empty() || names_only(&|c| !removed.contains(c))
+                }
+            };
+        }
         if rt {
             ready &= self.layer_ready(&target_layer, &target_prefixes);
         }

@@ -237,7 +237,7 @@ impl StreamState {
             }
             Some(status) => {
                 for (name, r) in inflight.upserts.iter() {
-                    t.rejected.insert((name.clone(), r.version.clone()));
+                    t.rejected.insert(name.clone(), r.version.clone());
                 }
                 t.last_nack = Some((inflight.version.clone(), status.message.clone()));
                 events.push(Event::Nack {

@@ -48,7 +48,10 @@ impl StreamState {
         let set = desired.into_set();
         {
             let t = &self.types[index(kind)];
-            if !t.respond && t.sent_version.as_deref() == Some(set.version.as_str()) {
+            // The set sent last goes again only to answer a request (new names), and never
+            // when Envoy refused it: it would refuse it again.
+            let refused = t.last_nack.as_ref().is_some_and(|(v, _)| *v == set.version);
+            if (!t.respond || refused) && t.sent_version.as_deref() == Some(set.version.as_str()) {
                 return None;
             }
         }
@@ -102,6 +105,12 @@ impl StreamState {
         {
             return None;
         }
+        // A refusal stands while its version is the one to send: newer files, or the name
+        // unsubscribed, end it.
+        self.types[index(kind)]
+            .rejected
+            .retain(|n, v| desired.items.get(n).is_some_and(|r| r.version == *v));
+        let t = &self.types[index(kind)];
         let upserts: BTreeMap<String, Arc<Resource>> = desired
             .items
             .iter()
@@ -109,7 +118,7 @@ impl StreamState {
             .filter(|(name, r)| {
                 t.force.contains(*name) || t.acked.version(name).is_none_or(|v| v != r.version)
             })
-            .filter(|(name, r)| !t.rejected.contains(&((*name).clone(), r.version.clone())))
+            .filter(|(name, r)| t.rejected.get(*name) != Some(&r.version))
             .map(|(n, r)| (n.clone(), Arc::clone(r)))
             .collect();
         let removals: Vec<String> = t
@@ -120,9 +129,14 @@ impl StreamState {
             .collect();
         if upserts.is_empty() && removals.is_empty() && !t.respond {
             // Envoy holds exactly this set: share its map rather than keep a copy per stream.
+            // (Not when it holds another version of a resource whose version here it refused.)
             if t.acked.unknown.is_empty()
                 && t.acked.known.len() == desired.items.len()
                 && !Arc::ptr_eq(&t.acked.known, &desired.items)
+                && desired
+                    .items
+                    .iter()
+                    .all(|(n, r)| t.acked.version(n) == Some(r.version.as_str()))
             {
                 self.ty(kind).acked = Holding::shared(Arc::clone(&desired.items));
             }

@@ -753,3 +753,171 @@ fn an_envoy_without_the_layer_gets_every_weight_in_its_routes() {
         [Kind::Route]
     );
 }
+
+// --- found by the protocol fuzzer (`sim`, `proptests`) ---
+
+#[test]
+fn routes_wait_while_a_cluster_response_in_flight_removes_a_cluster_they_name() {
+    let mut a = Archive::default();
+    let mut st = StreamState::new(Variant::Sotw);
+    sync(
+        &mut st,
+        &snap(&[("a", "1"), ("b", "1")], "r1", &["a", "b"]),
+        &mut a,
+    );
+    // b leaves: the routes go first, then the clusters without b.
+    let s2 = snap(&[("a", "1")], "r2", &["a"]);
+    let out = st.plan(&s2, &mut a);
+    assert_eq!(out[0].kind, Kind::Route);
+    st.on_sotw(
+        &req(Kind::Route, &["canary-xds"], &out[0].version, &out[0].nonce),
+        &a,
+    )
+    .unwrap();
+    let cds = st.plan(&s2, &mut a);
+    assert_eq!(decode(&cds[0]).resources.len(), 1, "b removed");
+    // b comes back before Envoy took that: Envoy takes the removal first, so routes naming b
+    // wait for b to be sent again and ACKed.
+    let s3 = snap(&[("a", "1"), ("b", "1")], "r3", &["a", "b"]);
+    assert!(
+        st.plan(&s3, &mut a).is_empty(),
+        "no route to b while b is being removed"
+    );
+    st.on_sotw(&req(Kind::Cluster, &[], &cds[0].version, &cds[0].nonce), &a)
+        .unwrap();
+    let out = st.plan(&s3, &mut a);
+    assert_eq!(
+        out.iter().map(|r| r.kind).collect::<Vec<_>>(),
+        [Kind::Cluster]
+    );
+    st.on_sotw(&req(Kind::Cluster, &[], &out[0].version, &out[0].nonce), &a)
+        .unwrap();
+    let out = st.plan(&s3, &mut a);
+    assert_eq!(
+        out.iter().map(|r| r.kind).collect::<Vec<_>>(),
+        [Kind::Route]
+    );
+}
+
+#[test]
+fn delta_routes_wait_while_a_cluster_removal_is_in_flight() {
+    let mut a = Archive::default();
+    let mut st = StreamState::new(Variant::Delta);
+    dsync(
+        &mut st,
+        &snap(&[("a", "1"), ("b", "1")], "r1", &["a", "b"]),
+        &mut a,
+    );
+    let s2 = snap(&[("a", "1")], "r2", &["a"]);
+    let out = st.plan(&s2, &mut a);
+    assert_eq!(out[0].kind, Kind::Route);
+    st.on_delta(&dreq(Kind::Route, &[], &out[0].nonce), &a)
+        .unwrap();
+    let cds = st.plan(&s2, &mut a);
+    assert_eq!(ddecode(&cds[0]).removed_resources, ["b"]);
+    let s3 = snap(&[("a", "1"), ("b", "1")], "r3", &["a", "b"]);
+    assert!(
+        st.plan(&s3, &mut a).is_empty(),
+        "no route to b while b is being removed"
+    );
+    st.on_delta(&dreq(Kind::Cluster, &[], &cds[0].nonce), &a)
+        .unwrap();
+    let kinds: Vec<Kind> = dsync(&mut st, &s3, &mut a)
+        .iter()
+        .map(|r| Kind::from_type_url(&r.type_url).unwrap())
+        .collect();
+    assert_eq!(kinds, [Kind::Cluster, Kind::Route]);
+}
+
+#[test]
+fn delta_a_refused_route_version_is_not_taken_as_held() {
+    let mut a = Archive::default();
+    let mut st = StreamState::new(Variant::Delta);
+    dsync(
+        &mut st,
+        &snap(&[("a", "1"), ("b", "1")], "r1", &["a", "b"]),
+        &mut a,
+    );
+    // Routes that leave b, refused: Envoy keeps r1, which routes to b.
+    let s2 = snap(&[("a", "1")], "r2", &["a"]);
+    let out = st.plan(&s2, &mut a);
+    assert_eq!(out[0].kind, Kind::Route);
+    let mut n = dreq(Kind::Route, &[], &out[0].nonce);
+    n.error_detail = Some(Status {
+        code: 3,
+        message: "no".into(),
+        ..Default::default()
+    });
+    st.on_delta(&n, &a).unwrap();
+    // Whatever Envoy says next, b stays while Envoy's routes use it.
+    for _ in 0..3 {
+        for r in st.plan(&s2, &mut a) {
+            let removed = ddecode(&r).removed_resources;
+            assert!(!removed.contains(&"b".to_string()), "{removed:?}");
+        }
+        st.on_delta(&dreq(Kind::Cluster, &[], "stale"), &a).unwrap();
+    }
+    assert_eq!(
+        st.types[index(Kind::Route)].acked.version("canary-xds"),
+        Some("r1")
+    );
+}
+
+#[test]
+fn delta_refusals_do_not_pile_up() {
+    let mut a = Archive::default();
+    let mut st = StreamState::new(Variant::Delta);
+    dsync(&mut st, &snap(&[("a", "1")], "r0", &["a"]), &mut a);
+    // An Envoy that refuses every new route table, for a hundred edits.
+    for i in 1..=100 {
+        let out = st.plan(&snap(&[("a", "1")], &format!("r{i}"), &["a"]), &mut a);
+        assert_eq!(out.len(), 1);
+        let mut n = dreq(Kind::Route, &[], &out[0].nonce);
+        n.error_detail = Some(Status {
+            code: 3,
+            message: "no".into(),
+            ..Default::default()
+        });
+        st.on_delta(&n, &a).unwrap();
+    }
+    assert!(st.types[index(Kind::Route)].rejected.len() <= 1);
+    // And every new cluster, each under a new name, a hundred times.
+    for i in 1..=100 {
+        let name = format!("c{i}");
+        let out = st.plan(&snap(&[("a", "1"), (&name, "1")], "r0", &["a"]), &mut a);
+        assert_eq!(out[0].kind, Kind::Cluster);
+        let mut n = dreq(Kind::Cluster, &[], &out[0].nonce);
+        n.error_detail = Some(Status {
+            code: 3,
+            message: "no".into(),
+            ..Default::default()
+        });
+        st.on_delta(&n, &a).unwrap();
+    }
+    assert!(st.types[index(Kind::Cluster)].rejected.len() <= 1);
+}
+
+#[test]
+fn a_refused_set_is_not_sent_again_to_answer_names_asked_for_meanwhile() {
+    let mut a = Archive::default();
+    let mut st = StreamState::new(Variant::Sotw);
+    sync(&mut st, &snap(&[("a", "1")], "r1", &["a"]), &mut a);
+    let before = st.types[index(Kind::Route)].last_nonce.clone().unwrap();
+    let s2 = snap(&[("a", "1")], "r2", &["a"]);
+    let out = st.plan(&s2, &mut a);
+    // Envoy asks for a name nobody serves (crossing the response), then refuses the response.
+    st.on_sotw(&req(Kind::Route, &["canary-xds", "other"], "", &before), &a)
+        .unwrap();
+    st.on_sotw(
+        &DiscoveryRequest {
+            resource_names: vec!["canary-xds".into(), "other".into()],
+            ..nack(Kind::Route, &out[0].nonce)
+        },
+        &a,
+    )
+    .unwrap();
+    assert!(
+        st.plan(&s2, &mut a).is_empty(),
+        "the very set Envoy refused is not sent again"
+    );
+}
