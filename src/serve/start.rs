@@ -185,7 +185,7 @@ pub async fn start(
     if !saved.sets.is_empty() {
         hub.with_archive(|a| {
             for (kind, set) in &saved.sets {
-                a.record(*kind, set);
+                a.record_published(*kind, set);
             }
         });
         tracing::info!(sets = saved.sets.len(), "resuming from --state-dir");

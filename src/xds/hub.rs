@@ -173,8 +173,6 @@ impl Hub {
 
 fn record(archive: &mut Archive, p: &Published) {
     for snap in p.fleets.values().chain(std::iter::once(&p.other)) {
-        for (kind, set) in snap.sets() {
-            archive.record(kind, set);
-        }
+        archive.record_snapshot(snap);
     }
 }
