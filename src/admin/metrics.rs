@@ -18,6 +18,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::reload::Outcome;
+use crate::xds::hub::Refusal;
 use crate::xds::resource::Kind;
 use crate::xds::stream::Variant;
 use crate::xds::{EnvoyStatus, Hub, Observed};
@@ -65,6 +66,11 @@ struct TypeLabel {
     r#type: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn propagation_histogram() -> Histogram {
@@ -97,6 +103,10 @@ pub struct Metrics {
     responses: Counter,
     acks: Counter,
     nacks: Counter,
+    refused: Family<ReasonLabel, Counter>,
+    accept_errors: Counter,
+    connections: Gauge,
+    archived_sets: Gauge,
     change_to_ack: HistogramFamily<TypeLabel>,
     /// Scrapes copy the hub's counters by difference: one at a time, or two would add the
     /// same difference twice.
@@ -199,6 +209,34 @@ impl Metrics {
             "ADS responses Envoys rejected (NACK); Envoy keeps its previous config",
             nacks.clone(),
         );
+        let refused = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "xds_refused",
+            "Clients of the xDS port refused by a limit, by reason: request_too_large, \
+             too_many_names, fleet_name_too_long, no_first_request, too_many_connections \
+             (docs/operating.md, Limits)",
+            refused.clone(),
+        );
+        let accept_errors = Counter::default();
+        registry.register(
+            "xds_accept_errors",
+            "Failed accepts on the xDS port (out of file descriptors, say); each pauses the \
+             accept loop",
+            accept_errors.clone(),
+        );
+        let connections = Gauge::default();
+        registry.register(
+            "xds_connections",
+            "Connections open on the xDS port",
+            connections.clone(),
+        );
+        let archived_sets = Gauge::default();
+        registry.register(
+            "xds_archived_sets",
+            "Resource sets kept to understand reconnecting Envoys: those of recent snapshots \
+             and make-before-break unions",
+            archived_sets.clone(),
+        );
         let change_to_ack: HistogramFamily<TypeLabel> =
             Family::new_with_constructor(propagation_histogram);
         registry.register(
@@ -217,6 +255,11 @@ impl Metrics {
         for kind in Kind::ALL {
             let _ = change_to_ack.get_or_create(&type_label(kind));
         }
+        for why in Refusal::ALL {
+            let _ = refused.get_or_create(&ReasonLabel {
+                reason: why.label(),
+            });
+        }
         Metrics {
             registry,
             reloads,
@@ -232,6 +275,10 @@ impl Metrics {
             responses,
             acks,
             nacks,
+            refused,
+            accept_errors,
+            connections,
+            archived_sets,
             change_to_ack,
             scrape: Mutex::new(ScrapeState::default()),
         }
@@ -293,17 +340,34 @@ impl Metrics {
 
     fn sync(&self, hub: &Hub, scrape: &mut ScrapeState) {
         let c = &hub.counters;
+        let refused: Vec<(Counter, u64)> = Refusal::ALL
+            .iter()
+            .map(|why| {
+                let label = ReasonLabel {
+                    reason: why.label(),
+                };
+                (self.refused.get_or_create(&label).clone(), c.refused(*why))
+            })
+            .collect();
         for (counter, value) in [
             (&self.streams, c.streams_opened.load(Ordering::Relaxed)),
             (&self.responses, c.responses.load(Ordering::Relaxed)),
             (&self.acks, c.acks.load(Ordering::Relaxed)),
             (&self.nacks, c.nacks.load(Ordering::Relaxed)),
-        ] {
+            (&self.accept_errors, c.accept_errors.load(Ordering::Relaxed)),
+        ]
+        .into_iter()
+        .chain(refused.iter().map(|(c, v)| (c, *v)))
+        {
             let have = counter.get();
             if value > have {
                 counter.inc_by(value - have);
             }
         }
+        self.connections
+            .set(i64::try_from(c.connections.load(Ordering::Relaxed)).unwrap_or(i64::MAX));
+        self.archived_sets
+            .set(as_i64(hub.with_archive(|a| a.len())));
 
         let published = hub.current();
         let version = published.version();
@@ -540,5 +604,27 @@ mod tests {
         assert_eq!(counts[&envoy_labels("default", Variant::Sotw)], 2);
         assert_eq!(counts[&envoy_labels("edge", Variant::Delta)], 1);
         assert!(!counts.contains_key(&envoy_labels("default", Variant::Delta)));
+    }
+
+    #[test]
+    fn refusals_are_counted_by_reason() {
+        let m = Metrics::new();
+        let hub = Hub::new(published(&[("a.yaml", MAIN)]));
+        let text = m.render(&hub);
+        for why in Refusal::ALL {
+            let series = format!("canary_xds_xds_refused_total{{reason=\"{}\"}}", why.label());
+            assert_eq!(sample(&text, &series), Some(0.0), "{series} in {text}");
+        }
+        hub.counters.refuse(Refusal::TooManyNames);
+        hub.counters.refuse(Refusal::TooManyNames);
+        let text = m.render(&hub);
+        assert_eq!(
+            sample(
+                &text,
+                "canary_xds_xds_refused_total{reason=\"too_many_names\"}"
+            ),
+            Some(2.0)
+        );
+        assert!(sample(&text, "canary_xds_xds_archived_sets").unwrap() > 0.0);
     }
 }

@@ -12,7 +12,10 @@ pub mod state_dir;
 pub mod tls;
 mod watch_loop;
 
-pub use args::{DEFAULT_LISTEN, DRAIN, LogFormat, ReloadHook, ServeArgs, Settings, parse_listen};
+pub use args::{
+    DEFAULT_LISTEN, DRAIN, LogFormat, ReloadHook, ServeArgs, Settings, XdsLimitArgs, XdsLimits,
+    parse_listen,
+};
 pub use start::{Listeners, Running, start};
 use std::future::Future;
 

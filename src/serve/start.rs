@@ -78,9 +78,13 @@ pub async fn start(
     // Before anything else runs: a control plane that would serve unsafely does not start.
     let security = Security::load(settings.xds_tls.as_ref(), &settings.allow)?;
     warn_about_exposure(&settings, &security, xds_addr, admin_addr)?;
+    let limits = settings.xds_limits;
+    // tonic's own default is no limit on streams per connection (it passes `None` to hyper,
+    // which removes hyper's 200).
     let mut server = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(10)));
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .max_concurrent_streams(Some(limits.max_streams_per_connection));
     if let Some(tls) = security.tls {
         server = server
             .tls_config(tls)
@@ -258,7 +262,7 @@ pub async fn start(
         }
     });
     let server_hub = Arc::clone(&hub);
-    let service = hub.service_with(security.access);
+    let service = hub.service_with(security.access).with_limits(limits.stream);
     let mut server_stop = stop_rx.clone();
     let mut drain_stop = stop_rx;
     let drain = settings.drain;
