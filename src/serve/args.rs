@@ -323,6 +323,11 @@ pub struct XdsLimitArgs {
         env = "CANARY_XDS_XDS_MAX_STREAMS_PER_CONNECTION"
     )]
     pub xds_max_streams_per_connection: u32,
+    /// Connections the xDS port may have open at once; one more is closed as it is accepted.
+    /// By default 10,000, or fewer when the open-file limit (raised to its hard limit at
+    /// start) would not hold them.
+    #[arg(long, value_name = "N", env = "CANARY_XDS_XDS_MAX_CONNECTIONS")]
+    pub xds_max_connections: Option<usize>,
 }
 
 /// Streams per xDS connection by default: Envoy opens one ADS stream on its connection.
@@ -334,6 +339,8 @@ pub struct XdsLimits {
     /// Per stream: the request size limit and the first request's deadline.
     pub stream: StreamLimits,
     pub max_streams_per_connection: u32,
+    /// `None`: the default, below the open-file limit (`accept::connection_limit`).
+    pub max_connections: Option<usize>,
 }
 
 impl Default for XdsLimits {
@@ -341,6 +348,7 @@ impl Default for XdsLimits {
         XdsLimits {
             stream: StreamLimits::default(),
             max_streams_per_connection: DEFAULT_MAX_STREAMS_PER_CONNECTION,
+            max_connections: None,
         }
     }
 }
@@ -353,6 +361,7 @@ impl XdsLimits {
                 first_request_timeout: Duration::from_secs(args.xds_first_request_timeout),
             },
             max_streams_per_connection: args.xds_max_streams_per_connection,
+            max_connections: args.xds_max_connections,
         }
     }
 }

@@ -4,6 +4,7 @@
 //! `start` takes bound listeners (xDS, and the admin server's unless it is off) and a shutdown
 //! future (tests bind port 0 and read the addresses back) and returns what is running.
 
+mod accept;
 mod args;
 pub mod dir_watch;
 mod in_place;
