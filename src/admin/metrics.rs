@@ -5,6 +5,10 @@
 //! value of a labelled family created up front), so dashboards and alerts can be written before
 //! the first reload fails or the first NACK arrives. The ADS server's own counters and its
 //! connected Envoys are read from the hub at scrape time, so they cannot drift from it.
+//!
+//! A label takes only values the server chose: Envoys are counted by the fleets the files
+//! define, and those of any fleet a client merely claims under `other`, so a client cannot add
+//! series.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
@@ -21,7 +25,10 @@ use crate::reload::Outcome;
 use crate::xds::hub::Refusal;
 use crate::xds::resource::Kind;
 use crate::xds::stream::Variant;
-use crate::xds::{EnvoyStatus, Hub, Observed};
+use crate::xds::{EnvoyStatus, Hub, Observed, Published};
+
+/// The fleet label of Envoys whose fleet the files do not define.
+pub const OTHER_FLEET: &str = "other";
 
 /// The `Content-Type` of what `render` returns (Prometheus text format 0.0.4).
 pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
@@ -383,17 +390,24 @@ impl Metrics {
             }
         }
 
-        let counts = envoy_counts(&hub.envoys());
-        for fleet in published.fleets.keys() {
-            for variant in [Variant::Sotw, Variant::Delta] {
-                scrape.envoy_series.insert(envoy_labels(fleet, variant));
-            }
+        // One series per fleet of the files and variant, and `other`: never one per fleet
+        // name a client claims. A fleet gone from the files loses its series.
+        let counts = envoy_counts(&hub.envoys(), &published);
+        let series: BTreeSet<EnvoyLabels> = published
+            .fleets
+            .keys()
+            .map(String::as_str)
+            .chain([OTHER_FLEET])
+            .flat_map(|fleet| [Variant::Sotw, Variant::Delta].map(|v| envoy_labels(fleet, v)))
+            .collect();
+        for gone in scrape.envoy_series.difference(&series) {
+            self.envoys.remove(gone);
         }
-        scrape.envoy_series.extend(counts.keys().cloned());
-        for labels in &scrape.envoy_series {
+        for labels in &series {
             let n = counts.get(labels).copied().unwrap_or(0);
             self.envoys.get_or_create(labels).set(as_i64(n));
         }
+        scrape.envoy_series = series;
     }
 }
 
@@ -413,10 +427,17 @@ fn envoy_labels(fleet: &str, variant: Variant) -> EnvoyLabels {
     }
 }
 
-fn envoy_counts(envoys: &[EnvoyStatus]) -> BTreeMap<EnvoyLabels, usize> {
+/// Connected Envoys by fleet and variant, the fleets the files do not define counted as
+/// `other`.
+fn envoy_counts(envoys: &[EnvoyStatus], published: &Published) -> BTreeMap<EnvoyLabels, usize> {
     let mut counts = BTreeMap::new();
     for e in envoys {
-        *counts.entry(envoy_labels(&e.fleet, e.variant)).or_insert(0) += 1;
+        let fleet = if published.fleets.contains_key(&e.fleet) {
+            e.fleet.as_str()
+        } else {
+            OTHER_FLEET
+        };
+        *counts.entry(envoy_labels(fleet, e.variant)).or_insert(0) += 1;
     }
     counts
 }
@@ -596,14 +617,46 @@ mod tests {
 
     #[test]
     fn connected_envoys_are_counted_by_fleet_and_variant() {
-        let counts = envoy_counts(&[
-            envoy("a", "default", Variant::Sotw),
-            envoy("b", "default", Variant::Sotw),
-            envoy("c", "edge", Variant::Delta),
-        ]);
+        let edge = "apiVersion: ambassador/v1\nkind: Mapping\nname: edge\nprefix: /edge/\nservice: edge\nambassador_id: edge\n";
+        let published = published(&[("a.yaml", MAIN), ("e.yaml", edge)]);
+        let counts = envoy_counts(
+            &[
+                envoy("a", "default", Variant::Sotw),
+                envoy("b", "default", Variant::Sotw),
+                envoy("c", "edge", Variant::Delta),
+                envoy("d", "made-up", Variant::Delta),
+                envoy("e", "made-up-too", Variant::Delta),
+            ],
+            &published,
+        );
         assert_eq!(counts[&envoy_labels("default", Variant::Sotw)], 2);
         assert_eq!(counts[&envoy_labels("edge", Variant::Delta)], 1);
+        assert_eq!(counts[&envoy_labels(OTHER_FLEET, Variant::Delta)], 2);
         assert!(!counts.contains_key(&envoy_labels("default", Variant::Delta)));
+    }
+
+    #[test]
+    fn a_fleet_a_client_claims_adds_no_series() {
+        let m = Metrics::new();
+        let hub = Hub::new(published(&[("a.yaml", MAIN)]));
+        {
+            let mut envoys = hub.envoys.lock().unwrap();
+            for i in 0..50 {
+                envoys.insert(
+                    i,
+                    envoy(&format!("n{i}"), &format!("claimed-{i}"), Variant::Sotw),
+                );
+            }
+        }
+        let text = m.render(&hub);
+        assert!(!text.contains("claimed-"), "{text}");
+        let other = "canary_xds_envoys_connected{fleet=\"other\",ads=\"sotw\"}";
+        assert_eq!(sample(&text, other), Some(50.0), "{text}");
+        let series = text
+            .lines()
+            .filter(|l| l.starts_with("canary_xds_envoys_connected{"))
+            .count();
+        assert_eq!(series, 4, "default and other, sotw and delta: {text}");
     }
 
     #[test]
