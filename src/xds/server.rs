@@ -538,12 +538,14 @@ fn on_events(
                 message,
             } => {
                 hub.counters.nacks.fetch_add(1, Ordering::Relaxed);
+                // Envoy's text, which a client writes: in a field of its own (`message` is the
+                // event's), and with control characters escaped, so it cannot forge log lines.
                 tracing::warn!(
                     node,
                     fleet,
                     %kind,
                     version,
-                    message,
+                    error_detail = %escape_controls(&message),
                     "Envoy rejected a config (NACK); it keeps its previous one, and this version \
                      is not sent again"
                 );
@@ -566,6 +568,20 @@ fn on_events(
             }
         }
     }
+}
+
+/// `text` with its control characters escaped (`\n`, `\u{1b}`): one log line whatever a
+/// client wrote.
+fn escape_controls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn update_status(
@@ -601,6 +617,15 @@ fn update_status(
 mod tests {
     use super::*;
     use crate::test_util::{CANARY, MAIN, envoy, published};
+
+    #[test]
+    fn control_characters_are_escaped_for_the_log() {
+        assert_eq!(
+            escape_controls("bad\n2026-01-01T00:00:00Z  INFO forged\r\u{1b}[31m\t"),
+            "bad\\n2026-01-01T00:00:00Z  INFO forged\\r\\u{1b}[31m\\t"
+        );
+        assert_eq!(escape_controls("plain: ünïcode"), "plain: ünïcode");
+    }
 
     #[test]
     fn a_change_awaits_the_first_ack_of_each_type_it_moved_from_envoys_already_there() {
