@@ -5,6 +5,10 @@
 //! value of a labelled family created up front), so dashboards and alerts can be written before
 //! the first reload fails or the first NACK arrives. The ADS server's own counters and its
 //! connected Envoys are read from the hub at scrape time, so they cannot drift from it.
+//!
+//! A label takes only values the server chose: Envoys are counted by the fleets the files
+//! define, and those of any fleet a client merely claims under `other`, so a client cannot add
+//! series.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
@@ -18,9 +22,13 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::reload::Outcome;
+use crate::xds::hub::XdsRefusal;
 use crate::xds::resource::Kind;
 use crate::xds::stream::Variant;
-use crate::xds::{EnvoyStatus, Hub, Observed};
+use crate::xds::{EnvoyStatus, Hub, Observed, Published};
+
+/// The fleet label of Envoys whose fleet the files do not define.
+pub const OTHER_FLEET: &str = "other";
 
 /// The `Content-Type` of what `render` returns (Prometheus text format 0.0.4).
 pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
@@ -65,6 +73,11 @@ struct TypeLabel {
     r#type: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn propagation_histogram() -> Histogram {
@@ -99,6 +112,10 @@ pub struct Metrics {
     responses: Counter,
     acks: Counter,
     nacks: Counter,
+    refused: Family<ReasonLabel, Counter>,
+    accept_errors: Counter,
+    connections: Gauge,
+    archived_sets: Gauge,
     change_to_ack: HistogramFamily<TypeLabel>,
     /// Scrapes copy the hub's counters by difference: one at a time, or two would add the
     /// same difference twice.
@@ -214,6 +231,34 @@ impl Metrics {
             "ADS responses Envoys rejected (NACK); Envoy keeps its previous config",
             nacks.clone(),
         );
+        let refused = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "xds_refused",
+            "Clients of the xDS port refused by a limit, by reason: request_too_large, \
+             too_many_names, fleet_name_too_long, no_first_request, too_many_connections \
+             (docs/operating.md, Limits)",
+            refused.clone(),
+        );
+        let accept_errors = Counter::default();
+        registry.register(
+            "xds_accept_errors",
+            "Failed accepts on the xDS port (out of file descriptors, say); each pauses the \
+             accept loop",
+            accept_errors.clone(),
+        );
+        let connections = Gauge::default();
+        registry.register(
+            "xds_connections",
+            "Connections open on the xDS port",
+            connections.clone(),
+        );
+        let archived_sets = Gauge::default();
+        registry.register(
+            "xds_archived_sets",
+            "Resource sets kept to understand reconnecting Envoys: those of recent snapshots \
+             and make-before-break unions",
+            archived_sets.clone(),
+        );
         let change_to_ack: HistogramFamily<TypeLabel> =
             Family::new_with_constructor(propagation_histogram);
         registry.register(
@@ -232,6 +277,11 @@ impl Metrics {
         for kind in Kind::ALL {
             let _ = change_to_ack.get_or_create(&type_label(kind));
         }
+        for why in XdsRefusal::ALL {
+            let _ = refused.get_or_create(&ReasonLabel {
+                reason: why.label(),
+            });
+        }
         Metrics {
             registry,
             reloads,
@@ -249,6 +299,10 @@ impl Metrics {
             responses,
             acks,
             nacks,
+            refused,
+            accept_errors,
+            connections,
+            archived_sets,
             change_to_ack,
             scrape: Mutex::new(ScrapeState::default()),
         }
@@ -312,17 +366,34 @@ impl Metrics {
 
     fn sync(&self, hub: &Hub, scrape: &mut ScrapeState) {
         let c = &hub.counters;
+        let refused: Vec<(Counter, u64)> = XdsRefusal::ALL
+            .iter()
+            .map(|why| {
+                let label = ReasonLabel {
+                    reason: why.label(),
+                };
+                (self.refused.get_or_create(&label).clone(), c.refused(*why))
+            })
+            .collect();
         for (counter, value) in [
             (&self.streams, c.streams_opened.load(Ordering::Relaxed)),
             (&self.responses, c.responses.load(Ordering::Relaxed)),
             (&self.acks, c.acks.load(Ordering::Relaxed)),
             (&self.nacks, c.nacks.load(Ordering::Relaxed)),
-        ] {
+            (&self.accept_errors, c.accept_errors.load(Ordering::Relaxed)),
+        ]
+        .into_iter()
+        .chain(refused.iter().map(|(c, v)| (c, *v)))
+        {
             let have = counter.get();
             if value > have {
                 counter.inc_by(value - have);
             }
         }
+        self.connections
+            .set(i64::try_from(c.connections.load(Ordering::Relaxed)).unwrap_or(i64::MAX));
+        self.archived_sets
+            .set(as_i64(hub.with_archive(|a| a.len())));
 
         let published = hub.current();
         let version = published.version();
@@ -338,17 +409,24 @@ impl Metrics {
             }
         }
 
-        let counts = envoy_counts(&hub.envoys());
-        for fleet in published.fleets.keys() {
-            for variant in [Variant::Sotw, Variant::Delta] {
-                scrape.envoy_series.insert(envoy_labels(fleet, variant));
-            }
+        // One series per fleet of the files and variant, and `other`: never one per fleet
+        // name a client claims. A fleet gone from the files loses its series.
+        let counts = envoy_counts(&hub.envoys(), &published);
+        let series: BTreeSet<EnvoyLabels> = published
+            .fleets
+            .keys()
+            .map(String::as_str)
+            .chain([OTHER_FLEET])
+            .flat_map(|fleet| [Variant::Sotw, Variant::Delta].map(|v| envoy_labels(fleet, v)))
+            .collect();
+        for gone in scrape.envoy_series.difference(&series) {
+            self.envoys.remove(gone);
         }
-        scrape.envoy_series.extend(counts.keys().cloned());
-        for labels in &scrape.envoy_series {
+        for labels in &series {
             let n = counts.get(labels).copied().unwrap_or(0);
             self.envoys.get_or_create(labels).set(as_i64(n));
         }
+        scrape.envoy_series = series;
     }
 }
 
@@ -368,10 +446,17 @@ fn envoy_labels(fleet: &str, variant: Variant) -> EnvoyLabels {
     }
 }
 
-fn envoy_counts(envoys: &[EnvoyStatus]) -> BTreeMap<EnvoyLabels, usize> {
+/// Connected Envoys by fleet and variant, the fleets the files do not define counted as
+/// `other`.
+fn envoy_counts(envoys: &[EnvoyStatus], published: &Published) -> BTreeMap<EnvoyLabels, usize> {
     let mut counts = BTreeMap::new();
     for e in envoys {
-        *counts.entry(envoy_labels(&e.fleet, e.variant)).or_insert(0) += 1;
+        let fleet = if published.fleets.contains_key(&e.fleet) {
+            e.fleet.as_str()
+        } else {
+            OTHER_FLEET
+        };
+        *counts.entry(envoy_labels(fleet, e.variant)).or_insert(0) += 1;
     }
     counts
 }
@@ -553,13 +638,67 @@ mod tests {
 
     #[test]
     fn connected_envoys_are_counted_by_fleet_and_variant() {
-        let counts = envoy_counts(&[
-            envoy("a", "default", Variant::Sotw),
-            envoy("b", "default", Variant::Sotw),
-            envoy("c", "edge", Variant::Delta),
-        ]);
+        let edge = "apiVersion: ambassador/v1\nkind: Mapping\nname: edge\nprefix: /edge/\nservice: edge\nambassador_id: edge\n";
+        let published = published(&[("a.yaml", MAIN), ("e.yaml", edge)]);
+        let counts = envoy_counts(
+            &[
+                envoy("a", "default", Variant::Sotw),
+                envoy("b", "default", Variant::Sotw),
+                envoy("c", "edge", Variant::Delta),
+                envoy("d", "made-up", Variant::Delta),
+                envoy("e", "made-up-too", Variant::Delta),
+            ],
+            &published,
+        );
         assert_eq!(counts[&envoy_labels("default", Variant::Sotw)], 2);
         assert_eq!(counts[&envoy_labels("edge", Variant::Delta)], 1);
+        assert_eq!(counts[&envoy_labels(OTHER_FLEET, Variant::Delta)], 2);
         assert!(!counts.contains_key(&envoy_labels("default", Variant::Delta)));
+    }
+
+    #[test]
+    fn a_fleet_a_client_claims_adds_no_series() {
+        let m = Metrics::new();
+        let hub = Hub::new(published(&[("a.yaml", MAIN)]));
+        {
+            let mut envoys = hub.envoys.lock().unwrap();
+            for i in 0..50 {
+                envoys.insert(
+                    i,
+                    envoy(&format!("n{i}"), &format!("claimed-{i}"), Variant::Sotw),
+                );
+            }
+        }
+        let text = m.render(&hub);
+        assert!(!text.contains("claimed-"), "{text}");
+        let other = "canary_xds_envoys_connected{fleet=\"other\",ads=\"sotw\"}";
+        assert_eq!(sample(&text, other), Some(50.0), "{text}");
+        let series = text
+            .lines()
+            .filter(|l| l.starts_with("canary_xds_envoys_connected{"))
+            .count();
+        assert_eq!(series, 4, "default and other, sotw and delta: {text}");
+    }
+
+    #[test]
+    fn refusals_are_counted_by_reason() {
+        let m = Metrics::new();
+        let hub = Hub::new(published(&[("a.yaml", MAIN)]));
+        let text = m.render(&hub);
+        for why in XdsRefusal::ALL {
+            let series = format!("canary_xds_xds_refused_total{{reason=\"{}\"}}", why.label());
+            assert_eq!(sample(&text, &series), Some(0.0), "{series} in {text}");
+        }
+        hub.counters.refuse(XdsRefusal::TooManyNames);
+        hub.counters.refuse(XdsRefusal::TooManyNames);
+        let text = m.render(&hub);
+        assert_eq!(
+            sample(
+                &text,
+                "canary_xds_xds_refused_total{reason=\"too_many_names\"}"
+            ),
+            Some(2.0)
+        );
+        assert!(sample(&text, "canary_xds_xds_archived_sets").unwrap() > 0.0);
     }
 }

@@ -16,6 +16,7 @@ use crate::envoy::snapshot::{
 };
 use crate::input::DEFAULT_MAX_FILE_SIZE;
 use crate::xds::identity::AllowRule;
+use crate::xds::server::StreamLimits;
 
 use super::ServeError;
 
@@ -157,6 +158,8 @@ pub struct ServeArgs {
     /// environment: a variable left in a daemon's environment must not make it exit.
     #[arg(long, hide = true)]
     pub validate_flags: bool,
+    #[command(flatten)]
+    pub xds_limits: XdsLimitArgs,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -224,6 +227,8 @@ pub struct Settings {
     /// After a shutdown signal, how long open streams and connections get to finish before
     /// they are dropped and `serve` exits.
     pub drain: Duration,
+    /// What a client of the xDS port may cost (`--xds-max-*`, `--xds-first-request-timeout`).
+    pub xds_limits: XdsLimits,
     /// Called inside every reload of the watch loop; tests only.
     #[doc(hidden)]
     pub reload_hook: ReloadHook,
@@ -297,6 +302,7 @@ impl Settings {
             allow: args.allow.clone(),
             insecure: args.insecure,
             drain: DRAIN,
+            xds_limits: XdsLimits::from_args(&args.xds_limits),
             reload_hook: ReloadHook::default(),
         })
     }
@@ -337,7 +343,80 @@ impl Settings {
             allow: Vec::new(),
             insecure: false,
             drain: DRAIN,
+            xds_limits: XdsLimits::default(),
             reload_hook: ReloadHook::default(),
+        }
+    }
+}
+
+// --- the limits of the xDS port ---
+
+/// The flags that bound what a client of the xDS port may cost: each is a row of the Limits
+/// table in docs/operating.md.
+#[derive(Clone, Debug, Args)]
+pub struct XdsLimitArgs {
+    /// The largest ADS request taken, in bytes; a larger one ends its stream with
+    /// RESOURCE_EXHAUSTED. By default it follows what is published: twice the largest fleet's
+    /// resource names and versions (what a delta reconnect reports), and at least 4 MiB.
+    #[arg(long, value_name = "BYTES", env = "CANARY_XDS_XDS_MAX_REQUEST_BYTES")]
+    pub xds_max_request_bytes: Option<usize>,
+    /// Seconds a new ADS stream has to send its first request before it is closed.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 15,
+        value_parser = clap::value_parser!(u64).range(1..),
+        env = "CANARY_XDS_XDS_FIRST_REQUEST_TIMEOUT"
+    )]
+    pub xds_first_request_timeout: u64,
+    /// ADS streams one HTTP/2 connection may have open at once (Envoy opens one).
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = DEFAULT_MAX_STREAMS_PER_CONNECTION,
+        value_parser = clap::value_parser!(u32).range(1..),
+        env = "CANARY_XDS_XDS_MAX_STREAMS_PER_CONNECTION"
+    )]
+    pub xds_max_streams_per_connection: u32,
+    /// Connections the xDS port may have open at once; one more is closed as it is accepted.
+    /// By default 10,000, or fewer when the open-file limit (raised to its hard limit at
+    /// start) would not hold them.
+    #[arg(long, value_name = "N", env = "CANARY_XDS_XDS_MAX_CONNECTIONS")]
+    pub xds_max_connections: Option<usize>,
+}
+
+/// Streams per xDS connection by default: Envoy opens one ADS stream on its connection.
+pub const DEFAULT_MAX_STREAMS_PER_CONNECTION: u32 = 100;
+
+/// What a client of the xDS port may cost.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct XdsLimits {
+    /// Per stream: the request size limit and the first request's deadline.
+    pub stream: StreamLimits,
+    pub max_streams_per_connection: u32,
+    /// `None`: the default, below the open-file limit (`accept::connection_limit`).
+    pub max_connections: Option<usize>,
+}
+
+impl Default for XdsLimits {
+    fn default() -> Self {
+        XdsLimits {
+            stream: StreamLimits::default(),
+            max_streams_per_connection: DEFAULT_MAX_STREAMS_PER_CONNECTION,
+            max_connections: None,
+        }
+    }
+}
+
+impl XdsLimits {
+    fn from_args(args: &XdsLimitArgs) -> Self {
+        XdsLimits {
+            stream: StreamLimits {
+                max_request_bytes: args.xds_max_request_bytes,
+                first_request_timeout: Duration::from_secs(args.xds_first_request_timeout),
+            },
+            max_streams_per_connection: args.xds_max_streams_per_connection,
+            max_connections: args.xds_max_connections,
         }
     }
 }

@@ -4,6 +4,7 @@
 //! `start` takes bound listeners (xDS, and the admin server's unless it is off) and a shutdown
 //! future (tests bind port 0 and read the addresses back) and returns what is running.
 
+mod accept;
 mod args;
 pub mod dir_watch;
 mod in_place;
@@ -12,7 +13,10 @@ pub mod state_dir;
 pub mod tls;
 mod watch_loop;
 
-pub use args::{DEFAULT_LISTEN, DRAIN, LogFormat, ReloadHook, ServeArgs, Settings, parse_listen};
+pub use args::{
+    DEFAULT_LISTEN, DRAIN, LogFormat, ReloadHook, ServeArgs, Settings, XdsLimitArgs, XdsLimits,
+    parse_listen,
+};
 pub use start::{Listeners, Running, start};
 use std::future::Future;
 

@@ -78,9 +78,14 @@ pub async fn start(
     // Before anything else runs: a control plane that would serve unsafely does not start.
     let security = Security::load(settings.xds_tls.as_ref(), &settings.allow)?;
     warn_about_exposure(&settings, &security, xds_addr, admin_addr)?;
+    let max_connections = connection_limit(&settings);
+    let limits = settings.xds_limits;
+    // tonic's own default is no limit on streams per connection (it passes `None` to hyper,
+    // which removes hyper's 200).
     let mut server = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(10)));
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .max_concurrent_streams(Some(limits.max_streams_per_connection));
     if let Some(tls) = security.tls {
         server = server
             .tls_config(tls)
@@ -186,7 +191,7 @@ pub async fn start(
     if !saved.sets.is_empty() {
         hub.with_archive(|a| {
             for (kind, set) in &saved.sets {
-                a.record(*kind, set);
+                a.record_published(*kind, set);
             }
         });
         tracing::info!(sets = saved.sets.len(), "resuming from --state-dir");
@@ -260,7 +265,8 @@ pub async fn start(
         }
     });
     let server_hub = Arc::clone(&hub);
-    let service = hub.service_with(security.access);
+    let service = hub.service_with(security.access).with_limits(limits.stream);
+    let incoming = super::accept::incoming(xds, max_connections, Arc::clone(&hub));
     let mut server_stop = stop_rx.clone();
     let mut drain_stop = stop_rx;
     let drain = settings.drain;
@@ -277,12 +283,8 @@ pub async fn start(
         };
         // The listener is bound, so streams opened from now on are accepted.
         server_admin.set_serving(true);
-        // The builder's tcp_nodelay and tcp_keepalive apply only to listeners tonic binds
-        // itself; on ours they are set here. Without TCP_NODELAY a small push (one route's
-        // weights) waits for Nagle's algorithm: up to 40 ms for the ACK of the last segment.
-        let incoming = tonic::transport::server::TcpIncoming::from(xds)
-            .with_nodelay(Some(true))
-            .with_keepalive(Some(Duration::from_secs(30)));
+        // Our accept loop (bounded, pausing on errors; it sets TCP_NODELAY and keepalive,
+        // which the builder's options would set only on a listener tonic binds itself).
         let serving = async move {
             let result = server
                 .add_service(service)
@@ -326,6 +328,25 @@ pub async fn start(
         admin: admin_state,
         done,
     })
+}
+
+/// The connection limit of the xDS port, after raising the open-file limit as far as it
+/// goes: `--xds-max-connections`, or a default below the open-file limit. A limit above what
+/// the open files allow is kept, with a warning: past it, accepts fail and pause.
+fn connection_limit(settings: &Settings) -> usize {
+    let open_files = super::accept::raise_open_files();
+    let (limit, room) =
+        super::accept::connection_limit(settings.xds_limits.max_connections, open_files);
+    if let Some(room) = room {
+        tracing::warn!(
+            max_connections = limit,
+            open_file_limit = open_files,
+            room,
+            "--xds-max-connections is above what the open-file limit (RLIMIT_NOFILE) leaves for \
+             connections: past that, new connections wait until one closes"
+        );
+    }
+    limit
 }
 
 /// Refuses plaintext xDS on a non-loopback address without `--insecure`, and warns about every

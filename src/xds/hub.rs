@@ -4,7 +4,7 @@
 //! reports its Envoy's status back; admin and metrics read both.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -47,6 +47,98 @@ pub struct Counters {
     pub acks: AtomicU64,
     pub nacks: AtomicU64,
     pub streams_opened: AtomicU64,
+    /// Clients refused by a limit, by `XdsRefusal` (its position in `XdsRefusal::ALL`).
+    refused: [AtomicU64; XdsRefusal::ALL.len()],
+    /// Connections accepted and not yet closed.
+    pub connections: AtomicU64,
+    /// Failed accepts of the xDS listener (out of file descriptors, say).
+    pub accept_errors: AtomicU64,
+}
+
+impl Counters {
+    /// Counts a client refused for `why`.
+    pub fn refuse(&self, why: XdsRefusal) {
+        self.refused[why as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many clients were refused for `why`.
+    pub fn refused(&self, why: XdsRefusal) -> u64 {
+        self.refused[why as usize].load(Ordering::Relaxed)
+    }
+}
+
+/// Why the xDS server refused a client: each is a limit of the Limits table
+/// (docs/operating.md), and has its count in `/metrics`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum XdsRefusal {
+    /// A request larger than the request size limit.
+    RequestTooLarge = 0,
+    /// A request naming more resources than the limit for its type.
+    TooManyNames,
+    /// A `node.cluster` longer than any fleet name can be.
+    FleetNameTooLong,
+    /// A stream whose first request did not come in time.
+    NoFirstRequest,
+    /// A connection over the connection limit.
+    TooManyConnections,
+}
+
+impl XdsRefusal {
+    pub const ALL: [XdsRefusal; 5] = [
+        XdsRefusal::RequestTooLarge,
+        XdsRefusal::TooManyNames,
+        XdsRefusal::FleetNameTooLong,
+        XdsRefusal::NoFirstRequest,
+        XdsRefusal::TooManyConnections,
+    ];
+
+    /// Its label in metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            XdsRefusal::RequestTooLarge => "request_too_large",
+            XdsRefusal::TooManyNames => "too_many_names",
+            XdsRefusal::FleetNameTooLong => "fleet_name_too_long",
+            XdsRefusal::NoFirstRequest => "no_first_request",
+            XdsRefusal::TooManyConnections => "too_many_connections",
+        }
+    }
+}
+
+/// The smallest request size limit: gRPC's usual default.
+pub const MIN_REQUEST_BYTES: usize = 4 * 1024 * 1024;
+
+/// Names a request may carry beyond twice the largest published set of its type.
+pub const NAMES_MARGIN: usize = 1024;
+
+/// How large a well-behaved Envoy's requests can be, from what is published (now and just
+/// before, which a reconnecting Envoy may still hold): the bytes of the largest fleet's
+/// resource names and versions, and the largest set of each type.
+#[derive(Debug, Default)]
+struct Budget {
+    names_and_versions: AtomicUsize,
+    /// By `Kind` (its position in `Kind::ALL`).
+    resources: [AtomicUsize; 4],
+}
+
+/// The budget `p` needs: (bytes of names and versions of its largest fleet, largest set of
+/// each kind).
+fn measure(p: &Published) -> (usize, [usize; 4]) {
+    let mut bytes = 0;
+    let mut resources = [0; 4];
+    for snap in p.fleets.values().chain(std::iter::once(&p.other)) {
+        let mut fleet_bytes = 0;
+        for (kind, set) in snap.sets() {
+            fleet_bytes += set
+                .items
+                .values()
+                .map(|r| r.name.len() + r.version.len())
+                .sum::<usize>();
+            let i = Kind::ALL.iter().position(|k| *k == kind).expect("a kind");
+            resources[i] = resources[i].max(set.len());
+        }
+        bytes = bytes.max(fleet_bytes);
+    }
+    (bytes, resources)
 }
 
 /// Something an observer (metrics, logs) may want to hear of as it happens.
@@ -67,18 +159,20 @@ type Observer = Box<dyn Fn(Observed) + Send + Sync>;
 pub struct Hub {
     pub(super) snapshots: watch::Sender<Arc<Published>>,
     pub(super) archive: Mutex<Archive>,
-    pub(super) envoys: Mutex<BTreeMap<u64, EnvoyStatus>>,
+    pub(crate) envoys: Mutex<BTreeMap<u64, EnvoyStatus>>,
     pub(super) next_stream: AtomicU64,
     pub(super) closing: watch::Sender<bool>,
     pub counters: Counters,
     pub(super) observer: Mutex<Option<Observer>>,
+    budget: Budget,
 }
 
 impl Hub {
     pub fn new(initial: Published) -> Arc<Hub> {
         let mut archive = Archive::default();
         record(&mut archive, &initial);
-        Arc::new(Hub {
+        let hub = Hub {
+            budget: Budget::default(),
             snapshots: watch::Sender::new(Arc::new(initial)),
             archive: Mutex::new(archive),
             envoys: Mutex::new(BTreeMap::new()),
@@ -86,11 +180,49 @@ impl Hub {
             closing: watch::Sender::new(false),
             counters: Counters::default(),
             observer: Mutex::new(None),
-        })
+        };
+        hub.set_budget(measure(&hub.current()));
+        Arc::new(hub)
+    }
+
+    fn set_budget(&self, (bytes, resources): (usize, [usize; 4])) {
+        self.budget
+            .names_and_versions
+            .store(bytes, Ordering::Relaxed);
+        for (n, a) in resources.iter().zip(&self.budget.resources) {
+            a.store(*n, Ordering::Relaxed);
+        }
+    }
+
+    /// The largest request a stream takes unless told otherwise: twice the largest fleet's
+    /// resource names and versions (what a delta reconnect reports holding), and at least
+    /// 4 MiB. It follows what is published, so a fleet of 50,000 long cluster names can
+    /// reconnect, and a small one does not let a client send 64 MiB.
+    pub fn request_limit(&self) -> usize {
+        (2 * self.budget.names_and_versions.load(Ordering::Relaxed)).max(MIN_REQUEST_BYTES)
+    }
+
+    /// The most names of `kind` a request may make a stream track (subscribed, or reported
+    /// held on a delta reconnect): twice the largest published set of the kind, plus
+    /// `NAMES_MARGIN`. `None` (a type not served) takes the largest of every kind.
+    pub fn names_limit(&self, kind: Option<Kind>) -> usize {
+        let largest = |i: usize| self.budget.resources[i].load(Ordering::Relaxed);
+        let largest = match kind {
+            Some(k) => largest(Kind::ALL.iter().position(|x| *x == k).expect("a kind")),
+            None => (0..Kind::ALL.len()).map(largest).max().unwrap_or(0),
+        };
+        2 * largest + NAMES_MARGIN
     }
 
     /// Serves `p` from now on. Streams pick it up at once, or when they next can.
     pub fn publish(&self, p: Published) {
+        // What the Envoys hold now and what they will hold: a reconnect may report either.
+        let (before, after) = (measure(&self.current()), measure(&p));
+        let mut resources = before.1;
+        for (n, a) in resources.iter_mut().zip(after.1) {
+            *n = (*n).max(a);
+        }
+        self.set_budget((before.0.max(after.0), resources));
         {
             let mut archive = self.archive.lock().expect("archive lock");
             archive.next_generation();
@@ -173,8 +305,6 @@ impl Hub {
 
 fn record(archive: &mut Archive, p: &Published) {
     for snap in p.fleets.values().chain(std::iter::once(&p.other)) {
-        for (kind, set) in snap.sets() {
-            archive.record(kind, set);
-        }
+        archive.record_snapshot(snap);
     }
 }

@@ -9,6 +9,7 @@ pub mod resource;
 pub mod server;
 pub mod snapshot;
 pub mod stream;
+mod wire;
 
 pub use hub::{EnvoyStatus, Hub, Observed};
 pub use snapshot::{Published, RUNTIME_LAYER, Snapshot};

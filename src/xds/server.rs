@@ -5,6 +5,13 @@
 //! the response body itself from the snapshot's pre-encoded, shared bytes, so a snapshot is
 //! encoded once however many Envoys it goes to, and no stream keeps a copy of it. Snapshots
 //! reach the streams through a `watch` channel: a stream that is busy sees only the latest one.
+//!
+//! A client is trusted with nothing before it is known: a request larger than what the largest
+//! fleet's reconnect needs is refused as it arrives, a stream must speak within a time limit,
+//! the fleet a node claims is checked against its certificate before any other part of its
+//! request is looked at, a request naming more resources than any fleet has is refused before
+//! any per-name work, and no per-name work is done under the archive's lock. Every refusal ends
+//! the stream with a gRPC status that says why, and is counted.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -12,22 +19,23 @@ use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
+use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DiscoveryRequest};
 use tokio::sync::mpsc;
-use tonic::codec::{DecodeBuf, Decoder};
 use tonic::codegen::{BoxFuture, Context, Poll, Service, http};
 use tonic::server::NamedService;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
-use tonic::{Status, Streaming};
+use tonic::{Code, Status, Streaming};
 
 use super::archive::Archive;
-use super::hub::{EnvoyStatus, Hub, Observed};
+use super::hub::{EnvoyStatus, Hub, Observed, XdsRefusal};
 use super::identity::{self, Access, San};
 use super::resource::Kind;
 use super::snapshot::Published;
 use super::stream::{Encoded, Event, ProtocolError, StreamState, Variant};
+use super::wire::{AdsBody, EndStatus, ProstDecoder};
 
 /// The gRPC service name Envoy calls.
 pub const SERVICE_NAME: &str = "envoy.service.discovery.v3.AggregatedDiscoveryService";
@@ -36,20 +44,50 @@ const SOTW_PATH: &str =
 const DELTA_PATH: &str =
     "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources";
 
-/// Requests larger than this are refused. Delta reconnects carry every resource's version, so
-/// the limit is far above tonic's 4 MiB default.
-pub const MAX_REQUEST_BYTES: usize = 64 * 1024 * 1024;
+/// How long a new stream has to send its first request, unless told otherwise.
+pub const FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The limits of every ADS stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StreamLimits {
+    /// The largest request taken, in bytes; `None` follows what is published
+    /// (`Hub::request_limit`).
+    pub max_request_bytes: Option<usize>,
+    /// How long a new stream has to send its first request. Only the first is timed: an
+    /// Envoy whose config is settled may send nothing for hours.
+    pub first_request_timeout: Duration,
+}
+
+impl Default for StreamLimits {
+    fn default() -> Self {
+        StreamLimits {
+            max_request_bytes: None,
+            first_request_timeout: FIRST_REQUEST_TIMEOUT,
+        }
+    }
+}
 
 /// The tonic service for ADS, both variants.
 #[derive(Clone)]
 pub struct AdsService {
     hub: Arc<Hub>,
     access: Access,
+    limits: StreamLimits,
 }
 
 impl AdsService {
     pub(super) fn new(hub: Arc<Hub>, access: Access) -> Self {
-        AdsService { hub, access }
+        AdsService {
+            hub,
+            access,
+            limits: StreamLimits::default(),
+        }
+    }
+
+    /// This service with `limits` on every stream.
+    pub fn with_limits(mut self, limits: StreamLimits) -> Self {
+        self.limits = limits;
+        self
     }
 }
 
@@ -73,12 +111,14 @@ where
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let hub = Arc::clone(&self.hub);
         let peer = Peer::of(&req, &self.access);
+        let limits = self.limits;
         match req.uri().path() {
             SOTW_PATH => Box::pin(async move {
                 Ok(open_stream::<DiscoveryRequest, B>(
                     hub,
                     Variant::Sotw,
                     peer,
+                    limits,
                     req,
                 ))
             }),
@@ -87,6 +127,7 @@ where
                     hub,
                     Variant::Delta,
                     peer,
+                    limits,
                     req,
                 ))
             }),
@@ -145,6 +186,7 @@ fn open_stream<R, B>(
     hub: Arc<Hub>,
     variant: Variant,
     peer: Peer,
+    limits: StreamLimits,
     req: http::Request<B>,
 ) -> http::Response<tonic::body::Body>
 where
@@ -152,20 +194,29 @@ where
     B: tonic::codegen::Body + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
 {
+    // tonic checks a message's length from its header, before reading it.
+    let max_bytes = limits
+        .max_request_bytes
+        .unwrap_or_else(|| hub.request_limit());
     let requests = Streaming::new_request(
         ProstDecoder::<R>(PhantomData),
         req.into_body(),
         None,
-        Some(MAX_REQUEST_BYTES),
+        Some(max_bytes),
     );
     // Two responses in flight at most: a slow Envoy holds back only its own task.
     let (tx, rx) = mpsc::channel(2);
-    tokio::spawn(run_stream(hub, variant, peer, requests, tx));
-    let mut response = http::Response::new(tonic::body::Body::new(AdsBody {
-        rx,
-        pending: std::collections::VecDeque::new(),
-        done: false,
-    }));
+    let end = EndStatus::default();
+    let stream = StreamTask {
+        id: hub.next_stream.fetch_add(1, Ordering::Relaxed),
+        hub,
+        peer,
+        state: StreamState::new(variant),
+        authorized: false,
+        planned_since: None,
+    };
+    tokio::spawn(run_stream(stream, limits, requests, tx, end.clone()));
+    let mut response = http::Response::new(tonic::body::Body::new(AdsBody::new(rx, end)));
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/grpc"),
@@ -173,57 +224,15 @@ where
     response
 }
 
-/// The response body of an ADS stream: gRPC frames made of shared `Bytes`, then the status in
-/// trailers.
-struct AdsBody {
-    rx: mpsc::Receiver<Result<Encoded, Status>>,
-    pending: std::collections::VecDeque<bytes::Bytes>,
-    done: bool,
-}
-
-impl http_body::Body for AdsBody {
-    type Data = bytes::Bytes;
-    type Error = Status;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, Status>>> {
-        if let Some(chunk) = self.pending.pop_front() {
-            return Poll::Ready(Some(Ok(http_body::Frame::data(chunk))));
-        }
-        if self.done {
-            return Poll::Ready(None);
-        }
-        match self.rx.poll_recv(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(Some(Ok(encoded))) => {
-                // The gRPC message header: not compressed, then the length, big-endian.
-                let mut header = [0u8; 5];
-                header[1..].copy_from_slice(&(encoded.len() as u32).to_be_bytes());
-                self.pending
-                    .push_back(bytes::Bytes::copy_from_slice(&header));
-                self.pending
-                    .extend(encoded.chunks.into_iter().filter(|c| !c.is_empty()));
-                let first = self.pending.pop_front().expect("the header was pushed");
-                Poll::Ready(Some(Ok(http_body::Frame::data(first))))
-            }
-            Poll::Ready(end) => {
-                self.done = true;
-                let status = match end {
-                    Some(Err(status)) => status,
-                    _ => Status::ok(""),
-                };
-                let mut trailers = http::HeaderMap::new();
-                let _ = status.add_header(&mut trailers);
-                Poll::Ready(Some(Ok(http_body::Frame::trailers(trailers))))
-            }
-        }
-    }
-}
-
 /// A request type of an ADS variant and how the stream state takes it.
 trait AdsRequest: prost::Message + Default + Send + 'static {
+    /// The node, which only the first request of a stream must carry.
+    fn node(&self) -> Option<&Node>;
+    fn type_url(&self) -> &str;
+    /// How many names of `kind` the stream would track after taking this, at most.
+    fn names_after(&self, state: &StreamState, kind: Kind) -> usize;
+    /// Whether taking this may look in the archive.
+    fn reads_archive(&self) -> bool;
     fn apply(
         state: &mut StreamState,
         req: &Self,
@@ -232,6 +241,22 @@ trait AdsRequest: prost::Message + Default + Send + 'static {
 }
 
 impl AdsRequest for DiscoveryRequest {
+    fn node(&self) -> Option<&Node> {
+        self.node.as_ref()
+    }
+
+    fn type_url(&self) -> &str {
+        &self.type_url
+    }
+
+    fn names_after(&self, state: &StreamState, _kind: Kind) -> usize {
+        state.names_after_sotw(self)
+    }
+
+    fn reads_archive(&self) -> bool {
+        StreamState::sotw_reads_archive(self)
+    }
+
     fn apply(
         state: &mut StreamState,
         req: &Self,
@@ -242,6 +267,22 @@ impl AdsRequest for DiscoveryRequest {
 }
 
 impl AdsRequest for DeltaDiscoveryRequest {
+    fn node(&self) -> Option<&Node> {
+        self.node.as_ref()
+    }
+
+    fn type_url(&self) -> &str {
+        &self.type_url
+    }
+
+    fn names_after(&self, state: &StreamState, kind: Kind) -> usize {
+        state.names_after_delta(self, kind)
+    }
+
+    fn reads_archive(&self) -> bool {
+        StreamState::delta_reads_archive(self)
+    }
+
     fn apply(
         state: &mut StreamState,
         req: &Self,
@@ -251,26 +292,38 @@ impl AdsRequest for DeltaDiscoveryRequest {
     }
 }
 
-async fn run_stream<R: AdsRequest>(
+/// One stream's task: its protocol state, and what the server knows of the peer.
+struct StreamTask {
     hub: Arc<Hub>,
-    variant: Variant,
+    id: u64,
     peer: Peer,
+    state: StreamState,
+    /// Nothing is planned before the node is known, and the node's fleet is checked against
+    /// the peer's certificate as soon as it is: a refused stream is sent nothing.
+    authorized: bool,
+    /// The change (`Published::since`) the last responses were planned from.
+    planned_since: Option<Instant>,
+}
+
+async fn run_stream<R: AdsRequest>(
+    mut task: StreamTask,
+    limits: StreamLimits,
     mut requests: Streaming<R>,
-    tx: mpsc::Sender<Result<Encoded, Status>>,
+    tx: mpsc::Sender<Encoded>,
+    end: EndStatus,
 ) {
-    let id = hub.next_stream.fetch_add(1, Ordering::Relaxed);
+    let hub = Arc::clone(&task.hub);
+    let id = task.id;
     hub.counters.streams_opened.fetch_add(1, Ordering::Relaxed);
     let mut snapshots = hub.snapshots.subscribe();
     let mut closing = hub.closing.subscribe();
-    let mut state = StreamState::new(variant);
     let connected_since = SystemTime::now();
     let mut synced: Option<String> = None;
-    // The change (`Published::since`) the last responses were planned from.
-    let mut planned_since: Option<Instant> = None;
-    // Nothing is planned before the node is known, and the node's fleet is checked against the
-    // peer's certificate as soon as it is: a refused stream is sent nothing.
-    let mut authorized = false;
-    loop {
+    // Only the first request is timed.
+    let first_request_by = tokio::time::Instant::now() + limits.first_request_timeout;
+    let mut spoke = false;
+    let ended: Result<(), Status> = loop {
+        let state = &mut task.state;
         if let Some(fleet) = state.fleet().map(str::to_string) {
             let published = Arc::clone(&snapshots.borrow_and_update());
             let snap = published.fleet(&fleet);
@@ -284,7 +337,7 @@ async fn run_stream<R: AdsRequest>(
             };
             let sent_any = !responses.is_empty();
             if sent_any {
-                planned_since = Some(published.since);
+                task.planned_since = Some(published.since);
             }
             for r in responses {
                 tracing::debug!(
@@ -299,7 +352,7 @@ async fn run_stream<R: AdsRequest>(
                     "push"
                 );
                 hub.counters.responses.fetch_add(1, Ordering::Relaxed);
-                if tx.send(Ok(r.body)).await.is_err() {
+                if tx.send(r.body).await.is_err() {
                     break;
                 }
             }
@@ -315,61 +368,143 @@ async fn run_stream<R: AdsRequest>(
                 synced = Some(snap.version.clone());
             }
             let in_sync = synced.as_deref() == Some(snap.version.as_str());
-            update_status(&hub, id, &state, connected_since, synced.clone(), in_sync);
+            update_status(&hub, id, state, connected_since, synced.clone(), in_sync);
         }
         tokio::select! {
             message = requests.message() => match message {
                 Ok(Some(req)) => {
-                    let applied = {
-                        let archive = hub.archive.lock().expect("archive lock");
-                        R::apply(&mut state, &req, &archive)
-                    };
-                    if let (Ok(_), false, Some(fleet)) = (&applied, authorized, state.fleet()) {
-                        if let Err(why) = peer.access.check(fleet, peer.sans.as_deref()) {
-                            // Never the certificate itself, nor anything secret: who, what, why.
-                            tracing::warn!(
-                                node = state.node_id().unwrap_or(""),
-                                fleet,
-                                sans = identity::san_list(peer.sans.as_deref().unwrap_or_default()),
-                                peer = peer.addr.map(|a| a.to_string()).unwrap_or_default(),
-                                reason = %why,
-                                "refused an xDS stream: its client certificate does not allow this fleet"
-                            );
-                            let _ = tx
-                                .send(Err(Status::permission_denied(format!(
-                                    "this client certificate may not receive fleet {fleet:?}"
-                                ))))
-                                .await;
-                            return;
-                        }
-                        authorized = true;
-                    }
-                    match applied {
-                        Ok(events) => {
-                            let published = Arc::clone(&snapshots.borrow());
-                            on_events(&hub, id, planned_since, &state, &published, events);
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "refusing an ADS stream");
-                            let _ = tx.send(Err(Status::invalid_argument(e.to_string()))).await;
-                            break;
-                        }
+                    spoke = true;
+                    let published = Arc::clone(&snapshots.borrow());
+                    if let Err(status) = task.take(&req, &published) {
+                        break Err(status);
                     }
                 }
-                Ok(None) => break,
-                Err(status) => {
-                    tracing::debug!(node = state.node_id().unwrap_or(""), %status, "stream ended");
-                    break;
-                }
+                Ok(None) => break Ok(()),
+                Err(status) => break Err(task.unreadable(status)),
             },
-            changed = snapshots.changed() => if changed.is_err() { break },
+            () = tokio::time::sleep_until(first_request_by), if !spoke => {
+                hub.counters.refuse(XdsRefusal::NoFirstRequest);
+                let after = limits.first_request_timeout;
+                tracing::warn!(
+                    peer = task.peer.addr.map(|a| a.to_string()).unwrap_or_default(),
+                    ?after,
+                    "closed an xDS stream that sent no request"
+                );
+                break Err(Status::deadline_exceeded(format!(
+                    "no request within {after:?} of opening the stream"
+                )));
+            }
+            changed = snapshots.changed() => if changed.is_err() { break Ok(()) },
             // `wait_for`, not `changed`: a stream opened after `close` must end too.
-            _ = async { closing.wait_for(|c| *c).await.is_ok() } => break,
+            _ = async { closing.wait_for(|c| *c).await.is_ok() } => break Ok(()),
         }
+    };
+    if let Err(status) = ended {
+        end.set(status);
     }
+    let state = &task.state;
     hub.envoys.lock().expect("envoys lock").remove(&id);
     if let Some(node) = state.node_id() {
-        tracing::info!(node, fleet = state.fleet().unwrap_or(""), variant = %variant, "Envoy disconnected");
+        tracing::info!(node, fleet = state.fleet().unwrap_or(""), variant = %state.variant(), "Envoy disconnected");
+    }
+}
+
+impl StreamTask {
+    /// Takes one request, or says with which status to end the stream. Who may have what is
+    /// decided first, then the request's size in names, and only then is it taken.
+    fn take<R: AdsRequest>(&mut self, req: &R, published: &Arc<Published>) -> Result<(), Status> {
+        let hub = &self.hub;
+        if !self.authorized {
+            let fleet = match StreamState::claimed_fleet(req.node()) {
+                Ok(fleet) => fleet,
+                Err(e) => {
+                    if let ProtocolError::FleetTooLong { .. } = e {
+                        hub.counters.refuse(XdsRefusal::FleetNameTooLong);
+                    }
+                    return Err(self.refuse(Status::invalid_argument(e.to_string())));
+                }
+            };
+            let sans = self.peer.sans.as_deref();
+            if let Err(why) = self.peer.access.check(fleet, sans) {
+                // Never the certificate itself, nor anything secret: who, what, why.
+                tracing::warn!(
+                    node = req.node().map(|n| n.id.as_str()).unwrap_or(""),
+                    fleet,
+                    sans = identity::san_list(sans.unwrap_or_default()),
+                    peer = self.peer.addr.map(|a| a.to_string()).unwrap_or_default(),
+                    reason = %why,
+                    "refused an xDS stream: its client certificate does not allow this fleet"
+                );
+                return Err(Status::permission_denied(format!(
+                    "this client certificate may not receive fleet {fleet:?}"
+                )));
+            }
+            self.authorized = true;
+        }
+        if let Some(kind) = Kind::from_type_url(req.type_url()) {
+            let (names, limit) = (
+                req.names_after(&self.state, kind),
+                hub.names_limit(Some(kind)),
+            );
+            if names > limit {
+                hub.counters.refuse(XdsRefusal::TooManyNames);
+                return Err(self.refuse(Status::resource_exhausted(format!(
+                    "the request names {names} {kind} resources; at most {limit} are taken \
+                     (twice the largest set of that type served, plus {})",
+                    super::hub::NAMES_MARGIN
+                ))));
+            }
+        }
+        // A reconnect's versions are looked up in a copy of the archive (a few entries per
+        // fleet), so that no per-name work holds the lock every stream and `publish` need.
+        let copy;
+        let archive = if req.reads_archive() {
+            copy = hub.archive.lock().expect("archive lock").clone();
+            &copy
+        } else {
+            &Archive::default()
+        };
+        match R::apply(&mut self.state, req, archive) {
+            Ok(events) => {
+                on_events(
+                    hub,
+                    self.id,
+                    self.planned_since,
+                    &self.state,
+                    published,
+                    events,
+                );
+                Ok(())
+            }
+            Err(e) => Err(self.refuse(Status::invalid_argument(e.to_string()))),
+        }
+    }
+
+    /// The status that ends a stream whose requests cannot be read: a request over the size
+    /// limit is `RESOURCE_EXHAUSTED` (tonic says `OUT_OF_RANGE`), anything else as it is (a
+    /// client that went away reads nothing).
+    fn unreadable(&self, status: Status) -> Status {
+        if status.code() == Code::OutOfRange {
+            self.hub.counters.refuse(XdsRefusal::RequestTooLarge);
+            return self.refuse(Status::resource_exhausted(format!(
+                "request too large: {}",
+                status.message()
+            )));
+        }
+        tracing::debug!(node = self.state.node_id().unwrap_or(""), %status, "stream ended");
+        status
+    }
+
+    /// Logs a refusal, and returns its status.
+    fn refuse(&self, status: Status) -> Status {
+        tracing::warn!(
+            node = self.state.node_id().unwrap_or(""),
+            peer = self.peer.addr.map(|a| a.to_string()).unwrap_or_default(),
+            code = ?status.code(),
+            why = status.message(),
+            "refusing an ADS stream"
+        );
+        status
     }
 }
 
@@ -403,12 +538,14 @@ fn on_events(
                 message,
             } => {
                 hub.counters.nacks.fetch_add(1, Ordering::Relaxed);
+                // Envoy's text, which a client writes: in a field of its own (`message` is the
+                // event's), and with control characters escaped, so it cannot forge log lines.
                 tracing::warn!(
                     node,
                     fleet,
                     %kind,
                     version,
-                    message,
+                    error_detail = %escape_controls(&message),
                     "Envoy rejected a config (NACK); it keeps its previous one, and this version \
                      is not sent again"
                 );
@@ -431,6 +568,20 @@ fn on_events(
             }
         }
     }
+}
+
+/// `text` with its control characters escaped (`\n`, `\u{1b}`): one log line whatever a
+/// client wrote.
+fn escape_controls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn update_status(
@@ -462,24 +613,19 @@ fn update_status(
     }
 }
 
-/// Decodes requests with prost.
-struct ProstDecoder<R>(PhantomData<R>);
-
-impl<R: prost::Message + Default> Decoder for ProstDecoder<R> {
-    type Item = R;
-    type Error = Status;
-
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<R>, Status> {
-        R::decode(src)
-            .map(Some)
-            .map_err(|e| Status::invalid_argument(format!("cannot decode the request: {e}")))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::test_util::{CANARY, MAIN, envoy, published};
+
+    #[test]
+    fn control_characters_are_escaped_for_the_log() {
+        assert_eq!(
+            escape_controls("bad\n2026-01-01T00:00:00Z  INFO forged\r\u{1b}[31m\t"),
+            "bad\\n2026-01-01T00:00:00Z  INFO forged\\r\\u{1b}[31m\\t"
+        );
+        assert_eq!(escape_controls("plain: ünïcode"), "plain: ünïcode");
+    }
 
     #[test]
     fn a_change_awaits_the_first_ack_of_each_type_it_moved_from_envoys_already_there() {

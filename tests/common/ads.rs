@@ -1,5 +1,6 @@
 //! An ADS client for canary-xds (tonic, plaintext or TLS): a stream opened as an Envoy opens
-//! it, and the first cluster response.
+//! it, and the first cluster response; connections and streams of either variant opened by
+//! hand (requests as a test writes them), and the status a stream ends with.
 
 use std::path::Path;
 use std::time::Duration;
@@ -64,10 +65,29 @@ pub async fn open_ads_with_window(
     ),
     tonic::Status,
 > {
-    use envoy_types::pb::envoy::config::core::v3::Node;
     use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
-    use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
     use prost::Name;
+
+    let channel = ads_channel(port, tls, window).await?;
+    sotw_on(
+        channel,
+        Some(DiscoveryRequest {
+            node: Some(node(id, fleet)),
+            type_url: envoy_types::pb::envoy::config::cluster::v3::Cluster::type_url(),
+            ..Default::default()
+        }),
+    )
+    .await
+}
+
+/// One HTTP/2 connection to canary-xds on 127.0.0.1:`port` (a failed connection or handshake
+/// is `Unavailable`), with flow-control windows of `window` bytes if given. Every stream opened
+/// on it (and its clones) shares the connection.
+pub async fn ads_channel(
+    port: u16,
+    tls: ClientTls<'_>,
+    window: Option<u32>,
+) -> Result<tonic::transport::Channel, tonic::Status> {
     use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
     let unavailable = |e: &dyn std::error::Error| {
@@ -99,22 +119,85 @@ pub async fn open_ads_with_window(
         }
         endpoint = endpoint.tls_config(config).unwrap();
     }
-    let channel = endpoint.connect().await.map_err(|e| unavailable(&e))?;
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
-    tx.send(DiscoveryRequest {
-        node: Some(Node {
-            id: id.into(),
-            cluster: fleet.into(),
-            ..Default::default()
-        }),
-        type_url: envoy_types::pb::envoy::config::cluster::v3::Cluster::type_url(),
+    endpoint.connect().await.map_err(|e| unavailable(&e))
+}
+
+/// A node as a bootstrap names it: `id` of fleet `fleet` (`node.cluster`).
+pub fn node(id: &str, fleet: &str) -> envoy_types::pb::envoy::config::core::v3::Node {
+    envoy_types::pb::envoy::config::core::v3::Node {
+        id: id.into(),
+        cluster: fleet.into(),
         ..Default::default()
-    })
-    .await
-    .unwrap();
+    }
+}
+
+/// Opens a state-of-the-world ADS stream on `channel`, its first request `first` (none: the
+/// stream stays silent until the caller sends one): the responses, and the sender of requests
+/// (the stream ends when it is dropped).
+pub async fn sotw_on(
+    channel: tonic::transport::Channel,
+    first: Option<envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest>,
+) -> Result<
+    (
+        tonic::Streaming<envoy_types::pb::envoy::service::discovery::v3::DiscoveryResponse>,
+        tokio::sync::mpsc::Sender<envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest>,
+    ),
+    tonic::Status,
+> {
+    use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
+
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    if let Some(first) = first {
+        tx.send(first).await.unwrap();
+    }
     let stream = AggregatedDiscoveryServiceClient::new(channel)
+        .max_decoding_message_size(usize::MAX)
         .stream_aggregated_resources(tokio_stream::wrappers::ReceiverStream::new(rx))
         .await?
         .into_inner();
     Ok((stream, tx))
+}
+
+/// `sotw_on` for an incremental (delta) ADS stream.
+pub async fn delta_on(
+    channel: tonic::transport::Channel,
+    first: Option<envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest>,
+) -> Result<
+    (
+        tonic::Streaming<envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryResponse>,
+        tokio::sync::mpsc::Sender<
+            envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest,
+        >,
+    ),
+    tonic::Status,
+> {
+    use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
+
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    if let Some(first) = first {
+        tx.send(first).await.unwrap();
+    }
+    let stream = AggregatedDiscoveryServiceClient::new(channel)
+        .max_decoding_message_size(usize::MAX)
+        .delta_aggregated_resources(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await?
+        .into_inner();
+    Ok((stream, tx))
+}
+
+/// The status that ends `stream` (responses still on their way are read and dropped; a stream
+/// that ends cleanly is `Ok`), or a panic after `timeout`.
+pub async fn end_status<T>(stream: &mut tonic::Streaming<T>, timeout: Duration) -> tonic::Status {
+    let ending = async {
+        loop {
+            match stream.message().await {
+                Ok(Some(_)) => continue,
+                Ok(None) => return tonic::Status::ok(""),
+                Err(status) => return status,
+            }
+        }
+    };
+    tokio::time::timeout(timeout, ending)
+        .await
+        .unwrap_or_else(|_| panic!("the stream did not end within {timeout:?}"))
 }

@@ -1,5 +1,6 @@
 //! canary-xds as a child process: `serve` with its log captured (killed, restarted, stopped
-//! with SIGTERM), and the binary's command with none of the developer's settings.
+//! with SIGTERM, or run under a lowered open-file limit), and the binary's command with none of
+//! the developer's settings.
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -41,11 +42,33 @@ pub struct ControlPlane {
     pub log: PathBuf,
     pub dir: PathBuf,
     extra: Vec<String>,
+    /// The open-file limit (soft and hard) it runs under, if lowered.
+    open_files: Option<u64>,
 }
 
 impl ControlPlane {
     /// Starts `serve --dir dir` with `extra` flags, and waits until the xDS port accepts.
     pub fn start(dir: &Path, listen_port: u16, extra: &[&str]) -> ControlPlane {
+        Self::start_limited(dir, listen_port, extra, None)
+    }
+
+    /// `start` with the open-file limit (soft and hard: `serve` raises the soft one to the
+    /// hard one) lowered to `open_files`.
+    pub fn start_with_open_files(
+        dir: &Path,
+        listen_port: u16,
+        extra: &[&str],
+        open_files: u64,
+    ) -> ControlPlane {
+        Self::start_limited(dir, listen_port, extra, Some(open_files))
+    }
+
+    fn start_limited(
+        dir: &Path,
+        listen_port: u16,
+        extra: &[&str],
+        open_files: Option<u64>,
+    ) -> ControlPlane {
         let xds_port = free_port();
         let mut extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         if !extra.iter().any(|e| e == "--listen") {
@@ -66,7 +89,7 @@ impl ControlPlane {
             .and_then(|(_, p)| p.parse().ok())
             .unwrap_or(0);
         let log = dir.with_extension(format!("cp-{xds_port}.log"));
-        let child = spawn_control_plane(dir, xds_port, &extra, &log);
+        let child = spawn_control_plane(dir, xds_port, &extra, &log, open_files);
         let cp = ControlPlane {
             child,
             xds_port,
@@ -74,6 +97,7 @@ impl ControlPlane {
             log,
             dir: dir.to_path_buf(),
             extra,
+            open_files,
         };
         cp.wait_ready();
         cp
@@ -94,7 +118,13 @@ impl ControlPlane {
     /// Starts it again on the same ports and flags.
     pub fn restart(&mut self) {
         self.kill();
-        self.child = spawn_control_plane(&self.dir, self.xds_port, &self.extra, &self.log);
+        self.child = spawn_control_plane(
+            &self.dir,
+            self.xds_port,
+            &self.extra,
+            &self.log,
+            self.open_files,
+        );
         self.wait_ready();
     }
 
@@ -108,14 +138,31 @@ impl ControlPlane {
     }
 }
 
-fn spawn_control_plane(dir: &Path, xds_port: u16, extra: &[String], log: &Path) -> Child {
+fn spawn_control_plane(
+    dir: &Path,
+    xds_port: u16,
+    extra: &[String],
+    log: &Path,
+    open_files: Option<u64>,
+) -> Child {
     let log_file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log)
         .unwrap();
-    Command::new(env!("CARGO_BIN_EXE_canary-xds"))
-        .arg("serve")
+    let bin = env!("CARGO_BIN_EXE_canary-xds");
+    // The shell lowers the limit and `exec`s: the child's pid is canary-xds's own.
+    let mut cmd = match open_files {
+        None => Command::new(bin),
+        Some(n) => {
+            let mut sh = Command::new("sh");
+            sh.arg("-c")
+                .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                .arg(bin);
+            sh
+        }
+    };
+    cmd.arg("serve")
         .arg("--dir")
         .arg(dir)
         .arg("--xds")

@@ -27,7 +27,10 @@ pub mod weights;
 pub mod workdir;
 
 pub use admin::{metric, wait_admin_ready};
-pub use ads::{ClientTls, first_cds, open_ads, open_ads_with_window};
+pub use ads::{
+    ClientTls, ads_channel, delta_on, end_status, first_cds, node, open_ads, open_ads_with_window,
+    sotw_on,
+};
 pub use bootstrap::{
     Boot, bootstrap, bootstrap_with, envoy_validate, envoy_validate_pb, strict_regex,
 };

@@ -114,6 +114,8 @@ pub enum ProtocolError {
     NoNode,
     #[error("a request on an ADS stream must carry a type_url")]
     NoTypeUrl,
+    #[error("node.cluster is {len} bytes long; no fleet name is longer than 253 bytes")]
+    FleetTooLong { len: usize },
 }
 
 /// What Envoy holds of one kind: the resources we know, shared with the set they came in

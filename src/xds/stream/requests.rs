@@ -1,30 +1,91 @@
 //! Envoy's requests, SotW and delta: the node, subscriptions, ACKs and NACKs, stale nonces,
 //! and a reconnecting Envoy's versions.
+//!
+//! What a client sends is bounded before it is kept: a fleet name longer than any fleet is
+//! refused, a node id and a NACK's message are cut (they are copied into every status read),
+//! and the server can ask, before any per-name work, how many names a request would make it
+//! track and whether taking it reads the archive.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DiscoveryRequest};
 
-use super::{Event, Holding, ProtocolError, RUNTIME_METADATA, StreamState};
+use super::{Event, Holding, ProtocolError, RUNTIME_METADATA, StreamState, index};
 use crate::xds::archive::Archive;
 use crate::xds::resource::Kind;
 
+/// The longest `node.cluster` taken: no fleet name is longer (Mapping names and
+/// `ambassador_id`s are at most 253 characters).
+pub const MAX_FLEET_BYTES: usize = 253;
+
+/// A node id is kept to this many bytes.
+pub const MAX_NODE_ID_BYTES: usize = 256;
+
+/// A NACK's message is kept to this many bytes.
+pub const MAX_NACK_BYTES: usize = 4096;
+
+/// `s` cut to at most `max` bytes, at a character boundary.
+pub fn cut(s: &str, max: usize) -> String {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}
+
 impl StreamState {
-    fn take_node(
-        &mut self,
-        node: Option<&envoy_types::pb::envoy::config::core::v3::Node>,
-    ) -> Result<(), ProtocolError> {
+    /// The fleet a stream's first request claims (`node.cluster`, `default` when empty), read
+    /// before anything else in it, so that who may have what is decided first.
+    pub fn claimed_fleet(node: Option<&Node>) -> Result<&str, ProtocolError> {
+        let node = node.ok_or(ProtocolError::NoNode)?;
+        if node.cluster.len() > MAX_FLEET_BYTES {
+            return Err(ProtocolError::FleetTooLong {
+                len: node.cluster.len(),
+            });
+        }
+        Ok(if node.cluster.is_empty() {
+            crate::model::mapping::DEFAULT_FLEET
+        } else {
+            &node.cluster
+        })
+    }
+
+    /// How many names this stream would track for the request's type after taking `req`, at
+    /// most: what it asks for (SotW replaces the names of its type).
+    pub fn names_after_sotw(&self, req: &DiscoveryRequest) -> usize {
+        req.resource_names.len()
+    }
+
+    /// How many names of `kind` this stream would track after taking `req`, at most: those it
+    /// tracks plus those it subscribes to, or those it reports holding on a reconnect.
+    pub fn names_after_delta(&self, req: &DeltaDiscoveryRequest, kind: Kind) -> usize {
+        let t = &self.types[index(kind)];
+        (t.names.len() + req.resource_names_subscribe.len())
+            .max(req.initial_resource_versions.len())
+    }
+
+    /// Whether `on_sotw` may look `req` up in the archive (a reconnecting Envoy's version):
+    /// other requests are taken without it.
+    pub fn sotw_reads_archive(req: &DiscoveryRequest) -> bool {
+        req.response_nonce.is_empty() && !req.version_info.is_empty()
+    }
+
+    /// Whether `on_delta` may look `req` up in the archive (the versions a reconnecting Envoy
+    /// holds).
+    pub fn delta_reads_archive(req: &DeltaDiscoveryRequest) -> bool {
+        !req.initial_resource_versions.is_empty()
+    }
+
+    fn take_node(&mut self, node: Option<&Node>) -> Result<(), ProtocolError> {
         if self.node_id.is_some() {
             return Ok(());
         }
+        let fleet = Self::claimed_fleet(node)?.to_string();
         let node = node.ok_or(ProtocolError::NoNode)?;
-        self.node_id = Some(node.id.clone());
-        self.fleet = Some(if node.cluster.is_empty() {
-            crate::model::mapping::DEFAULT_FLEET.to_string()
-        } else {
-            node.cluster.clone()
-        });
+        self.node_id = Some(cut(&node.id, MAX_NODE_ID_BYTES));
+        self.fleet = Some(fleet);
         use envoy_types::pb::google::protobuf::value::Kind as ValueKind;
         self.runtime = node
             .metadata
@@ -122,11 +183,12 @@ impl StreamState {
                 });
             }
             Some(status) => {
-                t.last_nack = Some((inflight.version.clone(), status.message.clone()));
+                let message = cut(&status.message, MAX_NACK_BYTES);
+                t.last_nack = Some((inflight.version.clone(), message.clone()));
                 events.push(Event::Nack {
                     kind,
                     version: inflight.version,
-                    message: status.message.clone(),
+                    message,
                 });
             }
         }
@@ -239,14 +301,134 @@ impl StreamState {
                 for (name, r) in inflight.upserts.iter() {
                     t.rejected.insert(name.clone(), r.version.clone());
                 }
-                t.last_nack = Some((inflight.version.clone(), status.message.clone()));
+                let message = cut(&status.message, MAX_NACK_BYTES);
+                t.last_nack = Some((inflight.version.clone(), message.clone()));
                 events.push(Event::Nack {
                     kind,
                     version: inflight.version,
-                    message: status.message.clone(),
+                    message,
                 });
             }
         }
         Ok(events)
+    }
+}
+
+#[cfg(test)]
+mod limits {
+    use super::*;
+    use crate::xds::stream::Variant;
+
+    fn node(id: &str, cluster: &str) -> Node {
+        Node {
+            id: id.into(),
+            cluster: cluster.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_fleet_name_longer_than_any_fleet_is_refused() {
+        assert_eq!(StreamState::claimed_fleet(None), Err(ProtocolError::NoNode));
+        assert_eq!(
+            StreamState::claimed_fleet(Some(&node("n", ""))),
+            Ok("default")
+        );
+        let longest = "f".repeat(MAX_FLEET_BYTES);
+        assert_eq!(
+            StreamState::claimed_fleet(Some(&node("n", &longest))),
+            Ok(longest.as_str())
+        );
+        let over = "f".repeat(MAX_FLEET_BYTES + 1);
+        assert_eq!(
+            StreamState::claimed_fleet(Some(&node("n", &over))),
+            Err(ProtocolError::FleetTooLong { len: 254 })
+        );
+        let mut st = StreamState::new(Variant::Sotw);
+        let req = DiscoveryRequest {
+            node: Some(node("n", &over)),
+            type_url: Kind::Cluster.type_url().into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            st.on_sotw(&req, &Archive::default()),
+            Err(ProtocolError::FleetTooLong { len: 254 })
+        );
+        assert_eq!(st.fleet(), None);
+    }
+
+    #[test]
+    fn cuts_fall_on_character_boundaries() {
+        assert_eq!(cut("ééé", 3), "é");
+        assert_eq!(cut("ééé", 4), "éé");
+        assert_eq!(cut("abc", 10), "abc");
+        assert_eq!(cut("", 0), "");
+    }
+
+    #[test]
+    fn a_long_node_id_and_a_long_nack_are_cut() {
+        let mut st = StreamState::new(Variant::Delta);
+        let a = Archive::default();
+        let req = DeltaDiscoveryRequest {
+            node: Some(node(&"ü".repeat(1000), "default")),
+            type_url: Kind::Cluster.type_url().into(),
+            ..Default::default()
+        };
+        st.on_delta(&req, &a).unwrap();
+        assert_eq!(st.node_id(), Some("ü".repeat(128).as_str()));
+        st.types[index(Kind::Cluster)].inflight = Some(super::super::Inflight {
+            nonce: "1".into(),
+            version: "v".into(),
+            upserts: Default::default(),
+            removals: Vec::new(),
+        });
+        let nack = DeltaDiscoveryRequest {
+            type_url: Kind::Cluster.type_url().into(),
+            response_nonce: "1".into(),
+            error_detail: Some(envoy_types::pb::google::rpc::Status {
+                code: 13,
+                message: "é".repeat(10_000),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let events = st.on_delta(&nack, &a).unwrap();
+        let Event::Nack { message, .. } = &events[0] else {
+            panic!("{events:?}")
+        };
+        assert_eq!(message.len(), MAX_NACK_BYTES);
+        let kept = st.status(Kind::Cluster).last_nack.unwrap().1;
+        assert_eq!(kept, *message);
+    }
+
+    #[test]
+    fn the_names_a_request_would_add_are_counted_before_it_is_taken() {
+        let mut st = StreamState::new(Variant::Delta);
+        let sub = |names: &[&str]| DeltaDiscoveryRequest {
+            node: Some(node("n", "default")),
+            type_url: Kind::Route.type_url().into(),
+            resource_names_subscribe: names.iter().map(|n| n.to_string()).collect(),
+            ..Default::default()
+        };
+        assert_eq!(st.names_after_delta(&sub(&["a", "b"]), Kind::Route), 2);
+        st.on_delta(&sub(&["a", "b"]), &Archive::default()).unwrap();
+        assert_eq!(st.names_after_delta(&sub(&["c"]), Kind::Route), 3);
+        let reconnect = DeltaDiscoveryRequest {
+            initial_resource_versions: (0..5).map(|i| (i.to_string(), "v".into())).collect(),
+            ..sub(&[])
+        };
+        assert_eq!(st.names_after_delta(&reconnect, Kind::Cluster), 5);
+        assert!(StreamState::delta_reads_archive(&reconnect));
+        assert!(!StreamState::delta_reads_archive(&sub(&["a"])));
+        let sotw = DiscoveryRequest {
+            version_info: "v1".into(),
+            ..Default::default()
+        };
+        assert!(StreamState::sotw_reads_archive(&sotw));
+        let ack = DiscoveryRequest {
+            response_nonce: "1".into(),
+            ..sotw
+        };
+        assert!(!StreamState::sotw_reads_archive(&ack));
     }
 }

@@ -300,6 +300,7 @@ fn newly_requested_names_are_answered_even_when_unchanged() {
 fn a_reconnecting_envoy_is_answered_with_the_same_versions() {
     let mut a = Archive::default();
     let s = snap(&[("a", "1")], "r1", &["a"]);
+    a.record_snapshot(&s);
     let mut st = StreamState::new(Variant::Sotw);
     sync(&mut st, &s, &mut a);
     let versions: Vec<Option<String>> = PLAIN.iter().map(|k| st.status(*k).acked).collect();
@@ -343,6 +344,7 @@ fn a_reconnecting_envoy_is_answered_with_the_same_versions() {
 fn a_reconnecting_envoy_keeps_its_clusters_until_its_routes_are_known() {
     let mut a = Archive::default();
     let s1 = snap(&[("old", "1")], "r1", &["old"]);
+    a.record_snapshot(&s1);
     let mut st = StreamState::new(Variant::Sotw);
     sync(&mut st, &s1, &mut a);
     let cds_version = st.status(Kind::Cluster).acked.unwrap();
