@@ -13,6 +13,7 @@ use hyper_util::rt::TokioExecutor;
 use crate::canary::envoy_stats::{EnvoyStats, STATS_FILTER, parse_prometheus};
 use crate::canary::error::LiveError;
 use crate::canary::weights::ConfiguredWeights;
+use crate::canary::weights::runtime::EnvoyRuntime;
 use crate::canary::window::FleetSample;
 
 /// The most bytes read from an Envoy's `/stats`. With [`STATS_FILTER`] Envoy sends a few
@@ -131,14 +132,21 @@ impl AdminClient {
         })
     }
 
-    /// The weights Envoy holds, from its `/config_dump`.
+    /// The weights Envoy holds, from its `/config_dump` and the `/runtime` its routes read
+    /// their weights from, both read at once.
     pub async fn envoy_weights(&self, admin: &str) -> Result<ConfiguredWeights, LiveError> {
-        let url = format!(
-            "{}/config_dump?resource=dynamic_route_configs",
-            base_url(admin)?
-        );
-        let text = self.get(&url, MAX_JSON_BODY).await?;
-        ConfiguredWeights::from_config_dump(&text, &url).map_err(|e| LiveError::from_url(&url, e))
+        let base = base_url(admin)?;
+        let url = format!("{base}/config_dump?resource=dynamic_route_configs");
+        let runtime_url = format!("{base}/runtime");
+        let (text, runtime_text) = futures::future::try_join(
+            self.get(&url, MAX_JSON_BODY),
+            self.get(&runtime_url, MAX_JSON_BODY),
+        )
+        .await?;
+        let runtime = EnvoyRuntime::from_json(&runtime_text)
+            .map_err(|e| LiveError::from_url(&runtime_url, e))?;
+        ConfiguredWeights::from_config_dump(&text, &runtime, &url)
+            .map_err(|e| LiveError::from_url(&url, e))
     }
 
     /// The weights canary-xds serves to `fleet`, from its admin API (`http://host:8877`, or

@@ -1,10 +1,11 @@
 //! The weights Envoy holds, read from its `/config_dump`: `weighted_clusters` routes and chains
-//! of routes split by cumulative `runtime_fraction`s.
+//! of routes split by cumulative `runtime_fraction`s, with the weights its runtime overrides.
 
 use std::collections::BTreeSet;
 
 use serde_json::Value;
 
+use super::runtime::EnvoyRuntime;
 use super::{BackendWeight, ConfiguredWeights, RouteWeights, WeightsFrom};
 use crate::canary::error::LiveError;
 
@@ -12,9 +13,15 @@ impl ConfiguredWeights {
     /// The weights Envoy holds, from `/config_dump?resource=dynamic_route_configs`: each route with
     /// `weighted_clusters`, and each chain of routes with the same match and cumulative
     /// `runtime_fraction`s (what canary-xds and Ambassador send when the backends' route settings
-    /// differ). A route repeated in several virtual hosts is listed once. Whether a backend had an
+    /// differ). A route repeated in several virtual hosts is listed once. A weight the route
+    /// reads from a runtime key (`runtime_key_prefix`, canary-xds's runtime layer) is the
+    /// `runtime`'s value where it holds one, as Envoy reads it. Whether a backend had an
     /// explicit weight is unknown here, so the primary is the largest share.
-    pub fn from_config_dump(text: &str, source: &str) -> Result<ConfiguredWeights, LiveError> {
+    pub fn from_config_dump(
+        text: &str,
+        runtime: &EnvoyRuntime,
+        source: &str,
+    ) -> Result<ConfiguredWeights, LiveError> {
         let doc: Value = serde_json::from_str(text)?;
         let configs = doc["configs"]
             .as_array()
@@ -35,7 +42,7 @@ impl ConfiguredWeights {
                 .map(str::to_string)
                 .collect();
             let routes: &[Value] = vh["routes"].as_array().map_or(&[], Vec::as_slice);
-            for (matcher, backends) in split_routes(routes) {
+            for (matcher, backends) in split_routes(routes, runtime) {
                 if backends.len() > 1 {
                     add_route(&mut seen, &matcher, backends, &domains);
                 }
@@ -119,7 +126,7 @@ impl Chain {
 /// entry; consecutive routes with the same match whose `runtime_fraction`s are cumulative
 /// thresholds form one entry (link i takes the fraction above link i-1's, the link without a
 /// fraction the rest).
-fn split_routes(routes: &[Value]) -> Vec<(Value, Vec<BackendWeight>)> {
+fn split_routes(routes: &[Value], runtime: &EnvoyRuntime) -> Vec<(Value, Vec<BackendWeight>)> {
     let mut out: Vec<(Value, Vec<BackendWeight>)> = Vec::new();
     let mut chain: Option<Chain> = None;
     for r in routes {
@@ -127,11 +134,11 @@ fn split_routes(routes: &[Value]) -> Vec<(Value, Vec<BackendWeight>)> {
         let fraction = matcher
             .as_object_mut()
             .and_then(|m| m.remove("runtime_fraction"))
-            .map(|f| fraction_bp(&f["default_value"]));
+            .map(|f| fraction_bp(&f, runtime));
         let Some(cluster) = r["route"]["cluster"].as_str() else {
             // Not a link: it ends the chain before it.
             out.extend(chain.take().map(Chain::end));
-            out.extend(weighted_clusters(r).map(|backends| (matcher, backends)));
+            out.extend(weighted_clusters(r, runtime).map(|backends| (matcher, backends)));
             continue;
         };
         // A link of a chain: continue the current one or start another.
@@ -165,13 +172,24 @@ fn split_routes(routes: &[Value]) -> Vec<(Value, Vec<BackendWeight>)> {
 }
 
 /// The backends of a `weighted_clusters` route, each with its share of `total_weight` (else of
-/// the weights' sum); `None` for any other route.
-fn weighted_clusters(r: &Value) -> Option<Vec<BackendWeight>> {
+/// the weights' sum); `None` for any other route. With a `runtime_key_prefix`, a cluster's
+/// weight is the runtime's `<prefix>.<cluster>` where it holds one.
+fn weighted_clusters(r: &Value, runtime: &EnvoyRuntime) -> Option<Vec<BackendWeight>> {
     let split = &r["route"]["weighted_clusters"];
     let clusters = split["clusters"].as_array()?;
+    let prefix = split["runtime_key_prefix"].as_str().unwrap_or("");
     let weights: Vec<u64> = clusters
         .iter()
-        .map(|c| c["weight"].as_u64().unwrap_or(0))
+        .map(|c| {
+            let configured = c["weight"].as_u64().unwrap_or(0);
+            let name = c["name"].as_str().unwrap_or("");
+            match prefix {
+                "" => configured,
+                p => runtime
+                    .integer(&format!("{p}.{name}"))
+                    .unwrap_or(configured),
+            }
+        })
         .collect();
     let total = split["total_weight"]
         .as_u64()
@@ -196,9 +214,15 @@ fn weighted_clusters(r: &Value) -> Option<Vec<BackendWeight>> {
     )
 }
 
-/// A `runtime_fraction.default_value` in hundredths of a percent.
-fn fraction_bp(v: &Value) -> u32 {
-    let numerator = v["numerator"].as_u64().unwrap_or(0);
+/// A `runtime_fraction` in hundredths of a percent: its `default_value`, with the numerator the
+/// runtime holds at its `runtime_key` where it holds one.
+fn fraction_bp(fraction: &Value, runtime: &EnvoyRuntime) -> u32 {
+    let v = &fraction["default_value"];
+    let numerator = fraction["runtime_key"]
+        .as_str()
+        .filter(|k| !k.is_empty())
+        .and_then(|k| runtime.integer(k))
+        .unwrap_or_else(|| v["numerator"].as_u64().unwrap_or(0));
     let denominator = match v["denominator"].as_str() {
         Some("TEN_THOUSAND") => 10_000,
         Some("MILLION") => 1_000_000,

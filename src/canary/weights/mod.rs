@@ -8,6 +8,7 @@ use crate::routes::{RouteTable, Tables, describe};
 
 pub mod config_dump;
 pub mod routes_json;
+pub mod runtime;
 
 /// Where the configured weights came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

@@ -3,6 +3,7 @@
 
 use serde_json::Value;
 
+use super::runtime::EnvoyRuntime;
 use super::*;
 use crate::canary::compare::primary_index;
 use crate::input::parse::parse_file;
@@ -129,7 +130,8 @@ fn the_route_json_is_read_leniently() {
 
 #[test]
 fn reads_weights_from_envoy_1_40_config_dump() {
-    let c = ConfiguredWeights::from_config_dump(CONFIG_DUMP, "dump").unwrap();
+    let c =
+        ConfiguredWeights::from_config_dump(CONFIG_DUMP, &EnvoyRuntime::default(), "dump").unwrap();
     assert_eq!(c.weights_from, WeightsFrom::Envoy);
     let shown: Vec<(String, Vec<(String, u32)>)> = c
         .routes
@@ -187,7 +189,8 @@ fn runtime_fraction_chains_of_any_denominator() {
         {"match": {"path": "/z"}, "route": {"weighted_clusters": {"clusters": [
             {"name": "p", "weight": 3}, {"name": "q", "weight": 1}]}}}
     ]}]}}]});
-    let c = ConfiguredWeights::from_config_dump(&dump.to_string(), "d").unwrap();
+    let c = ConfiguredWeights::from_config_dump(&dump.to_string(), &EnvoyRuntime::default(), "d")
+        .unwrap();
     let weights: Vec<Vec<u32>> = c
         .routes
         .iter()
@@ -195,5 +198,45 @@ fn runtime_fraction_chains_of_any_denominator() {
         .collect();
     assert_eq!(weights, [vec![2500, 3500, 4000], vec![7500, 2500]]);
     assert_eq!(c.routes[1].route, "=/z");
-    assert!(ConfiguredWeights::from_config_dump("{}", "d").is_err());
+    assert!(ConfiguredWeights::from_config_dump("{}", &EnvoyRuntime::default(), "d").is_err());
+}
+
+/// A route that reads its weights from the runtime (canary-xds's runtime layer): Envoy's
+/// `/runtime` value for `<prefix>.<cluster>` is the weight, the configured one where the runtime
+/// has none or a value that is not an integer; a runtime-fraction link reads its `runtime_key`.
+#[test]
+fn weights_from_runtime_keys_override_the_configured_ones() {
+    let dump = serde_json::json!({"configs": [{"route_config": {"virtual_hosts": [{
+    "domains": ["*"],
+    "routes": [
+        {"match": {"prefix": "/w/"}, "route": {"weighted_clusters": {
+            "runtime_key_prefix": "canary_xds.r1",
+            "clusters": [{"name": "main", "weight": 10000}, {"name": "canary", "weight": 0},
+                         {"name": "other", "weight": 0}]}}},
+        {"match": {"prefix": "/x/", "runtime_fraction": {"runtime_key": "k",
+            "default_value": {"numerator": 50}}}, "route": {"cluster": "a"}},
+        {"match": {"prefix": "/x/"}, "route": {"cluster": "b"}}
+    ]}]}}]});
+    let runtime = EnvoyRuntime::from_json(
+        &serde_json::json!({"layers": ["static", "canary-xds"], "entries": {
+            "canary_xds.r1.main": {"final_value": "7500", "layer_values": ["", "7500"]},
+            "canary_xds.r1.canary": {"final_value": "2500", "layer_values": ["", "2500"]},
+            "canary_xds.r1.other": {"final_value": "many", "layer_values": ["", "many"]},
+            "k": {"final_value": "20", "layer_values": ["", "20"]}
+        }})
+        .to_string(),
+    )
+    .unwrap();
+    let c = ConfiguredWeights::from_config_dump(&dump.to_string(), &runtime, "d").unwrap();
+    let weights: Vec<Vec<u32>> = c
+        .routes
+        .iter()
+        .map(|r| r.backends.iter().map(|b| b.weight_bp).collect())
+        .collect();
+    assert_eq!(weights, [vec![7500, 2500, 0], vec![2000, 8000]]);
+    // Without the runtime, the configured weights.
+    let c = ConfiguredWeights::from_config_dump(&dump.to_string(), &EnvoyRuntime::default(), "d")
+        .unwrap();
+    assert_eq!(c.routes[0].backends[0].weight_bp, 10_000);
+    assert!(EnvoyRuntime::from_json("{}").is_err());
 }
