@@ -7,6 +7,7 @@
 mod accept;
 mod args;
 pub mod dir_watch;
+mod first_load;
 mod in_place;
 mod start;
 pub mod state_dir;

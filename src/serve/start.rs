@@ -1,32 +1,32 @@
 //! Starting `serve`: the first reload, the hub, the ADS and admin servers, the watch loop,
 //! and the drain at shutdown.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
+
+use futures::Stream;
 
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use super::dir_watch::Signal;
-use super::state_dir::{Saved, StateDir};
-use super::tls::Security;
-use crate::admin::metrics::Metrics;
-use crate::admin::{AdminState, LastReload};
-use crate::envoy::snapshot::SnapshotBuilder;
-use crate::input::Loader;
-use crate::model::mapping::DEFAULT_FLEET;
-use crate::reload::{Reloader, Served};
-use crate::routes::{RouteTable, Tables};
-use crate::xds::identity;
-use crate::xds::{Hub, Published};
+use tonic::transport::Server;
+use tonic::transport::server::{Router, ServerTlsConfig};
 
+use super::accept::Conn;
+use super::dir_watch::Signal;
+use super::first_load::{first_load, open_state};
 use super::state_dir::persist;
-use super::watch_loop::{WatchLoop, log_outcome, panic_message, start_watch};
+use super::tls::Security;
+use super::watch_loop::{WatchLoop, panic_message, start_watch};
 use super::{ServeError, Settings};
+use crate::admin::AdminState;
+use crate::admin::metrics::Metrics;
+use crate::xds::Hub;
+use crate::xds::identity;
 
 /// The sockets `serve` listens on, bound by the caller.
 pub struct Listeners {
@@ -65,116 +65,22 @@ pub async fn start(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Running, ServeError> {
     let Listeners { xds, admin } = listeners.into();
-    let xds_addr = xds
-        .local_addr()
-        .map_err(|e| ServeError::BadListen(e.to_string()))?;
-    let admin_addr = match &admin {
-        Some(l) => Some(
-            l.local_addr()
-                .map_err(|e| ServeError::BadListen(e.to_string()))?,
-        ),
-        None => None,
-    };
+    let xds_addr = local_addr(&xds)?;
+    let admin_addr = admin.as_ref().map(local_addr).transpose()?;
     // Before anything else runs: a control plane that would serve unsafely does not start.
     let security = Security::load(settings.xds_tls.as_ref(), &settings.allow)?;
     warn_about_exposure(&settings, &security, xds_addr, admin_addr)?;
     let max_connections = connection_limit(&settings);
     let limits = settings.xds_limits;
-    // tonic's own default is no limit on streams per connection (it passes `None` to hyper,
-    // which removes hyper's 200).
-    let mut server = tonic::transport::Server::builder()
-        .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-        .max_concurrent_streams(Some(limits.max_streams_per_connection));
-    if let Some(tls) = security.tls {
-        server = server
-            .tls_config(tls)
-            .map_err(|e| crate::serve::tls::TlsError::refused(&e))?;
-    }
-    // Envoy's admin has no authentication and the client sends no user information, so
-    // credentials or a query in an --envoy-admin URL serve nothing; they could only leak (the
-    // page shows a failed read with its URL). They are dropped here, before anything sees them.
-    let envoy_admin: Vec<String> = settings
-        .envoy_admin
-        .iter()
-        .map(|u| crate::admin::redact_url(u))
-        .collect();
-    if envoy_admin != settings.envoy_admin {
-        tracing::warn!(
-            "--envoy-admin: user information and queries in the URLs are not used (Envoy's admin \
-             has no authentication) and were dropped"
-        );
-    }
+    let mut server = grpc_server(security.tls, limits.max_streams_per_connection)?;
+    let envoy_admin = envoy_admin_urls(&settings);
     let metrics = Arc::new(Metrics::new());
-    let mut reloader = Reloader::new(
-        Loader::new(&settings.dir, settings.max_file_size),
-        SnapshotBuilder::new(settings.listen.clone(), settings.upstream_ca.clone())
-            .with_max_layer_routes(settings.max_layer_routes),
-        settings.empty_grace,
-    )
-    .with_limits(settings.route_limits);
     // Watch before the first scan, so that no change after it can be missed.
     let (tx, rx) = mpsc::unbounded_channel::<(Signal, Instant)>();
     let dir_watch = start_watch(&settings, &tx);
-    let (state, saved) = match &settings.state_dir {
-        Some(dir) => {
-            let (state, saved) = StateDir::open(dir)?;
-            for w in &saved.warnings {
-                tracing::warn!("{w}; left out, as after a start without it");
-            }
-            (Some(state), saved)
-        }
-        None => (None, Saved::default()),
-    };
-    for (rel, bytes) in &saved.files {
-        let parsed = crate::input::parse::parse_file(rel, bytes);
-        if !parsed.has_errors() {
-            reloader.remember(rel.clone(), Arc::new(parsed));
-        }
-    }
-    let since = Instant::now();
-    let (mut reloader, first) = tokio::task::spawn_blocking(move || {
-        let outcome = reloader.reload(false, since);
-        (reloader, outcome)
-    })
-    .await
-    .expect("the first reload does not panic");
-    let mut seen = BTreeSet::new();
-    log_outcome(&first, &mut seen);
-    metrics.reload(&first);
-    let first_report = LastReload::of(&first, SystemTime::now());
-    let remembered = if first.served.is_none() {
-        reloader.from_memory(since)
-    } else {
-        None
-    };
-    let accepted = first.accepted.clone();
-    let loaded = first.served.is_some() || remembered.is_some();
-    let initial = Arc::new(match first.served.or(remembered) {
-        Some(served) => served,
-        None => {
-            // The directory cannot be read yet: serve empty tables until it can.
-            let mut builder =
-                SnapshotBuilder::new(settings.listen.clone(), settings.upstream_ca.clone());
-            let empty = Arc::new(RouteTable::default());
-            let other = Arc::new(builder.build("", Arc::clone(&empty)));
-            Served {
-                published: Published {
-                    fleets: BTreeMap::from([(
-                        DEFAULT_FLEET.to_string(),
-                        Arc::new(builder.build(DEFAULT_FLEET, Arc::clone(&empty))),
-                    )]),
-                    other,
-                    since,
-                    withheld: BTreeMap::new(),
-                },
-                tables: Tables {
-                    fleets: BTreeMap::from([(DEFAULT_FLEET.to_string(), empty)]),
-                },
-            }
-        }
-    });
-    let hub = Hub::new(initial.published.clone());
+    let (state, saved) = open_state(&settings)?;
+    let first = first_load(&settings, &saved, &metrics).await;
+    let hub = Hub::new(first.served.published.clone());
     {
         let metrics = Arc::clone(&metrics);
         hub.observe(move |o| metrics.observed(&o));
@@ -182,9 +88,9 @@ pub async fn start(
     let admin_state = AdminState::new(
         Arc::clone(&hub),
         Arc::clone(&metrics),
-        initial,
-        first_report,
-        loaded,
+        first.served,
+        first.report,
+        first.loaded,
         &settings.dir,
         &envoy_admin,
     );
@@ -197,21 +103,11 @@ pub async fn start(
         tracing::info!(sets = saved.sets.len(), "resuming from --state-dir");
     }
     let state = match state {
-        Some(s) => persist(s, &reloader, &hub, accepted).await,
+        Some(s) => persist(s, &first.reloader, &hub, first.accepted).await,
         None => None,
     };
 
-    // Stops everything: sent on `shutdown`, or when the watch loop dies.
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let stop_tx = Arc::new(stop_tx);
-    {
-        let stop_tx = Arc::clone(&stop_tx);
-        tokio::spawn(async move {
-            shutdown.await;
-            let _ = stop_tx.send(true);
-        });
-    }
-
+    let (stop_tx, stop_rx) = stop_on(shutdown);
     if !envoy_admin.is_empty() {
         tokio::spawn(crate::admin::live_task::run(
             envoy_admin,
@@ -230,27 +126,113 @@ pub async fn start(
             },
         ))
     });
-    let watch_loop = tokio::spawn(
+    let (watch_task, died) = supervise(
         WatchLoop {
-            reloader,
+            reloader: first.reloader,
             hub: Arc::clone(&hub),
             metrics,
             admin: Arc::clone(&admin_state),
             settings: settings.clone(),
             stop: stop_rx.clone(),
-            seen,
+            seen: first.seen,
             state,
             tx,
             rx,
             dir_watch,
-        }
-        .run(),
+        },
+        stop_tx,
     );
-    // A watch loop that dies (a reload panicked) leaves Envoys on a config that no longer
-    // follows the directory: everything stops, and `done` ends with why, so the process exits
-    // non-zero and a supervisor restarts it.
-    let (died_tx, mut died) = oneshot::channel::<ServeError>();
-    let watch_task = tokio::spawn(async move {
+    let service = hub.service_with(security.access).with_limits(limits.stream);
+    let incoming = super::accept::incoming(xds, max_connections, Arc::clone(&hub));
+    let done = tokio::spawn(serve_until_drained(
+        server.add_service(service),
+        incoming,
+        Tasks {
+            hub: Arc::clone(&hub),
+            admin: Arc::clone(&admin_state),
+            watch: watch_task,
+            admin_server: admin_task,
+            died,
+        },
+        stop_rx,
+        settings.drain,
+    ));
+    Ok(Running {
+        xds_addr,
+        admin_addr,
+        hub,
+        admin: admin_state,
+        done,
+    })
+}
+
+fn local_addr(listener: &TcpListener) -> Result<SocketAddr, ServeError> {
+    listener
+        .local_addr()
+        .map_err(|e| ServeError::BadListen(e.to_string()))
+}
+
+/// The gRPC server, with keepalives, a cap on streams per connection (tonic's own default is
+/// no limit: it passes `None` to hyper, which removes hyper's 200) and TLS when configured.
+fn grpc_server(
+    tls: Option<ServerTlsConfig>,
+    max_streams_per_connection: u32,
+) -> Result<Server, ServeError> {
+    let server = Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .max_concurrent_streams(Some(max_streams_per_connection));
+    match tls {
+        Some(tls) => Ok(server
+            .tls_config(tls)
+            .map_err(|e| crate::serve::tls::TlsError::refused(&e))?),
+        None => Ok(server),
+    }
+}
+
+/// The `--envoy-admin` URLs without user information or queries. Envoy's admin has no
+/// authentication and the client sends no user information, so those serve nothing; they could
+/// only leak (the page shows a failed read with its URL). They are dropped here, before
+/// anything sees them.
+fn envoy_admin_urls(settings: &Settings) -> Vec<String> {
+    let urls: Vec<String> = settings
+        .envoy_admin
+        .iter()
+        .map(|u| crate::admin::redact_url(u))
+        .collect();
+    if urls != settings.envoy_admin {
+        tracing::warn!(
+            "--envoy-admin: user information and queries in the URLs are not used (Envoy's admin \
+             has no authentication) and were dropped"
+        );
+    }
+    urls
+}
+
+/// The stop signal of everything: sent when `shutdown` completes, or when the watch loop dies.
+fn stop_on(
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> (Arc<watch::Sender<bool>>, watch::Receiver<bool>) {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stop_tx = Arc::new(stop_tx);
+    let on_shutdown = Arc::clone(&stop_tx);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = on_shutdown.send(true);
+    });
+    (stop_tx, stop_rx)
+}
+
+/// Runs the watch loop. One that dies (a reload panicked) leaves Envoys on a config that no
+/// longer follows the directory: everything stops, and the returned receiver holds why, so the
+/// process exits non-zero and a supervisor restarts it.
+fn supervise(
+    watch_loop: WatchLoop,
+    stop_tx: Arc<watch::Sender<bool>>,
+) -> (JoinHandle<()>, oneshot::Receiver<ServeError>) {
+    let watch_loop = tokio::spawn(watch_loop.run());
+    let (died_tx, died) = oneshot::channel::<ServeError>();
+    let task = tokio::spawn(async move {
         let result = match watch_loop.await {
             Ok(result) => result,
             Err(e) => Err(ServeError::WatchLoop(format!(
@@ -264,70 +246,82 @@ pub async fn start(
             let _ = stop_tx.send(true);
         }
     });
-    let server_hub = Arc::clone(&hub);
-    let service = hub.service_with(security.access).with_limits(limits.stream);
-    let incoming = super::accept::incoming(xds, max_connections, Arc::clone(&hub));
-    let mut server_stop = stop_rx.clone();
-    let mut drain_stop = stop_rx;
-    let drain = settings.drain;
-    let server_admin = Arc::clone(&admin_state);
-    let done = tokio::spawn(async move {
-        let stopping_admin = Arc::clone(&server_admin);
-        let stopped = async move {
-            let _ = server_stop.wait_for(|s| *s).await;
-            stopping_admin.set_serving(false);
-            // End every ADS stream (after the responses already queued on it) so the server
-            // can finish; Envoys keep their config. tonic then closes the listener and sends
-            // each connection a GOAWAY.
-            server_hub.close();
-        };
-        // The listener is bound, so streams opened from now on are accepted.
-        server_admin.set_serving(true);
-        // Our accept loop (bounded, pausing on errors; it sets TCP_NODELAY and keepalive,
-        // which the builder's options would set only on a listener tonic binds itself).
-        let serving = async move {
-            let result = server
-                .add_service(service)
-                .serve_with_incoming_shutdown(incoming, stopped)
-                .await;
-            let _ = watch_task.await;
-            result?;
-            if let Some(task) = admin_task {
-                match task.await {
-                    Ok(r) => r?,
-                    Err(e) => tracing::error!("the admin server panicked: {e}"),
-                }
-            }
-            Ok(())
-        };
-        // A client that stops reading would hold its connection, and so the exit, forever.
-        let deadline = async move {
-            let _ = drain_stop.wait_for(|s| *s).await;
-            tokio::time::sleep(drain).await;
-        };
-        let result = tokio::select! {
-            result = serving => result,
-            () = deadline => {
-                tracing::warn!(
-                    after = ?drain,
-                    "connections still open after the drain time; dropping them"
-                );
-                Ok(())
-            }
-        };
-        // Sent before the stop it caused, so it is here whichever way the server ended.
-        match died.try_recv() {
-            Ok(e) => Err(e),
-            Err(_) => result,
-        }
-    });
-    Ok(Running {
-        xds_addr,
-        admin_addr,
+    (task, died)
+}
+
+/// What the server waits for as it ends.
+struct Tasks {
+    hub: Arc<Hub>,
+    admin: Arc<AdminState>,
+    watch: JoinHandle<()>,
+    admin_server: Option<JoinHandle<Result<(), crate::admin::AdminError>>>,
+    /// Why the watch loop died, if it did.
+    died: oneshot::Receiver<ServeError>,
+}
+
+/// Serves ADS on `incoming` until the stop signal, then drains: every stream ends after the
+/// responses already queued on it, and whatever is still open after `drain` is dropped.
+async fn serve_until_drained(
+    router: Router,
+    incoming: impl Stream<Item = Result<Conn, Infallible>> + Send + 'static,
+    tasks: Tasks,
+    stop: watch::Receiver<bool>,
+    drain: Duration,
+) -> Result<(), ServeError> {
+    let Tasks {
         hub,
-        admin: admin_state,
-        done,
-    })
+        admin,
+        watch,
+        admin_server,
+        mut died,
+    } = tasks;
+    let mut server_stop = stop.clone();
+    let mut drain_stop = stop;
+    let stopping_admin = Arc::clone(&admin);
+    let stopped = async move {
+        let _ = server_stop.wait_for(|s| *s).await;
+        stopping_admin.set_serving(false);
+        // End every ADS stream (after the responses already queued on it) so the server can
+        // finish; Envoys keep their config. tonic then closes the listener and sends each
+        // connection a GOAWAY.
+        hub.close();
+    };
+    // The listener is bound, so streams opened from now on are accepted.
+    admin.set_serving(true);
+    // Our accept loop (bounded, pausing on errors; it sets TCP_NODELAY and keepalive, which
+    // the builder's options would set only on a listener tonic binds itself).
+    let serving = async move {
+        let result = router.serve_with_incoming_shutdown(incoming, stopped).await;
+        let _ = watch.await;
+        result?;
+        if let Some(task) = admin_server {
+            match task.await {
+                Ok(r) => r?,
+                Err(e) => tracing::error!("the admin server panicked: {e}"),
+            }
+        }
+        Ok(())
+    };
+    // A client that stops reading would hold its connection, and so the exit, forever.
+    let deadline = async move {
+        let _ = drain_stop.wait_for(|s| *s).await;
+        tokio::time::sleep(drain).await;
+    };
+    let result = tokio::select! {
+        result = serving => result,
+        () = deadline => {
+            tracing::warn!(
+                after = ?drain,
+                "connections still open after the drain time; dropping them"
+            );
+            Ok(())
+        }
+    };
+    // Sent before the stop it caused, so it is here whichever way the server ended.
+    match died.try_recv() {
+        Ok(e) => Err(e),
+        Err(_) => result,
+    }
 }
 
 /// The connection limit of the xDS port, after raising the open-file limit as far as it
