@@ -71,9 +71,19 @@ impl http_body::Body for AdsBody {
         match self.rx.poll_recv(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Some(encoded)) => {
+                // gRPC frames a message with a 4-byte length: a larger one cannot be sent, and
+                // a length cut to 32 bits would corrupt the stream. It ends instead, with why.
+                let Ok(len) = u32::try_from(encoded.len()) else {
+                    self.done = true;
+                    let status = Status::resource_exhausted(format!(
+                        "a response of {} bytes is over gRPC's 4 GiB message limit",
+                        encoded.len()
+                    ));
+                    return Poll::Ready(Some(Ok(trailers(&status))));
+                };
                 // The gRPC message header: not compressed, then the length, big-endian.
                 let mut header = [0u8; 5];
-                header[1..].copy_from_slice(&(encoded.len() as u32).to_be_bytes());
+                header[1..].copy_from_slice(&len.to_be_bytes());
                 self.pending
                     .push_back(bytes::Bytes::copy_from_slice(&header));
                 self.pending
@@ -84,12 +94,17 @@ impl http_body::Body for AdsBody {
             Poll::Ready(None) => {
                 self.done = true;
                 let status = self.end.take();
-                let mut trailers = http::HeaderMap::new();
-                let _ = status.add_header(&mut trailers);
-                Poll::Ready(Some(Ok(http_body::Frame::trailers(trailers))))
+                Poll::Ready(Some(Ok(trailers(&status))))
             }
         }
     }
+}
+
+/// The trailers that end a stream with `status`.
+fn trailers(status: &Status) -> http_body::Frame<bytes::Bytes> {
+    let mut trailers = http::HeaderMap::new();
+    let _ = status.add_header(&mut trailers);
+    http_body::Frame::trailers(trailers)
 }
 
 /// Decodes requests with prost.
@@ -103,5 +118,58 @@ impl<R: prost::Message + Default> Decoder for ProstDecoder<R> {
         R::decode(src)
             .map(Some)
             .map_err(|e| Status::invalid_argument(format!("cannot decode the request: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::pin::Pin;
+
+    use bytes::Bytes;
+    use futures::task::noop_waker_ref;
+    use http_body::Body;
+
+    use super::*;
+
+    fn poll(body: &mut AdsBody) -> Option<http_body::Frame<Bytes>> {
+        let mut cx = Context::from_waker(noop_waker_ref());
+        match Pin::new(body).poll_frame(&mut cx) {
+            Poll::Ready(f) => f.map(|f| f.expect("no error")),
+            Poll::Pending => panic!("pending"),
+        }
+    }
+
+    /// A response over 4 GiB (4,097 references to one shared MiB) cannot be framed: the stream
+    /// ends with RESOURCE_EXHAUSTED, never a header with a length cut to 32 bits.
+    #[test]
+    fn a_response_over_4_gib_ends_the_stream_instead_of_a_wrong_frame() {
+        let (tx, rx) = mpsc::channel(2);
+        let mib = Bytes::from(vec![0u8; 1 << 20]);
+        tx.try_send(Encoded {
+            chunks: vec![mib; 4097],
+        })
+        .unwrap();
+        let mut body = AdsBody::new(rx, EndStatus::default());
+        let frame = poll(&mut body).expect("a frame");
+        let trailers = frame.into_trailers().expect("trailers, not data");
+        assert_eq!(trailers["grpc-status"], "8");
+        assert!(poll(&mut body).is_none());
+    }
+
+    #[test]
+    fn a_response_is_framed_with_its_length() {
+        let (tx, rx) = mpsc::channel(2);
+        tx.try_send(Encoded {
+            chunks: vec![Bytes::from_static(b"abc"), Bytes::from_static(b"de")],
+        })
+        .unwrap();
+        drop(tx);
+        let mut body = AdsBody::new(rx, EndStatus::default());
+        let header = poll(&mut body).unwrap().into_data().unwrap();
+        assert_eq!(&header[..], &[0, 0, 0, 0, 5]);
+        assert_eq!(&poll(&mut body).unwrap().into_data().unwrap()[..], b"abc");
+        assert_eq!(&poll(&mut body).unwrap().into_data().unwrap()[..], b"de");
+        let end = poll(&mut body).unwrap().into_trailers().unwrap();
+        assert_eq!(end["grpc-status"], "0");
     }
 }
