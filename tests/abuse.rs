@@ -441,6 +441,49 @@ fn open_fds(pid: u32) -> usize {
         .unwrap_or(0)
 }
 
+/// Reads `s` until the server closes it, failing if it stays open for 10 s.
+fn closed_by_server(mut s: TcpStream) {
+    use std::io::Read;
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut sink = Vec::new();
+    if let Err(e) = s.read_to_end(&mut sink) {
+        assert!(
+            !matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+            "the server kept a silent connection open: {e}"
+        );
+    }
+}
+
+#[test]
+fn a_connection_that_never_sends_the_http2_preface_is_closed() {
+    use std::io::Write;
+    require_envoy!();
+    let rig = Rig::start(&["--xds-handshake-timeout", "1"]);
+    let started = Instant::now();
+    let silent: Vec<TcpStream> = (0..50)
+        .map(|_| TcpStream::connect(("127.0.0.1", rig.port())).unwrap())
+        .collect();
+    // Half the preface is not the preface.
+    let mut half = TcpStream::connect(("127.0.0.1", rig.port())).unwrap();
+    half.write_all(b"PRI * HTTP/2.0\r\n").unwrap();
+    wait_for("the silent connections to be closed", WAIT, || {
+        (rig.refused("no_preface") >= 51.0).then_some(())
+    });
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    for s in silent {
+        closed_by_server(s);
+    }
+    closed_by_server(half);
+    assert_eq!(rig.metric("canary_xds_xds_connections"), 1.0);
+    // Envoy sent its preface long ago and is silent now, as a settled Envoy is: it keeps its
+    // connection, and a weight change reaches it.
+    rig.weight_change_reaches_envoy();
+    assert_eq!(rig.refused("no_preface"), 51.0);
+}
+
 #[test]
 fn connections_over_the_limit_are_refused_and_leave_descriptors_for_the_files() {
     require_envoy!();

@@ -235,7 +235,8 @@ impl Metrics {
         registry.register(
             "xds_refused",
             "Clients of the xDS port refused by a limit, by reason: request_too_large, \
-             too_many_names, fleet_name_too_long, no_first_request, too_many_connections \
+             too_many_names, fleet_name_too_long, no_first_request, too_many_connections, \
+             no_preface \
              (docs/operating.md, Limits)",
             refused.clone(),
         );

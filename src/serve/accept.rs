@@ -3,8 +3,10 @@
 //! would try again at once and spin a core for as long as the shortage lasts.
 //!
 //! Also the open-file limit: raised to its hard limit at start, since every connection is a
-//! file descriptor, and the default connection limit kept below it.
+//! file descriptor, and the default connection limit kept below it; and, in plaintext, a
+//! deadline for the HTTP/2 preface, so that silent connections do not hold places under it.
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -35,6 +37,9 @@ const MAX_PAUSE: Duration = Duration::from_secs(1);
 
 /// How often a run of failures or refusals is logged.
 const LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// The HTTP/2 client preface, `PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n`: 24 bytes.
+const PREFACE_LEN: usize = 24;
 
 /// Raises the soft limit of open files to the hard limit, and returns the soft limit then in
 /// force (`None`: unlimited). A failure to raise it is logged; the limit stays as it was.
@@ -82,16 +87,19 @@ pub fn connection_limit(wanted: Option<usize>, open_files: Option<u64>) -> (usiz
 /// the kernel's queue. Accept errors never reach tonic: a per-connection one is skipped, any
 /// other (no file descriptor, no memory) pauses the loop, 10 ms at first and doubling up to
 /// 1 s. Each connection gets `TCP_NODELAY` (a small push must not wait for Nagle's algorithm:
-/// up to 40 ms) and TCP keepalive.
+/// up to 40 ms) and TCP keepalive. With `preface_timeout` (plaintext), a connection whose first
+/// 24 bytes (the HTTP/2 preface) do not come within it is closed and counted.
 pub fn incoming(
     listener: TcpListener,
     limit: usize,
+    preface_timeout: Option<Duration>,
     hub: Arc<Hub>,
 ) -> impl Stream<Item = Result<Conn, std::convert::Infallible>> + Send + 'static {
     let acceptor = Acceptor {
         listener,
         slots: Arc::new(Semaphore::new(limit.min(Semaphore::MAX_PERMITS))),
         limit,
+        preface_timeout,
         hub,
         pause: None,
         failing_since: None,
@@ -107,6 +115,7 @@ struct Acceptor {
     listener: TcpListener,
     slots: Arc<Semaphore>,
     limit: usize,
+    preface_timeout: Option<Duration>,
     hub: Arc<Hub>,
     /// The pause after the last failed accept, while they fail.
     pause: Option<Duration>,
@@ -173,6 +182,11 @@ impl Acceptor {
             .fetch_add(1, Ordering::Relaxed);
         Some(Conn {
             io,
+            preface: self.preface_timeout.map(|t| Preface {
+                left: PREFACE_LEN,
+                timeout: t,
+                due: Box::pin(tokio::time::sleep(t)),
+            }),
             _permit: permit,
             hub: Arc::clone(&self.hub),
         })
@@ -215,8 +229,17 @@ fn due(since: &mut Option<Instant>) -> bool {
 /// An accepted xDS connection: it holds its place under the limit until it is dropped.
 pub struct Conn {
     io: TcpStream,
+    /// The deadline for the HTTP/2 preface, until it has come.
+    preface: Option<Preface>,
     _permit: OwnedSemaphorePermit,
     hub: Arc<Hub>,
+}
+
+/// The preface bytes still to come, and by when.
+struct Preface {
+    left: usize,
+    timeout: Duration,
+    due: Pin<Box<tokio::time::Sleep>>,
 }
 
 impl Drop for Conn {
@@ -242,7 +265,32 @@ impl AsyncRead for Conn {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_read(cx, buf)
+        let before = buf.filled().len();
+        let read = Pin::new(&mut self.io).poll_read(cx, buf);
+        let Some(preface) = &mut self.preface else {
+            return read;
+        };
+        match &read {
+            Poll::Ready(Ok(())) => {
+                preface.left = preface.left.saturating_sub(buf.filled().len() - before);
+                if preface.left == 0 {
+                    self.preface = None;
+                }
+                read
+            }
+            Poll::Ready(Err(_)) => read,
+            Poll::Pending => {
+                if preface.due.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                let timeout = preface.timeout;
+                self.hub.counters.refuse(XdsRefusal::NoPreface);
+                Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("no HTTP/2 preface within {timeout:?} of connecting"),
+                )))
+            }
+        }
     }
 }
 

@@ -369,6 +369,16 @@ pub struct XdsLimitArgs {
         env = "CANARY_XDS_XDS_FIRST_REQUEST_TIMEOUT"
     )]
     pub xds_first_request_timeout: u64,
+    /// Seconds a new connection to the xDS port has to open: to send the HTTP/2 preface in
+    /// plaintext, to finish the TLS handshake with TLS. It is closed otherwise.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u64).range(1..),
+        env = "CANARY_XDS_XDS_HANDSHAKE_TIMEOUT"
+    )]
+    pub xds_handshake_timeout: u64,
     /// ADS streams one HTTP/2 connection may have open at once (Envoy opens one).
     #[arg(
         long,
@@ -385,6 +395,9 @@ pub struct XdsLimitArgs {
     pub xds_max_connections: Option<usize>,
 }
 
+/// How long a new xDS connection has to open, by default.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Streams per xDS connection by default: Envoy opens one ADS stream on its connection.
 pub const DEFAULT_MAX_STREAMS_PER_CONNECTION: u32 = 100;
 
@@ -394,6 +407,8 @@ pub struct XdsLimits {
     /// Per stream: the request size limit and the first request's deadline.
     pub stream: StreamLimits,
     pub max_streams_per_connection: u32,
+    /// How long a new connection has for the HTTP/2 preface (plaintext) or the TLS handshake.
+    pub handshake_timeout: Duration,
     /// `None`: the default, below the open-file limit (`accept::connection_limit`).
     pub max_connections: Option<usize>,
 }
@@ -403,6 +418,7 @@ impl Default for XdsLimits {
         XdsLimits {
             stream: StreamLimits::default(),
             max_streams_per_connection: DEFAULT_MAX_STREAMS_PER_CONNECTION,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             max_connections: None,
         }
     }
@@ -416,6 +432,7 @@ impl XdsLimits {
                 first_request_timeout: Duration::from_secs(args.xds_first_request_timeout),
             },
             max_streams_per_connection: args.xds_max_streams_per_connection,
+            handshake_timeout: Duration::from_secs(args.xds_handshake_timeout),
             max_connections: args.xds_max_connections,
         }
     }

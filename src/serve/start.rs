@@ -22,7 +22,7 @@ use super::first_load::{first_load, open_state};
 use super::state_dir::persist;
 use super::tls::Security;
 use super::watch_loop::{WatchLoop, panic_message, start_watch};
-use super::{ServeError, Settings};
+use super::{ServeError, Settings, XdsLimits};
 use crate::admin::AdminState;
 use crate::admin::metrics::Metrics;
 use crate::xds::Hub;
@@ -72,7 +72,8 @@ pub async fn start(
     warn_about_exposure(&settings, &security, xds_addr, admin_addr)?;
     let max_connections = connection_limit(&settings);
     let limits = settings.xds_limits;
-    let mut server = grpc_server(security.tls, limits.max_streams_per_connection)?;
+    let plaintext = security.tls.is_none();
+    let mut server = grpc_server(security.tls, &limits)?;
     let envoy_admin = envoy_admin_urls(&settings);
     let metrics = Arc::new(Metrics::new());
     // Watch before the first scan, so that no change after it can be missed.
@@ -143,7 +144,9 @@ pub async fn start(
         stop_tx,
     );
     let service = hub.service_with(security.access).with_limits(limits.stream);
-    let incoming = super::accept::incoming(xds, max_connections, Arc::clone(&hub));
+    // With TLS, tonic times the handshake; in plaintext, our accept loop times the preface.
+    let preface_timeout = plaintext.then_some(limits.handshake_timeout);
+    let incoming = super::accept::incoming(xds, max_connections, preface_timeout, Arc::clone(&hub));
     let done = tokio::spawn(serve_until_drained(
         server.add_service(service),
         incoming,
@@ -173,18 +176,16 @@ fn local_addr(listener: &TcpListener) -> Result<SocketAddr, ServeError> {
 }
 
 /// The gRPC server, with keepalives, a cap on streams per connection (tonic's own default is
-/// no limit: it passes `None` to hyper, which removes hyper's 200) and TLS when configured.
-fn grpc_server(
-    tls: Option<ServerTlsConfig>,
-    max_streams_per_connection: u32,
-) -> Result<Server, ServeError> {
+/// no limit: it passes `None` to hyper, which removes hyper's 200) and TLS when configured,
+/// with a deadline for the handshake.
+fn grpc_server(tls: Option<ServerTlsConfig>, limits: &XdsLimits) -> Result<Server, ServeError> {
     let server = Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-        .max_concurrent_streams(Some(max_streams_per_connection));
+        .max_concurrent_streams(Some(limits.max_streams_per_connection));
     match tls {
         Some(tls) => Ok(server
-            .tls_config(tls)
+            .tls_config(tls.timeout(limits.handshake_timeout))
             .map_err(|e| crate::serve::tls::TlsError::refused(&e))?),
         None => Ok(server),
     }

@@ -81,15 +81,18 @@ pub enum XdsRefusal {
     NoFirstRequest,
     /// A connection over the connection limit.
     TooManyConnections,
+    /// A plaintext connection whose HTTP/2 preface did not come in time.
+    NoPreface,
 }
 
 impl XdsRefusal {
-    pub const ALL: [XdsRefusal; 5] = [
+    pub const ALL: [XdsRefusal; 6] = [
         XdsRefusal::RequestTooLarge,
         XdsRefusal::TooManyNames,
         XdsRefusal::FleetNameTooLong,
         XdsRefusal::NoFirstRequest,
         XdsRefusal::TooManyConnections,
+        XdsRefusal::NoPreface,
     ];
 
     /// Its label in metrics.
@@ -100,6 +103,7 @@ impl XdsRefusal {
             XdsRefusal::FleetNameTooLong => "fleet_name_too_long",
             XdsRefusal::NoFirstRequest => "no_first_request",
             XdsRefusal::TooManyConnections => "too_many_connections",
+            XdsRefusal::NoPreface => "no_preface",
         }
     }
 }
