@@ -21,6 +21,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use super::server::{Refusal as AdminRefusal, Refusals};
 use crate::reload::Outcome;
 use crate::xds::hub::XdsRefusal;
 use crate::xds::resource::Kind;
@@ -113,6 +114,8 @@ pub struct Metrics {
     acks: Counter,
     nacks: Counter,
     refused: Family<ReasonLabel, Counter>,
+    /// `canary_xds_admin_refused_total`, brought up to the admin server's counts at each scrape.
+    admin_refused: Family<ReasonLabel, Counter>,
     accept_errors: Counter,
     connections: Gauge,
     archived_sets: Gauge,
@@ -240,6 +243,15 @@ impl Metrics {
              (docs/operating.md, Limits)",
             refused.clone(),
         );
+        let admin_refused = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "admin_refused",
+            "Admin requests and connections refused: a Host that is not an IP address, localhost \
+             or an --admin-host name (host), a connection over --admin-max-connections \
+             (connections), request headers not sent within the header-read timeout \
+             (header_timeout)",
+            admin_refused.clone(),
+        );
         let accept_errors = Counter::default();
         registry.register(
             "xds_accept_errors",
@@ -283,6 +295,11 @@ impl Metrics {
                 reason: why.label(),
             });
         }
+        for why in AdminRefusal::ALL {
+            let _ = admin_refused.get_or_create(&ReasonLabel {
+                reason: why.label(),
+            });
+        }
         Metrics {
             registry,
             reloads,
@@ -301,6 +318,7 @@ impl Metrics {
             acks,
             nacks,
             refused,
+            admin_refused,
             accept_errors,
             connections,
             archived_sets,
@@ -350,6 +368,19 @@ impl Metrics {
                 self.change_to_ack
                     .get_or_create(&type_label(*kind))
                     .observe(since_change.as_secs_f64());
+            }
+        }
+    }
+
+    /// Brings `canary_xds_admin_refused_total` up to the admin server's counts.
+    pub(crate) fn admin_refusals(&self, refusals: &Refusals) {
+        for why in AdminRefusal::ALL {
+            let counter = self.admin_refused.get_or_create(&ReasonLabel {
+                reason: why.label(),
+            });
+            let (value, have) = (refusals.get(why), counter.get());
+            if value > have {
+                counter.inc_by(value - have);
             }
         }
     }

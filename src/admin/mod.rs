@@ -341,8 +341,8 @@ async fn readyz(State(state): State<Arc<AdminState>>) -> Response {
 }
 
 async fn metrics(State(state): State<Arc<AdminState>>) -> Response {
-    let mut text = state.metrics.render(&state.hub);
-    text.push_str(&refusals_text(&state.refusals));
+    state.metrics.admin_refusals(&state.refusals);
+    let text = state.metrics.render(&state.hub);
     (
         [
             (header::CONTENT_TYPE, crate::admin::metrics::CONTENT_TYPE),
@@ -402,26 +402,6 @@ async fn page_handler(State(state): State<Arc<AdminState>>) -> Response {
         html,
     )
         .into_response()
-}
-
-/// `canary_xds_admin_refused_total`, in the Prometheus text format, added after the registry's
-/// metrics (the counters live in `AdminState`, which the connection loop reaches).
-fn refusals_text(refusals: &Refusals) -> String {
-    let mut out = String::from(
-        "# HELP canary_xds_admin_refused_total Admin requests and connections refused: a Host \
-         that is not an IP address, localhost or an --admin-host name (host), a connection over \
-         --admin-max-connections (connections), request headers not sent within the header-read \
-         timeout (header_timeout).\n\
-         # TYPE canary_xds_admin_refused_total counter\n",
-    );
-    for why in Refusal::ALL {
-        out.push_str(&format!(
-            "canary_xds_admin_refused_total{{reason=\"{}\"}} {}\n",
-            why.label(),
-            refusals.get(why)
-        ));
-    }
-    out
 }
 
 /// Standard base64 with padding (for the CSP hash; no dependency for 20 lines).
