@@ -286,7 +286,7 @@ impl Client {
         }
         let conn = self.conn.as_mut().expect("connected");
         conn.get_mut()
-            .write_all(format!("GET {path} HTTP/1.1\r\nhost: bench\r\n\r\n").as_bytes())?;
+            .write_all(format!("GET {path} HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n").as_bytes())?;
         let mut status_line = String::new();
         if conn.read_line(&mut status_line)? == 0 {
             return Err(std::io::ErrorKind::UnexpectedEof.into());
