@@ -105,11 +105,13 @@ impl StreamState {
         {
             return None;
         }
-        // A refusal stands while its version is the one to send: newer files, or the name
-        // unsubscribed, end it.
+        // A refusal stands until another version of the resource is sent (newer files), or
+        // the resource is no longer to be sent (gone, or unsubscribed): not when the version to
+        // send only moves for a while (a layer that keeps values for routes Envoy still holds)
+        // and comes back to the refused one.
         self.types[index(kind)]
             .rejected
-            .retain(|n, v| desired.items.get(n).is_some_and(|r| r.version == *v));
+            .retain(|n, _| desired.items.contains_key(n));
         let t = &self.types[index(kind)];
         let upserts: BTreeMap<String, Arc<Resource>> = desired
             .items
@@ -167,6 +169,8 @@ impl StreamState {
         };
         let chunks = vec![Bytes::from(header.encode_to_vec()), set.delta_body()];
         let t = self.ty(kind);
+        t.rejected
+            .retain(|n, v| set.items.get(n).is_none_or(|r| r.version == *v));
         t.respond = false;
         t.force.clear();
         t.last_nonce = Some(nonce.clone());

@@ -160,9 +160,7 @@ impl World {
 
     /// Records the current snapshot's sets, as a hub does with what it publishes.
     fn record(&mut self) {
-        for (kind, set) in self.snap.sets() {
-            self.archive.record(kind, set);
-        }
+        self.archive.record_snapshot(&self.snap);
     }
 
     /// Publishes the snapshot of `config`.
