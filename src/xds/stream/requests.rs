@@ -78,6 +78,17 @@ impl StreamState {
         !req.initial_resource_versions.is_empty()
     }
 
+    /// Whether the route tables Envoy holds are known (so which clusters and runtime values
+    /// it routes by): a reconnecting Envoy's that we found in the archive, or ones it ACKed.
+    fn routes_held_known(&self) -> bool {
+        let rds = &self.types[index(Kind::Route)];
+        rds.subscribed
+            && match self.variant {
+                super::Variant::Sotw => rds.acked_exact && rds.acked_version.is_some(),
+                super::Variant::Delta => !rds.acked.is_empty() && rds.acked.unknown.is_empty(),
+            }
+    }
+
     fn take_node(&mut self, node: Option<&Node>) -> Result<(), ProtocolError> {
         if self.node_id.is_some() {
             return Ok(());
@@ -127,20 +138,40 @@ impl StreamState {
             t.names = names.into_iter().filter(|n| n != "*").collect();
         }
         if req.response_nonce.is_empty() {
-            // The first request of this type on the stream: answer it whatever the versions.
+            // A request before any response of this type on the stream: answered, unless it is
+            // the first of a reconnecting Envoy that holds a version we know (below).
             self.ty(kind).respond = true;
-            if kind == Kind::Cluster && first && !req.version_info.is_empty() {
+            if kind != Kind::Route
+                && first
+                && !req.version_info.is_empty()
+                && !self.routes_held_known()
+            {
                 // A reconnecting Envoy: until its route table is known, it may route to any
-                // cluster it holds.
+                // cluster it holds, by any runtime value it holds.
                 self.routes_unknown = true;
             }
             if !req.version_info.is_empty() && first {
                 match archive.set(kind, &req.version_info) {
                     Some(set) => {
                         let t = self.ty(kind);
+                        // Envoy holds this very set (versions name content): as if this stream
+                        // had sent it and Envoy ACKed it. Unless it asks for a name the set
+                        // lacks, it is answered only once what it should hold differs (a
+                        // restart of this server, or a switch to another replica with the same
+                        // files, then sends nothing: Envoy reapplies a route table and reloads
+                        // its runtime on every response, even an unchanged one).
+                        let satisfied = t.wildcard || t.names.iter().all(|n| set.contains_key(n));
+                        if satisfied {
+                            t.respond = false;
+                            t.sent_version = Some(req.version_info.clone());
+                        }
                         t.acked = Holding::shared(set);
                         t.acked_version = Some(req.version_info.clone());
                         t.acked_exact = true;
+                        if kind == Kind::Route {
+                            // Its route table is known: it routes to what that table names.
+                            self.routes_unknown = false;
+                        }
                     }
                     None => {
                         let t = self.ty(kind);
@@ -213,10 +244,15 @@ impl StreamState {
         };
         let mut events = Vec::new();
         let first = !self.ty(kind).subscribed;
+        let routes_known = self.routes_held_known();
         if first {
             let t = self.ty(kind);
             t.subscribed = true;
-            t.respond = true;
+            // A reconnecting Envoy says what it holds: it is sent what differs (and removals),
+            // and nothing at all when it holds what it should (below, the names it subscribes
+            // to that it does not hold are answered). A new Envoy is answered whatever there is.
+            let reconnect = !req.initial_resource_versions.is_empty();
+            t.respond = !reconnect;
             // Legacy wildcard: a wildcard kind whose first request names nothing.
             t.wildcard = kind.is_wildcard() && req.resource_names_subscribe.is_empty();
             let mut unknown_routes = false;
@@ -231,9 +267,9 @@ impl StreamState {
                     }
                 }
             }
-            if kind == Kind::Cluster && !req.initial_resource_versions.is_empty() {
+            if kind != Kind::Route && reconnect && !routes_known {
                 // A reconnecting Envoy: until its route table is known, it may route to any
-                // cluster it holds.
+                // cluster it holds, by any runtime value it holds.
                 unknown_routes = true;
             }
             if unknown_routes {
@@ -244,6 +280,9 @@ impl StreamState {
                         version: "(initial_resource_versions)".into(),
                     });
                 }
+            } else if kind == Kind::Route && reconnect {
+                // Every route table it holds is known: it routes to what they name.
+                self.routes_unknown = false;
             }
         }
         // Subscription changes are honoured whatever the nonce (xds_protocol, incremental).
@@ -253,8 +292,12 @@ impl StreamState {
                 if name == "*" {
                     t.wildcard = true;
                 } else if t.names.insert(name.clone()) || first {
-                    t.force.insert(name.clone());
-                    t.respond = true;
+                    // Sent even if Envoy claims to hold it, except a name a reconnecting
+                    // Envoy lists with the version it holds (sent only if that differs).
+                    if !(first && t.acked.contains_key(name)) {
+                        t.force.insert(name.clone());
+                        t.respond = true;
+                    }
                 }
             }
             for name in &req.resource_names_unsubscribe {

@@ -1,12 +1,14 @@
-//! The invariants, checked as the simulation goes: what may be sent, what Envoy may come to
-//! hold, how big the stream's state may grow, and where it must end.
+//! The invariants, checked as the simulation goes: what may be sent (and what may not be sent
+//! again to a reconnecting Envoy), what Envoy may come to hold, how big the stream's state may
+//! grow, and where it must end.
 
 use std::collections::BTreeSet;
 
+use super::super::index;
 use super::envoy::Decoded;
 use super::world::CLUSTERS;
 use super::{
-    BOUNDED, CONVERGES, Failure, MAKE_BEFORE_BREAK, NACKED_RESENT, Opening, ROUTE_NAMES, Sim,
+    BOUNDED, CONVERGES, Failure, MAKE_BEFORE_BREAK, NACKED_RESENT, Opening, QUIET, ROUTE_NAMES, Sim,
 };
 use crate::xds::resource::Kind;
 use crate::xds::stream::Variant;
@@ -208,9 +210,13 @@ impl Sim {
             let snap = self.world.items(kind, runtime);
             // State of the world carries no version per resource.
             let delta = self.variant() == Variant::Delta;
+            // Route tables Envoy dropped and asked for again under a version that holds
+            // them: no server can tell (`Envoy::forgotten`).
+            let forgotten = |n: &str| kind == Kind::Route && self.envoy.forgotten.contains(n);
             let want: Vec<(&str, &str, BTreeSet<&str>)> = snap
                 .iter()
                 .filter(|(n, _)| kind != Kind::Route || self.envoy.routes.contains(*n))
+                .filter(|(n, _)| !forgotten(n))
                 .map(|(n, r)| {
                     let version = if delta { r.version.as_str() } else { "" };
                     (
@@ -225,6 +231,7 @@ impl Sim {
                 .held(kind)
                 .items
                 .iter()
+                .filter(|(n, _)| !forgotten(n))
                 .map(|(n, i)| {
                     let clusters = i.clusters.iter().map(String::as_str).collect();
                     (n.as_str(), i.version.as_str(), clusters)
@@ -238,5 +245,73 @@ impl Sim {
             }
         }
         Ok(())
+    }
+}
+
+impl Sim {
+    /// Whether Envoy, asking for `kind` for the first time on this stream, holds what the
+    /// snapshot gives it, so that the server has nothing to send: state of the world, the
+    /// snapshot's set by its version, every name of it asked for and no other; delta, by name
+    /// and version, every resource it asks for and nothing else.
+    pub(super) fn holds_snapshot(&self, kind: Kind) -> bool {
+        let runtime = self.envoy.runtime;
+        let held = self.envoy.held(kind);
+        let set = self.world.snap.set_for(kind, runtime);
+        let routes = &self.world.snap.set_for(Kind::Route, runtime).items;
+        let asks_every_route = routes.keys().all(|n| self.envoy.routes.contains(n));
+        // Asks for exactly the route tables `names`.
+        let asks_only_these =
+            |names: BTreeSet<&String>| names == self.envoy.routes.iter().collect();
+        // The runtime values Envoy keeps are those of the routes it asks for.
+        if kind == Kind::Runtime && !asks_every_route {
+            return false;
+        }
+        match self.variant() {
+            Variant::Sotw => {
+                !held.version_info.is_empty()
+                    && held.version_info == set.version
+                    && (kind != Kind::Route || asks_only_these(set.items.keys().collect()))
+            }
+            Variant::Delta => {
+                let want: Vec<(&str, &str)> = set
+                    .items
+                    .iter()
+                    .filter(|(n, _)| self.envoy.wants(kind, n))
+                    .map(|(n, r)| (n.as_str(), r.version.as_str()))
+                    .collect();
+                let has: Vec<(&str, &str)> = held
+                    .items
+                    .iter()
+                    .map(|(n, i)| (n.as_str(), i.version.as_str()))
+                    .collect();
+                !has.is_empty()
+                    && want == has
+                    && (kind != Kind::Route || asks_only_these(held.items.keys().collect()))
+            }
+        }
+    }
+
+    /// Nothing is sent of a kind whose first request held what the snapshot gives, until
+    /// something changed.
+    pub(super) fn check_quiet(&self, d: &Decoded) -> Result<(), Failure> {
+        if self.conn.quiet[index(d.kind)] {
+            return Err(self.fail(
+                QUIET,
+                format!(
+                    "{} {} sent to an Envoy that holds what the snapshot gives it",
+                    d.kind, d.version
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Something changed for `kind` (its requests, or, for routes, the subscriptions, which
+    /// also decide the runtime values Envoy keeps): it may be answered.
+    pub(super) fn lift_quiet(&mut self, kind: Kind) {
+        self.conn.quiet[index(kind)] = false;
+        if kind == Kind::Route {
+            self.conn.quiet[index(Kind::Runtime)] = false;
+        }
     }
 }

@@ -57,6 +57,12 @@ pub struct Envoy {
     pub routes: BTreeSet<String>,
     /// Whether it names the wildcard `*` (else it leaves the names empty).
     pub explicit_wildcard: bool,
+    /// State of the world: route tables it dropped while its `version_info` still names a set
+    /// holding them. Asked for again on a new stream, with that version, no server can tell
+    /// that it lacks them (xds_protocol lets a server skip a reconnect's response only "if
+    /// they know that the client is not subscribing to a new resource"): canary-xds's own
+    /// Envoys ask for one route table, always, so this never arises with them.
+    pub forgotten: BTreeSet<String>,
 }
 
 /// The clusters a route configuration routes to.
@@ -174,6 +180,7 @@ impl Envoy {
             held: Default::default(),
             routes: BTreeSet::from(["canary-xds".to_string()]),
             explicit_wildcard: false,
+            forgotten: BTreeSet::new(),
         }
     }
 
@@ -199,6 +206,9 @@ impl Envoy {
             Variant::Sotw => {
                 held.version_info = d.version.clone();
                 held.items = fresh.into_iter().collect();
+                if kind == Kind::Route {
+                    self.forgotten.clear();
+                }
             }
             Variant::Delta => {
                 held.items.extend(fresh);
@@ -212,7 +222,10 @@ impl Envoy {
     /// Stops using a route configuration.
     pub fn unsubscribe(&mut self, name: &str) {
         self.routes.remove(name);
-        self.held[index(Kind::Route)].items.remove(name);
+        let held = &mut self.held[index(Kind::Route)];
+        if held.items.remove(name).is_some() && self.variant == Variant::Sotw {
+            self.forgotten.insert(name.to_string());
+        }
     }
 
     /// Every (route configuration, cluster) it holds where it does not hold the cluster.

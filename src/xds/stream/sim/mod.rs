@@ -19,7 +19,10 @@
 //!   hold, however many requests come;
 //! - every response decodes to what the server says it is, every ACK and NACK is taken as one
 //!   and a stale nonce as neither;
-//! - an Envoy that then reconnects and ACKs everything ends holding the snapshot.
+//! - an Envoy that then reconnects and ACKs everything ends holding the snapshot;
+//! - a (re)connecting Envoy whose first request of a type says it holds what the snapshot
+//!   gives it (a restart, or a switch to a replica with the same files) is sent nothing of that
+//!   type until something changes: the files, its subscriptions, or its requests of that type.
 
 mod checks;
 mod envoy;
@@ -43,6 +46,7 @@ pub const NACKED_RESENT: &str = "a NACKed version is not sent again";
 pub const BOUNDED: &str = "per-type state bounded by the snapshot";
 pub const WELL_FORMED: &str = "responses, ACKs and nonces are what they say";
 pub const CONVERGES: &str = "an Envoy that ACKs everything ends holding the snapshot";
+pub const QUIET: &str = "a reconnect holding the snapshot is sent nothing";
 
 /// How often things happened: the property test checks that the scripts reach the cases that
 /// matter.
@@ -61,6 +65,8 @@ pub struct Stats {
     /// not know those routes (a SotW reconnect holding a cluster version it never sent, which
     /// it reports as `Event::UnknownVersion`).
     pub forgiven: usize,
+    /// First requests of a type that held what the snapshot gives (none may be answered).
+    pub quiet: usize,
 }
 
 impl std::ops::AddAssign for Stats {
@@ -74,6 +80,7 @@ impl std::ops::AddAssign for Stats {
         self.restarts += o.restarts;
         self.kept += o.kept;
         self.forgiven += o.forgiven;
+        self.quiet += o.quiet;
     }
 }
 
@@ -144,6 +151,9 @@ struct Conn {
     nacked: BTreeSet<(Kind, String, String)>,
     /// SotW: Envoy reconnected holding a cluster version the server does not know.
     clusters_unknown: bool,
+    /// By kind: its first request held what the snapshot gives, and nothing changed since, so
+    /// nothing of it may be sent.
+    quiet: [bool; 4],
 }
 
 impl Conn {
@@ -157,6 +167,7 @@ impl Conn {
             taken: Vec::new(),
             nacked: BTreeSet::new(),
             clusters_unknown: false,
+            quiet: [false; 4],
         }
     }
 }
@@ -200,6 +211,7 @@ impl Sim {
         match step {
             Step::Take { nack } => self.take(*nack),
             Step::Publish(config) => {
+                self.conn.quiet = [false; 4];
                 self.world.publish(*config);
                 self.forget_changed_nacks();
                 self.plan()
@@ -278,6 +290,7 @@ impl Sim {
                 d.kind, d.version, d.nonce, d.removed
             ));
             self.stats.responses += 1;
+            self.check_quiet(&d)?;
             self.check_not_nacked(&d)?;
             self.forget_nacks(&d);
             self.check_sent_routes(&d)?;
@@ -331,6 +344,8 @@ impl Sim {
     }
 
     fn routes(&mut self, name: &str, subscribe: bool, nonce: Nonce) -> Result<(), Failure> {
+        // Another subscription: routes (and the runtime values they read) may be answered.
+        self.lift_quiet(Kind::Route);
         if subscribe {
             self.envoy.routes.insert(name.to_string());
         } else {
@@ -380,6 +395,10 @@ impl Sim {
             return Ok(());
         }
         let nonce = self.nonce(kind, nonce);
+        if nonce.is_empty() && self.variant() == Variant::Sotw {
+            // A request before any response of its type: a question asked again.
+            self.lift_quiet(kind);
+        }
         let req = self.answer(kind, &nonce, None);
         self.request(req, Expect::Nothing)
     }
@@ -387,6 +406,10 @@ impl Sim {
     /// The first request of `kind` on this stream, with what Envoy holds.
     fn open(&mut self, kind: Kind) -> Result<(), Failure> {
         self.conn.opened[index(kind)] = true;
+        if self.holds_snapshot(kind) {
+            self.stats.quiet += 1;
+            self.conn.quiet[index(kind)] = true;
+        }
         let req = match self.variant() {
             Variant::Sotw => Request::Sotw(self.envoy.sotw(kind, "", None)),
             Variant::Delta => Request::Delta(self.envoy.delta_first(kind)),
@@ -405,6 +428,7 @@ impl Sim {
         if !self.conn.opened[index(kind)] {
             return self.open(kind);
         }
+        self.lift_quiet(kind);
         let nonce = self.conn.last_nonce[index(kind)].clone();
         let req = match self.variant() {
             Variant::Sotw => {
