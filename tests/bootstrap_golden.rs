@@ -67,6 +67,22 @@ const CASES: &[(&str, &[&str])] = &[
     ),
     ("mtls", MTLS),
     (
+        "replicas",
+        &["--xds", "127.0.0.1:18000", "--xds", "127.0.0.1:18001"],
+    ),
+    (
+        "replicas-tls",
+        &[
+            "--xds",
+            "cp-a.corp:18000",
+            "--xds",
+            "cp-b.corp:18000",
+            "--xds-tls-ca",
+            "/etc/envoy/tls/xds-ca.pem",
+            "--delta",
+        ],
+    ),
+    (
         "mtls-sni-delta",
         &[
             "--xds",

@@ -20,10 +20,13 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::UpstreamTlsContext;
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions;
 use prost::Name;
-use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 
 use crate::envoy::translate;
+
+mod yaml;
+
 use crate::model::mapping::DEFAULT_FLEET;
+use yaml::{Yaml, map, s, seq};
 
 /// Where canary-xds serves xDS unless told otherwise (its `serve` default).
 pub const DEFAULT_XDS: &str = "127.0.0.1:18000";
@@ -63,9 +66,10 @@ pub const UPSTREAM_RQ_TIME_REGEX: &str = r"^cluster\..+\.upstream_rq_time$";
 #[derive(Clone, Debug, PartialEq, Eq, Args)]
 pub struct BootstrapArgs {
     /// Where canary-xds serves xDS, as host:port. A host name is resolved by Envoy (STRICT_DNS);
-    /// an IP is used as is.
-    #[arg(long, value_name = "HOST:PORT", default_value = DEFAULT_XDS)]
-    pub xds: XdsAddress,
+    /// an IP is used as is. Repeat it to list several replicas serving the same files: Envoy
+    /// keeps one stream to one of them, and moves to another when that one goes away.
+    #[arg(long, value_name = "HOST:PORT", default_value = DEFAULT_XDS, action = clap::ArgAction::Append)]
+    pub xds: Vec<XdsAddress>,
     /// The node id this Envoy presents. canary-xds only shows it (logs, status); give each
     /// Envoy its own, such as its host or pod name.
     #[arg(long, value_name = "ID", default_value = DEFAULT_NODE_ID, value_parser = node_id)]
@@ -92,7 +96,8 @@ pub struct BootstrapArgs {
     #[arg(long, value_name = "FILE", value_parser = file_path)]
     pub xds_tls_ca: Option<String>,
     /// The name canary-xds's certificate must carry, also sent as SNI. Default: the --xds host
-    /// (an IP is then checked against the certificate's IP SANs, without SNI).
+    /// (an IP is then checked against the certificate's IP SANs, without SNI); with several
+    /// hosts, any of them, without SNI.
     #[arg(long, value_name = "NAME", requires = "xds_tls_ca", value_parser = dns_name)]
     pub xds_sni: Option<String>,
     /// For mTLS, the client certificate Envoy presents (a PEM chain, read by Envoy). Needs
@@ -119,7 +124,7 @@ impl Default for BootstrapArgs {
     /// The defaults of the flags.
     fn default() -> Self {
         BootstrapArgs {
-            xds: DEFAULT_XDS.parse().expect("the default is valid"),
+            xds: vec![DEFAULT_XDS.parse().expect("the default is valid")],
             node_id: DEFAULT_NODE_ID.into(),
             fleet: DEFAULT_FLEET.into(),
             admin: DEFAULT_ADMIN.parse().expect("the default is valid"),
@@ -252,7 +257,9 @@ fn command_line(args: &BootstrapArgs) -> String {
     let defaults = BootstrapArgs::default();
     let mut line = String::from("canary-xds bootstrap");
     if args.xds != defaults.xds {
-        line.push_str(&format!(" --xds {}", args.xds));
+        for xds in &args.xds {
+            line.push_str(&format!(" --xds {xds}"));
+        }
     }
     if args.node_id != defaults.node_id {
         line.push_str(&format!(" --node-id {}", shell_word(&args.node_id)));
@@ -419,26 +426,31 @@ fn bootstrap(args: &BootstrapArgs) -> Yaml {
     Yaml::Map(top)
 }
 
-/// The static cluster that reaches canary-xds over gRPC.
+/// The static cluster that reaches canary-xds over gRPC: one endpoint per `--xds`. Envoy's
+/// ADS stream goes to one of them; when it breaks (that replica went away), Envoy opens a new
+/// one, which its load balancer sends to another endpoint.
 fn xds_cluster(args: &BootstrapArgs) -> Yaml {
-    let xds = &args.xds;
+    let all_ips = args.xds.iter().all(|x| x.ip().is_some());
     let mut cluster = vec![
         ("name", s(XDS_CLUSTER)),
         // A name is resolved (and re-resolved) by Envoy; an IP needs nothing.
-        (
-            "type",
-            s(if xds.ip().is_some() {
-                "STATIC"
-            } else {
-                "STRICT_DNS"
-            }),
-        ),
+        ("type", s(if all_ips { "STATIC" } else { "STRICT_DNS" })),
         ("connect_timeout", s("1s")),
     ];
-    if xds.ip().is_none() {
+    if !all_ips {
         // As for upstreams: `localhost` may resolve to ::1 first.
         cluster.push(("dns_lookup_family", s("V4_PREFERRED")));
     }
+    let endpoints = args
+        .xds
+        .iter()
+        .map(|xds| {
+            map([(
+                "endpoint",
+                map([("address", socket_address(&xds.host, xds.port))]),
+            )])
+        })
+        .collect();
     cluster.extend([
         (
             "load_assignment",
@@ -446,13 +458,7 @@ fn xds_cluster(args: &BootstrapArgs) -> Yaml {
                 ("cluster_name", s(XDS_CLUSTER)),
                 (
                     "endpoints",
-                    seq([map([(
-                        "lb_endpoints",
-                        seq([map([(
-                            "endpoint",
-                            map([("address", socket_address(&xds.host, xds.port))]),
-                        )])]),
-                    )])]),
+                    seq([map([("lb_endpoints", Yaml::Seq(endpoints))])]),
                 ),
             ]),
         ),
@@ -494,12 +500,27 @@ fn xds_cluster(args: &BootstrapArgs) -> Yaml {
 /// `--client-cert` Envoy's own certificate for mTLS.
 ///
 /// Without a SAN matcher Envoy accepts any certificate the CA signed, whatever its name, so one
-/// is always set: the `--xds-sni` name, or else the `--xds` host (an IP gets an IP SAN check and
-/// no SNI, which carries host names only).
+/// is always set: the `--xds-sni` name, or else the `--xds` hosts (an IP gets an IP SAN check and
+/// no SNI, which carries host names only). Several replicas under several names each get a
+/// matcher (any one matches) and no SNI, which one name could not carry for all of them; give
+/// `--xds-sni` to check one name every replica's certificate carries.
 fn xds_tls(args: &BootstrapArgs, ca: &str) -> Yaml {
-    let (name, ip) = match &args.xds_sni {
-        Some(sni) => (sni.clone(), false),
-        None => (args.xds.host.clone(), args.xds.ip().is_some()),
+    let (names, sni): (Vec<(String, bool)>, Option<String>) = match &args.xds_sni {
+        Some(sni) => (vec![(sni.clone(), false)], Some(sni.clone())),
+        None => {
+            let mut hosts: Vec<(String, bool)> = Vec::new();
+            for x in &args.xds {
+                let host = (x.host.clone(), x.ip().is_some());
+                if !hosts.contains(&host) {
+                    hosts.push(host);
+                }
+            }
+            let sni = match hosts.as_slice() {
+                [(name, false)] => Some(name.clone()),
+                _ => None,
+            };
+            (hosts, sni)
+        }
     };
     let mut common = vec![
         // gRPC over TLS negotiates HTTP/2 by ALPN; Envoy offers none by itself.
@@ -520,10 +541,17 @@ fn xds_tls(args: &BootstrapArgs, ca: &str) -> Yaml {
             ("trusted_ca", map([("filename", s(ca))])),
             (
                 "match_typed_subject_alt_names",
-                seq([map([
-                    ("san_type", s(if ip { "IP_ADDRESS" } else { "DNS" })),
-                    ("matcher", map([("exact", s(&name))])),
-                ])]),
+                Yaml::Seq(
+                    names
+                        .iter()
+                        .map(|(name, ip)| {
+                            map([
+                                ("san_type", s(if *ip { "IP_ADDRESS" } else { "DNS" })),
+                                ("matcher", map([("exact", s(name))])),
+                            ])
+                        })
+                        .collect(),
+                ),
             ),
         ]),
     ));
@@ -531,8 +559,8 @@ fn xds_tls(args: &BootstrapArgs, ca: &str) -> Yaml {
         ("@type", s(UpstreamTlsContext::type_url())),
         ("common_tls_context", Yaml::Map(common)),
     ];
-    if !ip {
-        context.push(("sni", s(name)));
+    if let Some(sni) = sni {
+        context.push(("sni", s(sni)));
     }
     map([
         ("name", s(translate::TLS_TRANSPORT_SOCKET)),
@@ -590,59 +618,6 @@ fn socket_address(host: &str, port: u16) -> Yaml {
         "socket_address",
         map([("address", s(host)), ("port_value", Yaml::Int(port.into()))]),
     )])
-}
-
-/// A YAML tree whose maps keep their order, so the text reads like Envoy's docs and is the same
-/// on every run.
-enum Yaml {
-    Map(Vec<(&'static str, Yaml)>),
-    Seq(Vec<Yaml>),
-    /// A list on one line, `[a, b]`.
-    FlowSeq(Vec<Yaml>),
-    Str(String),
-    Int(u64),
-    /// Written as a whole number when it is one.
-    Number(f64),
-    Bool(bool),
-}
-
-fn map<const N: usize>(entries: [(&'static str, Yaml); N]) -> Yaml {
-    Yaml::Map(entries.into())
-}
-
-fn seq<const N: usize>(items: [Yaml; N]) -> Yaml {
-    Yaml::Seq(items.into())
-}
-
-fn s(text: impl Into<String>) -> Yaml {
-    Yaml::Str(text.into())
-}
-
-impl Serialize for Yaml {
-    fn serialize<S: Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Yaml::Map(entries) => {
-                let mut m = ser.serialize_map(Some(entries.len()))?;
-                for (k, v) in entries {
-                    m.serialize_entry(k, v)?;
-                }
-                m.end()
-            }
-            Yaml::Seq(items) => {
-                let mut l = ser.serialize_seq(Some(items.len()))?;
-                for item in items {
-                    l.serialize_element(item)?;
-                }
-                l.end()
-            }
-            Yaml::FlowSeq(items) => serde_saphyr::FlowSeq(items).serialize(ser),
-            Yaml::Str(text) => ser.serialize_str(text),
-            Yaml::Int(n) => ser.serialize_u64(*n),
-            Yaml::Number(x) if x.fract() == 0.0 && *x >= 0.0 => ser.serialize_u64(*x as u64),
-            Yaml::Number(x) => ser.serialize_f64(*x),
-            Yaml::Bool(b) => ser.serialize_bool(*b),
-        }
-    }
 }
 
 #[cfg(test)]

@@ -74,7 +74,7 @@ fn the_xds_cluster_speaks_http2_with_keepalives() {
 #[test]
 fn a_host_name_is_resolved_by_envoy() {
     let args = parse(&["--xds", "Canary-XDS.ns.svc:18001"]).unwrap();
-    assert_eq!(args.xds.host, "canary-xds.ns.svc");
+    assert_eq!(args.xds[0].host, "canary-xds.ns.svc");
     let xds = &data(&args)["static_resources"]["clusters"][0];
     assert_eq!(xds["type"], "STRICT_DNS");
     assert_eq!(xds["dns_lookup_family"], "V4_PREFERRED");
@@ -286,4 +286,72 @@ fn tls_flags_come_in_working_sets() {
 fn the_output_is_the_same_every_time() {
     let args = parse(&["--delta", "--static-listener", "[::]:8080"]).unwrap();
     assert_eq!(render(&args), render(&args.clone()));
+}
+
+#[test]
+fn several_xds_addresses_list_every_replica_in_the_xds_cluster() {
+    let args = parse(&["--xds", "10.0.0.1:18000", "--xds", "10.0.0.2:18001"]).unwrap();
+    assert_eq!(args.xds.len(), 2);
+    let xds = &data(&args)["static_resources"]["clusters"][0];
+    assert_eq!(xds["type"], "STATIC");
+    assert_eq!(
+        xds["load_assignment"]["endpoints"][0]["lb_endpoints"],
+        json!([
+            {"endpoint": {"address": {"socket_address": {"address": "10.0.0.1", "port_value": 18000}}}},
+            {"endpoint": {"address": {"socket_address": {"address": "10.0.0.2", "port_value": 18001}}}},
+        ])
+    );
+    // One name among them: Envoy resolves it.
+    let args = parse(&["--xds", "10.0.0.1:18000", "--xds", "cp-b.corp:18000"]).unwrap();
+    let xds = &data(&args)["static_resources"]["clusters"][0];
+    assert_eq!(xds["type"], "STRICT_DNS");
+    // The header names the command that prints the file: every --xds, in order.
+    let text = render(&args);
+    assert!(
+        text.lines()
+            .next()
+            .unwrap()
+            .contains("--xds 10.0.0.1:18000 --xds cp-b.corp:18000"),
+        "{text}"
+    );
+}
+
+#[test]
+fn tls_to_several_replicas_checks_each_ones_name_or_the_one_of_xds_sni() {
+    let ca = ["--xds-tls-ca", "ca.pem"];
+    // Two names: either name is accepted, and no SNI (one name could not carry both).
+    let t = tls(&[&ca[..], &["--xds", "cp-a.corp:1", "--xds", "cp-b.corp:1"]].concat());
+    assert_eq!(
+        t["common_tls_context"]["validation_context"]["match_typed_subject_alt_names"],
+        json!([
+            {"san_type": "DNS", "matcher": {"exact": "cp-a.corp"}},
+            {"san_type": "DNS", "matcher": {"exact": "cp-b.corp"}},
+        ])
+    );
+    assert!(t.get("sni").is_none());
+    // One name on two ports: that name, as SNI too.
+    let t = tls(&[&ca[..], &["--xds", "cp.corp:1", "--xds", "cp.corp:2"]].concat());
+    assert_eq!(t["sni"], "cp.corp");
+    assert_eq!(
+        t["common_tls_context"]["validation_context"]["match_typed_subject_alt_names"],
+        json!([{"san_type": "DNS", "matcher": {"exact": "cp.corp"}}])
+    );
+    // --xds-sni: the one name every replica's certificate carries.
+    let t = tls(&[
+        &ca[..],
+        &[
+            "--xds",
+            "10.0.0.1:1",
+            "--xds",
+            "10.0.0.2:1",
+            "--xds-sni",
+            "cp.corp",
+        ],
+    ]
+    .concat());
+    assert_eq!(t["sni"], "cp.corp");
+    assert_eq!(
+        t["common_tls_context"]["validation_context"]["match_typed_subject_alt_names"],
+        json!([{"san_type": "DNS", "matcher": {"exact": "cp.corp"}}])
+    );
 }
