@@ -41,6 +41,7 @@ use crate::xds::resource::Kind;
 use envoy::{Decoded, Envoy};
 use world::World;
 
+/// The invariants, as `Failure::invariant` names them.
 pub const MAKE_BEFORE_BREAK: &str = "make-before-break";
 pub const NACKED_RESENT: &str = "a NACKed version is not sent again";
 pub const BOUNDED: &str = "per-type state bounded by the snapshot";
@@ -59,7 +60,8 @@ pub struct Stats {
     pub stale: usize,
     pub reconnects: usize,
     pub restarts: usize,
-    /// Cluster responses that kept a cluster the snapshot no longer has (for routes).
+    /// Cluster responses after which Envoy still holds a cluster the files dropped, because
+    /// its routes still use it (make-before-break at work).
     pub kept: usize,
     /// Cluster removals under routes that still used them, forgiven because the server could
     /// not know those routes (a SotW reconnect holding a cluster version it never sent, which
@@ -107,6 +109,7 @@ pub fn run(data: &[u8], max_steps: usize) -> Result<Stats, Failure> {
     run_script(&Script::decode(data, max_steps))
 }
 
+/// Runs `script`, checking every invariant after every step.
 pub fn run_script(script: &Script) -> Result<Stats, Failure> {
     let mut sim = Sim {
         world: World::new(script.initial),
