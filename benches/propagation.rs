@@ -128,6 +128,10 @@ struct Args {
     /// names; one poll costs Envoy's main thread time that grows with the number of clusters).
     #[arg(long, value_enum, default_value_t = Detect::Marker)]
     detect: Detect,
+    /// How many generated routes have a canary in flight (at 10%); the others start with their
+    /// canary at 0, the default split the runtime layer does not carry. Default: all of them.
+    #[arg(long)]
+    in_flight: Option<usize>,
     /// What a size counts: routes (2 Mappings and 2 clusters each) or Mappings.
     #[arg(long, value_enum, default_value_t = Count::Routes)]
     count: Count,
@@ -323,6 +327,7 @@ impl Setup {
             ups.canary.service(),
             flip.then(|| (ups.primary.service(), ups.canary.service())),
             marker,
+            args.in_flight.unwrap_or(routes),
         );
         let ours_listen = free_port();
         let base_listen = free_port();
@@ -1025,6 +1030,11 @@ fn propagation(args: &Args, size: usize, ups: &Upstreams, samples: &mut Vec<Samp
         },
         args.warmup
     );
+    let _ = writeln!(
+        out,
+        "  canaries in flight (at 10%, the rest at 0%): {}",
+        args.in_flight.unwrap_or(routes).min(routes)
+    );
     if !args.bootstrap_args.is_empty() {
         let _ = writeln!(
             out,
@@ -1244,6 +1254,11 @@ fn flips(args: &Args, size: usize, ups: &Upstreams, samples: &mut Vec<Sample>) -
         s.clusters,
         args.flips,
         args.warmup
+    );
+    let _ = writeln!(
+        out,
+        "  canaries in flight (at 10%, the rest at 0%): {}",
+        args.in_flight.unwrap_or(routes).min(routes)
     );
     if !args.bootstrap_args.is_empty() {
         let _ = writeln!(

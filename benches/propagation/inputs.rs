@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 /// Routes per Mapping file (two Mappings each), so a change rewrites one small file among many.
 pub const ROUTES_PER_FILE: usize = 5;
 
-/// The canary weight every generated route starts with.
+/// The canary weight every generated route in flight starts with; the others start at 0, their
+/// default split (100% to the primary), which canary-xds's runtime layer does not carry.
 pub const INITIAL_WEIGHT: u32 = 10;
 
 /// The prefix of the route whose canary is flipped between 0 and 100. Longer than every
@@ -32,6 +33,8 @@ pub struct Mappings {
     pub canary: String,
     /// The flip route's services (primary, canary), answering "primary" and "canary".
     pub flip: Option<(String, String)>,
+    /// The routes `0..in_flight` start with their canary at `INITIAL_WEIGHT`, the rest at 0.
+    in_flight: usize,
     weights: BTreeMap<usize, u32>,
     timeouts: BTreeMap<usize, u64>,
     flip_weight: u32,
@@ -47,6 +50,7 @@ impl Mappings {
         canary: String,
         flip: Option<(String, String)>,
         marker: bool,
+        in_flight: usize,
     ) -> Mappings {
         std::fs::create_dir_all(dir).expect("the Mapping directory");
         let m = Mappings {
@@ -55,6 +59,7 @@ impl Mappings {
             primary,
             canary,
             flip,
+            in_flight,
             weights: BTreeMap::new(),
             timeouts: BTreeMap::new(),
             flip_weight: 0,
@@ -104,7 +109,12 @@ impl Mappings {
         let mut docs = Vec::new();
         for i in f * ROUTES_PER_FILE..((f + 1) * ROUTES_PER_FILE).min(self.routes) {
             let prefix = Self::prefix(i);
-            let w = self.weights.get(&i).copied().unwrap_or(INITIAL_WEIGHT);
+            let initial = if i < self.in_flight {
+                INITIAL_WEIGHT
+            } else {
+                0
+            };
+            let w = self.weights.get(&i).copied().unwrap_or(initial);
             let timeout = self
                 .timeouts
                 .get(&i)
