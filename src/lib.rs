@@ -18,6 +18,7 @@
 pub mod admin;
 pub mod canary;
 pub mod cmd;
+pub mod diff;
 pub mod envoy;
 pub mod input;
 pub mod model;

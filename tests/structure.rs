@@ -22,6 +22,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("reload", &["model", "input", "routes", "envoy", "xds"]),
     ("canary", &["model", "input", "routes"]),
     ("admin", &["model", "routes", "xds", "reload", "canary"]),
+    ("diff", &["model", "routes"]),
     (
         "serve",
         &[
@@ -32,6 +33,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "cmd",
         &[
             "model", "input", "routes", "envoy", "xds", "reload", "canary", "admin", "serve",
+            "diff",
         ],
     ),
 ];

@@ -156,6 +156,14 @@ impl AdminClient {
         cp: &str,
         fleet: &str,
     ) -> Result<ConfiguredWeights, LiveError> {
+        let (url, text) = self.control_plane_routes(cp).await?;
+        ConfiguredWeights::from_routes_json(&text, fleet, &url)
+            .map_err(|e| LiveError::from_url(&url, e))
+    }
+
+    /// canary-xds's `/api/routes` document as text, with the URL it came from, from its admin
+    /// API (`http://host:8877`, or the full `/api/routes` URL).
+    pub async fn control_plane_routes(&self, cp: &str) -> Result<(String, String), LiveError> {
         let base = base_url(cp)?;
         let url = if base.ends_with("/api/routes") {
             base
@@ -163,8 +171,7 @@ impl AdminClient {
             format!("{base}/api/routes")
         };
         let text = self.get(&url, MAX_JSON_BODY).await?;
-        ConfiguredWeights::from_routes_json(&text, fleet, &url)
-            .map_err(|e| LiveError::from_url(&url, e))
+        Ok((url, text))
     }
 }
 

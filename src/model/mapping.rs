@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::model::diagnostic::Location;
 
@@ -242,7 +242,7 @@ impl Service {
 }
 
 /// Settings of the Envoy cluster a Mapping's traffic goes through.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ClusterSettings {
     pub connect_timeout_ms: u64,
     /// HTTP/2 to the upstream.
@@ -252,7 +252,7 @@ pub struct ClusterSettings {
 
 /// Settings that act on the whole route (Envoy's RouteAction). They may differ between the
 /// Mappings of one route; each Mapping keeps its own.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct RouteSettings {
     /// The prefix rewrite; `None` leaves the path alone (`rewrite: ""`).
     pub rewrite: Option<String>,
@@ -265,7 +265,7 @@ pub struct RouteSettings {
 }
 
 /// Ambassador's `retry_policy`.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct RetryPolicy {
     pub retry_on: Option<String>,
     pub num_retries: Option<u32>,
@@ -274,7 +274,7 @@ pub struct RetryPolicy {
 
 /// Settings that act only on the requests sent to this Mapping's backend (Envoy's
 /// ClusterWeight): Ambassador merges them across a route; canary-xds keeps them per backend.
-#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct BackendSettings {
     pub host_rewrite: Option<String>,
     pub add_request_headers: BTreeMap<String, AddHeader>,
@@ -284,7 +284,7 @@ pub struct BackendSettings {
 }
 
 /// A header to add, and whether to append to an existing value or replace it.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct AddHeader {
     pub value: String,
     pub append: bool,

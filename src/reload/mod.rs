@@ -169,6 +169,13 @@ impl Reloader {
         Some(served)
     }
 
+    /// Reads another directory from now on, keeping what it learnt of the last one (each file's
+    /// last good content, by relative path, and the last tables): `diff` reloads BASE, then NEW,
+    /// as if NEW's files had replaced BASE's in one watched directory.
+    pub fn read_from(&mut self, loader: Loader) {
+        self.loader = loader;
+    }
+
     /// What is being served now.
     pub fn last(&self) -> Option<&Served> {
         self.last.as_ref()

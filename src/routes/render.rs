@@ -11,7 +11,9 @@ use serde::Serialize;
 
 use super::{Route, RouteTable, Tables};
 use crate::model::diagnostic::{Counts, Diagnostic};
-use crate::model::mapping::{Bp, HeaderMatch};
+use crate::model::mapping::{
+    BackendSettings, Bp, ClusterSettings, HeaderMatch, Mapping, RouteSettings,
+};
 use crate::model::weights::percent;
 
 /// The version of the JSON format.
@@ -52,6 +54,27 @@ pub struct BackendJson<'a> {
     /// Whether the Mapping sets `weight`; `status` takes a route's primary among the Mappings
     /// that do not (Ambassador's default Mapping).
     pub weighted: bool,
+    pub settings: MappingSettingsJson<'a>,
+}
+
+/// What a Mapping does beyond its share, field by field: what `diff` compares, also when it
+/// reads a running server's `/api/routes`.
+#[derive(Serialize)]
+pub struct MappingSettingsJson<'a> {
+    /// What the route does to a request (rewrite, timeouts, retries, upgrades).
+    pub route: &'a RouteSettings,
+    /// What is done to the requests sent to this backend (host rewrite, header changes).
+    pub backend: &'a BackendSettings,
+    /// The upstream cluster's settings (connect timeout, gRPC, cluster tag).
+    pub cluster: &'a ClusterSettings,
+}
+
+fn settings_json(m: &Mapping) -> MappingSettingsJson<'_> {
+    MappingSettingsJson {
+        route: &m.route,
+        backend: &m.backend,
+        cluster: &m.cluster,
+    }
 }
 
 #[derive(Serialize)]
@@ -64,6 +87,7 @@ pub struct ShadowJson<'a> {
     pub cluster: &'a str,
     pub file: &'a str,
     pub line: u64,
+    pub settings: MappingSettingsJson<'a>,
 }
 
 pub fn route_json(r: &Route) -> RouteJson<'_> {
@@ -91,6 +115,7 @@ pub fn route_json(r: &Route) -> RouteJson<'_> {
                 file: &b.mapping.origin.file,
                 line: b.mapping.origin.line,
                 weighted: b.mapping.weight.is_some(),
+                settings: settings_json(&b.mapping),
             })
             .collect(),
         shadow: r.shadow.as_ref().map(|s| ShadowJson {
@@ -101,6 +126,7 @@ pub fn route_json(r: &Route) -> RouteJson<'_> {
             cluster: &s.cluster,
             file: &s.mapping.origin.file,
             line: s.mapping.origin.line,
+            settings: settings_json(&s.mapping),
         }),
         held: r.held.as_deref(),
     }
@@ -212,7 +238,7 @@ pub const WIDTH: usize = 80;
 
 /// A diagnostic as a heading (`error: a.yaml:7:9: Mapping qotm, field weight`) and its
 /// message wrapped to `WIDTH` columns below it.
-fn write_diagnostic(out: &mut String, d: &Diagnostic) {
+pub fn write_diagnostic(out: &mut String, d: &Diagnostic) {
     // A diagnostic about the directory as a whole (file ".") names it in its message.
     let mut heading = if d.file == "." && d.line == 0 {
         d.severity.to_string()
