@@ -56,7 +56,7 @@ pub fn json(r: &DiffReport) -> String {
 pub fn table(r: &DiffReport) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "canary-xds diff {} -> {}", r.base, r.new);
-    let _ = writeln!(out, "{}", summary(r));
+    wrap(&mut out, "", &summary(r));
     for f in &r.fleets {
         out.push('\n');
         write_fleet(&mut out, f);
@@ -167,7 +167,18 @@ pub fn write_fleet(out: &mut String, f: &FleetDiff) {
     for (sign, list) in [("+", &f.clusters_added), ("-", &f.clusters_removed)] {
         for c in list {
             let _ = writeln!(out, "{sign} cluster {}  service {}", c.name, c.service);
-            let _ = writeln!(out, "    stats {}", c.stats.join(" "));
+            // `cluster.qotm.{upstream_rq_xx, upstream_rq_time}`: the prefix once.
+            let prefix = format!("cluster.{}.", c.name);
+            let names: Vec<&str> = c
+                .stats
+                .iter()
+                .map(|s| s.strip_prefix(&prefix).unwrap_or(s))
+                .collect();
+            wrap(
+                out,
+                "    stats ",
+                &format!("{prefix}{{{}}}", names.join(", ")),
+            );
         }
     }
 }

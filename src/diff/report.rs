@@ -173,6 +173,7 @@ pub enum RiskKind {
     /// A route loses every backend: its requests get a 404 or reach a less specific route.
     RouteLosesEveryBackend,
     /// A backend's share moves by more than 50 points in one change.
+    #[serde(rename = "share_moves_over_50_points")]
     ShareMovesOver50Points,
     /// Traffic goes to a service no route of the fleet used before.
     NewService,
