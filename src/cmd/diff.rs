@@ -211,3 +211,44 @@ fn fetch_base(url: &str, timeout: Duration) -> Result<DiffSide, DiffInputError> 
         message: e.to_string(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::test_util::arbitrary_mapping;
+
+    fn write_dir(dir: &Path, bodies: &[String]) {
+        std::fs::create_dir_all(dir).unwrap();
+        for (i, b) in bodies.iter().enumerate() {
+            let text = format!(
+                "apiVersion: ambassador/v1\nkind: Mapping\nname: m{i:02}\nservice: s{}\n{b}",
+                i % 3
+            );
+            std::fs::write(dir.join(format!("f{i:02}.yaml")), text).unwrap();
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        /// `diff X X` through `serve`'s reload is empty, whatever the directory holds (weights
+        /// over 100% and held routes included), and so is X against a copy of itself.
+        #[test]
+        fn a_directory_against_itself_is_no_difference(
+            bodies in prop::collection::vec(arbitrary_mapping(), 0..10),
+        ) {
+            let tmp = tempfile::tempdir().unwrap();
+            let (x, copy) = (tmp.path().join("x"), tmp.path().join("copy"));
+            write_dir(&x, &bodies);
+            write_dir(&copy, &bodies);
+            for new in [&x, &copy] {
+                let (base, new) = served_dirs(Some(&x), new, DEFAULT_MAX_FILE_SIZE);
+                let r = diff_sides(&base.unwrap(), &new, FleetScope::All);
+                prop_assert!(r.is_empty(), "{:#?}", r);
+                prop_assert!(r.risks.is_empty(), "{:#?}", r.risks);
+            }
+        }
+    }
+}

@@ -9,6 +9,7 @@ use super::*;
 use crate::input::parse::{ParsedFile, parse_file};
 use crate::model::diagnostic::{Diagnostic, Severity};
 use crate::model::mapping::{Bp, FULL, RouteKey};
+use crate::test_util::arbitrary_mapping;
 
 fn mapping_yaml(name: &str, extra: &str) -> String {
     format!(
@@ -1057,36 +1058,6 @@ fn the_corpus_is_valid_before_mutation() {
         assert!(!p.has_errors(), "{doc}: {:?}", p.diagnostics);
         assert!(!p.mappings.is_empty(), "{doc}");
     }
-}
-
-fn arbitrary_mapping() -> impl Strategy<Value = String> {
-    (
-        prop::sample::select(vec!["/a/", "/b/", "/a/b/"]),
-        prop::option::of(prop::sample::select(vec!["GET", "POST"])),
-        prop::option::of(prop::sample::select(vec!["foo.com", "bar.com"])),
-        prop::option::of(0u32..=60),
-        prop::option::of(-1i32..=1),
-        prop::bool::ANY,
-    )
-        .prop_map(|(prefix, method, host, weight, precedence, header)| {
-            let mut extra = String::new();
-            if let Some(m) = method {
-                extra.push_str(&format!("method: {m}\n"));
-            }
-            if let Some(h) = host {
-                extra.push_str(&format!("host: {h}\n"));
-            }
-            if let Some(w) = weight {
-                extra.push_str(&format!("weight: {w}\n"));
-            }
-            if let Some(p) = precedence {
-                extra.push_str(&format!("precedence: {p}\n"));
-            }
-            if header {
-                extra.push_str("headers: {x-canary: \"true\"}\n");
-            }
-            format!("prefix: {prefix}\n{extra}")
-        })
 }
 
 proptest! {

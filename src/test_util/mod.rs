@@ -9,6 +9,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use proptest::prelude::{Strategy, prop};
+
 use crate::envoy::snapshot::{Listen, SnapshotBuilder};
 use crate::input::parse::parse_file;
 use crate::input::{DEFAULT_MAX_FILE_SIZE, Loader};
@@ -113,4 +115,37 @@ pub fn envoy(node: &str, fleet: &str, variant: Variant) -> EnvoyStatus {
         in_sync: false,
         awaiting: 0,
     }
+}
+
+/// The body of a generated Mapping (no name or service): a prefix among three that nest, maybe
+/// a method, a host, a weight, a precedence and a header canary, so that routes group, overlap
+/// and order in every way.
+pub fn arbitrary_mapping() -> impl Strategy<Value = String> {
+    (
+        prop::sample::select(vec!["/a/", "/b/", "/a/b/"]),
+        prop::option::of(prop::sample::select(vec!["GET", "POST"])),
+        prop::option::of(prop::sample::select(vec!["foo.com", "bar.com"])),
+        prop::option::of(0u32..=60),
+        prop::option::of(-1i32..=1),
+        prop::bool::ANY,
+    )
+        .prop_map(|(prefix, method, host, weight, precedence, header)| {
+            let mut extra = String::new();
+            if let Some(m) = method {
+                extra.push_str(&format!("method: {m}\n"));
+            }
+            if let Some(h) = host {
+                extra.push_str(&format!("host: {h}\n"));
+            }
+            if let Some(w) = weight {
+                extra.push_str(&format!("weight: {w}\n"));
+            }
+            if let Some(p) = precedence {
+                extra.push_str(&format!("precedence: {p}\n"));
+            }
+            if header {
+                extra.push_str("headers: {x-canary: \"true\"}\n");
+            }
+            format!("prefix: {prefix}\n{extra}")
+        })
 }
