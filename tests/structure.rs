@@ -22,7 +22,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("reload", &["model", "input", "routes", "envoy", "xds"]),
     ("canary", &["model", "input", "routes"]),
     ("admin", &["model", "routes", "xds", "reload", "canary"]),
-    ("diff", &["model", "routes"]),
+    ("diff", &["model", "input", "routes"]),
     (
         "serve",
         &[
