@@ -87,13 +87,14 @@ fn run(n: usize, reps: usize) {
     let files = n.div_ceil(10);
     let one = tmp.path().join("one");
     write_mapping_files(&one, n);
-    std::fs::write(
-        one.join("f00001.yaml"),
-        std::fs::read_to_string(base.join("f00001.yaml"))
-            .unwrap()
-            .replacen("weight: ", "weight: 1", 1),
-    )
-    .unwrap();
+    // Mapping 10 (the first of file 1) has weight 11: one canary moves to 12.
+    let text = std::fs::read_to_string(base.join("f00001.yaml")).unwrap();
+    let moved = text.replacen("weight: 11\n", "weight: 12\n", 1);
+    assert_ne!(
+        moved, text,
+        "mapping_doc(10) changed: pick another weight to move"
+    );
+    std::fs::write(one.join("f00001.yaml"), moved).unwrap();
     let tenth = tmp.path().join("tenth");
     write_mapping_files(&tenth, n);
     for f in (0..files).step_by(10) {
