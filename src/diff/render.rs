@@ -160,7 +160,8 @@ pub fn fleet_heading(f: &FleetDiff) -> String {
 
 /// A fleet's heading, then each route that changed, then its clusters.
 pub fn write_fleet(out: &mut String, f: &FleetDiff) {
-    let _ = writeln!(out, "{}", fleet_heading(f));
+    // Four kinds of route change and two of cluster change run past 80 columns.
+    wrap(out, "", &fleet_heading(f));
     for r in &f.routes {
         write_route(out, r);
     }

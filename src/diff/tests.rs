@@ -194,6 +194,30 @@ fn a_side_without_settings_compares_shares_only() {
 }
 
 #[test]
+fn a_long_fleet_heading_is_wrapped_to_80_columns() {
+    // A route removed, one changed, one added, and clusters added and removed: the heading
+    // alone is 84 columns.
+    let r = default_diff(
+        &[
+            ("a.yaml", &doc("a", "prefix: /a/\n")),
+            ("r.yaml", &doc("root", "prefix: /\n")),
+        ],
+        &[
+            ("r.yaml", &doc("root", "prefix: /\ntimeout_ms: 5000\n")),
+            ("b.yaml", &doc("b", "prefix: /b/\n")),
+        ],
+    );
+    let table = render::table(&r);
+    assert!(table.contains("1 cluster removed"), "{table}");
+    for line in table.lines() {
+        assert!(
+            line.chars().count() <= 80,
+            "over 80 columns: {line}\n{table}"
+        );
+    }
+}
+
+#[test]
 fn markdown_has_a_collapsible_section_per_fleet() {
     let new = CANARY.replace("weight: 10", "weight: 25");
     let mut r = default_diff(
