@@ -58,3 +58,18 @@ fn the_scripts_reach_the_cases_that_matter() {
     assert!(total.quiet > 0, "{total:?}");
     assert!(total.acks > total.nacks, "{total:?}");
 }
+
+/// Inputs the cargo-fuzz target once failed on, kept so that they stay fixed.
+#[test]
+fn the_fuzzers_findings_stay_fixed() {
+    let findings: &[&[u8]] = &[
+        // A SotW Envoy unsubscribes a route table, resubscribes, and reconnects holding the
+        // version of the one table it kept.
+        b"\x00sn\x00s\x00RRRR\x06\xe6\xd3\xd2\xc6~R",
+    ];
+    for data in findings {
+        if let Err(failure) = sim::run(data, 400) {
+            panic!("{failure}");
+        }
+    }
+}

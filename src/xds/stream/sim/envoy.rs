@@ -195,19 +195,20 @@ impl Envoy {
     /// Applies an accepted response.
     pub fn apply(&mut self, d: &Decoded) {
         let kind = d.kind;
-        let fresh: Vec<(String, Item)> = d
+        let (fresh, unwanted): (Vec<(String, Item)>, Vec<(String, Item)>) = d
             .resources
             .iter()
-            .filter(|(name, _)| self.wants(kind, name))
             .cloned()
-            .collect();
+            .partition(|(name, _)| self.wants(kind, name));
         let held = &mut self.held[index(kind)];
         match self.variant {
             Variant::Sotw => {
                 held.version_info = d.version.clone();
                 held.items = fresh.into_iter().collect();
                 if kind == Kind::Route {
-                    self.forgotten.clear();
+                    // Its version now names a set that holds the tables it left out (one it
+                    // stopped asking for while the response was on its way).
+                    self.forgotten = unwanted.into_iter().map(|(name, _)| name).collect();
                 }
             }
             Variant::Delta => {
