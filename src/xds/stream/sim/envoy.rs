@@ -195,7 +195,7 @@ impl Envoy {
     /// Applies an accepted response.
     pub fn apply(&mut self, d: &Decoded) {
         let kind = d.kind;
-        let (fresh, unwanted): (Vec<(String, Item)>, Vec<(String, Item)>) = d
+        let (fresh, unwanted): (Vec<_>, Vec<_>) = d
             .resources
             .iter()
             .cloned()
