@@ -394,11 +394,6 @@ impl SnapshotBuilder {
         if changed.len() > MAX_PATCHED_ROUTES {
             return Err(());
         }
-        // With weights in the route table (more routes than the layer holds), the full build
-        // decides which routes the layer carries.
-        if last.baked {
-            return Err(());
-        }
         let mut overridden = last.overrides.iter().filter(|o| **o).count();
         let mut now = Vec::with_capacity(changed.len());
         for &i in &changed {
@@ -423,7 +418,15 @@ impl SnapshotBuilder {
                     if runtime_id(s, &default).0 != last.rt_digests[i] {
                         return Err(());
                     }
-                    !route.backends.iter().map(|b| b.weight_bp).eq(default)
+                    let overrides = !route.backends.iter().map(|b| b.weight_bp).eq(default);
+                    // With more routes differing than the layer holds (some have their weights
+                    // in the table), which routes the layer carries depends on every route
+                    // that differs: a route may only move within the layer, never join or
+                    // leave the routes that differ, else the full build decides.
+                    if last.baked && (!last.overrides[i] || !overrides) {
+                        return Err(());
+                    }
+                    overrides
                 }
                 None => false,
             };

@@ -161,6 +161,57 @@ fn served(s: &Snapshot) -> Vec<(String, Vec<u8>)> {
     ]
 }
 
+/// A layer of one route and two routes in flight: the second has its weights in the table.
+/// When the first goes back to its default, the second takes its place in the layer, as a
+/// fresh build of the same files has it; a rollout step of the route in the layer is patched.
+#[test]
+fn a_route_leaving_a_full_layer_makes_room_for_the_next_as_a_fresh_build_does() {
+    use crate::input::parse::ParsedFile;
+    use crate::routes::recompile_routes;
+    let file = |route: &str, service: &str, w: Option<u32>| {
+        let w = w.map(|w| format!("weight: {w}\n")).unwrap_or_default();
+        let yaml = format!(
+            "apiVersion: ambassador/v1\nkind: Mapping\nname: {service}\nprefix: /{route}/\nservice: {service}\n{w}"
+        );
+        Arc::new(parse_file(&format!("{service}.yaml"), yaml.as_bytes()))
+    };
+    let files = |first: u32| -> Vec<Arc<ParsedFile>> {
+        vec![
+            // The longer prefix goes first in the table.
+            file("a-first", "a-main", None),
+            file("a-first", "a-canary", Some(first)),
+            file("b", "b-main", None),
+            file("b", "b-canary", Some(30)),
+        ]
+    };
+    let listen = Listen {
+        default: "0.0.0.0:8080".parse().unwrap(),
+        fleets: BTreeMap::new(),
+    };
+    let builder = || SnapshotBuilder::new(listen.clone(), None).with_max_layer_routes(1);
+    let mut patching = builder();
+    let mut last = files(10);
+    let mut compiled = compile(&last, None);
+    for first in [20, 0, 40] {
+        patching.build("default", Arc::clone(&compiled.tables.fleets["default"]));
+        patching.retain();
+        // Only the canary's file is new.
+        let mut next = last.clone();
+        next[1] = files(first)[1].clone();
+        compiled = recompile_routes(&last, &compiled, &next).expect("a weight change");
+        last = next;
+        let t = Arc::clone(&compiled.tables.fleets["default"]);
+        let patched = patching.build("default", Arc::clone(&t));
+        let fresh = builder().build("default", t);
+        assert_eq!(
+            served(&patched),
+            served(&fresh),
+            "canary of /a-first/ at {first}"
+        );
+        assert_eq!(patched.version, fresh.version);
+    }
+}
+
 proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
 
@@ -169,6 +220,8 @@ proptest::proptest! {
     fn a_patched_build_serves_what_a_full_build_serves(
         start in proptest::collection::vec(proptest::option::of(0u32..=100), 12),
         steps in proptest::collection::vec((0usize..12, proptest::option::of(0u32..=100), 0u8..10), 1..12),
+        // Below 4, some routes that differ from their default have their weights in the table.
+        cap in 0usize..=4,
     ) {
         use crate::input::parse::ParsedFile;
         use crate::routes::recompile_routes;
@@ -186,8 +239,9 @@ proptest::proptest! {
         let mut files: Vec<Arc<ParsedFile>> = (0..12).map(|i| file(i, weights[i], 0)).collect();
         let mut compiled = compile(&files, None);
         let listen = Listen { default: "0.0.0.0:8080".parse().unwrap(), fleets: BTreeMap::new() };
-        let mut patching = SnapshotBuilder::new(listen.clone(), None);
-        let mut full = SnapshotBuilder::new(listen.clone(), None);
+        let builder = || SnapshotBuilder::new(listen.clone(), None).with_max_layer_routes(cap);
+        let mut patching = builder();
+        let mut full = builder();
         for (i, w, other) in steps {
             let t = Arc::clone(&compiled.tables.fleets["default"]);
             let a = patching.build("default", Arc::clone(&t));
@@ -199,7 +253,7 @@ proptest::proptest! {
             proptest::prop_assert_eq!(&a.version, &b.version);
             // And a process that never saw the history serves the very same bytes: what is
             // served is a function of the files alone.
-            let fresh = SnapshotBuilder::new(listen.clone(), None).build("default", t);
+            let fresh = builder().build("default", t);
             proptest::prop_assert_eq!(served(&a), served(&fresh));
             proptest::prop_assert_eq!(&a.version, &fresh.version);
             // Mostly a weight; now and then an upstream (not a patch).
