@@ -1437,10 +1437,13 @@ fn print_summary(args: &Args, results: &[Summary]) {
                 any = true;
             }
             ("flip", 10_000) => {
+                // Issue 13: with Envoy's stats flush out of the way (`--envoy-stats-flush 299s`).
                 println!(
-                    "  weight flip at 10k {unit} (point 3): p99 {:.1} ms <= 10 {}",
+                    "  weight flip at 10k {unit} (issue 13): p50 {:.1} ms <= 10 {}, p99 {:.1} ms <= 25 {}",
+                    r.ours.p50(),
+                    verdict(r.ours.p50() <= 10.0),
                     r.ours.p99(),
-                    verdict(r.ours.p99() <= 10.0)
+                    verdict(r.ours.p99() <= 25.0)
                 );
                 any = true;
             }
