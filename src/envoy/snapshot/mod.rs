@@ -68,6 +68,8 @@ struct Built {
     entries: Vec<bytes::Bytes>,
     /// The runtime variant's: a weighted route's runtime id, else as above.
     rt_digests: Vec<[u8; 32]>,
+    /// The runtime variant's encoded entries, as `entries`.
+    rt_entries: Vec<bytes::Bytes>,
     /// A weighted route's runtime key prefix.
     prefixes: Vec<Option<String>>,
     /// Whether the layer carries a weighted route's weights (they differ from its default).

@@ -320,11 +320,7 @@ impl SnapshotBuilder {
             prefixes[i] = Some(prefix);
         }
         let encode = |(i, _, prefix, configured): &(usize, [u8; 32], String, Vec<Bp>)| {
-            let mut bytes = Vec::new();
-            let envoy =
-                translate::weighted_route_with_runtime(&table.routes[*i], prefix, configured);
-            prost::encoding::message::encode(3, &envoy, &mut bytes);
-            bytes::Bytes::from(bytes)
+            encode_runtime_route(&table.routes[*i], prefix, configured)
         };
         let made: Vec<bytes::Bytes> = if missing.len() < PARALLEL_MIN {
             missing.iter().map(encode).collect()
@@ -363,6 +359,7 @@ impl SnapshotBuilder {
             structures,
             entries,
             rt_digests,
+            rt_entries,
             prefixes,
             overrides,
             baked,
@@ -374,9 +371,10 @@ impl SnapshotBuilder {
     }
 
     /// Builds a fleet's route configurations from its last build when its table differs in
-    /// a few routes and only in their weights (a rollout step) and the layer can carry the new
-    /// weights: the routes that did not change are not looked up again and the runtime
-    /// variant stays as it is. `Err` when this is not such a change (the caller builds
+    /// a few routes and only in their weights (a rollout step), and no route joins or leaves
+    /// the layer's routes beyond its cap: the routes that did not change are not looked up
+    /// again, and the runtime variant stays as it is unless a route beyond the cap (its
+    /// weights in the table) moved. `Err` when this is not such a change (the caller builds
     /// everything), so the result is always what `assemble_all` would give.
     fn patch(
         &mut self,
@@ -411,35 +409,56 @@ impl SnapshotBuilder {
             {
                 return Err(());
             }
-            let overrides = match structure {
+            let (overrides, in_table) = match structure {
                 Some(s) => {
+                    let was = &last.table.routes[i];
                     // A new primary (a Mapping gained or lost its weight) is a new default.
                     let default = default_weights(route);
-                    if runtime_id(s, &default).0 != last.rt_digests[i] {
+                    if default != default_weights(was) {
                         return Err(());
                     }
-                    let overrides = !route.backends.iter().map(|b| b.weight_bp).eq(default);
-                    // With more routes differing than the layer holds (some have their weights
-                    // in the table), which routes the layer carries depends on every route
-                    // that differs: a route may only move within the layer, never join or
-                    // leave the routes that differ, else the full build decides.
-                    if last.baked && (!last.overrides[i] || !overrides) {
+                    let own: Vec<Bp> = route.backends.iter().map(|b| b.weight_bp).collect();
+                    let differs = own != default;
+                    // With more routes differing than the layer holds, which routes it carries
+                    // depends on every route that differs: one joining or leaving them moves
+                    // the cap's boundary, and the full build decides.
+                    let differed = !was.backends.iter().map(|b| b.weight_bp).eq(default);
+                    if last.baked && differs != differed {
                         return Err(());
                     }
-                    overrides
+                    if differs && last.baked && !last.overrides[i] {
+                        // Beyond the cap: its own weights are in the runtime variant's table.
+                        (false, Some((s, own)))
+                    } else {
+                        (differs, None)
+                    }
                 }
-                None => false,
+                None => (false, None),
             };
             overridden = overridden + usize::from(overrides) - usize::from(last.overrides[i]);
-            now.push((i, digest, entries, overrides));
+            now.push((i, digest, entries, overrides, in_table));
         }
         if overridden > self.max_layer_routes {
             return Err(());
         }
-        for (i, digest, entries, overrides) in now {
+        let mut table_moved = false;
+        for (i, digest, entries, overrides, in_table) in now {
             let route = &table.routes[i];
             last.digests[i] = digest;
             last.entries[i] = entries;
+            if let Some((structure, own)) = in_table {
+                let (id, prefix) = self.runtime_key(route, structure, &own);
+                let generation = self.generation;
+                let used = self.runtime_routes.entry(id).or_insert_with(|| Used {
+                    value: encode_runtime_route(route, &prefix, &own),
+                    generation,
+                });
+                used.generation = generation;
+                last.rt_digests[i] = id;
+                last.rt_entries[i] = used.value.clone();
+                table_moved = true;
+                continue;
+            }
             // The runtime variant reads the weights from the layer: only the layer moves.
             if let Some(prefix) = &last.prefixes[i] {
                 for b in &route.backends {
@@ -460,7 +479,16 @@ impl SnapshotBuilder {
             &last.entries,
             Vec::new(),
         );
-        if let Some(c) = self.configs.get_mut(&last.runtime.version) {
+        if table_moved {
+            let prefixes = last.prefixes.iter().flatten().cloned().collect();
+            last.runtime = self.assemble(
+                cluster_names,
+                &last.plan,
+                &last.rt_digests,
+                &last.rt_entries,
+                prefixes,
+            );
+        } else if let Some(c) = self.configs.get_mut(&last.runtime.version) {
             c.generation = self.generation;
         }
         last.layer_resource = self.layer(&last.layer);
@@ -508,4 +536,13 @@ impl SnapshotBuilder {
         );
         resource
     }
+}
+
+/// A weighted route's runtime variant, encoded as a `VirtualHost.routes` entry (field 3): its
+/// weights read from the runtime keys under `prefix`, `configured` where the layer has none.
+fn encode_runtime_route(route: &Route, prefix: &str, configured: &[Bp]) -> bytes::Bytes {
+    let mut bytes = Vec::new();
+    let envoy = translate::weighted_route_with_runtime(route, prefix, configured);
+    prost::encoding::message::encode(3, &envoy, &mut bytes);
+    bytes::Bytes::from(bytes)
 }

@@ -162,11 +162,12 @@ fn served(s: &Snapshot) -> Vec<(String, Vec<u8>)> {
 }
 
 /// A layer of one route and two routes in flight: the second has its weights in the table.
-/// When the first goes back to its default, the second takes its place in the layer, as a
-/// fresh build of the same files has it; a rollout step of the route in the layer is patched.
+/// Each step moves one canary, and the patched build serves what a fresh build of the same
+/// files serves: a move within the layer, a move of the route beyond the cap (its weights in
+/// the runtime variant's table), and the first route leaving, then joining, the routes that
+/// differ (the second takes its place in the layer, then gives it back).
 #[test]
-fn a_route_leaving_a_full_layer_makes_room_for_the_next_as_a_fresh_build_does() {
-    use crate::input::parse::ParsedFile;
+fn routes_beyond_a_full_layer_are_patched_as_a_fresh_build_has_them() {
     use crate::routes::recompile_routes;
     let file = |route: &str, service: &str, w: Option<u32>| {
         let w = w.map(|w| format!("weight: {w}\n")).unwrap_or_default();
@@ -175,39 +176,35 @@ fn a_route_leaving_a_full_layer_makes_room_for_the_next_as_a_fresh_build_does() 
         );
         Arc::new(parse_file(&format!("{service}.yaml"), yaml.as_bytes()))
     };
-    let files = |first: u32| -> Vec<Arc<ParsedFile>> {
-        vec![
-            // The longer prefix goes first in the table.
-            file("a-first", "a-main", None),
-            file("a-first", "a-canary", Some(first)),
-            file("b", "b-main", None),
-            file("b", "b-canary", Some(30)),
-        ]
-    };
     let listen = Listen {
         default: "0.0.0.0:8080".parse().unwrap(),
         fleets: BTreeMap::new(),
     };
     let builder = || SnapshotBuilder::new(listen.clone(), None).with_max_layer_routes(1);
     let mut patching = builder();
-    let mut last = files(10);
-    let mut compiled = compile(&last, None);
-    for first in [20, 0, 40] {
+    // The longer prefix goes first in the table.
+    let mut files = vec![
+        file("a-first", "a-main", None),
+        file("a-first", "a-canary", Some(10)),
+        file("b", "b-main", None),
+        file("b", "b-canary", Some(30)),
+    ];
+    let mut compiled = compile(&files, None);
+    for (canary, w) in [("a", 20), ("b", 45), ("a", 0), ("b", 50), ("a", 40)] {
         patching.build("default", Arc::clone(&compiled.tables.fleets["default"]));
         patching.retain();
         // Only the canary's file is new.
-        let mut next = last.clone();
-        next[1] = files(first)[1].clone();
-        compiled = recompile_routes(&last, &compiled, &next).expect("a weight change");
-        last = next;
+        let mut next = files.clone();
+        next[if canary == "a" { 1 } else { 3 }] = match canary {
+            "a" => file("a-first", "a-canary", Some(w)),
+            _ => file("b", "b-canary", Some(w)),
+        };
+        compiled = recompile_routes(&files, &compiled, &next).expect("a weight change");
+        files = next;
         let t = Arc::clone(&compiled.tables.fleets["default"]);
         let patched = patching.build("default", Arc::clone(&t));
         let fresh = builder().build("default", t);
-        assert_eq!(
-            served(&patched),
-            served(&fresh),
-            "canary of /a-first/ at {first}"
-        );
+        assert_eq!(served(&patched), served(&fresh), "{canary} at {w}");
         assert_eq!(patched.version, fresh.version);
     }
 }
