@@ -78,6 +78,15 @@ fn req(kind: Kind, names: &[&str], version: &str, nonce: &str) -> DiscoveryReque
     }
 }
 
+/// What an Envoy names in its SotW requests of `kind`: the one route table, nothing else.
+fn names_of(kind: Kind) -> &'static [&'static str] {
+    if kind == Kind::Route {
+        &["canary-xds"]
+    } else {
+        &[]
+    }
+}
+
 fn nack(kind: Kind, nonce: &str) -> DiscoveryRequest {
     DiscoveryRequest {
         error_detail: Some(Status {
@@ -85,16 +94,7 @@ fn nack(kind: Kind, nonce: &str) -> DiscoveryRequest {
             message: "bad".into(),
             ..Default::default()
         }),
-        ..req(
-            kind,
-            if kind == Kind::Route {
-                &["canary-xds"]
-            } else {
-                &[]
-            },
-            "",
-            nonce,
-        )
+        ..req(kind, names_of(kind), "", nonce)
     }
 }
 
@@ -105,11 +105,7 @@ fn decode(r: &Response) -> DiscoveryResponse {
 /// Connects a SotW stream and ACKs everything until it is in sync with `s`.
 fn sync(st: &mut StreamState, s: &Snapshot, a: &mut Archive) {
     for kind in PLAIN {
-        let names: &[&str] = if kind == Kind::Route {
-            &["canary-xds"]
-        } else {
-            &[]
-        };
+        let names = names_of(kind);
         if !st.types[index(kind)].subscribed {
             st.on_sotw(&req(kind, names, "", ""), a).unwrap();
         }
@@ -120,11 +116,7 @@ fn sync(st: &mut StreamState, s: &Snapshot, a: &mut Archive) {
             return;
         }
         for r in out {
-            let names: &[&str] = if r.kind == Kind::Route {
-                &["canary-xds"]
-            } else {
-                &[]
-            };
+            let names = names_of(r.kind);
             st.on_sotw(&req(r.kind, names, &r.version, &r.nonce), a)
                 .unwrap();
         }
@@ -411,11 +403,7 @@ fn dsync(st: &mut StreamState, s: &Snapshot, a: &mut Archive) -> Vec<DeltaDiscov
     let mut seen = Vec::new();
     for kind in PLAIN {
         if !st.types[index(kind)].subscribed {
-            let names: &[&str] = if kind == Kind::Route {
-                &["canary-xds"]
-            } else {
-                &[]
-            };
+            let names = names_of(kind);
             st.on_delta(&dreq(kind, names, ""), a).unwrap();
         }
     }

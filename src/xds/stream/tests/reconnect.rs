@@ -24,11 +24,7 @@ fn sotw_reconnect(
         let r = if runtime {
             rt_req(*kind, v, "")
         } else {
-            let names: &[&str] = if *kind == Kind::Route {
-                &["canary-xds"]
-            } else {
-                &[]
-            };
+            let names = names_of(*kind);
             req(*kind, names, v, "")
         };
         events.extend(st.on_sotw(&r, a).unwrap());
@@ -116,21 +112,13 @@ fn sotw_a_reconnect_is_sent_only_the_kinds_that_changed_make_before_break() {
         let mut answer = |st: &mut StreamState, a: &mut Archive| {
             for r in st.plan(&s2, a) {
                 sent.push((r.kind, decode(&r).resources.len()));
-                let names: &[&str] = if r.kind == Kind::Route {
-                    &["canary-xds"]
-                } else {
-                    &[]
-                };
+                let names = names_of(r.kind);
                 st.on_sotw(&req(r.kind, names, &r.version, &r.nonce), a)
                     .unwrap();
             }
         };
         for (kind, v) in &order {
-            let names: &[&str] = if *kind == Kind::Route {
-                &["canary-xds"]
-            } else {
-                &[]
-            };
+            let names = names_of(*kind);
             again.on_sotw(&req(*kind, names, v, ""), &a).unwrap();
             answer(&mut again, &mut a);
         }
@@ -176,11 +164,7 @@ fn sotw_a_reconnect_is_answered_when_it_asks_for_more_or_holds_what_we_never_sen
     // without --state-dir): answered, whatever it is.
     let mut again = StreamState::new(Variant::Sotw);
     for (kind, _) in &held {
-        let names: &[&str] = if *kind == Kind::Route {
-            &["canary-xds"]
-        } else {
-            &[]
-        };
+        let names = names_of(*kind);
         again
             .on_sotw(&req(*kind, names, "from-elsewhere", ""), &a)
             .unwrap();
@@ -216,11 +200,7 @@ fn dreconnect(s: &Snapshot, a: &Archive) -> StreamState {
     for kind in PLAIN {
         let held = dheld(s, kind);
         let held: Vec<(&str, &str)> = held.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
-        let names: &[&str] = if kind == Kind::Route {
-            &["canary-xds"]
-        } else {
-            &[]
-        };
+        let names = names_of(kind);
         let ev = st.on_delta(&dfirst(kind, names, &held), a).unwrap();
         assert!(ev.is_empty(), "{ev:?}");
     }
